@@ -38,7 +38,10 @@ pub enum Message<'a> {
     Binary(&'a [u8]),
     /// A message sent with RSV1 (permessage-deflate): to be inflated, and for
     /// text, checked for UTF-8 after inflation.
-    Compressed { text: bool, payload: &'a [u8] },
+    Compressed {
+        text: bool,
+        payload: &'a [u8],
+    },
     Ping(&'a [u8]),
     Pong(&'a [u8]),
     Close(ClosePayload<'a>),
@@ -314,7 +317,11 @@ mod tests {
     fn every_split(stream: &[u8]) -> Result<Vec<Owned>, Violation> {
         let first = run(DecoderConfig::default(), stream, 0);
         for split in 1..=stream.len() {
-            assert_eq!(run(DecoderConfig::default(), stream, split), first, "split {split}");
+            assert_eq!(
+                run(DecoderConfig::default(), stream, split),
+                first,
+                "split {split}"
+            );
         }
         first
     }
@@ -374,16 +381,44 @@ mod tests {
         let mut unmasked = Vec::new();
         write_frame(&mut unmasked, OpCode::Text, false, b"hi", None);
         assert_eq!(violation(&unmasked), 1002);
-        assert_eq!(violation(&frame(true, true, 1, b"x")), 1002, "RSV1 not agreed");
-        assert_eq!(violation(&frame(true, false, 3, b"")), 1002, "reserved opcode");
-        assert_eq!(violation(&frame(false, false, 9, b"")), 1002, "fragmented ping");
-        assert_eq!(violation(&frame(true, false, 9, &[0; 126])), 1002, "ping > 125");
-        assert_eq!(violation(&frame(true, false, 0, b"x")), 1002, "lone continuation");
+        assert_eq!(
+            violation(&frame(true, true, 1, b"x")),
+            1002,
+            "RSV1 not agreed"
+        );
+        assert_eq!(
+            violation(&frame(true, false, 3, b"")),
+            1002,
+            "reserved opcode"
+        );
+        assert_eq!(
+            violation(&frame(false, false, 9, b"")),
+            1002,
+            "fragmented ping"
+        );
+        assert_eq!(
+            violation(&frame(true, false, 9, &[0; 126])),
+            1002,
+            "ping > 125"
+        );
+        assert_eq!(
+            violation(&frame(true, false, 0, b"x")),
+            1002,
+            "lone continuation"
+        );
         let mut s = frame(false, false, 1, b"a");
         s.extend(frame(true, false, 1, b"b"));
         assert_eq!(violation(&s), 1002, "text inside fragmented text");
-        assert_eq!(violation(&frame(true, false, 8, &[3])), 1002, "1-byte close");
-        assert_eq!(violation(&frame(true, false, 8, &[0x03, 0xed])), 1002, "close 1005");
+        assert_eq!(
+            violation(&frame(true, false, 8, &[3])),
+            1002,
+            "1-byte close"
+        );
+        assert_eq!(
+            violation(&frame(true, false, 8, &[0x03, 0xed])),
+            1002,
+            "close 1005"
+        );
     }
 
     #[test]
@@ -400,8 +435,15 @@ mod tests {
         );
         let mut s = frame(false, true, 2, b"ab");
         s.extend(frame(true, true, 0, b"cd"));
-        assert_eq!(run(cfg, &s, 0).unwrap_err().code, 1002, "RSV1 on continuation");
-        assert_eq!(run(cfg, &frame(true, true, 9, b""), 0).unwrap_err().code, 1002);
+        assert_eq!(
+            run(cfg, &s, 0).unwrap_err().code,
+            1002,
+            "RSV1 on continuation"
+        );
+        assert_eq!(
+            run(cfg, &frame(true, true, 9, b""), 0).unwrap_err().code,
+            1002
+        );
     }
 
     #[test]
@@ -410,7 +452,11 @@ mod tests {
         for pos in 0..=text.len() {
             let mut bad = text.to_vec();
             bad.insert(pos, 0xff);
-            assert_eq!(violation(&frame(true, false, 1, &bad)), 1007, "single, pos {pos}");
+            assert_eq!(
+                violation(&frame(true, false, 1, &bad)),
+                1007,
+                "single, pos {pos}"
+            );
             // The same text in two fragments cut at every place.
             for cut in 0..=bad.len() {
                 let mut s = frame(false, false, 1, &bad[..cut]);

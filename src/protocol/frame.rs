@@ -188,7 +188,10 @@ mod tests {
         let h = parse_header(&hex("81 05 48 65 6c 6c 6f"), false)
             .unwrap()
             .unwrap();
-        assert_eq!((h.fin, h.opcode, h.payload_len, h.header_len), (true, OpCode::Text, 5, 2));
+        assert_eq!(
+            (h.fin, h.opcode, h.payload_len, h.header_len),
+            (true, OpCode::Text, 5, 2)
+        );
         // §5.7: masked "Hello".
         let h = parse_header(&hex("81 85 37 fa 21 3d 7f 9f 4d 51 58"), false)
             .unwrap()
@@ -197,7 +200,10 @@ mod tests {
         assert_eq!(h.header_len, 6);
         // §5.7: 256 bytes binary, 16-bit length.
         let h = parse_header(&hex("82 7E 01 00"), false).unwrap().unwrap();
-        assert_eq!((h.opcode, h.payload_len, h.header_len), (OpCode::Binary, 256, 4));
+        assert_eq!(
+            (h.opcode, h.payload_len, h.header_len),
+            (OpCode::Binary, 256, 4)
+        );
         // §5.7: 64 KiB binary, 64-bit length.
         let h = parse_header(&hex("82 7F 00 00 00 00 00 01 00 00"), false)
             .unwrap()
@@ -226,10 +232,24 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(parse_header(&hex("C1 80"), false), Err(HeaderError::ReservedBits));
-        assert!(parse_header(&hex("C1 80 00 00 00 00"), true).unwrap().unwrap().rsv1);
-        assert_eq!(parse_header(&hex("A1 80"), true), Err(HeaderError::ReservedBits));
-        assert_eq!(parse_header(&hex("91 80"), true), Err(HeaderError::ReservedBits));
+        assert_eq!(
+            parse_header(&hex("C1 80"), false),
+            Err(HeaderError::ReservedBits)
+        );
+        assert!(
+            parse_header(&hex("C1 80 00 00 00 00"), true)
+                .unwrap()
+                .unwrap()
+                .rsv1
+        );
+        assert_eq!(
+            parse_header(&hex("A1 80"), true),
+            Err(HeaderError::ReservedBits)
+        );
+        assert_eq!(
+            parse_header(&hex("91 80"), true),
+            Err(HeaderError::ReservedBits)
+        );
         for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
             assert_eq!(
                 parse_header(&[0x80 | op, 0x80], false),
@@ -237,8 +257,14 @@ mod tests {
                 "opcode {op}"
             );
         }
-        assert_eq!(parse_header(&hex("09 80"), false), Err(HeaderError::BadControlFrame));
-        assert_eq!(parse_header(&hex("89 FE 00 7e"), false), Err(HeaderError::BadControlFrame));
+        assert_eq!(
+            parse_header(&hex("09 80"), false),
+            Err(HeaderError::BadControlFrame)
+        );
+        assert_eq!(
+            parse_header(&hex("89 FE 00 7e"), false),
+            Err(HeaderError::BadControlFrame)
+        );
         assert_eq!(
             parse_header(&hex("82 FF 80 00 00 00 00 00 00 00"), false),
             Err(HeaderError::BadLength)

@@ -189,11 +189,26 @@ mod tests {
     fn validation() {
         assert_eq!(check(&[]), Ok(()));
         assert_eq!(check(&[("Host", "")]), Err(HandshakeError::NoHost));
-        assert_eq!(check(&[("Connection", "close")]), Err(HandshakeError::NoConnectionUpgrade));
-        assert_eq!(check(&[("Sec-WebSocket-Version", "8")]), Err(HandshakeError::BadVersion));
-        assert_eq!(check(&[("Sec-WebSocket-Version", "")]), Err(HandshakeError::BadVersion));
-        assert_eq!(check(&[("Sec-WebSocket-Key", "")]), Err(HandshakeError::BadKey));
-        assert_eq!(check(&[("Sec-WebSocket-Key", "c2hvcnQ=")]), Err(HandshakeError::BadKey));
+        assert_eq!(
+            check(&[("Connection", "close")]),
+            Err(HandshakeError::NoConnectionUpgrade)
+        );
+        assert_eq!(
+            check(&[("Sec-WebSocket-Version", "8")]),
+            Err(HandshakeError::BadVersion)
+        );
+        assert_eq!(
+            check(&[("Sec-WebSocket-Version", "")]),
+            Err(HandshakeError::BadVersion)
+        );
+        assert_eq!(
+            check(&[("Sec-WebSocket-Key", "")]),
+            Err(HandshakeError::BadKey)
+        );
+        assert_eq!(
+            check(&[("Sec-WebSocket-Key", "c2hvcnQ=")]),
+            Err(HandshakeError::BadKey)
+        );
         assert_eq!(HandshakeError::BadVersion.status(), 426);
         let h = headers(&[]);
         let u = UpgradeHeaders::scan(h.iter().copied());
@@ -215,8 +230,12 @@ mod tests {
 
     #[test]
     fn response_has_every_header() {
-        let r = String::from_utf8(response_101(b"dGhlIHNhbXBsZSBub25jZQ==", Some("chat"), None))
-            .unwrap();
+        let r = String::from_utf8(response_101(
+            b"dGhlIHNhbXBsZSBub25jZQ==",
+            Some("chat"),
+            None,
+        ))
+        .unwrap();
         assert!(r.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(r.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(r.contains("Sec-WebSocket-Protocol: chat\r\n"));

@@ -1,0 +1,289 @@
+'use strict';
+// The server-side connection object (`ws` in the contract).
+
+const { defineEvents, emit } = require('./events.js');
+const { sackError, notOpen } = require('./errors.js');
+const native = require('../native.js');
+
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSING = 2;
+const CLOSED = 3;
+
+// Status numbers returned by NativeConnection methods (src/binding/connection.rs).
+const ST_OK = 1;
+const ST_NOT_OPEN = -1;
+const ST_ALREADY_DECIDED = -2;
+const ST_PROTOCOL_NOT_OFFERED = -3;
+
+// Close codes that may be sent (RFC 6455 §7.4): 1000–1003, 1007–1014, 3000–4999.
+function isValidCloseCode(code) {
+  return (
+    Number.isInteger(code) &&
+    ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999))
+  );
+}
+
+function toBytes(data, what) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer || (typeof SharedArrayBuffer !== 'undefined' && data instanceof SharedArrayBuffer)) {
+    return new Uint8Array(data);
+  }
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  throw sackError(
+    TypeError,
+    'ERR_INVALID_ARG_TYPE',
+    `${what}: data must be a string, an ArrayBuffer or an ArrayBufferView; received ${data === null ? 'null' : typeof data}`,
+  );
+}
+
+function family(address) {
+  return address.includes(':') ? 'IPv6' : 'IPv4';
+}
+
+// The query string as an object: values decoded ('+' is a space), a key
+// without '=' is null, a repeated key collects its values in an array.
+function parseQuery(query, into = Object.create(null)) {
+  if (!query) return into;
+  for (const part of query.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const key = decode(eq < 0 ? part : part.slice(0, eq));
+    const value = eq < 0 ? null : decode(part.slice(eq + 1));
+    if (key in into) {
+      const prev = into[key];
+      into[key] = Array.isArray(prev) ? prev.concat([value]) : [prev, value];
+    } else {
+      into[key] = value;
+    }
+  }
+  return into;
+}
+
+function decode(s) {
+  s = s.replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+// Lower-case header names; repeated headers joined with ", " (set-cookie
+// kept as an array), as Node's http does.
+function headersFromRaw(raw) {
+  const h = Object.create(null);
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    if (name === 'set-cookie') (h[name] || (h[name] = [])).push(value);
+    else if (name in h) h[name] += ', ' + value;
+    else h[name] = value;
+  }
+  return h;
+}
+
+// info: [target, rawHeaders, remoteAddress, remotePort, localAddress,
+//        localPort, protocols, method, httpMinor] (src/binding/dispatch.rs)
+class Connection {
+  constructor(server, handle, info, id, state) {
+    this._h = handle;
+    this._id = id;
+    this._server = server;
+    this._info = info;
+    this.readyState = state;
+    this.protocol = '';
+    this.extensions = '';
+    this.protocols = info[6];
+    this.rawHeaders = info[1];
+    const target = info[0];
+    const q = target.indexOf('?');
+    this.url = q < 0 ? target : target.slice(0, q);
+    this._query = q < 0 ? '' : target.slice(q + 1);
+    this._cgi = undefined;
+    this._headers = undefined;
+    this._connection = undefined;
+    this._held = false;
+    this._deciding = false;
+    this._connectPending = false;
+  }
+
+  get CGI() {
+    if (this._cgi === undefined) this._cgi = parseQuery(this._query);
+    return this._cgi;
+  }
+
+  get headers() {
+    if (this._headers === undefined) this._headers = headersFromRaw(this.rawHeaders);
+    return this._headers;
+  }
+
+  get connection() {
+    if (this._connection === undefined) {
+      const i = this._info;
+      this._connection = {
+        remoteAddress: i[2],
+        remotePort: i[3],
+        remoteFamily: family(i[2]),
+        localAddress: i[4],
+        localPort: i[5],
+        localFamily: family(i[4]),
+        hostname: null,
+        headers: this.headers,
+      };
+    }
+    return this._connection;
+  }
+
+  get bufferedAmount() {
+    return this.readyState === CLOSED ? 0 : this._h.bufferedAmount;
+  }
+
+  send(data) {
+    let r;
+    if (typeof data === 'string') {
+      if (this.readyState !== OPEN) throw notOpen(this, 'send');
+      r = this._h.sendText(data);
+    } else {
+      const bytes = toBytes(data, 'send');
+      if (this.readyState !== OPEN) throw notOpen(this, 'send');
+      r = this._h.sendBinary(bytes);
+    }
+    if (r < 0) throw notOpen(this, 'send');
+    return r === ST_OK;
+  }
+
+  ping(data) {
+    const bytes = data === undefined ? undefined : toBytes(data, 'ping');
+    if (bytes && bytes.byteLength > 125) {
+      throw sackError(RangeError, 'ERR_OUT_OF_RANGE', 'ping: the payload must not be longer than 125 bytes');
+    }
+    if (this.readyState !== OPEN) throw notOpen(this, 'ping');
+    if (this._h.ping(bytes) < 0) throw notOpen(this, 'ping');
+  }
+
+  close(code, reason) {
+    if (code === undefined || code === null) code = 1000;
+    if (!isValidCloseCode(code)) {
+      throw sackError(
+        RangeError,
+        'WS_ERR_INVALID_CLOSE_CODE',
+        `close: invalid close code ${String(code)} (use 1000–1003, 1007–1014 or 3000–4999)`,
+      );
+    }
+    if (reason === undefined || reason === null) reason = '';
+    if (typeof reason !== 'string') {
+      throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'close: the reason must be a string');
+    }
+    if (Buffer.byteLength(reason) > 123) {
+      throw sackError(RangeError, 'ERR_OUT_OF_RANGE', 'close: the reason must not be longer than 123 UTF-8 bytes');
+    }
+    if (this.readyState === CONNECTING) {
+      this.reject(403);
+      return;
+    }
+    if (this.readyState !== OPEN) return;
+    this.readyState = CLOSING;
+    this._h.close(code, reason);
+  }
+
+  terminate() {
+    if (this.readyState === CLOSED) return;
+    if (this.readyState === OPEN) this.readyState = CLOSING;
+    this._h.terminate();
+  }
+
+  block() {
+    this._h.setBlocked(true);
+  }
+
+  resume() {
+    this._h.setBlocked(false);
+  }
+
+  get noDelay() {
+    return this._noDelay !== false;
+  }
+
+  set noDelay(on) {
+    this._noDelay = !!on;
+    this._h.setNoDelay(!!on);
+  }
+
+  // Accepts this pending connection (from the accept event, or any time later).
+  accept(protocol) {
+    if (protocol !== undefined && protocol !== null && typeof protocol !== 'string') {
+      throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'accept: the protocol must be a string');
+    }
+    if (protocol && !this.protocols.includes(protocol)) {
+      throw sackError(
+        TypeError,
+        'WS_ERR_PROTOCOL_NOT_OFFERED',
+        `accept: the client did not offer the subprotocol "${protocol}" (offered: ${this.protocols.join(', ') || 'none'})`,
+      );
+    }
+    const r = this._h.accept(protocol || null);
+    if (r === ST_PROTOCOL_NOT_OFFERED) {
+      throw sackError(TypeError, 'WS_ERR_PROTOCOL_NOT_OFFERED', `accept: the client did not offer "${protocol}"`);
+    }
+    if (r !== ST_OK) throw decided(this, 'accept');
+    this.protocol = protocol || '';
+    this.readyState = OPEN;
+    this._server._opened(this);
+    if (this._deciding) this._connectPending = true;
+    else this._server._emitConnect(this);
+  }
+
+  // Refuses this pending connection with an HTTP status (default 403).
+  reject(status, reason) {
+    if (status === undefined || status === null) status = 403;
+    if (!Number.isInteger(status) || status < 400 || status > 599) {
+      throw sackError(RangeError, 'ERR_OUT_OF_RANGE', `reject: the status must be an integer from 400 to 599; received ${status}`);
+    }
+    if (reason !== undefined && reason !== null && typeof reason !== 'string') {
+      throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'reject: the reason must be a string');
+    }
+    const r = this._h.reject(status, reason || null);
+    if (r !== ST_OK) throw decided(this, 'reject');
+    this.readyState = CLOSING;
+  }
+
+  disableSSL() {
+    throw sackError(Error, 'ERR_SACK_NOT_TLS', 'disableSSL: this connection does not use TLS');
+  }
+
+  // Engine events (called by dispatch.js).
+  _message(data) {
+    emit(this, 'message', this, data);
+  }
+
+  _closed(code, reason) {
+    this.readyState = CLOSED;
+    this._server._released(this);
+    emit(this, 'close', this, code, reason);
+  }
+}
+
+function decided(ws, what) {
+  return sackError(
+    Error,
+    'WS_ERR_ALREADY_DECIDED',
+    `${what}: the connection was already ${ws.readyState === CONNECTING ? 'decided' : 'accepted or rejected'}`,
+  );
+}
+
+defineEvents(Connection.prototype, {
+  message: ['onmessage'],
+  close: ['onclose'],
+  error: ['onerror'],
+  pong: ['onpong'],
+  drain: ['ondrain'],
+});
+
+Connection.prototype.CONNECTING = CONNECTING;
+Connection.prototype.OPEN = OPEN;
+Connection.prototype.CLOSING = CLOSING;
+Connection.prototype.CLOSED = CLOSED;
+
+module.exports = { Connection, parseQuery, headersFromRaw, isValidCloseCode, toBytes, native };

@@ -1,0 +1,134 @@
+//! `NativeConnection`: the JS handle of one connection. Methods return small
+//! status numbers instead of throwing; index.js turns them into errors of the
+//! right class (`TypeError`, `RangeError`, `Error` with `code`).
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::engine::conn::{Conn, ConnError};
+use crate::protocol::frame::OpCode;
+
+/// Status numbers shared with index.js.
+pub mod status {
+    /// Done; for `send*`: still under `maxBackpressure`.
+    pub const OK: i32 = 1;
+    /// Sent, but `bufferedAmount` is over `maxBackpressure`.
+    pub const FULL: i32 = 0;
+    pub const NOT_OPEN: i32 = -1;
+    pub const ALREADY_DECIDED: i32 = -2;
+    pub const PROTOCOL_NOT_OFFERED: i32 = -3;
+    pub const BAD_CLOSE_CODE: i32 = -4;
+}
+
+fn code(e: ConnError) -> i32 {
+    match e {
+        ConnError::NotOpen => status::NOT_OPEN,
+        ConnError::AlreadyDecided => status::ALREADY_DECIDED,
+        ConnError::ProtocolNotOffered => status::PROTOCOL_NOT_OFFERED,
+        ConnError::BadCloseCode => status::BAD_CLOSE_CODE,
+    }
+}
+
+fn done(r: std::result::Result<(), ConnError>) -> i32 {
+    r.map(|_| status::OK).unwrap_or_else(code)
+}
+
+fn sent(r: std::result::Result<bool, ConnError>) -> i32 {
+    match r {
+        Ok(true) => status::OK,
+        Ok(false) => status::FULL,
+        Err(e) => code(e),
+    }
+}
+
+/// A server-side WebSocket connection, owned by the engine. index.js wraps
+/// it in the user-facing `ws` object.
+#[napi]
+pub struct NativeConnection {
+    conn: Arc<Conn>,
+}
+
+impl NativeConnection {
+    pub(crate) fn new(conn: Arc<Conn>) -> Self {
+        NativeConnection { conn }
+    }
+}
+
+#[napi]
+impl NativeConnection {
+    /// Process-wide id of the connection (events name it).
+    #[napi(getter)]
+    pub fn id(&self) -> f64 {
+        self.conn.id as f64
+    }
+
+    /// Accepts a pending upgrade with an optional subprotocol.
+    #[napi]
+    pub fn accept(&self, protocol: Option<String>) -> i32 {
+        done(self.conn.accept(protocol.as_deref()))
+    }
+
+    /// Refuses a pending upgrade with an HTTP status (default 403).
+    #[napi]
+    pub fn reject(&self, status: Option<u32>, reason: Option<String>) -> i32 {
+        let status = status.unwrap_or(403).min(999) as u16;
+        done(self.conn.reject(status, reason.as_deref()))
+    }
+
+    /// Queues a text frame.
+    #[napi]
+    pub fn send_text(&self, text: String) -> i32 {
+        sent(self.conn.send(OpCode::Text, text.as_bytes()))
+    }
+
+    /// Queues a binary frame with exactly the view's bytes.
+    #[napi]
+    pub fn send_binary(&self, data: Uint8ArraySlice) -> i32 {
+        sent(self.conn.send(OpCode::Binary, &data))
+    }
+
+    /// Sends a ping (payload cut to 125 bytes).
+    #[napi]
+    pub fn ping(&self, data: Option<Uint8ArraySlice>) -> i32 {
+        done(self.conn.ping(data.as_deref().unwrap_or(&[])))
+    }
+
+    /// Starts the closing handshake (code and reason checked by index.js).
+    #[napi]
+    pub fn close(&self, code: u32, reason: String) -> i32 {
+        let code = u16::try_from(code).unwrap_or(0);
+        done(self.conn.close(code, &reason))
+    }
+
+    /// Drops the connection without a closing handshake.
+    #[napi]
+    pub fn terminate(&self) {
+        self.conn.terminate()
+    }
+
+    /// Stops (`true`) or resumes reading from the socket.
+    #[napi]
+    pub fn set_blocked(&self, blocked: bool) {
+        self.conn.set_blocked(blocked)
+    }
+
+    /// TCP_NODELAY on or off.
+    #[napi]
+    pub fn set_no_delay(&self, on: bool) {
+        self.conn.set_nodelay(on)
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    #[napi(getter)]
+    pub fn buffered_amount(&self) -> f64 {
+        self.conn.buffered_amount() as f64
+    }
+
+    /// The subprotocol chosen at accept, or "".
+    #[napi(getter)]
+    pub fn protocol(&self) -> String {
+        self.conn.protocol()
+    }
+}

@@ -1,0 +1,232 @@
+//! Delivering engine events to JS: one threadsafe-function wake drains the
+//! whole batch, calling the environment's dispatcher once per event.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use napi::bindgen_prelude::ToNapiValue;
+use napi::sys;
+
+use super::connection::NativeConnection;
+use super::env::EnvState;
+use super::js;
+use crate::engine::sink::{ConnInfo, Event};
+
+/// Event kinds, as index.js knows them.
+pub mod kind {
+    pub const TEXT: f64 = 1.0;
+    pub const BINARY: f64 = 2.0;
+    pub const CLOSE: f64 = 3.0;
+    pub const PONG: f64 = 4.0;
+    pub const DRAIN: f64 = 5.0;
+    pub const ERROR: f64 = 6.0;
+    pub const OPEN: f64 = 7.0;
+    pub const ACCEPT: f64 = 8.0;
+    pub const SERVER_ERROR: f64 = 9.0;
+    pub const SERVER_CLOSE: f64 = 10.0;
+}
+
+/// The threadsafe function's callback, on the environment's JS thread.
+///
+/// # Safety
+/// Called by Node with `context` = the `EnvState` given at creation. `env`
+/// is null when the function is being finalized: then nothing is touched.
+pub unsafe extern "C" fn on_wake(
+    env: sys::napi_env,
+    _js_cb: sys::napi_value,
+    context: *mut c_void,
+    _data: *mut c_void,
+) {
+    if env.is_null() || context.is_null() {
+        return;
+    }
+    // SAFETY: see above; the state is never freed.
+    let state = unsafe { &*(context as *const EnvState) };
+    let mut batch = state.spare.take();
+    state.sink.take(&mut batch);
+    // Obtained in the callback's own scope, so valid in every per-event one.
+    let dispatcher = state.dispatcher();
+    for ev in batch.events.drain(..) {
+        // A scope per event keeps the handles of a large batch from piling up.
+        let mut scope = ptr::null_mut();
+        // SAFETY: on the JS thread of `env`; every value is created in this
+        // scope and used before it closes.
+        unsafe {
+            sys::napi_open_handle_scope(env, &mut scope);
+            deliver(env, state, dispatcher, ev, &batch.arena);
+            sys::napi_close_handle_scope(env, scope);
+        }
+    }
+    batch.clear();
+    state.spare.replace(batch);
+}
+
+unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
+    // SAFETY (whole body): on the JS thread of `env`, inside a handle scope.
+    unsafe {
+        let mut raw = Vec::with_capacity(info.head.headers.len() * 2);
+        for (n, v) in &info.head.headers {
+            raw.push(js::string(env, n.as_bytes()));
+            raw.push(js::string(env, v.as_bytes()));
+        }
+        let protocols: Vec<_> = info
+            .protocols
+            .iter()
+            .map(|p| js::string(env, p.as_bytes()))
+            .collect();
+        js::array(
+            env,
+            &[
+                js::string(env, info.head.target.as_bytes()),
+                js::array(env, &raw),
+                js::string(env, info.remote.ip().to_string().as_bytes()),
+                js::number(env, info.remote.port() as f64),
+                js::string(env, info.local.ip().to_string().as_bytes()),
+                js::number(env, info.local.port() as f64),
+                js::array(env, &protocols),
+                js::string(env, info.head.method.as_bytes()),
+                js::number(env, info.head.minor as f64),
+            ],
+        )
+    }
+}
+
+unsafe fn deliver(
+    env: sys::napi_env,
+    state: &EnvState,
+    f: sys::napi_value,
+    ev: Event,
+    arena: &[u8],
+) {
+    use kind::*;
+    // SAFETY (whole body): on the JS thread of `env`, inside a handle scope
+    // opened by the caller.
+    unsafe {
+        let n = |x: f64| js::number(env, x);
+        match ev {
+            Event::Message {
+                conn,
+                text,
+                start,
+                len,
+            } => {
+                let data = &arena[start..start + len];
+                if text {
+                    js::call(env, f, &[n(TEXT), n(conn as f64), js::string(env, data)]);
+                } else {
+                    js::call(
+                        env,
+                        f,
+                        &[n(BINARY), n(conn as f64), js::arraybuffer(env, data)],
+                    );
+                }
+            }
+            Event::Pong { conn, start, len } => {
+                let data = &arena[start..start + len];
+                js::call(
+                    env,
+                    f,
+                    &[n(PONG), n(conn as f64), js::arraybuffer(env, data)],
+                );
+            }
+            Event::Drain { conn } => js::call(env, f, &[n(DRAIN), n(conn as f64)]),
+            Event::Error {
+                conn,
+                code,
+                message,
+            } => js::call(
+                env,
+                f,
+                &[
+                    n(ERROR),
+                    n(conn as f64),
+                    js::string(env, code.as_bytes()),
+                    js::string(env, message.as_bytes()),
+                ],
+            ),
+            Event::Close { conn, code, reason } => {
+                state.conns.borrow_mut().remove(&conn);
+                js::call(
+                    env,
+                    f,
+                    &[
+                        n(CLOSE),
+                        n(conn as f64),
+                        n(code as f64),
+                        js::string(env, reason.as_bytes()),
+                    ],
+                );
+            }
+            Event::Open { server, conn, info } => {
+                open_or_accept(env, state, f, OPEN, server, conn, &info)
+            }
+            Event::Accept { server, conn, info } => {
+                open_or_accept(env, state, f, ACCEPT, server, conn, &info)
+            }
+            Event::ServerError {
+                server,
+                remote,
+                local,
+                code,
+                message,
+            } => {
+                let info = js::array(
+                    env,
+                    &[
+                        js::string(env, remote.ip().to_string().as_bytes()),
+                        n(remote.port() as f64),
+                        js::string(env, local.ip().to_string().as_bytes()),
+                        n(local.port() as f64),
+                    ],
+                );
+                js::call(
+                    env,
+                    f,
+                    &[
+                        n(SERVER_ERROR),
+                        n(server as f64),
+                        info,
+                        js::string(env, code.as_bytes()),
+                        js::string(env, message.as_bytes()),
+                    ],
+                );
+            }
+            Event::ServerClose { server } => {
+                state.servers.borrow_mut().remove(&server);
+                js::call(env, f, &[n(SERVER_CLOSE), n(server as f64)]);
+            }
+        }
+    }
+}
+
+unsafe fn open_or_accept(
+    env: sys::napi_env,
+    state: &EnvState,
+    f: sys::napi_value,
+    kind: f64,
+    server: u64,
+    conn: std::sync::Arc<crate::engine::conn::Conn>,
+    info: &ConnInfo,
+) {
+    // SAFETY (whole body): on the JS thread of `env`, inside a handle scope.
+    unsafe {
+        state.conns.borrow_mut().insert(conn.id, conn.clone());
+        let id = conn.id;
+        let handle = match NativeConnection::to_napi_value(env, NativeConnection::new(conn)) {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let info = conn_info(env, info);
+        js::call(
+            env,
+            f,
+            &[
+                js::number(env, kind),
+                js::number(env, server as f64),
+                handle,
+                info,
+                js::number(env, id as f64),
+            ],
+        );
+    }
+}

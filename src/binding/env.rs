@@ -1,0 +1,197 @@
+//! Per-environment state (main thread and each worker): the event sink the
+//! engine feeds, the threadsafe function that wakes this environment, the
+//! JS dispatcher, and what to close when the environment goes away.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::{Arc, RwLock};
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+
+use crate::engine::conn::Conn;
+use crate::engine::server::Server;
+use crate::engine::sink::{Batch, EnvSink};
+use crate::protocol::close::GOING_AWAY;
+
+/// The threadsafe function, shared with the engine's waker. `None` once the
+/// environment is being torn down: the engine must stop calling it first
+/// (calls racing a worker's teardown crash Node 20, nodejs/node#58484).
+struct Tsfn(RwLock<Option<TsfnPtr>>);
+
+#[derive(Clone, Copy)]
+struct TsfnPtr(sys::napi_threadsafe_function);
+// SAFETY: napi_call_threadsafe_function is documented to be callable from
+// any thread; the pointer is only dereferenced by Node.
+unsafe impl Send for TsfnPtr {}
+// SAFETY: as above.
+unsafe impl Sync for TsfnPtr {}
+
+impl Tsfn {
+    fn wake(&self) {
+        let guard = self.0.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = *guard {
+            // SAFETY: the function is alive while it is in the slot; teardown
+            // takes it out under the write lock before releasing it.
+            unsafe { sys::napi_call_threadsafe_function(t.0, ptr::null_mut(), 0) };
+        }
+    }
+}
+
+pub struct EnvState {
+    pub env: sys::napi_env,
+    pub sink: Arc<EnvSink>,
+    tsfn: Arc<Tsfn>,
+    dispatcher: Cell<sys::napi_ref>,
+    /// The batch not in use, swapped with the sink's on each wake.
+    pub spare: RefCell<Batch>,
+    /// Reasons to keep the event loop alive (listening servers, open
+    /// connections), counted by index.js.
+    holds: Cell<u32>,
+    pub servers: RefCell<HashMap<u64, Arc<Server>>>,
+    pub conns: RefCell<HashMap<u64, Arc<Conn>>>,
+}
+
+struct StatePtr(*const EnvState);
+
+impl EnvState {
+    /// This environment's state; `init` must have run.
+    pub fn get(env: &Env) -> Result<&'static EnvState> {
+        match env.get_instance_data::<StatePtr>()? {
+            // SAFETY: the state is leaked at init and never freed (see `cleanup`).
+            Some(p) => Ok(unsafe { &*p.0 }),
+            None => Err(Error::new(
+                Status::GenericFailure,
+                "sack: init() was not called in this environment",
+            )),
+        }
+    }
+
+    pub fn dispatcher(&self) -> sys::napi_value {
+        let mut f = ptr::null_mut();
+        // SAFETY: on the JS thread of `self.env`; the reference is alive
+        // until cleanup.
+        unsafe { sys::napi_get_reference_value(self.env, self.dispatcher.get(), &mut f) };
+        f
+    }
+
+    /// `on`: one more reason to keep the loop alive; `!on`: one fewer.
+    pub fn hold(&self, on: bool) {
+        let before = self.holds.get();
+        let after = if on {
+            before + 1
+        } else {
+            before.saturating_sub(1)
+        };
+        self.holds.set(after);
+        let guard = self.tsfn.0.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = *guard {
+            // SAFETY: on the JS thread of `self.env`, with a live function.
+            unsafe {
+                if before == 0 && after > 0 {
+                    sys::napi_ref_threadsafe_function(self.env, t.0);
+                } else if before > 0 && after == 0 {
+                    sys::napi_unref_threadsafe_function(self.env, t.0);
+                }
+            }
+        }
+    }
+}
+
+/// Sets up this environment: `dispatcher(kind, id, a, b, c)` receives every
+/// engine event. Call once per environment (index.js does).
+pub fn init(env: &Env, dispatcher: sys::napi_value) -> Result<()> {
+    if env.get_instance_data::<StatePtr>()?.is_some() {
+        return Ok(());
+    }
+    let raw = env.raw();
+    let tsfn = Arc::new(Tsfn(RwLock::new(None)));
+    let waker_tsfn = tsfn.clone();
+    let state = Box::leak(Box::new(EnvState {
+        env: raw,
+        sink: EnvSink::new(Box::new(move || waker_tsfn.wake())),
+        tsfn: tsfn.clone(),
+        dispatcher: Cell::new(ptr::null_mut()),
+        spare: RefCell::new(Batch::default()),
+        holds: Cell::new(0),
+        servers: RefCell::new(HashMap::new()),
+        conns: RefCell::new(HashMap::new()),
+    }));
+    let state_ptr: *const EnvState = state;
+    // SAFETY: on the JS thread; every out-pointer is valid; the context
+    // pointer outlives the function (the state is never freed).
+    unsafe {
+        let mut dref = ptr::null_mut();
+        check(sys::napi_create_reference(raw, dispatcher, 1, &mut dref))?;
+        state.dispatcher.set(dref);
+        let mut name = ptr::null_mut();
+        check(sys::napi_create_string_utf8(
+            raw,
+            c"sack".as_ptr(),
+            4,
+            &mut name,
+        ))?;
+        let mut t = ptr::null_mut();
+        check(sys::napi_create_threadsafe_function(
+            raw,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            name,
+            0,
+            1,
+            ptr::null_mut(),
+            None,
+            state_ptr as *mut c_void,
+            Some(super::dispatch::on_wake),
+            &mut t,
+        ))?;
+        // Weak: only explicit holds keep the loop alive.
+        check(sys::napi_unref_threadsafe_function(raw, t))?;
+        *tsfn.0.write().unwrap_or_else(|e| e.into_inner()) = Some(TsfnPtr(t));
+    }
+    env.set_instance_data(StatePtr(state_ptr), (), |_| {})?;
+    env.add_env_cleanup_hook(state_ptr as usize, |p| cleanup(p as *const EnvState))?;
+    Ok(())
+}
+
+fn check(status: i32) -> Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(Error::new(Status::from(status), "N-API call failed"))
+    }
+}
+
+/// The environment is going away (worker exit, process exit): stop the
+/// engine from calling it, then close what it owned with 1001.
+fn cleanup(state: *const EnvState) {
+    // SAFETY: the state is leaked at init and never freed: after teardown the
+    // threadsafe function may still be finalized with a null env, which
+    // `on_wake` checks before touching the context. Leaking one small struct
+    // per environment is the price of never reading freed memory.
+    let state = unsafe { &*state };
+    if let Some(t) = state
+        .tsfn
+        .0
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        // SAFETY: taken out of the slot under the write lock: no engine call
+        // is in flight or can start.
+        unsafe { sys::napi_release_threadsafe_function(t.0, 1) };
+    }
+    for server in state.servers.take().into_values() {
+        server.close(GOING_AWAY, "");
+    }
+    for conn in state.conns.take().into_values() {
+        if conn.close(GOING_AWAY, "").is_err() {
+            conn.terminate();
+        }
+    }
+    state.spare.take();
+    let mut leftover = Batch::default();
+    state.sink.take(&mut leftover);
+}

@@ -1,0 +1,97 @@
+//! Small raw N-API helpers for the dispatch hot path, where napi-rs's
+//! typed wrappers would add conversions per event.
+
+use std::os::raw::c_char;
+use std::ptr;
+
+use napi::sys;
+
+/// A JS string from UTF-8 bytes the engine already validated.
+///
+/// # Safety
+/// `env` must be the current environment, on its JS thread, in a handle scope.
+pub unsafe fn string(env: sys::napi_env, s: &[u8]) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    // SAFETY: `s` is valid for `s.len()` bytes; the caller guarantees `env`.
+    unsafe {
+        sys::napi_create_string_utf8(env, s.as_ptr() as *const c_char, s.len() as isize, &mut v)
+    };
+    v
+}
+
+/// # Safety
+/// As [`string`].
+pub unsafe fn number(env: sys::napi_env, n: f64) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    // SAFETY: the caller guarantees `env`.
+    unsafe { sys::napi_create_double(env, n, &mut v) };
+    v
+}
+
+/// # Safety
+/// As [`string`].
+pub unsafe fn undefined(env: sys::napi_env) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    // SAFETY: the caller guarantees `env`.
+    unsafe { sys::napi_get_undefined(env, &mut v) };
+    v
+}
+
+/// A new ArrayBuffer holding a copy of `data`.
+///
+/// # Safety
+/// As [`string`].
+pub unsafe fn arraybuffer(env: sys::napi_env, data: &[u8]) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    let mut dst: *mut std::ffi::c_void = ptr::null_mut();
+    // SAFETY: the caller guarantees `env`; on success `dst` points to
+    // `data.len()` writable bytes owned by the new ArrayBuffer.
+    unsafe {
+        if sys::napi_create_arraybuffer(env, data.len(), &mut dst, &mut v) == sys::Status::napi_ok
+            && !data.is_empty()
+        {
+            ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len());
+        }
+    }
+    v
+}
+
+/// A JS array of `items`.
+///
+/// # Safety
+/// As [`string`]; every item must be a live value of `env`.
+pub unsafe fn array(env: sys::napi_env, items: &[sys::napi_value]) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    // SAFETY: the caller guarantees `env` and the items.
+    unsafe {
+        sys::napi_create_array_with_length(env, items.len(), &mut v);
+        for (i, item) in items.iter().enumerate() {
+            sys::napi_set_element(env, v, i as u32, *item);
+        }
+    }
+    v
+}
+
+/// Calls `f` with `args`. A JS exception thrown by it is reported as an
+/// uncaught exception (like an exception in any event handler), and the
+/// caller carries on with the next event.
+///
+/// # Safety
+/// As [`string`]; `f` and the args must be live values of `env`.
+pub unsafe fn call(env: sys::napi_env, f: sys::napi_value, args: &[sys::napi_value]) {
+    // SAFETY: the caller guarantees `env`, `f` and `args`.
+    unsafe {
+        let recv = undefined(env);
+        let mut result = ptr::null_mut();
+        let status = sys::napi_call_function(env, recv, f, args.len(), args.as_ptr(), &mut result);
+        if status != sys::Status::napi_ok {
+            let mut pending = false;
+            sys::napi_is_exception_pending(env, &mut pending);
+            if pending {
+                let mut err = ptr::null_mut();
+                sys::napi_get_and_clear_last_exception(env, &mut err);
+                sys::napi_fatal_exception(env, err);
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The N-API layer: the only code that knows JS. It converts arguments to
+//! engine calls (with `TypeError`/`RangeError` for bad ones) and engine
+//! events to calls of the per-environment JS dispatcher.
+
+mod connection;
+mod dispatch;
+mod env;
+mod js;
+mod server;
+
+pub use connection::NativeConnection;
+pub use server::{NativeServer, ServerOptions};

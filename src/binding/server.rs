@@ -1,0 +1,121 @@
+//! `NativeServer`: a listening socket and its settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use super::env::EnvState;
+use crate::engine::server::{error_code, Server};
+use crate::engine::ServerConfig;
+
+/// Settings index.js has already checked; absent fields keep their defaults
+/// (see `engine::config`).
+#[napi(object)]
+pub struct ServerOptions {
+    pub max_payload: Option<f64>,
+    pub max_header_size: Option<f64>,
+    /// Milliseconds.
+    pub handshake_timeout: Option<f64>,
+    pub masking: Option<bool>,
+    pub max_backpressure: Option<f64>,
+    /// Milliseconds.
+    pub close_timeout: Option<f64>,
+    pub max_connections: Option<f64>,
+}
+
+fn config(o: &ServerOptions) -> ServerConfig {
+    let d = ServerConfig::default();
+    let size = |v: Option<f64>, def: usize| v.map(|x| x.max(0.0) as usize).unwrap_or(def);
+    let ms = |v: Option<f64>, def: Duration| {
+        v.map(|x| Duration::from_millis(x.max(0.0) as u64))
+            .unwrap_or(def)
+    };
+    ServerConfig {
+        max_payload: size(o.max_payload, d.max_payload),
+        max_header_size: size(o.max_header_size, d.max_header_size),
+        handshake_timeout: ms(o.handshake_timeout, d.handshake_timeout),
+        masking: o.masking.unwrap_or(d.masking),
+        max_backpressure: size(o.max_backpressure, d.max_backpressure),
+        close_timeout: ms(o.close_timeout, d.close_timeout),
+        max_connections: size(o.max_connections, d.max_connections),
+        ..d
+    }
+}
+
+/// A listening WebSocket server.
+#[napi]
+pub struct NativeServer {
+    server: Arc<Server>,
+}
+
+/// Binds `address:port` now; errors carry Node's `code` (`EADDRINUSE`, …).
+#[napi]
+pub fn listen(
+    env: Env,
+    address: String,
+    port: u32,
+    options: ServerOptions,
+) -> Result<NativeServer, &'static str> {
+    let state = EnvState::get(&env).map_err(|e| Error::new("ERR_SACK_INIT", e.reason))?;
+    let port =
+        u16::try_from(port).map_err(|_| Error::new("ERR_SOCKET_BAD_PORT", "port out of range"))?;
+    let server =
+        Server::bind(&address, port, config(&options), state.sink.clone()).map_err(|e| {
+            let code = error_code(&e);
+            Error::new(code, format!("{code}: {e} ({address}:{port})"))
+        })?;
+    state.servers.borrow_mut().insert(server.id, server.clone());
+    Ok(NativeServer { server })
+}
+
+/// Sets up this environment's event delivery; index.js calls it once.
+#[napi]
+pub fn init(env: Env, dispatcher: Function) -> Result<()> {
+    let f = dispatcher.raw();
+    super::env::init(&env, f)
+}
+
+/// One more (`true`) or one fewer reason to keep the event loop alive.
+#[napi]
+pub fn keep_alive(env: Env, on: bool) -> Result<()> {
+    EnvState::get(&env)?.hold(on);
+    Ok(())
+}
+
+#[napi]
+impl NativeServer {
+    /// Process-wide id (events name it).
+    #[napi(getter)]
+    pub fn id(&self) -> f64 {
+        self.server.id as f64
+    }
+
+    /// `[address, port, family]` actually bound.
+    #[napi]
+    pub fn address(&self) -> (String, u32, String) {
+        let a = self.server.local_addr();
+        let family = if a.is_ipv6() { "IPv6" } else { "IPv4" };
+        (a.ip().to_string(), a.port() as u32, family.to_string())
+    }
+
+    /// Which JS handlers exist (no accept handler: the engine accepts).
+    #[napi]
+    pub fn set_handlers(&self, accept: bool, request: bool) {
+        self.server.set_handlers(accept, request)
+    }
+
+    /// Stops listening and closes every connection with `code`.
+    #[napi]
+    pub fn close(&self, code: u32, reason: String) {
+        self.server
+            .close(u16::try_from(code).unwrap_or(1001), &reason)
+    }
+
+    /// Open connections.
+    #[napi(getter)]
+    pub fn connections(&self) -> u32 {
+        self.server.connection_count() as u32
+    }
+}

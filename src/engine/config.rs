@@ -1,0 +1,43 @@
+//! Server settings, each with its default and the reason for it.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest incoming message. Default 100 MiB, as `ws`: big enough for
+    /// real payloads, small enough that one peer cannot exhaust memory.
+    /// Larger → close 1009.
+    pub max_payload: usize,
+    /// Largest HTTP request head. Default 16 KiB, as Node's `http`. → 431.
+    pub max_header_size: usize,
+    /// Time allowed for the request head to arrive. Default 10 s: slow
+    /// clients get through, idle sockets that never speak do not linger.
+    pub handshake_timeout: Duration,
+    /// Mask the server's frames (non-standard; browsers refuse it). Default off.
+    pub masking: bool,
+    /// `send()` returns false once this many bytes wait to be written.
+    /// Default 16 MiB: well above a burst, far below memory trouble.
+    pub max_backpressure: usize,
+    /// Send a ping after this much silence, close (1001) when the next
+    /// interval passes with no pong. Default 0 (off), as `ws`.
+    pub ping_interval: Duration,
+    /// Time to wait for the peer's close frame after ours. Default 10 s.
+    pub close_timeout: Duration,
+    /// Open connections allowed at once; more are answered 503. 0 = no limit.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_payload: 100 * 1024 * 1024,
+            max_header_size: 16 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            masking: false,
+            max_backpressure: 16 * 1024 * 1024,
+            ping_interval: Duration::ZERO,
+            close_timeout: Duration::from_secs(10),
+            max_connections: 0,
+        }
+    }
+}

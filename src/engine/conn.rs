@@ -1,0 +1,336 @@
+//! A connection as the JS thread sees it: a write queue and commands,
+//! shared with the connection's task on the engine thread.
+//!
+//! `send()` appends a whole frame to the queue under a short lock and wakes
+//! the task only when the queue was empty, so a burst of sends costs one
+//! wake and, on the task's side, one write.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use atomic_waker::AtomicWaker;
+
+use super::sink::EnvSink;
+use super::ServerConfig;
+use crate::http::response::closing_response;
+use crate::protocol::close::{close_payload, is_valid_wire_code};
+use crate::protocol::frame::{write_frame, OpCode};
+use crate::protocol::handshake::response_101;
+
+/// Why a command from JS was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    /// The connection is not open (closing, closed, or not yet accepted).
+    #[error("WebSocket is not open")]
+    NotOpen,
+    /// `accept`/`reject` on a connection that was already decided.
+    #[error("the connection was already accepted or rejected")]
+    AlreadyDecided,
+    /// `accept(protocol)` with a protocol the client did not offer.
+    #[error("the client did not offer that subprotocol")]
+    ProtocolNotOffered,
+    /// A close code that may not be sent (RFC 6455 §7.4).
+    #[error("invalid close code")]
+    BadCloseCode,
+}
+
+impl ConnError {
+    /// The stable `code` JS errors carry.
+    pub fn code(self) -> &'static str {
+        match self {
+            ConnError::NotOpen => "WS_ERR_NOT_OPEN",
+            ConnError::AlreadyDecided => "WS_ERR_ALREADY_DECIDED",
+            ConnError::ProtocolNotOffered => "WS_ERR_PROTOCOL_NOT_OFFERED",
+            ConnError::BadCloseCode => "WS_ERR_INVALID_CLOSE_CODE",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// Upgrade request received, waiting for accept or reject.
+    Pending {
+        key: Vec<u8>,
+        offered: Vec<String>,
+    },
+    Open,
+    /// A refusal response is queued; the task flushes it and closes.
+    Rejected,
+    Closed,
+}
+
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub out: Vec<u8>,
+    pub phase: Phase,
+    /// Our close frame is queued: nothing may follow it (§5.5.1).
+    pub close_sent: bool,
+    pub terminate: bool,
+    pub blocked: bool,
+    pub nodelay: Option<bool>,
+    pub protocol: String,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub struct Conn {
+    pub id: u64,
+    pub server: u64,
+    masking: bool,
+    max_backpressure: usize,
+    inner: Mutex<Inner>,
+    buffered: AtomicUsize,
+    want_drain: AtomicBool,
+    pub(super) waker: AtomicWaker,
+    sink: Mutex<Arc<EnvSink>>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A mask key for server frames when `masking` is on. Unpredictability only
+/// matters for clients (§10.3); a xorshift is plenty here.
+fn mask_key() -> [u8; 4] {
+    RNG.with(|r| {
+        let mut x = r.get();
+        if x == 0 {
+            x = (r as *const _ as u64) ^ 0x9e37_79b9_7f4a_7c15;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        (x as u32).to_ne_bytes()
+    })
+}
+
+impl Conn {
+    pub(super) fn new(
+        server: u64,
+        config: &ServerConfig,
+        sink: Arc<EnvSink>,
+        key: Vec<u8>,
+        offered: Vec<String>,
+    ) -> Arc<Conn> {
+        Arc::new(Conn {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            server,
+            masking: config.masking,
+            max_backpressure: config.max_backpressure,
+            inner: Mutex::new(Inner {
+                out: Vec::new(),
+                phase: Phase::Pending { key, offered },
+                close_sent: false,
+                terminate: false,
+                blocked: false,
+                nodelay: None,
+                protocol: String::new(),
+            }),
+            buffered: AtomicUsize::new(0),
+            want_drain: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            sink: Mutex::new(sink),
+        })
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where this connection's events go now.
+    pub fn sink(&self) -> Arc<EnvSink> {
+        self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sends this connection's events to another environment from now on.
+    pub fn set_sink(&self, sink: Arc<EnvSink>) {
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+    }
+
+    /// Bytes queued and not yet handed to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.buffered.load(Ordering::Acquire)
+    }
+
+    /// The subprotocol chosen at accept, or "".
+    pub fn protocol(&self) -> String {
+        self.lock().protocol.clone()
+    }
+
+    pub fn is_open(&self) -> bool {
+        let g = self.lock();
+        matches!(g.phase, Phase::Open) && !g.close_sent
+    }
+
+    /// Appends bytes to the queue and wakes the task if it was idle.
+    fn enqueue(&self, g: &mut MutexGuard<'_, Inner>, fill: impl FnOnce(&mut Vec<u8>)) {
+        let was_empty = g.out.is_empty();
+        let before = g.out.len();
+        fill(&mut g.out);
+        self.buffered
+            .fetch_add(g.out.len() - before, Ordering::AcqRel);
+        if was_empty {
+            self.waker.wake();
+        }
+    }
+
+    fn frame_mask(&self) -> Option<[u8; 4]> {
+        self.masking.then(mask_key)
+    }
+
+    /// Accepts a pending upgrade, answering 101 with `protocol` if given.
+    pub fn accept(&self, protocol: Option<&str>) -> Result<(), ConnError> {
+        let mut g = self.lock();
+        let Phase::Pending { key, offered } = &g.phase else {
+            return Err(ConnError::AlreadyDecided);
+        };
+        let protocol = protocol.filter(|p| !p.is_empty());
+        if let Some(p) = protocol {
+            if !offered.iter().any(|o| o == p) {
+                return Err(ConnError::ProtocolNotOffered);
+            }
+        }
+        let response = response_101(key, protocol, None);
+        g.protocol = protocol.unwrap_or("").to_string();
+        g.phase = Phase::Open;
+        self.enqueue(&mut g, |out| out.extend_from_slice(&response));
+        Ok(())
+    }
+
+    /// Refuses a pending upgrade with a complete HTTP response.
+    pub fn reject(&self, status: u16, reason: Option<&str>) -> Result<(), ConnError> {
+        let mut g = self.lock();
+        if !matches!(g.phase, Phase::Pending { .. }) {
+            return Err(ConnError::AlreadyDecided);
+        }
+        let status = if (400..=599).contains(&status) {
+            status
+        } else {
+            403
+        };
+        let response = closing_response(status, reason, &[], reason.unwrap_or("").as_bytes());
+        g.phase = Phase::Rejected;
+        self.enqueue(&mut g, |out| out.extend_from_slice(&response));
+        Ok(())
+    }
+
+    /// Queues a data frame. `Ok(false)`: queued, but over `maxBackpressure`.
+    pub fn send(&self, opcode: OpCode, payload: &[u8]) -> Result<bool, ConnError> {
+        let mut g = self.lock();
+        if !matches!(g.phase, Phase::Open) || g.close_sent {
+            return Err(ConnError::NotOpen);
+        }
+        let mask = self.frame_mask();
+        self.enqueue(&mut g, |out| write_frame(out, opcode, false, payload, mask));
+        drop(g);
+        Ok(self.under_limit())
+    }
+
+    fn under_limit(&self) -> bool {
+        if self.buffered.load(Ordering::Acquire) < self.max_backpressure {
+            true
+        } else {
+            self.want_drain.store(true, Ordering::Release);
+            false
+        }
+    }
+
+    pub fn ping(&self, payload: &[u8]) -> Result<(), ConnError> {
+        let mut g = self.lock();
+        if !matches!(g.phase, Phase::Open) || g.close_sent {
+            return Err(ConnError::NotOpen);
+        }
+        let payload = &payload[..payload.len().min(125)];
+        let mask = self.frame_mask();
+        self.enqueue(&mut g, |out| {
+            write_frame(out, OpCode::Ping, false, payload, mask)
+        });
+        Ok(())
+    }
+
+    /// Starts the closing handshake. Closing twice is not an error; closing a
+    /// pending connection refuses it.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), ConnError> {
+        if !is_valid_wire_code(code) {
+            return Err(ConnError::BadCloseCode);
+        }
+        let mut g = self.lock();
+        match g.phase {
+            Phase::Pending { .. } => {
+                drop(g);
+                let _ = self.reject(403, None);
+                Ok(())
+            }
+            Phase::Open if !g.close_sent => {
+                self.queue_close(&mut g, Some((code, reason)));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Queues our close frame (`None`: empty payload, answering an empty one).
+    pub(super) fn queue_close(&self, g: &mut MutexGuard<'_, Inner>, close: Option<(u16, &str)>) {
+        if g.close_sent {
+            return;
+        }
+        g.close_sent = true;
+        let payload = close.map(|(c, r)| close_payload(c, r)).unwrap_or_default();
+        let mask = self.frame_mask();
+        self.enqueue(g, |out| {
+            write_frame(out, OpCode::Close, false, &payload, mask)
+        });
+    }
+
+    /// Answers a ping (§5.5.2), unless our close frame is already out.
+    pub(super) fn queue_pong(&self, payload: &[u8]) {
+        let mut g = self.lock();
+        if g.close_sent {
+            return;
+        }
+        let mask = self.frame_mask();
+        self.enqueue(&mut g, |out| {
+            write_frame(out, OpCode::Pong, false, payload, mask)
+        });
+    }
+
+    /// Drops the connection without a closing handshake.
+    pub fn terminate(&self) {
+        self.lock().terminate = true;
+        self.waker.wake();
+    }
+
+    /// Stops (`true`) or restarts reading from the socket.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.lock().blocked = blocked;
+        self.waker.wake();
+    }
+
+    pub fn set_nodelay(&self, on: bool) {
+        self.lock().nodelay = Some(on);
+        self.waker.wake();
+    }
+
+    /// Bytes left the queue for the socket. Returns true when a `drain`
+    /// event is due.
+    pub(super) fn written(&self, n: usize) -> bool {
+        let left = self.buffered.fetch_sub(n, Ordering::AcqRel) - n;
+        left < self.max_backpressure && self.want_drain.swap(false, Ordering::AcqRel)
+    }
+
+    pub(super) fn set_closed(&self) {
+        let mut g = self.lock();
+        g.phase = Phase::Closed;
+        g.out = Vec::new();
+    }
+}

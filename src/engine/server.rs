@@ -1,0 +1,262 @@
+//! Listeners: a synchronous bind (so the JS constructor can throw at once),
+//! then an accept loop on the engine thread.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::task::JoinHandle;
+
+use super::conn::Conn;
+use super::sink::{EnvSink, Event};
+use super::{runtime, task, ServerConfig};
+
+static NEXT_SERVER: AtomicU64 = AtomicU64::new(1);
+
+/// The Node-style `code` for a socket error (`EADDRINUSE`, …).
+pub fn error_code(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc_code) => match libc_code {
+            98 | 48 => "EADDRINUSE",
+            13 => "EACCES",
+            99 | 49 => "EADDRNOTAVAIL",
+            97 | 47 => "EAFNOSUPPORT",
+            22 => "EINVAL",
+            104 | 54 => "ECONNRESET",
+            32 => "EPIPE",
+            110 | 60 => "ETIMEDOUT",
+            24 => "EMFILE",
+            _ => "EIO",
+        },
+        None => match e.kind() {
+            io::ErrorKind::AddrInUse => "EADDRINUSE",
+            io::ErrorKind::PermissionDenied => "EACCES",
+            io::ErrorKind::AddrNotAvailable => "EADDRNOTAVAIL",
+            io::ErrorKind::NotFound => "ENOTFOUND",
+            io::ErrorKind::TimedOut => "ETIMEDOUT",
+            io::ErrorKind::InvalidInput => "EINVAL",
+            _ => "EIO",
+        },
+    }
+}
+
+pub struct Server {
+    pub id: u64,
+    pub config: ServerConfig,
+    local: SocketAddr,
+    sink: Mutex<Arc<EnvSink>>,
+    accept_handler: AtomicBool,
+    request_handler: AtomicBool,
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    closing: AtomicBool,
+    close_emitted: AtomicBool,
+    accept_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("id", &self.id)
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves `address` (an IP, a host name, or empty for the default
+/// dual-stack `::`) and binds, falling back to `0.0.0.0` where the machine
+/// has no IPv6.
+fn bind_socket(address: &str, port: u16) -> io::Result<std::net::TcpListener> {
+    let any6 = address.is_empty() || address == "::" || address == "::0" || address == "[::]";
+    if any6 {
+        let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+        return match listen(addr) {
+            Err(e) if matches!(error_code(&e), "EAFNOSUPPORT" | "EADDRNOTAVAIL" | "EINVAL") => {
+                listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+            }
+            r => r,
+        };
+    }
+    let host = address.trim_start_matches('[').trim_end_matches(']');
+    let addr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => (host, port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address not found"))?,
+    };
+    listen(addr)
+}
+
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As Node does: a restarted server can bind while old sockets sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(511)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+impl Server {
+    /// Binds now (errors surface to the caller) and starts accepting.
+    pub fn bind(
+        address: &str,
+        port: u16,
+        config: ServerConfig,
+        sink: Arc<EnvSink>,
+    ) -> io::Result<Arc<Server>> {
+        let std_listener = bind_socket(address, port)?;
+        let local = std_listener.local_addr()?;
+        let runtime = runtime::handle()?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener)?
+        };
+        let server = Arc::new(Server {
+            id: NEXT_SERVER.fetch_add(1, Ordering::Relaxed),
+            config,
+            local,
+            sink: Mutex::new(sink),
+            accept_handler: AtomicBool::new(false),
+            request_handler: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
+            close_emitted: AtomicBool::new(false),
+            accept_task: Mutex::new(None),
+        });
+        let s = server.clone();
+        let handle = runtime.spawn(async move { s.accept_loop(listener).await });
+        *server.accept_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(server)
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().unwrap_or(self.local);
+                    tokio::spawn(task::run(stream, remote, local, self.clone()));
+                }
+                // Out of file descriptors and the like: back off, keep listening.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn sink(&self) -> Arc<EnvSink> {
+        self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Which JS handlers exist: with no `accept` handler the engine answers
+    /// the upgrade itself, saving a round trip through JS.
+    pub fn set_handlers(&self, accept: bool, request: bool) {
+        self.accept_handler.store(accept, Ordering::Release);
+        self.request_handler.store(request, Ordering::Release);
+    }
+
+    pub fn has_accept_handler(&self) -> bool {
+        self.accept_handler.load(Ordering::Acquire)
+    }
+
+    pub fn has_request_handler(&self) -> bool {
+        self.request_handler.load(Ordering::Acquire)
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Tracks a connection; false when the server is closing or full.
+    pub(super) fn register(&self, conn: &Arc<Conn>) -> bool {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_closing()
+            || (self.config.max_connections > 0 && conns.len() >= self.config.max_connections)
+        {
+            return false;
+        }
+        conns.insert(conn.id, conn.clone());
+        true
+    }
+
+    pub(super) fn unregister(&self, id: u64) {
+        let empty = {
+            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            conns.remove(&id);
+            conns.is_empty()
+        };
+        if empty && self.is_closing() {
+            self.emit_closed();
+        }
+    }
+
+    fn emit_closed(&self) {
+        if !self.close_emitted.swap(true, Ordering::AcqRel) {
+            self.sink().push(Event::ServerClose { server: self.id });
+        }
+    }
+
+    /// Stops listening and closes every connection with `code`; emits
+    /// `ServerClose` once the last one has ended.
+    pub fn close(&self, code: u16, reason: &str) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(task) = self
+            .accept_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+        let conns: Vec<Arc<Conn>> = self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        if conns.is_empty() {
+            self.emit_closed();
+        }
+        for c in conns {
+            // Pending upgrades are refused, open connections start the
+            // closing handshake, closing ones are left to finish.
+            if c.close(code, reason).is_err() {
+                c.terminate();
+            }
+        }
+    }
+
+    pub(super) fn emit_error(
+        &self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        code: &'static str,
+        message: String,
+    ) {
+        self.sink().push(Event::ServerError {
+            server: self.id,
+            remote,
+            local,
+            code,
+            message,
+        });
+    }
+}

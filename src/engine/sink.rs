@@ -1,0 +1,155 @@
+//! Events out of the engine, queued per JS environment.
+//!
+//! Each environment (main thread, each worker) owns one [`EnvSink`]. The
+//! engine appends events and wakes the environment only when no wake is
+//! already pending, so one wake delivers a whole batch. Message bytes go to a
+//! shared arena, not one allocation per message.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::conn::Conn;
+use crate::http::head::RequestHead;
+
+/// What JS learns about a connection when it appears.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub head: RequestHead,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    /// Subprotocols offered by the client, in order.
+    pub protocols: Vec<String>,
+}
+
+/// An event for JS. Connection events name the connection by id.
+#[derive(Debug)]
+pub enum Event {
+    /// An upgrade request waits for `accept`/`reject` (server has an accept handler).
+    Accept {
+        server: u64,
+        conn: Arc<Conn>,
+        info: Box<ConnInfo>,
+    },
+    /// A connection was accepted by the engine itself (no accept handler).
+    Open {
+        server: u64,
+        conn: Arc<Conn>,
+        info: Box<ConnInfo>,
+    },
+    /// A message; its bytes are `arena[start..start + len]` of the batch.
+    Message {
+        conn: u64,
+        text: bool,
+        start: usize,
+        len: usize,
+    },
+    Pong {
+        conn: u64,
+        start: usize,
+        len: usize,
+    },
+    /// `bufferedAmount` fell back under the backpressure limit.
+    Drain {
+        conn: u64,
+    },
+    /// Something went wrong on an open connection; a `Close` follows.
+    Error {
+        conn: u64,
+        code: &'static str,
+        message: String,
+    },
+    /// The connection is closed; the last event for it.
+    Close {
+        conn: u64,
+        code: u16,
+        reason: String,
+    },
+    /// A connection failed before it was upgraded.
+    ServerError {
+        server: u64,
+        remote: SocketAddr,
+        local: SocketAddr,
+        code: &'static str,
+        message: String,
+    },
+    /// The listener closed and every connection of the server has ended.
+    ServerClose {
+        server: u64,
+    },
+}
+
+/// Events and their message bytes, swapped out whole by the consumer.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub arena: Vec<u8>,
+}
+
+impl Batch {
+    pub fn push_bytes(&mut self, data: &[u8]) -> (usize, usize) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(data);
+        (start, data.len())
+    }
+
+    pub fn clear(&mut self) {
+        self.events.clear();
+        // Keep the arena's capacity for the next batch unless it grew large
+        // for one big message.
+        if self.arena.capacity() > 1 << 20 {
+            self.arena = Vec::new();
+        } else {
+            self.arena.clear();
+        }
+    }
+}
+
+/// The queue of one JS environment and the means to wake it.
+pub struct EnvSink {
+    batch: Mutex<Batch>,
+    scheduled: AtomicBool,
+    waker: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for EnvSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvSink").finish_non_exhaustive()
+    }
+}
+
+impl EnvSink {
+    /// `waker` asks the environment to call [`EnvSink::take`] soon; it must
+    /// not block and must do nothing once the environment is gone.
+    pub fn new(waker: Box<dyn Fn() + Send + Sync>) -> Arc<Self> {
+        Arc::new(EnvSink {
+            batch: Mutex::new(Batch::default()),
+            scheduled: AtomicBool::new(false),
+            waker,
+        })
+    }
+
+    /// Locks the queue to add several events; wake with [`EnvSink::wake`] after.
+    pub fn lock(&self) -> MutexGuard<'_, Batch> {
+        self.batch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push(&self, ev: Event) {
+        self.lock().events.push(ev);
+        self.wake();
+    }
+
+    /// Wakes the environment unless a wake is already pending.
+    pub fn wake(&self) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            (self.waker)();
+        }
+    }
+
+    /// Swaps the queue with `spare` (which must be empty). The flag is
+    /// cleared first so an event pushed during the swap wakes again.
+    pub fn take(&self, spare: &mut Batch) {
+        self.scheduled.store(false, Ordering::Release);
+        std::mem::swap(&mut *self.lock(), spare);
+    }
+}

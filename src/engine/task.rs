@@ -1,0 +1,525 @@
+//! One task per connection: the request head, the upgrade decision, then
+//! the WebSocket loop until the connection ends.
+//!
+//! The loop is one hand-written poll function instead of a `select!`: each
+//! wake it takes commands, flushes the write queue, and reads as much as the
+//! socket has, so a busy connection costs one pass per readiness change.
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{sleep, timeout, Instant, Sleep};
+
+use super::conn::{Conn, Phase};
+use super::server::{error_code, Server};
+use super::sink::{ConnInfo, Event};
+use crate::http::head::{parse_request_head, HeadError, RequestHead};
+use crate::http::response::closing_response;
+use crate::protocol::close::{self, ClosePayload};
+use crate::protocol::decoder::{Decoder, DecoderConfig, Message};
+use crate::protocol::handshake::UpgradeHeaders;
+
+/// Read size: one buffer per engine thread, shared by every connection, so
+/// an idle connection holds no read buffer (DESIGN.md, performance plan).
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// How long a closed connection keeps reading (and discarding) after our
+/// FIN, so unread input does not turn the close into a reset that could
+/// destroy our close frame in flight.
+const LINGER: Duration = Duration::from_secs(2);
+/// Reads per wake before yielding to other connections.
+const READ_BUDGET: usize = 16;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
+}
+
+pub(super) async fn run(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    server: Arc<Server>,
+) {
+    let cfg = &server.config;
+    let mut buf = Vec::with_capacity(1024);
+    let head = timeout(
+        cfg.handshake_timeout,
+        read_head(&mut stream, &mut buf, cfg.max_header_size),
+    )
+    .await;
+    let (head, used) = match head {
+        Ok(Ok(h)) => h,
+        Ok(Err(HeadFailure::Closed)) => return,
+        Ok(Err(HeadFailure::Io(e))) => {
+            server.emit_error(remote, local, error_code(&e), e.to_string());
+            return;
+        }
+        Ok(Err(HeadFailure::Bad(e))) => {
+            let response = closing_response(e.status(), None, &[], e.to_string().as_bytes());
+            refuse(stream, &response).await;
+            server.emit_error(remote, local, "HPE_INVALID", e.to_string());
+            return;
+        }
+        Err(_) => {
+            server.emit_error(remote, local, "ETIMEDOUT", "handshake timeout".into());
+            return;
+        }
+    };
+    let leftover = buf.split_off(used);
+    drop(buf);
+
+    let up = UpgradeHeaders::scan(head.header_pairs());
+    if !up.upgrade_websocket {
+        // Plain HTTP. Without a request handler the answer is 426.
+        let response = closing_response(
+            426,
+            None,
+            &[("Upgrade", "websocket")],
+            b"this server speaks WebSocket",
+        );
+        refuse(stream, &response).await;
+        return;
+    }
+    let key = match up.validate(&head.method, head.minor) {
+        Ok(k) => k.to_vec(),
+        Err(e) => {
+            let extra: &[(&str, &str)] = if e.status() == 426 {
+                &[("Sec-WebSocket-Version", "13")]
+            } else {
+                &[]
+            };
+            let response = closing_response(e.status(), None, extra, e.to_string().as_bytes());
+            refuse(stream, &response).await;
+            server.emit_error(remote, local, "WS_ERR_HANDSHAKE", e.to_string());
+            return;
+        }
+    };
+    let protocols = up.protocols.clone();
+    drop(up);
+
+    let sink = server.sink();
+    let conn = Conn::new(server.id, cfg, sink.clone(), key, protocols.clone());
+    if !server.register(&conn) {
+        let response = closing_response(503, None, &[], b"server closing or full");
+        refuse(stream, &response).await;
+        return;
+    }
+    let info = Box::new(ConnInfo {
+        head,
+        remote,
+        local,
+        protocols,
+    });
+    let announced = if server.has_accept_handler() {
+        sink.push(Event::Accept {
+            server: server.id,
+            conn: conn.clone(),
+            info,
+        });
+        wait_decision(&conn).await;
+        true
+    } else {
+        let _ = conn.accept(None);
+        sink.push(Event::Open {
+            server: server.id,
+            conn: conn.clone(),
+            info,
+        });
+        true
+    };
+
+    let open = matches!(conn.lock().phase, Phase::Open);
+    if open {
+        let mut ws = WsLoop::new(
+            stream,
+            conn.clone(),
+            leftover,
+            cfg.max_payload,
+            cfg.close_timeout,
+        );
+        let (code, reason) = poll_fn(|cx| ws.poll_run(cx)).await;
+        conn.set_closed();
+        conn.sink().push(Event::Close {
+            conn: conn.id,
+            code,
+            reason,
+        });
+        ws.linger().await;
+    } else {
+        // Rejected (or terminated) before opening: send what is queued.
+        let out = std::mem::take(&mut conn.lock().out);
+        refuse(stream, &out).await;
+        conn.set_closed();
+        if announced {
+            conn.sink().push(Event::Close {
+                conn: conn.id,
+                code: close::ABNORMAL,
+                reason: String::new(),
+            });
+        }
+    }
+    server.unregister(conn.id);
+}
+
+enum HeadFailure {
+    /// EOF before any byte: a probe or a client that changed its mind.
+    Closed,
+    Io(std::io::Error),
+    Bad(HeadError),
+}
+
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(RequestHead, usize), HeadFailure> {
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity().max(1024));
+        }
+        let n = stream.read_buf(buf).await.map_err(HeadFailure::Io)?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                HeadFailure::Closed
+            } else {
+                HeadFailure::Io(std::io::ErrorKind::UnexpectedEof.into())
+            });
+        }
+        if let Some(done) = parse_request_head(buf, max).map_err(HeadFailure::Bad)? {
+            return Ok(done);
+        }
+    }
+}
+
+/// Writes a final response, ends our side, and lingers briefly so the
+/// client reads it before the socket goes away.
+async fn refuse(mut stream: TcpStream, response: &[u8]) {
+    let _ = timeout(Duration::from_secs(5), stream.write_all(response)).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = timeout(LINGER, async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Waits until JS accepted, rejected, or terminated the connection.
+async fn wait_decision(conn: &Conn) {
+    poll_fn(|cx| {
+        conn.waker.register(cx.waker());
+        let g = conn.lock();
+        if matches!(g.phase, Phase::Pending { .. }) && !g.terminate {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await
+}
+
+/// Where the closing of a connection stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Closing {
+    /// Open; no close frame either way.
+    No,
+    /// Our close frame is queued; waiting for the peer's (until the deadline).
+    Sent,
+    /// The handshake is complete (or failed): flush what is queued, then end.
+    Flush,
+}
+
+struct WsLoop {
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    decoder: Decoder,
+    /// Unconsumed input: a partial frame.
+    pending: Vec<u8>,
+    writing: Vec<u8>,
+    written: usize,
+    closing: Closing,
+    deadline: Option<Pin<Box<Sleep>>>,
+    close_timeout: Duration,
+    /// What the close event will report.
+    outcome: Option<(u16, String)>,
+    /// `pending` holds bytes that came with the upgrade request, not yet decoded.
+    fresh: bool,
+}
+
+impl WsLoop {
+    fn new(
+        stream: TcpStream,
+        conn: Arc<Conn>,
+        leftover: Vec<u8>,
+        max_payload: usize,
+        close_timeout: Duration,
+    ) -> Self {
+        WsLoop {
+            stream,
+            conn,
+            decoder: Decoder::new(DecoderConfig {
+                max_payload,
+                require_mask: true,
+                allow_rsv1: false,
+            }),
+            pending: leftover,
+            writing: Vec::new(),
+            written: 0,
+            closing: Closing::No,
+            deadline: None,
+            close_timeout,
+            outcome: None,
+            fresh: true,
+        }
+    }
+
+    /// Runs until the connection ends; returns the close event's code and reason.
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<(u16, String)> {
+        self.conn.waker.register(cx.waker());
+        if std::mem::take(&mut self.fresh) && !self.pending.is_empty() {
+            // Frames that came with the upgrade request.
+            let mut input = std::mem::take(&mut self.pending);
+            let used = self.process(&mut input);
+            input.drain(..used);
+            self.pending = input;
+        }
+        let mut reads = 0;
+        loop {
+            // Commands and new output.
+            let blocked = {
+                let mut g = self.conn.lock();
+                if g.terminate {
+                    return Poll::Ready(
+                        self.outcome
+                            .take()
+                            .unwrap_or((close::ABNORMAL, String::new())),
+                    );
+                }
+                if let Some(on) = g.nodelay.take() {
+                    let _ = self.stream.set_nodelay(on);
+                }
+                if g.close_sent && self.closing == Closing::No {
+                    self.closing = Closing::Sent;
+                    self.deadline = Some(Box::pin(sleep(self.close_timeout)));
+                }
+                if self.writing.is_empty() && !g.out.is_empty() {
+                    std::mem::swap(&mut self.writing, &mut g.out);
+                    self.written = 0;
+                }
+                g.blocked
+            };
+
+            // Flush.
+            while self.written < self.writing.len() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.writing[self.written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(self.abnormal()),
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        if self.conn.written(n) {
+                            self.conn.sink().push(Event::Drain { conn: self.conn.id });
+                        }
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(self.abnormal()),
+                    Poll::Pending => break,
+                }
+            }
+            let flushed = self.written == self.writing.len();
+            if flushed && !self.writing.is_empty() {
+                self.writing.clear();
+                self.written = 0;
+                if self.writing.capacity() > SCRATCH_SIZE {
+                    self.writing = Vec::new();
+                }
+                // More may have been queued meanwhile.
+                continue;
+            }
+
+            if self.closing == Closing::Flush {
+                if flushed {
+                    return Poll::Ready(
+                        self.outcome
+                            .take()
+                            .unwrap_or((close::ABNORMAL, String::new())),
+                    );
+                }
+                return Poll::Pending;
+            }
+            if let Some(d) = self.deadline.as_mut() {
+                if d.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(self.abnormal());
+                }
+            }
+
+            // Read.
+            if blocked {
+                return Poll::Pending;
+            }
+            if reads == READ_BUDGET {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            reads += 1;
+            let read = SCRATCH.with(|s| {
+                let mut scratch = s.borrow_mut();
+                let mut rb = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        let n = rb.filled().len();
+                        if n > 0 {
+                            self.on_bytes(&mut scratch[..n]);
+                        }
+                        Poll::Ready(Ok(n))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            });
+            match read {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(self.abnormal()),
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn abnormal(&mut self) -> (u16, String) {
+        self.outcome
+            .take()
+            .unwrap_or((close::ABNORMAL, String::new()))
+    }
+
+    fn on_bytes(&mut self, data: &mut [u8]) {
+        if self.closing == Closing::Flush {
+            return; // the handshake is over or failed: discard input
+        }
+        if self.pending.is_empty() {
+            let used = self.process(data);
+            if self.closing != Closing::Flush {
+                self.pending.extend_from_slice(&data[used..]);
+            }
+        } else {
+            let mut input = std::mem::take(&mut self.pending);
+            input.extend_from_slice(data);
+            let used = self.process(&mut input);
+            input.drain(..used);
+            if self.closing != Closing::Flush {
+                self.pending = input;
+            }
+            // A held partial frame that grew big is released once consumed.
+            if self.pending.is_empty() && self.pending.capacity() > SCRATCH_SIZE {
+                self.pending = Vec::new();
+            }
+        }
+    }
+
+    /// Decodes `input`; returns the bytes consumed.
+    fn process(&mut self, input: &mut [u8]) -> usize {
+        let conn = &self.conn;
+        let id = conn.id;
+        let sink = conn.sink();
+        let mut batch = None;
+        let mut peer_close: Option<(u16, String)> = None;
+        let result = self.decoder.decode(input, |m| {
+            match m {
+                Message::Text(t) => {
+                    let b = batch.get_or_insert_with(|| sink.lock());
+                    let (start, len) = b.push_bytes(t);
+                    b.events.push(Event::Message {
+                        conn: id,
+                        text: true,
+                        start,
+                        len,
+                    });
+                }
+                Message::Binary(d) => {
+                    let b = batch.get_or_insert_with(|| sink.lock());
+                    let (start, len) = b.push_bytes(d);
+                    b.events.push(Event::Message {
+                        conn: id,
+                        text: false,
+                        start,
+                        len,
+                    });
+                }
+                // Not produced: RSV1 is refused until an extension is agreed.
+                Message::Compressed { .. } => {}
+                Message::Ping(p) => conn.queue_pong(p),
+                Message::Pong(p) => {
+                    let b = batch.get_or_insert_with(|| sink.lock());
+                    let (start, len) = b.push_bytes(p);
+                    b.events.push(Event::Pong {
+                        conn: id,
+                        start,
+                        len,
+                    });
+                }
+                Message::Close(p) => {
+                    peer_close = Some(match p {
+                        ClosePayload::Empty => (close::NO_STATUS, String::new()),
+                        ClosePayload::Code(c, r) => (c, r.to_string()),
+                    });
+                    return false;
+                }
+            }
+            true
+        });
+        let delivered = batch.is_some();
+        drop(batch);
+        if delivered {
+            sink.wake();
+        }
+        match result {
+            Ok(used) => {
+                if let Some((code, reason)) = peer_close {
+                    // Echo the peer's code (§5.5.1); an empty close gets an empty one.
+                    let echo = (code != close::NO_STATUS).then_some(code);
+                    let mut g = conn.lock();
+                    conn.queue_close(&mut g, echo.map(|c| (c, reason.as_str())));
+                    drop(g);
+                    self.outcome = Some((code, reason));
+                    self.closing = Closing::Flush;
+                }
+                used
+            }
+            Err(v) => {
+                sink.push(Event::Error {
+                    conn: id,
+                    code: match v.code {
+                        close::INVALID_PAYLOAD => "WS_ERR_INVALID_UTF8",
+                        close::MESSAGE_TOO_BIG => "WS_ERR_MESSAGE_TOO_BIG",
+                        _ => "WS_ERR_PROTOCOL",
+                    },
+                    message: v.reason.to_string(),
+                });
+                let mut g = conn.lock();
+                conn.queue_close(&mut g, Some((v.code, v.reason)));
+                drop(g);
+                self.outcome = Some((v.code, v.reason.to_string()));
+                self.closing = Closing::Flush;
+                input.len()
+            }
+        }
+    }
+
+    /// After the close: our FIN, then read and discard until the peer's FIN
+    /// or the linger time, so the peer sees an orderly end.
+    async fn linger(mut self) {
+        let _ = timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        let end = Instant::now() + LINGER;
+        let mut sink = [0u8; 4096];
+        while let Ok(Ok(n)) = tokio::time::timeout_at(end, self.stream.read(&mut sink)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
