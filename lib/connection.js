@@ -12,7 +12,6 @@ const CLOSED = 3;
 
 // Status numbers returned by NativeConnection methods (src/binding/connection.rs).
 const ST_OK = 1;
-const ST_NOT_OPEN = -1;
 const ST_ALREADY_DECIDED = -2;
 const ST_PROTOCOL_NOT_OFFERED = -3;
 
@@ -150,7 +149,9 @@ class Connection {
       if (this.readyState !== OPEN) throw notOpen(this, 'send');
       r = this._h.sendBinary(bytes);
     }
-    if (r < 0) throw notOpen(this, 'send');
+    // r < 0: the engine began closing (peer close, protocol error) and the
+    // close event is on its way; JS still saw OPEN, so this is no misuse.
+    // The data is dropped, as the RFC requires after a close frame.
     return r === ST_OK;
   }
 
@@ -160,7 +161,7 @@ class Connection {
       throw sackError(RangeError, 'ERR_OUT_OF_RANGE', 'ping: the payload must not be longer than 125 bytes');
     }
     if (this.readyState !== OPEN) throw notOpen(this, 'ping');
-    if (this._h.ping(bytes) < 0) throw notOpen(this, 'ping');
+    this._h.ping(bytes); // < 0: closing in the engine already (see send)
   }
 
   close(code, reason) {
