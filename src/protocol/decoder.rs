@@ -92,38 +92,31 @@ struct Partial {
 }
 
 /// Reassembles fragmented messages across calls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
-    config: DecoderConfigOpt,
+    config: DecoderConfig,
     partial: Option<Partial>,
     fragments: Vec<u8>,
     utf8: Utf8Validator,
 }
 
-// `DecoderConfig` has no sensible all-zero default for derive; wrap it.
-#[derive(Debug)]
-struct DecoderConfigOpt(DecoderConfig);
-impl Default for DecoderConfigOpt {
-    fn default() -> Self {
-        DecoderConfigOpt(DecoderConfig::default())
-    }
-}
-
 impl Decoder {
     pub fn new(config: DecoderConfig) -> Self {
         Decoder {
-            config: DecoderConfigOpt(config),
-            ..Default::default()
+            config,
+            partial: None,
+            fragments: Vec::new(),
+            utf8: Utf8Validator::new(),
         }
     }
 
     pub fn config(&self) -> &DecoderConfig {
-        &self.config.0
+        &self.config
     }
 
     /// Changes settings mid-stream (extension agreed after construction).
     pub fn set_allow_rsv1(&mut self, allow: bool) {
-        self.config.0.allow_rsv1 = allow;
+        self.config.allow_rsv1 = allow;
     }
 
     /// Bytes of fragments held for a message in progress.
@@ -139,7 +132,7 @@ impl Decoder {
     where
         F: FnMut(Message<'_>) -> bool,
     {
-        let cfg = self.config.0;
+        let cfg = self.config;
         let mut pos = 0;
         loop {
             let Some(h) = parse_header(&input[pos..], cfg.allow_rsv1)? else {

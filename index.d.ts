@@ -1,0 +1,240 @@
+// Type definitions for sack: a WebSocket server for Node.js with a Rust engine.
+// The contract these describe: README.md ("API") and shared/docs/INTERFACE.md.
+
+/// <reference types="node" />
+
+export type ReadyState = -1 | 0 | 1 | 2 | 3 | 4;
+
+export interface ReadyStates {
+  readonly INITIALIZING: -1;
+  readonly CONNECTING: 0;
+  readonly OPEN: 1;
+  readonly CLOSING: 2;
+  readonly CLOSED: 3;
+  readonly LISTENING: 4;
+}
+
+/** Options of `Websocket.Server`. Every field is optional. */
+export interface ServerOptions {
+  /** `ws://host:port/`; host and port are taken from it (explicit `port` wins). `wss://` needs TLS (not in this build). */
+  url?: string;
+  /** Bind address. Default `"::"` (dual-stack), `"0.0.0.0"` where IPv6 is missing. A host name is resolved once. */
+  address?: string;
+  /** Port. Default 8080; 0 = any free port (see `address()`). Precedence: `port` argument > `options.port` > URL port > 8080. */
+  port?: number;
+  /** Mask the server's frames (non-standard; browsers refuse it). Default `false`. */
+  masking?: boolean;
+  /** permessage-deflate (RFC 7692). Default `false`. Accepted but not negotiated yet in this build. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /** Negotiate permessage-deflate and inflate incoming, never deflate outgoing. Default `false`. Not negotiated yet in this build. */
+  perMessageDeflateAllow?: boolean;
+  /** TLS certificate chain (PEM). Not available in this build: giving it throws `ERR_SACK_TLS_UNAVAILABLE`. */
+  cert?: string | Buffer;
+  /** TLS private key (PEM). Not available in this build. */
+  key?: string | Buffer;
+  /** Passphrase of an encrypted `key`. */
+  passphrase?: string;
+  /** Extra CA certificates appended to the chain (PEM). Not available in this build. */
+  ca?: string | Buffer;
+  /** Certificates chosen by SNI. Not available in this build. */
+  hosts?: Array<{ host: string | string[]; cert: string | Buffer; key: string | Buffer; passphrase?: string; ca?: string | Buffer }>;
+  /** Largest incoming message in bytes; larger closes with 1009. Default 100 MiB. */
+  maxPayload?: number;
+  /** Largest HTTP request head in bytes; larger is answered 431. Default 16 KiB. */
+  maxHeaderSize?: number;
+  /** Largest HTTP request body (request handler). Default 10 MiB. */
+  maxBodySize?: number;
+  /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). Default 10000. */
+  handshakeTimeout?: number;
+  /** Milliseconds of silence before an automatic ping (0 = off). Default 0. Not active in this build. */
+  pingInterval?: number;
+  /** `send()` returns false once this many bytes wait to be written; `drain` fires when it falls back. Default 16 MiB. */
+  maxBackpressure?: number;
+  /** Open connections allowed at once (0 = no limit); more are answered 503. Default 0. */
+  maxConnections?: number;
+  /** Milliseconds to wait for the peer's close frame after ours before dropping the socket. Default 10000. */
+  closeTimeout?: number;
+}
+
+export interface PerMessageDeflateOptions {
+  threshold?: number;
+  serverNoContextTakeover?: boolean;
+  clientNoContextTakeover?: boolean;
+  serverMaxWindowBits?: number;
+  clientMaxWindowBits?: number;
+  level?: number;
+}
+
+export interface AddressInfo {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+export interface ConnectionInfo {
+  remoteAddress: string;
+  remotePort: number;
+  remoteFamily: 'IPv4' | 'IPv6';
+  localAddress: string;
+  localPort: number;
+  localFamily: 'IPv4' | 'IPv6';
+  /** SNI host name on TLS connections, else `null`. */
+  hostname: string | null;
+  headers: Record<string, string | string[]>;
+}
+
+export interface SocketInfo {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  error: { code: string; message: string };
+}
+
+/** An Error with a stable `code` (`WS_ERR_*`, `ERR_*`, or Node's `E*` socket codes). */
+export interface SackError extends Error {
+  code: string;
+  /** For protocol failures: the close code the connection was closed with (1002, 1007, 1009). */
+  closeCode?: number;
+}
+
+type Handler<A extends unknown[], T> = (this: T, ...args: A) => void;
+/** A property handler: assign it (`obj.onx = fn`) or call it (`obj.onx(fn)`); both set the single property handler. */
+type HandlerProperty<A extends unknown[], T> = ((fn: Handler<A, T> | null) => void);
+
+export interface ConnectionEvents {
+  /** A message: a `string` for text, an `ArrayBuffer` for binary. */
+  message: [data: string | ArrayBuffer];
+  /** The connection closed: the peer's close code (1005 when it sent none, 1006 when the connection dropped). Fires once. */
+  close: [code: number, reason: string];
+  /** A protocol failure (`WS_ERR_PROTOCOL`, `WS_ERR_INVALID_UTF8`, `WS_ERR_MESSAGE_TOO_BIG`); `close` follows. */
+  error: [err: SackError];
+  /** A pong from the client. */
+  pong: [data: ArrayBuffer];
+  /** `bufferedAmount` fell back under `maxBackpressure`. */
+  drain: [];
+}
+
+/** A server-side WebSocket connection. */
+export interface Connection {
+  /** Request path without the query string. */
+  readonly url: string;
+  /** Decoded query: a key without value is `null`; a repeated key gives an array. */
+  readonly CGI: Record<string, string | null | Array<string | null>>;
+  /** Request headers with lower-case names (repeats joined with ", "; `set-cookie` an array). */
+  readonly headers: Record<string, string | string[]>;
+  /** Request headers as sent: `[name, value, name, value, …]`. */
+  readonly rawHeaders: string[];
+  /** Subprotocols offered by the client. */
+  readonly protocols: string[];
+  /** The accepted subprotocol, or `""`. */
+  readonly protocol: string;
+  /** The agreed extensions (`Sec-WebSocket-Extensions` of the response), or `""`. */
+  readonly extensions: string;
+  readonly connection: ConnectionInfo;
+  readonly readyState: ReadyState;
+  /** Bytes queued and not yet written to the socket. */
+  readonly bufferedAmount: number;
+  /** TCP_NODELAY (default `true`). */
+  noDelay: boolean;
+
+  /** Sends a text (string) or binary (ArrayBuffer or any view: exactly its bytes) message. Returns `false` above `maxBackpressure`. Throws `WS_ERR_NOT_OPEN` when not open, `TypeError` for other data. */
+  send(data: string | ArrayBuffer | ArrayBufferView): boolean;
+  /** Starts the closing handshake. Default code 1000. `RangeError` for an invalid code or a reason over 123 UTF-8 bytes. */
+  close(code?: number, reason?: string): void;
+  /** Sends a ping (at most 125 bytes). Client pings are answered automatically. */
+  ping(data?: string | ArrayBuffer | ArrayBufferView): void;
+  /** Drops the connection without a closing handshake (the close event reports 1006). */
+  terminate(): void;
+  /** Stops reading from the socket (TCP backpressure reaches the client). */
+  block(): void;
+  /** Reads again after `block()`. */
+  resume(): void;
+  /** Accepts this pending connection (during or after the server's `accept` event). */
+  accept(protocol?: string): void;
+  /** Refuses this pending connection with an HTTP status (default 403). */
+  reject(status?: number, reason?: string): void;
+  /** Only on TLS connections (not in this build): throws. */
+  disableSSL(): void;
+
+  on<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
+  once<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
+  off<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
+
+  onmessage: HandlerProperty<ConnectionEvents['message'], Connection>;
+  onclose: HandlerProperty<ConnectionEvents['close'], Connection>;
+  onerror: HandlerProperty<ConnectionEvents['error'], Connection>;
+  onpong: HandlerProperty<ConnectionEvents['pong'], Connection>;
+  ondrain: HandlerProperty<ConnectionEvents['drain'], Connection>;
+}
+
+export interface ServerEvents {
+  /** An upgrade request, before the 101. Decide with `server.accept/reject` now or `ws.accept/reject` later. No handler: accepted. `this` is the server. */
+  accept: [ws: Connection];
+  /** The connection is open; `this` is the connection. */
+  connect: [ws: Connection];
+  /** A plain HTTP request (not an upgrade). Not served in this build: such requests get 426. */
+  request: [req: unknown, res: unknown];
+  /** A low-level (TLS) failure before HTTP. Not raised in this build. */
+  lowError: [code: number, socketInfo: SocketInfo, data: unknown];
+  /** A connection failed before it was upgraded (bad request, handshake timeout, reset). */
+  error: [socketInfo: SocketInfo];
+  /** The listener closed and every connection ended. */
+  close: [];
+}
+
+export interface Server {
+  readonly readyState: ReadyState;
+  /** Open connections of this server. */
+  readonly connections: number;
+  /** The bound port. */
+  readonly port: number;
+  address(): AddressInfo;
+  /** During `accept` only: accept with an optional subprotocol (`TypeError` if the client did not offer it). */
+  accept(protocol?: string): void;
+  /** During `accept` only: refuse with an HTTP status (default 403) and reason. */
+  reject(status?: number, reason?: string): void;
+  /** Stops listening and closes every connection with `code` (default 1001); `close` fires when done. */
+  close(code?: number, reason?: string): void;
+  /** Keeps the process alive while listening (the default). */
+  ref(): this;
+  /** Lets the process exit while listening. */
+  unref(): this;
+  /** TLS only (not in this build): throws. */
+  disableSSL(): void;
+  /** TLS only (not in this build): throws. */
+  rejectSSL(): void;
+
+  on<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
+  once<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
+  off<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
+
+  onaccept: HandlerProperty<ServerEvents['accept'], Server>;
+  onconnect: HandlerProperty<ServerEvents['connect'], Connection>;
+  onrequest: HandlerProperty<ServerEvents['request'], Server>;
+  onerrorlow: HandlerProperty<ServerEvents['lowError'], Server>;
+  onlowerror: HandlerProperty<ServerEvents['lowError'], Server>;
+  onerror: HandlerProperty<ServerEvents['error'], Server>;
+  onclose: HandlerProperty<ServerEvents['close'], Server>;
+}
+
+type ConnectHandler = (this: Connection, ws: Connection) => void;
+
+export interface ServerConstructor {
+  new (options?: ServerOptions, connect?: ConnectHandler): Server;
+  new (port: number, options?: ServerOptions, connect?: ConnectHandler): Server;
+  new (url: string, port?: number, options?: ServerOptions, connect?: ConnectHandler): Server;
+  new (url: string, options?: ServerOptions, connect?: ConnectHandler): Server;
+  (options?: ServerOptions, connect?: ConnectHandler): Server;
+  (port: number, options?: ServerOptions, connect?: ConnectHandler): Server;
+  (url: string, port?: number, options?: ServerOptions, connect?: ConnectHandler): Server;
+  (url: string, options?: ServerOptions, connect?: ConnectHandler): Server;
+}
+
+export interface WebsocketNamespace {
+  Server: ServerConstructor;
+  readyStates: ReadyStates;
+}
+
+export declare const Websocket: WebsocketNamespace;
+export declare const WebSocket: WebsocketNamespace;
