@@ -5,6 +5,7 @@
 
 require('./lib/dispatch.js');
 const { Server } = require('./lib/server.js');
+const { Thread } = require('./lib/thread.js');
 
 const readyStates = Object.freeze({
   INITIALIZING: -1,
@@ -17,6 +18,7 @@ const readyStates = Object.freeze({
 
 const Websocket = {
   Server,
+  Thread,
   readyStates,
 };
 

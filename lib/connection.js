@@ -254,6 +254,22 @@ class Connection {
     throw sackError(Error, 'ERR_SACK_NOT_TLS', 'disableSSL: this connection does not use TLS');
   }
 
+  // Hands this connection to a thread that called Thread.accept(destination).
+  // True when a receiver took it: this object is then closed for good here
+  // (readyState CLOSED, no close event), and the receiver gets a new one.
+  // During the accept event it also accepts the connection for the receiver.
+  post(destination) {
+    const { checkDestination } = require('./thread.js');
+    checkDestination(destination, 'post');
+    if (this.readyState !== OPEN && this.readyState !== CONNECTING) throw notOpen(this, 'post');
+    if (!native.threadPost(destination, this._h)) return false;
+    this._server._released(this);
+    this.readyState = CLOSED;
+    this._moved = true;
+    this._connectPending = false;
+    return true;
+  }
+
   // Engine events (called by dispatch.js).
   _message(data) {
     emit(this, 'message', this, data);

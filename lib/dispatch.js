@@ -7,6 +7,7 @@ const native = require('../native.js');
 const registry = require('./registry.js');
 const { emit } = require('./events.js');
 const { sackError, closeCodeOf } = require('./errors.js');
+const { adopt } = require('./thread.js');
 
 const TEXT = 1;
 const BINARY = 2;
@@ -18,11 +19,12 @@ const OPEN = 7;
 const ACCEPT = 8;
 const SERVER_ERROR = 9;
 const SERVER_CLOSE = 10;
+const ADOPT = 11;
 
 const conns = registry.conns;
 const servers = registry.servers;
 
-function dispatch(kind, id, a, b, c) {
+function dispatch(kind, id, a, b, c, d) {
   if (kind === TEXT || kind === BINARY) {
     const ws = conns.get(id);
     if (ws !== undefined) ws._message(a);
@@ -66,6 +68,9 @@ function dispatch(kind, id, a, b, c) {
       if (server !== undefined) server._onError(a, b, c);
       return;
     }
+    case ADOPT:
+      adopt(id, a, b, c, d);
+      return;
     case SERVER_CLOSE: {
       const server = servers.get(id);
       if (server !== undefined) server._onClose();

@@ -132,3 +132,31 @@ impl NativeConnection {
         self.conn.protocol()
     }
 }
+
+/// Registers this environment to receive one connection posted to
+/// `destination`; returns the token the arrival will carry.
+#[napi]
+pub fn thread_accept(env: Env, destination: String) -> Result<f64> {
+    let state = super::env::EnvState::get(&env)?;
+    Ok(crate::engine::registry::register(&destination, state.sink.clone()) as f64)
+}
+
+/// Moves `connection` to the next receiver of `destination`. False when no
+/// receiver is registered (the connection stays here).
+#[napi]
+pub fn thread_post(env: Env, destination: String, connection: &NativeConnection) -> Result<bool> {
+    let state = super::env::EnvState::get(&env)?;
+    let conn = connection.conn.clone();
+    let id = conn.id;
+    let moved = crate::engine::registry::post(&conn, &destination, |earlier| {
+        // Events for it still queued here: the rest of the batch being
+        // delivered, then what arrived since.
+        state.current.borrow_mut().extract_conn(id, earlier);
+        state.sink.lock().extract_conn(id, earlier);
+    });
+    if moved {
+        state.conns.borrow_mut().remove(&id);
+        state.moving.borrow_mut().retain(|c| c.id != id);
+    }
+    Ok(moved)
+}

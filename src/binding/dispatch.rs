@@ -24,6 +24,7 @@ pub mod kind {
     pub const ACCEPT: f64 = 8.0;
     pub const SERVER_ERROR: f64 = 9.0;
     pub const SERVER_CLOSE: f64 = 10.0;
+    pub const ADOPT: f64 = 11.0;
 }
 
 /// The threadsafe function's callback, on the environment's JS thread.
@@ -42,23 +43,76 @@ pub unsafe extern "C" fn on_wake(
     }
     // SAFETY: see above; the state is never freed.
     let state = unsafe { &*(context as *const EnvState) };
-    let mut batch = state.spare.take();
-    state.sink.take(&mut batch);
+    {
+        let mut batch = state.spare.take();
+        state.sink.take(&mut batch);
+        *state.current.borrow_mut() = batch;
+    }
     // Obtained in the callback's own scope, so valid in every per-event one.
     let dispatcher = state.dispatcher();
-    for ev in batch.events.drain(..) {
+    loop {
+        let next = state.current.borrow_mut().events.pop_front();
+        let Some(ev) = next else {
+            // Connections posted here: deliver what was held while they
+            // moved, until none is left and their events flow directly.
+            if release_moving(state) {
+                continue;
+            }
+            break;
+        };
         // A scope per event keeps the handles of a large batch from piling up.
         let mut scope = ptr::null_mut();
         // SAFETY: on the JS thread of `env`; every value is created in this
         // scope and used before it closes.
         unsafe {
             sys::napi_open_handle_scope(env, &mut scope);
-            deliver(env, state, dispatcher, ev, &batch.arena);
+            deliver(env, state, dispatcher, ev);
             sys::napi_close_handle_scope(env, scope);
         }
     }
+    let mut batch = state.current.take();
     batch.clear();
     state.spare.replace(batch);
+}
+
+/// Moves held events of arriving connections into the current batch.
+/// Returns whether there is anything new to deliver.
+fn release_moving(state: &EnvState) -> bool {
+    let moving = state.moving.take();
+    if moving.is_empty() {
+        return false;
+    }
+    let mut more = false;
+    let mut still = Vec::new();
+    for conn in moving {
+        if let Some(held) = conn.take_held(&state.sink) {
+            state.current.borrow_mut().append(held);
+            more = true;
+            still.push(conn);
+        }
+    }
+    state.moving.borrow_mut().extend(still);
+    more
+}
+
+/// Message bytes of the batch being delivered, as a JS string or ArrayBuffer.
+unsafe fn bytes_value(
+    env: sys::napi_env,
+    state: &EnvState,
+    text: bool,
+    start: usize,
+    len: usize,
+) -> sys::napi_value {
+    let cur = state.current.borrow();
+    let data = &cur.arena[start..start + len];
+    // SAFETY: on the JS thread of `env`, inside a handle scope.
+    unsafe {
+        if text {
+            js::string(env, data)
+        } else {
+            js::arraybuffer(env, data)
+        }
+    }
 }
 
 unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
@@ -91,13 +145,7 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
     }
 }
 
-unsafe fn deliver(
-    env: sys::napi_env,
-    state: &EnvState,
-    f: sys::napi_value,
-    ev: Event,
-    arena: &[u8],
-) {
+unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: Event) {
     use kind::*;
     // SAFETY (whole body): on the JS thread of `env`, inside a handle scope
     // opened by the caller.
@@ -110,24 +158,13 @@ unsafe fn deliver(
                 start,
                 len,
             } => {
-                let data = &arena[start..start + len];
-                if text {
-                    js::call(env, f, &[n(TEXT), n(conn as f64), js::string(env, data)]);
-                } else {
-                    js::call(
-                        env,
-                        f,
-                        &[n(BINARY), n(conn as f64), js::arraybuffer(env, data)],
-                    );
-                }
+                let data = bytes_value(env, state, text, start, len);
+                let kind = if text { TEXT } else { BINARY };
+                js::call(env, f, &[n(kind), n(conn as f64), data]);
             }
             Event::Pong { conn, start, len } => {
-                let data = &arena[start..start + len];
-                js::call(
-                    env,
-                    f,
-                    &[n(PONG), n(conn as f64), js::arraybuffer(env, data)],
-                );
+                let data = bytes_value(env, state, false, start, len);
+                js::call(env, f, &[n(PONG), n(conn as f64), data]);
             }
             Event::Drain { conn } => js::call(env, f, &[n(DRAIN), n(conn as f64)]),
             Event::Error {
@@ -157,11 +194,33 @@ unsafe fn deliver(
                     ],
                 );
             }
-            Event::Open { server, conn, info } => {
-                open_or_accept(env, state, f, OPEN, server, conn, &info)
-            }
-            Event::Accept { server, conn, info } => {
-                open_or_accept(env, state, f, ACCEPT, server, conn, &info)
+            Event::Open { server, conn } => open_or_accept(env, state, f, OPEN, server, conn),
+            Event::Accept { server, conn } => open_or_accept(env, state, f, ACCEPT, server, conn),
+            Event::Adopt {
+                token,
+                destination,
+                conn,
+            } => {
+                state.moving.borrow_mut().push(conn.clone());
+                state.conns.borrow_mut().insert(conn.id, conn.clone());
+                let id = conn.id;
+                let info = conn_info(env, &conn.info);
+                let Ok(handle) = NativeConnection::to_napi_value(env, NativeConnection::new(conn))
+                else {
+                    return;
+                };
+                js::call(
+                    env,
+                    f,
+                    &[
+                        n(ADOPT),
+                        n(token as f64),
+                        handle,
+                        info,
+                        n(id as f64),
+                        js::string(env, destination.as_bytes()),
+                    ],
+                );
             }
             Event::ServerError {
                 server,
@@ -206,17 +265,17 @@ unsafe fn open_or_accept(
     kind: f64,
     server: u64,
     conn: std::sync::Arc<crate::engine::conn::Conn>,
-    info: &ConnInfo,
 ) {
     // SAFETY (whole body): on the JS thread of `env`, inside a handle scope.
     unsafe {
         state.conns.borrow_mut().insert(conn.id, conn.clone());
         let id = conn.id;
+        let handle_info = conn.info.clone();
         let handle = match NativeConnection::to_napi_value(env, NativeConnection::new(conn)) {
             Ok(h) => h,
             Err(_) => return,
         };
-        let info = conn_info(env, info);
+        let info = conn_info(env, &handle_info);
         js::call(
             env,
             f,

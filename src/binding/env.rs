@@ -12,8 +12,9 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 
 use crate::engine::conn::Conn;
+use crate::engine::registry;
 use crate::engine::server::Server;
-use crate::engine::sink::{Batch, EnvSink};
+use crate::engine::sink::{Batch, EnvSink, Event};
 use crate::protocol::close::GOING_AWAY;
 
 /// The threadsafe function, shared with the engine's waker. `None` once the
@@ -47,6 +48,12 @@ pub struct EnvState {
     dispatcher: Cell<sys::napi_ref>,
     /// The batch not in use, swapped with the sink's on each wake.
     pub spare: RefCell<Batch>,
+    /// The batch being delivered. Events are taken one at a time, so a
+    /// `post` from inside a handler can pull out the rest of its connection's.
+    pub current: RefCell<Batch>,
+    /// Connections posted to this environment whose held events are still
+    /// to be delivered (`Conn::take_held`).
+    pub moving: RefCell<Vec<Arc<Conn>>>,
     /// Reasons to keep the event loop alive (listening servers, open
     /// connections), counted by index.js.
     holds: Cell<u32>,
@@ -115,6 +122,8 @@ pub fn init(env: &Env, dispatcher: sys::napi_value) -> Result<()> {
         tsfn: tsfn.clone(),
         dispatcher: Cell::new(ptr::null_mut()),
         spare: RefCell::new(Batch::default()),
+        current: RefCell::new(Batch::default()),
+        moving: RefCell::new(Vec::new()),
         holds: Cell::new(0),
         servers: RefCell::new(HashMap::new()),
         conns: RefCell::new(HashMap::new()),
@@ -183,15 +192,31 @@ fn cleanup(state: *const EnvState) {
         // is in flight or can start.
         unsafe { sys::napi_release_threadsafe_function(t.0, 1) };
     }
+    registry::unregister_env(&state.sink);
     for server in state.servers.take().into_values() {
         server.close(GOING_AWAY, "");
     }
-    for conn in state.conns.take().into_values() {
+    // Connections of this environment, including ones posted here whose
+    // arrival was not delivered yet.
+    let mut leftover = state.current.take();
+    let mut queued = Batch::default();
+    state.sink.take(&mut queued);
+    leftover.append(queued);
+    let mut conns = state.conns.take();
+    for ev in leftover.events {
+        if let Event::Adopt { conn, .. } | Event::Accept { conn, .. } | Event::Open { conn, .. } =
+            ev
+        {
+            conns.insert(conn.id, conn);
+        }
+    }
+    for conn in state.moving.take() {
+        conns.insert(conn.id, conn);
+    }
+    for conn in conns.into_values() {
         if conn.close(GOING_AWAY, "").is_err() {
             conn.terminate();
         }
     }
     state.spare.take();
-    let mut leftover = Batch::default();
-    state.sink.take(&mut leftover);
 }

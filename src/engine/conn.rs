@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use atomic_waker::AtomicWaker;
 
-use super::sink::EnvSink;
+use super::sink::{Batch, ConnInfo, EnvSink, Event};
 use super::ServerConfig;
 use crate::http::response::closing_response;
 use crate::protocol::close::{close_payload, is_valid_wire_code};
@@ -52,7 +52,6 @@ pub(super) enum Phase {
     /// Upgrade request received, waiting for accept or reject.
     Pending {
         key: Vec<u8>,
-        offered: Vec<String>,
     },
     Open,
     /// A refusal response is queued; the task flushes it and closes.
@@ -74,16 +73,28 @@ pub(super) struct Inner {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Where a connection's events go.
+enum Route {
+    /// Straight into an environment's queue.
+    Direct(Arc<EnvSink>),
+    /// Moving to `target` (posted to another thread): events wait in `held`
+    /// until the receiver's callback has returned, then go out in order.
+    Held { target: Arc<EnvSink>, held: Batch },
+}
+
 pub struct Conn {
     pub id: u64,
     pub server: u64,
+    /// The upgrade request, for JS objects made for this connection (also
+    /// on the thread it is posted to).
+    pub info: Arc<ConnInfo>,
     masking: bool,
     max_backpressure: usize,
     inner: Mutex<Inner>,
     buffered: AtomicUsize,
     want_drain: AtomicBool,
     pub(super) waker: AtomicWaker,
-    sink: Mutex<Arc<EnvSink>>,
+    route: Mutex<Route>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -120,16 +131,17 @@ impl Conn {
         config: &ServerConfig,
         sink: Arc<EnvSink>,
         key: Vec<u8>,
-        offered: Vec<String>,
+        info: Arc<ConnInfo>,
     ) -> Arc<Conn> {
         Arc::new(Conn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             server,
+            info,
             masking: config.masking,
             max_backpressure: config.max_backpressure,
             inner: Mutex::new(Inner {
                 out: Vec::new(),
-                phase: Phase::Pending { key, offered },
+                phase: Phase::Pending { key },
                 close_sent: false,
                 terminate: false,
                 blocked: false,
@@ -139,7 +151,7 @@ impl Conn {
             buffered: AtomicUsize::new(0),
             want_drain: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            sink: Mutex::new(sink),
+            route: Mutex::new(Route::Direct(sink)),
         })
     }
 
@@ -147,14 +159,94 @@ impl Conn {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Where this connection's events go now.
-    pub fn sink(&self) -> Arc<EnvSink> {
-        self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn route(&self) -> MutexGuard<'_, Route> {
+        self.route.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends this connection's events to another environment from now on.
-    pub fn set_sink(&self, sink: Arc<EnvSink>) {
-        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+    /// The environment this connection's events go to (or are moving to).
+    pub fn sink(&self) -> Arc<EnvSink> {
+        match &*self.route() {
+            Route::Direct(s) | Route::Held { target: s, .. } => s.clone(),
+        }
+    }
+
+    /// Adds events for this connection: `f` appends to the batch they go
+    /// to. The route lock is held throughout, so a move to another thread
+    /// falls wholly before or after these events, never between them.
+    pub fn emit_with<R>(&self, f: impl FnOnce(&mut Batch) -> R) -> R {
+        let mut route = self.route();
+        match &mut *route {
+            Route::Direct(sink) => {
+                let sink = sink.clone();
+                let (r, added) = {
+                    let mut b = sink.lock();
+                    let before = b.events.len();
+                    let r = f(&mut b);
+                    (r, b.events.len() > before)
+                };
+                drop(route);
+                if added {
+                    sink.wake();
+                }
+                r
+            }
+            Route::Held { held, .. } => f(held),
+        }
+    }
+
+    pub fn emit(&self, ev: Event) {
+        self.emit_with(|b| b.events.push_back(ev));
+    }
+
+    /// Starts moving this connection's events to `target`: from now on
+    /// they are held (see `registry::post`).
+    pub(super) fn begin_move(&self, target: Arc<EnvSink>) {
+        let mut route = self.route();
+        *route = match std::mem::replace(&mut *route, Route::Direct(target.clone())) {
+            Route::Direct(_) => Route::Held {
+                target,
+                held: Batch::default(),
+            },
+            // Posted on again before the last move finished: what is held
+            // goes on to the new receiver.
+            Route::Held { held, .. } => Route::Held { target, held },
+        };
+    }
+
+    /// Puts `earlier` in front of the held events.
+    pub(super) fn prepend_held(&self, mut earlier: Batch) {
+        if earlier.is_empty() {
+            return;
+        }
+        let mut route = self.route();
+        if let Route::Held { held, .. } = &mut *route {
+            earlier.append(std::mem::take(held));
+            *held = earlier;
+        }
+    }
+
+    /// On the receiving environment (`sink`), after the receiver's callback:
+    /// the held events to deliver, or `None` once there are none left, at
+    /// which point events flow straight to `sink`. Also `None` if the
+    /// connection was posted on elsewhere meanwhile.
+    pub fn take_held(&self, sink: &Arc<EnvSink>) -> Option<Batch> {
+        let mut route = self.route();
+        let Route::Held { target, held } = &mut *route else {
+            return None;
+        };
+        if !Arc::ptr_eq(target, sink) {
+            return None;
+        }
+        if held.is_empty() {
+            *route = Route::Direct(sink.clone());
+            return None;
+        }
+        Some(std::mem::take(held))
+    }
+
+    /// Whether the connection is waiting for accept/reject.
+    pub fn is_pending(&self) -> bool {
+        matches!(self.lock().phase, Phase::Pending { .. })
     }
 
     /// Bytes queued and not yet handed to the socket.
@@ -191,12 +283,12 @@ impl Conn {
     /// Accepts a pending upgrade, answering 101 with `protocol` if given.
     pub fn accept(&self, protocol: Option<&str>) -> Result<(), ConnError> {
         let mut g = self.lock();
-        let Phase::Pending { key, offered } = &g.phase else {
+        let Phase::Pending { key } = &g.phase else {
             return Err(ConnError::AlreadyDecided);
         };
         let protocol = protocol.filter(|p| !p.is_empty());
         if let Some(p) = protocol {
-            if !offered.iter().any(|o| o == p) {
+            if !self.info.protocols.iter().any(|o| o == p) {
                 return Err(ConnError::ProtocolNotOffered);
             }
         }

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod sink;

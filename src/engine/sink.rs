@@ -5,6 +5,7 @@
 //! already pending, so one wake delivers a whole batch. Message bytes go to a
 //! shared arena, not one allocation per message.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,13 +30,11 @@ pub enum Event {
     Accept {
         server: u64,
         conn: Arc<Conn>,
-        info: Box<ConnInfo>,
     },
     /// A connection was accepted by the engine itself (no accept handler).
     Open {
         server: u64,
         conn: Arc<Conn>,
-        info: Box<ConnInfo>,
     },
     /// A message; its bytes are `arena[start..start + len]` of the batch.
     Message {
@@ -77,16 +76,92 @@ pub enum Event {
     ServerClose {
         server: u64,
     },
+    /// A connection posted to this environment: hand it to the receiver
+    /// registered as `token`, then deliver the events held meanwhile.
+    Adopt {
+        token: u64,
+        destination: String,
+        conn: Arc<Conn>,
+    },
+}
+
+impl Event {
+    /// The connection an event belongs to, if any.
+    pub fn conn_id(&self) -> Option<u64> {
+        match self {
+            Event::Message { conn, .. }
+            | Event::Pong { conn, .. }
+            | Event::Drain { conn }
+            | Event::Error { conn, .. }
+            | Event::Close { conn, .. } => Some(*conn),
+            Event::Accept { conn, .. } | Event::Open { conn, .. } | Event::Adopt { conn, .. } => {
+                Some(conn.id)
+            }
+            Event::ServerError { .. } | Event::ServerClose { .. } => None,
+        }
+    }
 }
 
 /// Events and their message bytes, swapped out whole by the consumer.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub events: Vec<Event>,
+    pub events: VecDeque<Event>,
     pub arena: Vec<u8>,
 }
 
 impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Appends `ev`, copying its bytes from `arena` (the batch it came from).
+    pub fn push_from(&mut self, ev: Event, arena: &[u8]) {
+        let ev = match ev {
+            Event::Message {
+                conn,
+                text,
+                start,
+                len,
+            } => {
+                let (start, len) = self.push_bytes(&arena[start..start + len]);
+                Event::Message {
+                    conn,
+                    text,
+                    start,
+                    len,
+                }
+            }
+            Event::Pong { conn, start, len } => {
+                let (start, len) = self.push_bytes(&arena[start..start + len]);
+                Event::Pong { conn, start, len }
+            }
+            other => other,
+        };
+        self.events.push_back(ev);
+    }
+
+    /// Moves every event of connection `id` (in order) to the end of `to`.
+    pub fn extract_conn(&mut self, id: u64, to: &mut Batch) {
+        if !self.events.iter().any(|e| e.conn_id() == Some(id)) {
+            return;
+        }
+        let events = std::mem::take(&mut self.events);
+        for ev in events {
+            if ev.conn_id() == Some(id) {
+                to.push_from(ev, &self.arena);
+            } else {
+                self.events.push_back(ev);
+            }
+        }
+    }
+
+    /// Appends all of `other` to the end of this batch.
+    pub fn append(&mut self, mut other: Batch) {
+        for ev in other.events.drain(..) {
+            self.push_from(ev, &other.arena);
+        }
+    }
+
     pub fn push_bytes(&mut self, data: &[u8]) -> (usize, usize) {
         let start = self.arena.len();
         self.arena.extend_from_slice(data);
@@ -135,7 +210,7 @@ impl EnvSink {
     }
 
     pub fn push(&self, ev: Event) {
-        self.lock().events.push(ev);
+        self.lock().events.push_back(ev);
         self.wake();
     }
 

@@ -103,36 +103,31 @@ pub(super) async fn run(
     let protocols = up.protocols.clone();
     drop(up);
 
-    let sink = server.sink();
-    let conn = Conn::new(server.id, cfg, sink.clone(), key, protocols.clone());
-    if !server.register(&conn) {
-        let response = closing_response(503, None, &[], b"server closing or full");
-        refuse(stream, &response).await;
-        return;
-    }
-    let info = Box::new(ConnInfo {
+    let info = Arc::new(ConnInfo {
         head,
         remote,
         local,
         protocols,
     });
-    let announced = if server.has_accept_handler() {
-        sink.push(Event::Accept {
+    let conn = Conn::new(server.id, cfg, server.sink(), key, info);
+    if !server.register(&conn) {
+        let response = closing_response(503, None, &[], b"server closing or full");
+        refuse(stream, &response).await;
+        return;
+    }
+    if server.has_accept_handler() {
+        conn.emit(Event::Accept {
             server: server.id,
             conn: conn.clone(),
-            info,
         });
         wait_decision(&conn).await;
-        true
     } else {
         let _ = conn.accept(None);
-        sink.push(Event::Open {
+        conn.emit(Event::Open {
             server: server.id,
             conn: conn.clone(),
-            info,
         });
-        true
-    };
+    }
 
     let open = matches!(conn.lock().phase, Phase::Open);
     if open {
@@ -145,7 +140,7 @@ pub(super) async fn run(
         );
         let (code, reason) = poll_fn(|cx| ws.poll_run(cx)).await;
         conn.set_closed();
-        conn.sink().push(Event::Close {
+        conn.emit(Event::Close {
             conn: conn.id,
             code,
             reason,
@@ -156,13 +151,12 @@ pub(super) async fn run(
         let out = std::mem::take(&mut conn.lock().out);
         refuse(stream, &out).await;
         conn.set_closed();
-        if announced {
-            conn.sink().push(Event::Close {
-                conn: conn.id,
-                code: close::ABNORMAL,
-                reason: String::new(),
-            });
-        }
+        // JS has a (pending) object for it: tell it the connection is gone.
+        conn.emit(Event::Close {
+            conn: conn.id,
+            code: close::ABNORMAL,
+            reason: String::new(),
+        });
     }
     server.unregister(conn.id);
 }
@@ -325,7 +319,7 @@ impl WsLoop {
                     Poll::Ready(Ok(n)) => {
                         self.written += n;
                         if self.conn.written(n) {
-                            self.conn.sink().push(Event::Drain { conn: self.conn.id });
+                            self.conn.emit(Event::Drain { conn: self.conn.id });
                         }
                     }
                     Poll::Ready(Err(_)) => return Poll::Ready(self.abnormal()),
@@ -425,58 +419,52 @@ impl WsLoop {
     fn process(&mut self, input: &mut [u8]) -> usize {
         let conn = &self.conn;
         let id = conn.id;
-        let sink = conn.sink();
-        let mut batch = None;
+        let decoder = &mut self.decoder;
         let mut peer_close: Option<(u16, String)> = None;
-        let result = self.decoder.decode(input, |m| {
-            match m {
-                Message::Text(t) => {
-                    let b = batch.get_or_insert_with(|| sink.lock());
-                    let (start, len) = b.push_bytes(t);
-                    b.events.push(Event::Message {
-                        conn: id,
-                        text: true,
-                        start,
-                        len,
-                    });
+        // All messages of this read go out under one lock and one wake.
+        let result = conn.emit_with(|batch| {
+            decoder.decode(input, |m| {
+                match m {
+                    Message::Text(t) => {
+                        let (start, len) = batch.push_bytes(t);
+                        batch.events.push_back(Event::Message {
+                            conn: id,
+                            text: true,
+                            start,
+                            len,
+                        });
+                    }
+                    Message::Binary(d) => {
+                        let (start, len) = batch.push_bytes(d);
+                        batch.events.push_back(Event::Message {
+                            conn: id,
+                            text: false,
+                            start,
+                            len,
+                        });
+                    }
+                    // Not produced: RSV1 is refused until an extension is agreed.
+                    Message::Compressed { .. } => {}
+                    Message::Ping(p) => conn.queue_pong(p),
+                    Message::Pong(p) => {
+                        let (start, len) = batch.push_bytes(p);
+                        batch.events.push_back(Event::Pong {
+                            conn: id,
+                            start,
+                            len,
+                        });
+                    }
+                    Message::Close(p) => {
+                        peer_close = Some(match p {
+                            ClosePayload::Empty => (close::NO_STATUS, String::new()),
+                            ClosePayload::Code(c, r) => (c, r.to_string()),
+                        });
+                        return false;
+                    }
                 }
-                Message::Binary(d) => {
-                    let b = batch.get_or_insert_with(|| sink.lock());
-                    let (start, len) = b.push_bytes(d);
-                    b.events.push(Event::Message {
-                        conn: id,
-                        text: false,
-                        start,
-                        len,
-                    });
-                }
-                // Not produced: RSV1 is refused until an extension is agreed.
-                Message::Compressed { .. } => {}
-                Message::Ping(p) => conn.queue_pong(p),
-                Message::Pong(p) => {
-                    let b = batch.get_or_insert_with(|| sink.lock());
-                    let (start, len) = b.push_bytes(p);
-                    b.events.push(Event::Pong {
-                        conn: id,
-                        start,
-                        len,
-                    });
-                }
-                Message::Close(p) => {
-                    peer_close = Some(match p {
-                        ClosePayload::Empty => (close::NO_STATUS, String::new()),
-                        ClosePayload::Code(c, r) => (c, r.to_string()),
-                    });
-                    return false;
-                }
-            }
-            true
+                true
+            })
         });
-        let delivered = batch.is_some();
-        drop(batch);
-        if delivered {
-            sink.wake();
-        }
         match result {
             Ok(used) => {
                 if let Some((code, reason)) = peer_close {
@@ -491,7 +479,7 @@ impl WsLoop {
                 used
             }
             Err(v) => {
-                sink.push(Event::Error {
+                conn.emit(Event::Error {
                     conn: id,
                     code: match v.code {
                         close::INVALID_PAYLOAD => "WS_ERR_INVALID_UTF8",

@@ -1,0 +1,80 @@
+//! The thread registry: moving live connections between JS environments
+//! (main thread, `worker_threads`).
+//!
+//! Node cannot transfer sockets to workers (ws#1907); sack does not need to.
+//! The socket stays in the engine and only the place its events go changes.
+//! A destination string maps to receivers, first come first served, each
+//! used once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::conn::Conn;
+use super::sink::{Batch, EnvSink, Event};
+
+struct Receiver {
+    token: u64,
+    sink: Arc<EnvSink>,
+}
+
+static RECEIVERS: Mutex<Option<HashMap<String, VecDeque<Receiver>>>> = Mutex::new(None);
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+fn with<R>(f: impl FnOnce(&mut HashMap<String, VecDeque<Receiver>>) -> R) -> R {
+    let mut g = RECEIVERS.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(HashMap::new))
+}
+
+/// Registers one receiver for `destination` in the environment of `sink`;
+/// the returned token names it when a connection arrives.
+pub fn register(destination: &str, sink: Arc<EnvSink>) -> u64 {
+    let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+    with(|m| {
+        m.entry(destination.to_string())
+            .or_default()
+            .push_back(Receiver { token, sink })
+    });
+    token
+}
+
+/// Forgets every receiver of an environment that is going away.
+pub fn unregister_env(sink: &Arc<EnvSink>) {
+    with(|m| {
+        for q in m.values_mut() {
+            q.retain(|r| !Arc::ptr_eq(&r.sink, sink));
+        }
+        m.retain(|_, q| !q.is_empty());
+    })
+}
+
+/// Moves `conn` to the next receiver of `destination`; false (and nothing
+/// changes) when there is none. A pending connection is accepted on the
+/// receiver's behalf. `undelivered` collects the events already queued for
+/// the posting environment and not yet delivered: it runs after events are
+/// being held, so nothing can slip in between, and its events go first.
+pub fn post(conn: &Arc<Conn>, destination: &str, undelivered: impl FnOnce(&mut Batch)) -> bool {
+    let Some(rx) = with(|m| {
+        let q = m.get_mut(destination)?;
+        let rx = q.pop_front();
+        if q.is_empty() {
+            m.remove(destination);
+        }
+        rx
+    }) else {
+        return false;
+    };
+    if conn.is_pending() {
+        let _ = conn.accept(None);
+    }
+    conn.begin_move(rx.sink.clone());
+    let mut earlier = Batch::default();
+    undelivered(&mut earlier);
+    conn.prepend_held(earlier);
+    rx.sink.push(Event::Adopt {
+        token: rx.token,
+        destination: destination.to_string(),
+        conn: conn.clone(),
+    });
+    true
+}
