@@ -3,6 +3,7 @@
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
