@@ -93,7 +93,7 @@ class Connection {
     this._info = info;
     this.readyState = state;
     this.protocol = '';
-    this.extensions = '';
+    this.extensions = handle.extensions;
     this.protocols = info[6];
     this.rawHeaders = info[1];
     const target = info[0];

@@ -85,6 +85,39 @@ function parseArgs(args) {
   return { url, port, options, connect };
 }
 
+// perMessageDeflate (true or an options object) and perMessageDeflateAllow,
+// as the engine's flat fields. Defaults: see index.d.ts.
+function deflateOptions(options) {
+  const pmd = options.perMessageDeflate;
+  const allow = options.perMessageDeflateAllow === true;
+  if (pmd !== undefined && pmd !== null && typeof pmd !== 'boolean' && !isPlainObject(pmd)) {
+    throw badOption('perMessageDeflate', 'true, false or an options object', pmd);
+  }
+  if (!pmd && !allow) return {};
+  const o = isPlainObject(pmd) ? pmd : {};
+  const out = { deflate: true, deflateCompress: !!pmd };
+  const bool = (name, key) => {
+    if (o[name] === undefined) return;
+    if (typeof o[name] !== 'boolean') throw badOption(`perMessageDeflate.${name}`, 'true or false', o[name]);
+    out[key] = o[name];
+  };
+  const int = (name, key, min, max) => {
+    if (o[name] === undefined) return;
+    const v = o[name];
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw badOption(`perMessageDeflate.${name}`, `an integer from ${min} to ${max}`, v);
+    }
+    out[key] = v;
+  };
+  bool('serverNoContextTakeover', 'deflateServerNoContextTakeover');
+  bool('clientNoContextTakeover', 'deflateClientNoContextTakeover');
+  int('serverMaxWindowBits', 'deflateServerMaxWindowBits', 8, 15);
+  int('clientMaxWindowBits', 'deflateClientMaxWindowBits', 8, 15);
+  int('level', 'deflateLevel', 0, 9);
+  int('threshold', 'deflateThreshold', 0, 2 ** 31);
+  return out;
+}
+
 // Returns { address, port, native: options for the engine, tls, deflate }.
 function normalize(args) {
   const { url, port, options, connect } = parseArgs(args);
@@ -119,10 +152,7 @@ function normalize(args) {
     if (v !== undefined && typeof v !== 'boolean') throw badOption(name, 'true or false', v);
   }
   if (options.masking !== undefined) native.masking = options.masking;
-  const pmd = options.perMessageDeflate;
-  if (pmd !== undefined && typeof pmd !== 'boolean' && !isPlainObject(pmd)) {
-    throw badOption('perMessageDeflate', 'true, false or an options object', pmd);
-  }
+  Object.assign(native, deflateOptions(options));
 
   const tls =
     fromUrl.secure ||

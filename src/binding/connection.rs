@@ -131,6 +131,12 @@ impl NativeConnection {
     pub fn protocol(&self) -> String {
         self.conn.protocol()
     }
+
+    /// The agreed extensions (`Sec-WebSocket-Extensions` answer), or "".
+    #[napi(getter)]
+    pub fn extensions(&self) -> String {
+        self.conn.extensions.clone()
+    }
 }
 
 /// Registers this environment to receive one connection posted to

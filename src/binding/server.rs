@@ -9,6 +9,7 @@ use napi_derive::napi;
 use super::env::EnvState;
 use crate::engine::server::{error_code, Server};
 use crate::engine::ServerConfig;
+use crate::protocol::deflate::DeflateConfig;
 
 /// Settings index.js has already checked; absent fields keep their defaults
 /// (see `engine::config`).
@@ -23,6 +24,16 @@ pub struct ServerOptions {
     /// Milliseconds.
     pub close_timeout: Option<f64>,
     pub max_connections: Option<f64>,
+    /// permessage-deflate: negotiate at all.
+    pub deflate: Option<bool>,
+    /// Compress outgoing messages (false: `perMessageDeflateAllow`).
+    pub deflate_compress: Option<bool>,
+    pub deflate_threshold: Option<f64>,
+    pub deflate_level: Option<u32>,
+    pub deflate_server_no_context_takeover: Option<bool>,
+    pub deflate_client_no_context_takeover: Option<bool>,
+    pub deflate_server_max_window_bits: Option<u32>,
+    pub deflate_client_max_window_bits: Option<u32>,
 }
 
 fn config(o: &ServerOptions) -> ServerConfig {
@@ -40,6 +51,23 @@ fn config(o: &ServerOptions) -> ServerConfig {
         max_backpressure: size(o.max_backpressure, d.max_backpressure),
         close_timeout: ms(o.close_timeout, d.close_timeout),
         max_connections: size(o.max_connections, d.max_connections),
+        deflate: o.deflate.unwrap_or(false).then(|| {
+            let dd = DeflateConfig::default();
+            let bits = |v: Option<u32>, def: u8| v.map(|b| b.clamp(8, 15) as u8).unwrap_or(def);
+            DeflateConfig {
+                threshold: size(o.deflate_threshold, dd.threshold),
+                level: o.deflate_level.map(|l| l.min(9)).unwrap_or(dd.level),
+                server_no_context_takeover: o
+                    .deflate_server_no_context_takeover
+                    .unwrap_or(dd.server_no_context_takeover),
+                client_no_context_takeover: o
+                    .deflate_client_no_context_takeover
+                    .unwrap_or(dd.client_no_context_takeover),
+                server_max_window_bits: bits(o.deflate_server_max_window_bits, dd.server_max_window_bits),
+                client_max_window_bits: bits(o.deflate_client_max_window_bits, dd.client_max_window_bits),
+                compress: o.deflate_compress.unwrap_or(true),
+            }
+        }),
         ..d
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::protocol::deflate::DeflateConfig;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Largest incoming message. Default 100 MiB, as `ws`: big enough for
@@ -25,6 +27,11 @@ pub struct ServerConfig {
     pub close_timeout: Duration,
     /// Open connections allowed at once; more are answered 503. 0 = no limit.
     pub max_connections: usize,
+    /// permessage-deflate (RFC 7692): `None` ignores offers (the default:
+    /// compression costs CPU and memory per connection). With
+    /// `compress: false` offers are agreed and incoming messages inflated,
+    /// but nothing is compressed (`perMessageDeflateAllow`).
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +45,7 @@ impl Default for ServerConfig {
             ping_interval: Duration::ZERO,
             close_timeout: Duration::from_secs(10),
             max_connections: 0,
+            deflate: None,
         }
     }
 }

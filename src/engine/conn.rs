@@ -16,6 +16,42 @@ use super::ServerConfig;
 use crate::http::response::closing_response;
 use crate::protocol::close::{close_payload, is_valid_wire_code};
 use crate::protocol::frame::{write_frame, OpCode};
+
+/// Write-queue records, used instead of ready frames when outgoing messages
+/// are compressed: `send()` only copies, and the engine thread compresses
+/// (compression never runs on the JS thread). A record is a kind byte, a
+/// little-endian u64 length, then the bytes.
+pub(super) mod record {
+    /// Bytes to write as they are (responses, control frames).
+    pub const RAW: u8 = 0;
+    /// A text message, to compress when at or above the threshold.
+    pub const TEXT: u8 = 1;
+    /// A binary message, likewise.
+    pub const BINARY: u8 = 2;
+    pub const HEADER: usize = 9;
+
+    pub fn begin(out: &mut Vec<u8>, kind: u8) -> usize {
+        out.push(kind);
+        let at = out.len();
+        out.extend_from_slice(&[0; 8]);
+        at
+    }
+
+    pub fn end(out: &mut [u8], at: usize) {
+        let len = (out.len() - at - 8) as u64;
+        out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    }
+
+    /// Splits the next record off `buf`: (kind, bytes, rest).
+    pub fn next(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        if buf.len() < HEADER {
+            return None;
+        }
+        let len = u64::from_le_bytes(buf[1..HEADER].try_into().ok()?) as usize;
+        let body = buf.get(HEADER..HEADER + len)?;
+        Some((buf[0], body, &buf[HEADER + len..]))
+    }
+}
 use crate::protocol::handshake::response_101;
 
 /// Why a command from JS was refused.
@@ -88,6 +124,10 @@ pub struct Conn {
     /// The upgrade request, for JS objects made for this connection (also
     /// on the thread it is posted to).
     pub info: Arc<ConnInfo>,
+    /// The `Sec-WebSocket-Extensions` answer ("" when none was agreed).
+    pub extensions: String,
+    /// Outgoing messages are compressed: the queue holds records.
+    records: bool,
     masking: bool,
     max_backpressure: usize,
     inner: Mutex<Inner>,
@@ -132,11 +172,15 @@ impl Conn {
         sink: Arc<EnvSink>,
         key: Vec<u8>,
         info: Arc<ConnInfo>,
+        extensions: String,
+        records: bool,
     ) -> Arc<Conn> {
         Arc::new(Conn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             server,
             info,
+            extensions,
+            records,
             masking: config.masking,
             max_backpressure: config.max_backpressure,
             inner: Mutex::new(Inner {
@@ -276,8 +320,59 @@ impl Conn {
         }
     }
 
-    fn frame_mask(&self) -> Option<[u8; 4]> {
+    pub(super) fn frame_mask(&self) -> Option<[u8; 4]> {
         self.masking.then(mask_key)
+    }
+
+    pub(super) fn uses_records(&self) -> bool {
+        self.records
+    }
+
+    /// Queues bytes to write as they are.
+    fn enqueue_raw(&self, g: &mut MutexGuard<'_, Inner>, bytes: &[u8]) {
+        let records = self.records;
+        self.enqueue(g, |out| {
+            if records {
+                let at = record::begin(out, record::RAW);
+                out.extend_from_slice(bytes);
+                record::end(out, at);
+            } else {
+                out.extend_from_slice(bytes);
+            }
+        });
+    }
+
+    /// Queues a frame; data frames of a compressing connection are queued as
+    /// messages for the engine to compress.
+    fn enqueue_frame(&self, g: &mut MutexGuard<'_, Inner>, opcode: OpCode, payload: &[u8]) {
+        let mask = self.frame_mask();
+        let records = self.records;
+        self.enqueue(g, |out| {
+            if !records {
+                return write_frame(out, opcode, false, payload, mask);
+            }
+            let kind = match opcode {
+                OpCode::Text => record::TEXT,
+                OpCode::Binary => record::BINARY,
+                _ => record::RAW,
+            };
+            let at = record::begin(out, kind);
+            if kind == record::RAW {
+                write_frame(out, opcode, false, payload, mask);
+            } else {
+                out.extend_from_slice(payload);
+            }
+            record::end(out, at);
+        });
+    }
+
+    /// The queue's records became `new` bytes of frames (compression).
+    pub(super) fn rebuffer(&self, old: usize, new: usize) {
+        if new >= old {
+            self.buffered.fetch_add(new - old, Ordering::AcqRel);
+        } else {
+            self.buffered.fetch_sub(old - new, Ordering::AcqRel);
+        }
     }
 
     /// Accepts a pending upgrade, answering 101 with `protocol` if given.
@@ -292,10 +387,11 @@ impl Conn {
                 return Err(ConnError::ProtocolNotOffered);
             }
         }
-        let response = response_101(key, protocol, None);
+        let extensions = (!self.extensions.is_empty()).then_some(self.extensions.as_str());
+        let response = response_101(key, protocol, extensions);
         g.protocol = protocol.unwrap_or("").to_string();
         g.phase = Phase::Open;
-        self.enqueue(&mut g, |out| out.extend_from_slice(&response));
+        self.enqueue_raw(&mut g, &response);
         Ok(())
     }
 
@@ -312,6 +408,7 @@ impl Conn {
         };
         let response = closing_response(status, reason, &[], reason.unwrap_or("").as_bytes());
         g.phase = Phase::Rejected;
+        // A refusal is read by the task as plain bytes, never as records.
         self.enqueue(&mut g, |out| out.extend_from_slice(&response));
         Ok(())
     }
@@ -322,8 +419,7 @@ impl Conn {
         if !matches!(g.phase, Phase::Open) || g.close_sent {
             return Err(ConnError::NotOpen);
         }
-        let mask = self.frame_mask();
-        self.enqueue(&mut g, |out| write_frame(out, opcode, false, payload, mask));
+        self.enqueue_frame(&mut g, opcode, payload);
         drop(g);
         Ok(self.under_limit())
     }
@@ -343,10 +439,7 @@ impl Conn {
             return Err(ConnError::NotOpen);
         }
         let payload = &payload[..payload.len().min(125)];
-        let mask = self.frame_mask();
-        self.enqueue(&mut g, |out| {
-            write_frame(out, OpCode::Ping, false, payload, mask)
-        });
+        self.enqueue_frame(&mut g, OpCode::Ping, payload);
         Ok(())
     }
 
@@ -378,10 +471,7 @@ impl Conn {
         }
         g.close_sent = true;
         let payload = close.map(|(c, r)| close_payload(c, r)).unwrap_or_default();
-        let mask = self.frame_mask();
-        self.enqueue(g, |out| {
-            write_frame(out, OpCode::Close, false, &payload, mask)
-        });
+        self.enqueue_frame(g, OpCode::Close, &payload);
     }
 
     /// Answers a ping (§5.5.2), unless our close frame is already out.
@@ -390,10 +480,7 @@ impl Conn {
         if g.close_sent {
             return;
         }
-        let mask = self.frame_mask();
-        self.enqueue(&mut g, |out| {
-            write_frame(out, OpCode::Pong, false, payload, mask)
-        });
+        self.enqueue_frame(&mut g, OpCode::Pong, payload);
     }
 
     /// Drops the connection without a closing handshake.

@@ -17,13 +17,17 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant, Sleep};
 
-use super::conn::{Conn, Phase};
+use super::conn::{record, Conn, Phase};
 use super::server::{error_code, Server};
+use super::ServerConfig;
 use super::sink::{ConnInfo, Event};
 use crate::http::head::{parse_request_head, HeadError, RequestHead};
 use crate::http::response::closing_response;
 use crate::protocol::close::{self, ClosePayload};
-use crate::protocol::decoder::{Decoder, DecoderConfig, Message};
+use crate::protocol::decoder::{Decoder, DecoderConfig, Message, Violation};
+use crate::protocol::deflate::{negotiate, Agreed, Deflater, InflateError, Inflater};
+use crate::protocol::frame::{write_frame, OpCode};
+use crate::protocol::utf8;
 use crate::protocol::handshake::UpgradeHeaders;
 
 /// Read size: one buffer per engine thread, shared by every connection, so
@@ -101,7 +105,17 @@ pub(super) async fn run(
         }
     };
     let protocols = up.protocols.clone();
+    // RFC 7692 §5: take the first acceptable offer; none is no failure.
+    let agreed = match &cfg.deflate {
+        Some(dc) if !up.extensions.is_empty() => negotiate(&up.extensions, dc),
+        _ => None,
+    };
     drop(up);
+    let compress = agreed.is_some() && cfg.deflate.as_ref().is_some_and(|d| d.compress);
+    let (extensions, agreed) = match agreed {
+        Some((header, a)) => (header, Some(a)),
+        None => (String::new(), None),
+    };
 
     let info = Arc::new(ConnInfo {
         head,
@@ -109,7 +123,7 @@ pub(super) async fn run(
         local,
         protocols,
     });
-    let conn = Conn::new(server.id, cfg, server.sink(), key, info);
+    let conn = Conn::new(server.id, cfg, server.sink(), key, info, extensions, compress);
     if !server.register(&conn) {
         let response = closing_response(503, None, &[], b"server closing or full");
         refuse(stream, &response).await;
@@ -131,13 +145,7 @@ pub(super) async fn run(
 
     let open = matches!(conn.lock().phase, Phase::Open);
     if open {
-        let mut ws = WsLoop::new(
-            stream,
-            conn.clone(),
-            leftover,
-            cfg.max_payload,
-            cfg.close_timeout,
-        );
+        let mut ws = WsLoop::new(stream, conn.clone(), leftover, cfg, agreed);
         let (code, reason) = poll_fn(|cx| ws.poll_run(cx)).await;
         conn.set_closed();
         conn.emit(Event::Close {
@@ -247,6 +255,15 @@ struct WsLoop {
     outcome: Option<(u16, String)>,
     /// `pending` holds bytes that came with the upgrade request, not yet decoded.
     fresh: bool,
+    max_payload: usize,
+    /// permessage-deflate, when agreed: incoming and (unless
+    /// `perMessageDeflateAllow`) outgoing.
+    inflater: Option<Inflater>,
+    deflater: Option<Deflater>,
+    threshold: usize,
+    /// Reused output buffers for inflating and deflating.
+    inflated: Vec<u8>,
+    deflated: Vec<u8>,
 }
 
 impl WsLoop {
@@ -254,16 +271,23 @@ impl WsLoop {
         stream: TcpStream,
         conn: Arc<Conn>,
         leftover: Vec<u8>,
-        max_payload: usize,
-        close_timeout: Duration,
+        cfg: &ServerConfig,
+        agreed: Option<Agreed>,
     ) -> Self {
+        let max_payload = cfg.max_payload;
+        let close_timeout = cfg.close_timeout;
+        let deflate = cfg.deflate.as_ref();
+        let deflater = match (&agreed, deflate) {
+            (Some(a), Some(d)) if d.compress => Some(Deflater::new(a, d.level)),
+            _ => None,
+        };
         WsLoop {
             stream,
             conn,
             decoder: Decoder::new(DecoderConfig {
                 max_payload,
                 require_mask: true,
-                allow_rsv1: false,
+                allow_rsv1: agreed.is_some(),
             }),
             pending: leftover,
             writing: Vec::new(),
@@ -273,6 +297,12 @@ impl WsLoop {
             close_timeout,
             outcome: None,
             fresh: true,
+            max_payload,
+            inflater: agreed.as_ref().map(Inflater::new),
+            deflater,
+            threshold: deflate.map_or(0, |d| d.threshold),
+            inflated: Vec::new(),
+            deflated: Vec::new(),
         }
     }
 
@@ -311,6 +341,9 @@ impl WsLoop {
                 }
                 g.blocked
             };
+            if self.written == 0 && !self.writing.is_empty() && self.conn.uses_records() {
+                self.frame_records();
+            }
 
             // Flush.
             while self.written < self.writing.len() {
@@ -420,6 +453,10 @@ impl WsLoop {
         let conn = &self.conn;
         let id = conn.id;
         let decoder = &mut self.decoder;
+        let inflater = &mut self.inflater;
+        let inflated = &mut self.inflated;
+        let max_payload = self.max_payload;
+        let mut failure: Option<Violation> = None;
         let mut peer_close: Option<(u16, String)> = None;
         // All messages of this read go out under one lock and one wake.
         let result = conn.emit_with(|batch| {
@@ -443,8 +480,43 @@ impl WsLoop {
                             len,
                         });
                     }
-                    // Not produced: RSV1 is refused until an extension is agreed.
-                    Message::Compressed { .. } => {}
+                    Message::Compressed { text, payload } => {
+                        // Only produced once permessage-deflate was agreed.
+                        let Some(inf) = inflater.as_mut() else {
+                            return false;
+                        };
+                        inflated.clear();
+                        let r = inf.inflate(payload, max_payload, inflated);
+                        let bad = match r {
+                            Err(InflateError::TooBig) => Some(Violation {
+                                code: close::MESSAGE_TOO_BIG,
+                                reason: "message too big",
+                            }),
+                            Err(e) => Some(Violation {
+                                code: e.close_code(),
+                                reason: "invalid compressed data",
+                            }),
+                            Ok(()) if text && utf8::validate(inflated).is_err() => Some(Violation {
+                                code: close::INVALID_PAYLOAD,
+                                reason: "invalid UTF-8",
+                            }),
+                            Ok(()) => None,
+                        };
+                        if bad.is_some() {
+                            failure = bad;
+                            return false;
+                        }
+                        let (start, len) = batch.push_bytes(inflated);
+                        batch.events.push_back(Event::Message {
+                            conn: id,
+                            text,
+                            start,
+                            len,
+                        });
+                        if inflated.capacity() > SCRATCH_SIZE {
+                            *inflated = Vec::new();
+                        }
+                    }
                     Message::Ping(p) => conn.queue_pong(p),
                     Message::Pong(p) => {
                         let (start, len) = batch.push_bytes(p);
@@ -465,6 +537,10 @@ impl WsLoop {
                 true
             })
         });
+        let result = match (result, failure) {
+            (Ok(_), Some(v)) => Err(v),
+            (r, _) => r,
+        };
         match result {
             Ok(used) => {
                 if let Some((code, reason)) = peer_close {
@@ -496,6 +572,39 @@ impl WsLoop {
                 input.len()
             }
         }
+    }
+
+    /// Turns the queue's records into frames, compressing messages at or
+    /// above the threshold (RFC 7692 §6: RSV1 on the first frame).
+    fn frame_records(&mut self) {
+        let records = std::mem::take(&mut self.writing);
+        let mask = self.conn.frame_mask();
+        let mut frames = Vec::with_capacity(records.len());
+        let mut rest = &records[..];
+        while let Some((kind, body, next)) = record::next(rest) {
+            rest = next;
+            let opcode = match kind {
+                record::TEXT => OpCode::Text,
+                record::BINARY => OpCode::Binary,
+                _ => {
+                    frames.extend_from_slice(body);
+                    continue;
+                }
+            };
+            match self.deflater.as_mut() {
+                Some(d) if body.len() >= self.threshold => {
+                    self.deflated.clear();
+                    d.deflate(body, &mut self.deflated);
+                    write_frame(&mut frames, opcode, true, &self.deflated, mask);
+                }
+                _ => write_frame(&mut frames, opcode, false, body, mask),
+            }
+        }
+        if self.deflated.capacity() > SCRATCH_SIZE {
+            self.deflated = Vec::new();
+        }
+        self.conn.rebuffer(records.len(), frames.len());
+        self.writing = frames;
     }
 
     /// After the close: our FIN, then read and discard until the peer's FIN
