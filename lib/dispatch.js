@@ -20,6 +20,7 @@ const ACCEPT = 8;
 const SERVER_ERROR = 9;
 const SERVER_CLOSE = 10;
 const ADOPT = 11;
+const REQUEST = 12;
 
 const conns = registry.conns;
 const servers = registry.servers;
@@ -66,6 +67,11 @@ function dispatch(kind, id, a, b, c, d) {
     case SERVER_ERROR: {
       const server = servers.get(id);
       if (server !== undefined) server._onError(a, b, c);
+      return;
+    }
+    case REQUEST: {
+      const server = servers.get(id);
+      if (server !== undefined) server._onRequest(a, b, c, d);
       return;
     }
     case ADOPT:

@@ -184,6 +184,30 @@ Server.prototype._onError = function _onError(info, code, message) {
   emit(this, 'error', this, socketInfo);
 };
 
+Server.prototype._onRequest = function _onRequest(handle, info, body, isForm) {
+  const { Request, Response } = require('./http.js');
+  const req = new Request(info, body, isForm);
+  const res = new Response(handle);
+  try {
+    if (!emit(this, 'request', this, req, res)) {
+      res.writeHead(426, { Upgrade: 'websocket' });
+      res.end('this server speaks WebSocket');
+    }
+  } catch (err) {
+    // The client gets a 500 (or a dropped connection if the head was out);
+    // the exception goes on to the process like any handler's.
+    if (!res.headersSent) {
+      res._headers.clear();
+      res.statusCode = 500;
+      res.statusMessage = undefined;
+      res.end('Internal Server Error');
+    } else if (!res.finished) {
+      handle.abort();
+    }
+    throw err;
+  }
+};
+
 Server.prototype._onClose = function _onClose() {
   this.readyState = CLOSED;
   this._native.setHandlers(false, false);

@@ -9,6 +9,7 @@ use napi::sys;
 
 use super::connection::NativeConnection;
 use super::env::EnvState;
+use super::exchange::NativeExchange;
 use super::js;
 use crate::engine::sink::{ConnInfo, Event};
 
@@ -25,6 +26,7 @@ pub mod kind {
     pub const SERVER_ERROR: f64 = 9.0;
     pub const SERVER_CLOSE: f64 = 10.0;
     pub const ADOPT: f64 = 11.0;
+    pub const REQUEST: f64 = 12.0;
 }
 
 /// The threadsafe function's callback, on the environment's JS thread.
@@ -248,6 +250,42 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                         js::string(env, code.as_bytes()),
                         js::string(env, message.as_bytes()),
                     ],
+                );
+            }
+            Event::Request {
+                server,
+                exchange,
+                head,
+                body,
+                remote,
+                local,
+            } => {
+                let form = crate::http::form::is_urlencoded(&head);
+                let has_body = !body.is_empty()
+                    || head.header("content-length").is_some()
+                    || head.header("transfer-encoding").is_some();
+                let info = ConnInfo {
+                    head,
+                    remote,
+                    local,
+                    protocols: Vec::new(),
+                };
+                let info = conn_info(env, &info);
+                let Ok(handle) = NativeExchange::to_napi_value(env, NativeExchange::new(exchange))
+                else {
+                    return;
+                };
+                let body = if has_body {
+                    js::arraybuffer(env, &body)
+                } else {
+                    js::undefined(env)
+                };
+                let mut form_v = ptr::null_mut();
+                sys::napi_get_boolean(env, form, &mut form_v);
+                js::call(
+                    env,
+                    f,
+                    &[n(REQUEST), n(server as f64), handle, info, body, form_v],
                 );
             }
             Event::ServerClose { server } => {

@@ -5,8 +5,10 @@
 mod connection;
 mod dispatch;
 mod env;
+mod exchange;
 mod js;
 mod server;
 
 pub use connection::NativeConnection;
+pub use exchange::NativeExchange;
 pub use server::{NativeServer, ServerOptions};

@@ -17,6 +17,7 @@ use crate::protocol::deflate::DeflateConfig;
 pub struct ServerOptions {
     pub max_payload: Option<f64>,
     pub max_header_size: Option<f64>,
+    pub max_body_size: Option<f64>,
     /// Milliseconds.
     pub handshake_timeout: Option<f64>,
     pub masking: Option<bool>,
@@ -46,6 +47,7 @@ fn config(o: &ServerOptions) -> ServerConfig {
     ServerConfig {
         max_payload: size(o.max_payload, d.max_payload),
         max_header_size: size(o.max_header_size, d.max_header_size),
+        max_body_size: size(o.max_body_size, d.max_body_size),
         handshake_timeout: ms(o.handshake_timeout, d.handshake_timeout),
         masking: o.masking.unwrap_or(d.masking),
         max_backpressure: size(o.max_backpressure, d.max_backpressure),
@@ -63,8 +65,14 @@ fn config(o: &ServerOptions) -> ServerConfig {
                 client_no_context_takeover: o
                     .deflate_client_no_context_takeover
                     .unwrap_or(dd.client_no_context_takeover),
-                server_max_window_bits: bits(o.deflate_server_max_window_bits, dd.server_max_window_bits),
-                client_max_window_bits: bits(o.deflate_client_max_window_bits, dd.client_max_window_bits),
+                server_max_window_bits: bits(
+                    o.deflate_server_max_window_bits,
+                    dd.server_max_window_bits,
+                ),
+                client_max_window_bits: bits(
+                    o.deflate_client_max_window_bits,
+                    dd.client_max_window_bits,
+                ),
                 compress: o.deflate_compress.unwrap_or(true),
             }
         }),

@@ -12,6 +12,8 @@ pub struct ServerConfig {
     pub max_payload: usize,
     /// Largest HTTP request head. Default 16 KiB, as Node's `http`. → 431.
     pub max_header_size: usize,
+    /// Largest HTTP request body (request handler). Default 10 MiB. → 413.
+    pub max_body_size: usize,
     /// Time allowed for the request head to arrive. Default 10 s: slow
     /// clients get through, idle sockets that never speak do not linger.
     pub handshake_timeout: Duration,
@@ -39,6 +41,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_payload: 100 * 1024 * 1024,
             max_header_size: 16 * 1024,
+            max_body_size: 10 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             masking: false,
             max_backpressure: 16 * 1024 * 1024,

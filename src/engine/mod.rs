@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod conn;
+pub mod exchange;
+mod http;
 pub mod registry;
 pub mod runtime;
 pub mod server;

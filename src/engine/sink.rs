@@ -76,6 +76,15 @@ pub enum Event {
     ServerClose {
         server: u64,
     },
+    /// A plain HTTP request with its whole body.
+    Request {
+        server: u64,
+        exchange: Arc<super::exchange::Exchange>,
+        head: RequestHead,
+        body: Vec<u8>,
+        remote: SocketAddr,
+        local: SocketAddr,
+    },
     /// A connection posted to this environment: hand it to the receiver
     /// registered as `token`, then deliver the events held meanwhile.
     Adopt {
@@ -97,7 +106,7 @@ impl Event {
             Event::Accept { conn, .. } | Event::Open { conn, .. } | Event::Adopt { conn, .. } => {
                 Some(conn.id)
             }
-            Event::ServerError { .. } | Event::ServerClose { .. } => None,
+            Event::ServerError { .. } | Event::ServerClose { .. } | Event::Request { .. } => None,
         }
     }
 }

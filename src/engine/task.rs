@@ -18,17 +18,18 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant, Sleep};
 
 use super::conn::{record, Conn, Phase};
+use super::http::{serve_one, After};
 use super::server::{error_code, Server};
-use super::ServerConfig;
 use super::sink::{ConnInfo, Event};
+use super::ServerConfig;
 use crate::http::head::{parse_request_head, HeadError, RequestHead};
 use crate::http::response::closing_response;
 use crate::protocol::close::{self, ClosePayload};
 use crate::protocol::decoder::{Decoder, DecoderConfig, Message, Violation};
 use crate::protocol::deflate::{negotiate, Agreed, Deflater, InflateError, Inflater};
 use crate::protocol::frame::{write_frame, OpCode};
-use crate::protocol::utf8;
 use crate::protocol::handshake::UpgradeHeaders;
+use crate::protocol::utf8;
 
 /// Read size: one buffer per engine thread, shared by every connection, so
 /// an idle connection holds no read buffer (DESIGN.md, performance plan).
@@ -52,44 +53,69 @@ pub(super) async fn run(
 ) {
     let cfg = &server.config;
     let mut buf = Vec::with_capacity(1024);
-    let head = timeout(
-        cfg.handshake_timeout,
-        read_head(&mut stream, &mut buf, cfg.max_header_size),
-    )
-    .await;
-    let (head, used) = match head {
-        Ok(Ok(h)) => h,
-        Ok(Err(HeadFailure::Closed)) => return,
-        Ok(Err(HeadFailure::Io(e))) => {
-            server.emit_error(remote, local, error_code(&e), e.to_string());
-            return;
+    let mut first = true;
+    loop {
+        let head = timeout(
+            cfg.handshake_timeout,
+            read_head(&mut stream, &mut buf, cfg.max_header_size),
+        )
+        .await;
+        let (head, used) = match head {
+            Ok(Ok(h)) => h,
+            Ok(Err(HeadFailure::Closed)) => return,
+            Ok(Err(HeadFailure::Io(e))) => {
+                server.emit_error(remote, local, error_code(&e), e.to_string());
+                return;
+            }
+            Ok(Err(HeadFailure::Bad(e))) => {
+                let response = closing_response(e.status(), None, &[], e.to_string().as_bytes());
+                refuse(stream, &response).await;
+                server.emit_error(remote, local, "HPE_INVALID", e.to_string());
+                return;
+            }
+            // An idle keep-alive connection timing out is no error.
+            Err(_) if !first => return,
+            Err(_) => {
+                server.emit_error(remote, local, "ETIMEDOUT", "handshake timeout".into());
+                return;
+            }
+        };
+        first = false;
+        buf.drain(..used);
+        let upgrade = UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket;
+        if upgrade {
+            return websocket(stream, head, buf, remote, local, server).await;
         }
-        Ok(Err(HeadFailure::Bad(e))) => {
-            let response = closing_response(e.status(), None, &[], e.to_string().as_bytes());
+        if !server.has_request_handler() {
+            let response = closing_response(
+                426,
+                None,
+                &[("Upgrade", "websocket")],
+                b"this server speaks WebSocket",
+            );
             refuse(stream, &response).await;
-            server.emit_error(remote, local, "HPE_INVALID", e.to_string());
             return;
         }
-        Err(_) => {
-            server.emit_error(remote, local, "ETIMEDOUT", "handshake timeout".into());
-            return;
+        match serve_one(&mut stream, &server, head, &mut buf, remote, local).await {
+            After::Next => {}
+            After::Close => return refuse(stream, b"").await,
+            After::Refuse(response) => return refuse(stream, &response).await,
         }
-    };
-    let leftover = buf.split_off(used);
-    drop(buf);
-
-    let up = UpgradeHeaders::scan(head.header_pairs());
-    if !up.upgrade_websocket {
-        // Plain HTTP. Without a request handler the answer is 426.
-        let response = closing_response(
-            426,
-            None,
-            &[("Upgrade", "websocket")],
-            b"this server speaks WebSocket",
-        );
-        refuse(stream, &response).await;
-        return;
     }
+}
+
+/// The upgrade request `head` asked for a WebSocket; `leftover` is what
+/// came after it.
+async fn websocket(
+    stream: TcpStream,
+    head: RequestHead,
+    leftover: Vec<u8>,
+    remote: SocketAddr,
+    local: SocketAddr,
+    server: Arc<Server>,
+) {
+    let cfg = &server.config;
+    let up = UpgradeHeaders::scan(head.header_pairs());
     let key = match up.validate(&head.method, head.minor) {
         Ok(k) => k.to_vec(),
         Err(e) => {
@@ -123,7 +149,15 @@ pub(super) async fn run(
         local,
         protocols,
     });
-    let conn = Conn::new(server.id, cfg, server.sink(), key, info, extensions, compress);
+    let conn = Conn::new(
+        server.id,
+        cfg,
+        server.sink(),
+        key,
+        info,
+        extensions,
+        compress,
+    );
     if !server.register(&conn) {
         let response = closing_response(503, None, &[], b"server closing or full");
         refuse(stream, &response).await;
@@ -181,6 +215,12 @@ async fn read_head(
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<(RequestHead, usize), HeadFailure> {
+    // A pipelined request may be here already.
+    if !buf.is_empty() {
+        if let Some(done) = parse_request_head(buf, max).map_err(HeadFailure::Bad)? {
+            return Ok(done);
+        }
+    }
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity().max(1024));
@@ -202,7 +242,9 @@ async fn read_head(
 /// Writes a final response, ends our side, and lingers briefly so the
 /// client reads it before the socket goes away.
 async fn refuse(mut stream: TcpStream, response: &[u8]) {
-    let _ = timeout(Duration::from_secs(5), stream.write_all(response)).await;
+    if !response.is_empty() {
+        let _ = timeout(Duration::from_secs(5), stream.write_all(response)).await;
+    }
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 4096];
     let _ = timeout(LINGER, async {
@@ -496,10 +538,12 @@ impl WsLoop {
                                 code: e.close_code(),
                                 reason: "invalid compressed data",
                             }),
-                            Ok(()) if text && utf8::validate(inflated).is_err() => Some(Violation {
-                                code: close::INVALID_PAYLOAD,
-                                reason: "invalid UTF-8",
-                            }),
+                            Ok(()) if text && utf8::validate(inflated).is_err() => {
+                                Some(Violation {
+                                    code: close::INVALID_PAYLOAD,
+                                    reason: "invalid UTF-8",
+                                })
+                            }
                             Ok(()) => None,
                         };
                         if bad.is_some() {

@@ -1,0 +1,133 @@
+//! Plain HTTP/1.1 on a connection that did not (yet) ask for a WebSocket:
+//! read the body, hand the request to JS, write the response it produces.
+//! Pipelined requests are answered one at a time, so in order.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::exchange::Exchange;
+use super::server::Server;
+use super::sink::Event;
+use crate::http::body::{body_kind, expects_continue, BodyDecoder};
+use crate::http::framing::{RequestInfo, CONTINUE_100};
+use crate::http::head::RequestHead;
+use crate::http::response::closing_response;
+
+/// What the connection does after a request.
+pub(super) enum After {
+    /// The response allows another request on this connection.
+    Next,
+    /// Close it (already answered, or the peer went away).
+    Close,
+    /// Answer with this final error response, then close.
+    Refuse(Vec<u8>),
+}
+
+/// Serves one request whose head is `head`; `buf` holds the bytes read
+/// after the head (body, pipelined requests) and keeps what is left.
+pub(super) async fn serve_one(
+    stream: &mut TcpStream,
+    server: &Arc<Server>,
+    head: RequestHead,
+    buf: &mut Vec<u8>,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> After {
+    let cfg = &server.config;
+    let kind = match body_kind(&head) {
+        Ok(k) => k,
+        Err(e) => {
+            return After::Refuse(closing_response(
+                e.status(),
+                None,
+                &[],
+                e.to_string().as_bytes(),
+            ))
+        }
+    };
+    let mut decoder = BodyDecoder::new(kind, cfg.max_body_size);
+    let mut body = Vec::new();
+    let mut continued = false;
+    loop {
+        let (used, done) = match decoder.feed(buf, &mut body) {
+            Ok(r) => r,
+            Err(e) => {
+                return After::Refuse(closing_response(
+                    e.status(),
+                    None,
+                    &[],
+                    e.to_string().as_bytes(),
+                ))
+            }
+        };
+        buf.drain(..used);
+        if done {
+            break;
+        }
+        // RFC 9110 §10.1.1: invite the body only when it is not coming already.
+        if !continued && expects_continue(&head) && decoder.received() == 0 {
+            continued = true;
+            if stream.write_all(CONTINUE_100).await.is_err() {
+                return After::Close;
+            }
+        }
+        buf.reserve(16 * 1024);
+        match timeout(cfg.handshake_timeout, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return After::Close,
+        }
+    }
+
+    let exchange = Exchange::new(RequestInfo::from_head(&head));
+    server.sink().push(Event::Request {
+        server: server.id,
+        exchange: exchange.clone(),
+        head,
+        body,
+        remote,
+        local,
+    });
+
+    // Write what JS queues until the response has ended.
+    let mut out = Vec::new();
+    let mut written = 0;
+    let progress = poll_fn(|cx| {
+        exchange.waker.register(cx.waker());
+        loop {
+            let p = exchange.take(&mut out);
+            if p.aborted {
+                return Poll::Ready(None);
+            }
+            while written < out.len() {
+                match Pin::new(&mut *stream).poll_write(cx, &out[written..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => written += n,
+                    Poll::Ready(_) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            out.clear();
+            written = 0;
+            if p.ended {
+                // Anything queued between take() and now is picked up first.
+                let again = exchange.take(&mut out);
+                if out.is_empty() {
+                    return Poll::Ready(Some(again.keep_alive));
+                }
+                continue;
+            }
+            return Poll::Pending;
+        }
+    })
+    .await;
+    match progress {
+        Some(true) => After::Next,
+        _ => After::Close,
+    }
+}
