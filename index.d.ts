@@ -24,9 +24,9 @@ export interface ServerOptions {
   port?: number;
   /** Mask the server's frames (non-standard; browsers refuse it). Default `false`. */
   masking?: boolean;
-  /** permessage-deflate (RFC 7692). Default `false`. Accepted but not negotiated yet in this build. */
+  /** permessage-deflate (RFC 7692): inflate incoming, deflate outgoing messages at or above `threshold`. Default `false`. Compression runs on the engine thread. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
-  /** Negotiate permessage-deflate and inflate incoming, never deflate outgoing. Default `false`. Not negotiated yet in this build. */
+  /** Negotiate permessage-deflate and inflate incoming, never deflate outgoing. Default `false`. */
   perMessageDeflateAllow?: boolean;
   /** TLS certificate chain (PEM). Not available in this build: giving it throws `ERR_SACK_TLS_UNAVAILABLE`. */
   cert?: string | Buffer;
@@ -42,7 +42,7 @@ export interface ServerOptions {
   maxPayload?: number;
   /** Largest HTTP request head in bytes; larger is answered 431. Default 16 KiB. */
   maxHeaderSize?: number;
-  /** Largest HTTP request body (request handler). Default 10 MiB. */
+  /** Largest HTTP request body (request handler); larger is answered 413. Default 10 MiB. */
   maxBodySize?: number;
   /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). Default 10000. */
   handshakeTimeout?: number;
@@ -57,11 +57,17 @@ export interface ServerOptions {
 }
 
 export interface PerMessageDeflateOptions {
+  /** Outgoing messages smaller than this many bytes are sent uncompressed. Default 1024. */
   threshold?: number;
+  /** Reset our compressor after every message (less memory, worse ratio). Default `false` (agreed anyway if the client asks). */
   serverNoContextTakeover?: boolean;
+  /** Ask the client to reset its compressor after every message. Default `false`. */
   clientNoContextTakeover?: boolean;
+  /** Our compression window, 8–15 (9 is used for 8). Default 15. */
   serverMaxWindowBits?: number;
+  /** The client's window we ask for when it offers `client_max_window_bits`, 8–15. Default 15. */
   clientMaxWindowBits?: number;
+  /** zlib level 0–9. Default 6 (zlib's default, as `ws`). */
   level?: number;
 }
 
@@ -156,6 +162,8 @@ export interface Connection {
   reject(status?: number, reason?: string): void;
   /** Only on TLS connections (not in this build): throws. */
   disableSSL(): void;
+  /** Hands this connection to a thread that called `Thread.accept(destination)`. `true` when one took it (this object is then CLOSED here); `false` when none is registered. During `accept` it also accepts the connection. */
+  post(destination: string): boolean;
 
   on<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
   once<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
@@ -173,8 +181,8 @@ export interface ServerEvents {
   accept: [ws: Connection];
   /** The connection is open; `this` is the connection. */
   connect: [ws: Connection];
-  /** A plain HTTP request (not an upgrade). Not served in this build: such requests get 426. */
-  request: [req: unknown, res: unknown];
+  /** A plain HTTP request (not an upgrade). Without a handler such requests get 426. */
+  request: [req: HttpRequest, res: HttpResponse];
   /** A low-level (TLS) failure before HTTP. Not raised in this build. */
   lowError: [code: number, socketInfo: SocketInfo, data: unknown];
   /** A connection failed before it was upgraded (bad request, handshake timeout, reset). */
@@ -218,6 +226,55 @@ export interface Server {
   onclose: HandlerProperty<ServerEvents['close'], Server>;
 }
 
+/** The `req` of the `request` event. */
+export interface HttpRequest {
+  readonly method: string;
+  /** Path without the query string. */
+  readonly url: string;
+  /** Decoded query, with an urlencoded form body merged in. */
+  readonly CGI: Record<string, string | null | Array<string | null>>;
+  /** 101 for HTTP/1.1, 100 for HTTP/1.0 (the original addon's numbering). */
+  readonly version: 100 | 101;
+  readonly httpVersion: '1.0' | '1.1';
+  readonly headers: Record<string, string | string[]>;
+  readonly rawHeaders: string[];
+  /** The body as a string, or `null` when the request had none. */
+  readonly content: string | null;
+  /** The body's bytes, or `null`. */
+  readonly bytes: ArrayBuffer | null;
+  /** True for requests that arrived after `disableSSL()` on a TLS port (not in this build). */
+  readonly redirect: boolean;
+  readonly connection: ConnectionInfo;
+}
+
+/** The `res` of the `request` event. The head is sent with the first `write()` or `end()`. */
+export interface HttpResponse {
+  statusCode: number;
+  statusMessage: string | undefined;
+  readonly headersSent: boolean;
+  readonly finished: boolean;
+  writeHead(status: number, reason?: string, headers?: Record<string, string | number | string[]> | string[]): this;
+  writeHead(status: number, headers?: Record<string, string | number | string[]> | string[]): this;
+  setHeader(name: string, value: string | number | string[]): this;
+  getHeader(name: string): string | string[] | undefined;
+  hasHeader(name: string): boolean;
+  removeHeader(name: string): void;
+  getHeaders(): Record<string, string | string[]>;
+  /** Sends part of the body (chunked on HTTP/1.1 when no Content-Length was set). */
+  write(chunk: string | ArrayBuffer | ArrayBufferView): boolean;
+  /** Ends the response; a body given here with no earlier `write` gets an exact Content-Length. */
+  end(body?: string | ArrayBuffer | ArrayBufferView): this;
+}
+
+/** Moving live connections between threads (`worker_threads`). */
+export interface ThreadNamespace {
+  /** Registers once to receive one connection posted to `destination`; register again to take another. */
+  accept(destination: string, callback: (destination: string, socket: Connection) => void): void;
+  /** Posts `socket` to a receiver of `destination`; `false` when none is registered. */
+  post(destination: string, socket: Connection): boolean;
+  post(socket: Connection, destination: string): boolean;
+}
+
 type ConnectHandler = (this: Connection, ws: Connection) => void;
 
 export interface ServerConstructor {
@@ -233,6 +290,7 @@ export interface ServerConstructor {
 
 export interface WebsocketNamespace {
   Server: ServerConstructor;
+  Thread: ThreadNamespace;
   readyStates: ReadyStates;
 }
 
