@@ -1,7 +1,7 @@
 // Type definitions for sack: a WebSocket server for Node.js with a Rust engine.
 // The contract these describe: README.md ("API") and shared/docs/INTERFACE.md.
 
-/// <reference types="node" />
+
 
 export type ReadyState = -1 | 0 | 1 | 2 | 3 | 4;
 
@@ -29,15 +29,15 @@ export interface ServerOptions {
   /** Negotiate permessage-deflate and inflate incoming, never deflate outgoing. Default `false`. */
   perMessageDeflateAllow?: boolean;
   /** TLS certificate chain (PEM). Not available in this build: giving it throws `ERR_SACK_TLS_UNAVAILABLE`. */
-  cert?: string | Buffer;
+  cert?: string | Uint8Array;
   /** TLS private key (PEM). Not available in this build. */
-  key?: string | Buffer;
+  key?: string | Uint8Array;
   /** Passphrase of an encrypted `key`. */
   passphrase?: string;
   /** Extra CA certificates appended to the chain (PEM). Not available in this build. */
-  ca?: string | Buffer;
+  ca?: string | Uint8Array;
   /** Certificates chosen by SNI. Not available in this build. */
-  hosts?: Array<{ host: string | string[]; cert: string | Buffer; key: string | Buffer; passphrase?: string; ca?: string | Buffer }>;
+  hosts?: Array<{ host: string | string[]; cert: string | Uint8Array; key: string | Uint8Array; passphrase?: string; ca?: string | Uint8Array }>;
   /** Largest incoming message in bytes; larger closes with 1009. Default 100 MiB. */
   maxPayload?: number;
   /** Largest HTTP request head in bytes; larger is answered 431. Default 16 KiB. */

@@ -38,6 +38,28 @@ export declare class NativeConnection {
   get bufferedAmount(): number
   /** The subprotocol chosen at accept, or "". */
   get protocol(): string
+  /** The agreed extensions (`Sec-WebSocket-Extensions` answer), or "". */
+  get extensions(): string
+}
+
+/**
+ * The response half of an HTTP request, owned by the engine. index.js
+ * wraps it in the user-facing `res` object.
+ */
+export declare class NativeExchange {
+  /**
+   * Sends the status line and headers (`headers` flat: name, value, …).
+   * `body_len` < 0: unknown (chunked on HTTP/1.1).
+   */
+  writeHead(status: number, reason: string | undefined | null, headers: Array<string>, bodyLen: number): number
+  /** Sends part of the body. */
+  write(data: Uint8Array): number
+  /** Sends the last part of the body and ends the response. */
+  end(data?: Uint8Array | undefined | null): number
+  /** Drops the connection. */
+  abort(): void
+  /** Whether the request was HEAD (the body is not sent). */
+  get headRequest(): boolean
 }
 
 /** A listening WebSocket server. */
@@ -70,6 +92,7 @@ export declare function listen(address: string, port: number, options: ServerOpt
 export interface ServerOptions {
   maxPayload?: number
   maxHeaderSize?: number
+  maxBodySize?: number
   /** Milliseconds. */
   handshakeTimeout?: number
   masking?: boolean
@@ -77,4 +100,26 @@ export interface ServerOptions {
   /** Milliseconds. */
   closeTimeout?: number
   maxConnections?: number
+  /** permessage-deflate: negotiate at all. */
+  deflate?: boolean
+  /** Compress outgoing messages (false: `perMessageDeflateAllow`). */
+  deflateCompress?: boolean
+  deflateThreshold?: number
+  deflateLevel?: number
+  deflateServerNoContextTakeover?: boolean
+  deflateClientNoContextTakeover?: boolean
+  deflateServerMaxWindowBits?: number
+  deflateClientMaxWindowBits?: number
 }
+
+/**
+ * Registers this environment to receive one connection posted to
+ * `destination`; returns the token the arrival will carry.
+ */
+export declare function threadAccept(destination: string): number
+
+/**
+ * Moves `connection` to the next receiver of `destination`. False when no
+ * receiver is registered (the connection stays here).
+ */
+export declare function threadPost(destination: string, connection: NativeConnection): boolean
