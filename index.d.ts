@@ -105,7 +105,7 @@ export interface SackError extends Error {
 }
 
 type Handler<A extends unknown[], T> = (this: T, ...args: A) => void;
-/** A property handler: assign it (`obj.onx = fn`) or call it (`obj.onx(fn)`); both set the single property handler. */
+/** A property handler: assign it (`obj.onx = fn`) or call it (`obj.onx(fn)`); both set the single property handler (TypeScript >= 5.1 for the differing get/set types). */
 type HandlerProperty<A extends unknown[], T> = ((fn: Handler<A, T> | null) => void);
 
 export interface ConnectionEvents {
@@ -169,11 +169,16 @@ export interface Connection {
   once<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
   off<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
 
-  onmessage: HandlerProperty<ConnectionEvents['message'], Connection>;
-  onclose: HandlerProperty<ConnectionEvents['close'], Connection>;
-  onerror: HandlerProperty<ConnectionEvents['error'], Connection>;
-  onpong: HandlerProperty<ConnectionEvents['pong'], Connection>;
-  ondrain: HandlerProperty<ConnectionEvents['drain'], Connection>;
+  get onmessage(): HandlerProperty<ConnectionEvents['message'], Connection>;
+  set onmessage(fn: Handler<ConnectionEvents['message'], Connection> | null);
+  get onclose(): HandlerProperty<ConnectionEvents['close'], Connection>;
+  set onclose(fn: Handler<ConnectionEvents['close'], Connection> | null);
+  get onerror(): HandlerProperty<ConnectionEvents['error'], Connection>;
+  set onerror(fn: Handler<ConnectionEvents['error'], Connection> | null);
+  get onpong(): HandlerProperty<ConnectionEvents['pong'], Connection>;
+  set onpong(fn: Handler<ConnectionEvents['pong'], Connection> | null);
+  get ondrain(): HandlerProperty<ConnectionEvents['drain'], Connection>;
+  set ondrain(fn: Handler<ConnectionEvents['drain'], Connection> | null);
 }
 
 export interface ServerEvents {
@@ -217,13 +222,20 @@ export interface Server {
   once<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
   off<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
 
-  onaccept: HandlerProperty<ServerEvents['accept'], Server>;
-  onconnect: HandlerProperty<ServerEvents['connect'], Connection>;
-  onrequest: HandlerProperty<ServerEvents['request'], Server>;
-  onerrorlow: HandlerProperty<ServerEvents['lowError'], Server>;
-  onlowerror: HandlerProperty<ServerEvents['lowError'], Server>;
-  onerror: HandlerProperty<ServerEvents['error'], Server>;
-  onclose: HandlerProperty<ServerEvents['close'], Server>;
+  get onaccept(): HandlerProperty<ServerEvents['accept'], Server>;
+  set onaccept(fn: Handler<ServerEvents['accept'], Server> | null);
+  get onconnect(): HandlerProperty<ServerEvents['connect'], Connection>;
+  set onconnect(fn: Handler<ServerEvents['connect'], Connection> | null);
+  get onrequest(): HandlerProperty<ServerEvents['request'], Server>;
+  set onrequest(fn: Handler<ServerEvents['request'], Server> | null);
+  get onerrorlow(): HandlerProperty<ServerEvents['lowError'], Server>;
+  set onerrorlow(fn: Handler<ServerEvents['lowError'], Server> | null);
+  get onlowerror(): HandlerProperty<ServerEvents['lowError'], Server>;
+  set onlowerror(fn: Handler<ServerEvents['lowError'], Server> | null);
+  get onerror(): HandlerProperty<ServerEvents['error'], Server>;
+  set onerror(fn: Handler<ServerEvents['error'], Server> | null);
+  get onclose(): HandlerProperty<ServerEvents['close'], Server>;
+  set onclose(fn: Handler<ServerEvents['close'], Server> | null);
 }
 
 /** The `req` of the `request` event. */
