@@ -2,6 +2,7 @@
 // The server-side connection object (`ws` in the contract).
 
 const { defineEvents, emit } = require('./events.js');
+const registry = require('./registry.js');
 const { sackError, notOpen } = require('./errors.js');
 const native = require('../native.js');
 
@@ -14,6 +15,7 @@ const CLOSED = 3;
 const ST_OK = 1;
 const ST_ALREADY_DECIDED = -2;
 const ST_PROTOCOL_NOT_OFFERED = -3;
+const ST_BAD_TYPE = -5;
 
 // Close codes that may be sent (RFC 6455 §7.4): 1000–1003, 1007–1014, 3000–4999.
 function isValidCloseCode(code) {
@@ -106,6 +108,18 @@ class Connection {
     this._held = false;
     this._deciding = false;
     this._connectPending = false;
+    // Handler slots exist from the start, so every connection object has
+    // one shape and the message path stays monomorphic.
+    this._on_message = null;
+    this._ls_message = null;
+    this._on_close = null;
+    this._ls_close = null;
+    this._on_error = null;
+    this._ls_error = null;
+    this._on_pong = null;
+    this._ls_pong = null;
+    this._on_drain = null;
+    this._ls_drain = null;
   }
 
   get CGI() {
@@ -139,19 +153,18 @@ class Connection {
     return this.readyState === CLOSED ? 0 : this._h.bufferedAmount;
   }
 
+  // Strings go as text; ArrayBuffers and every view as binary (exactly the
+  // view's bytes). The type check and the copy happen natively.
   send(data) {
-    let r;
-    if (typeof data === 'string') {
-      if (this.readyState !== OPEN) throw notOpen(this, 'send');
-      r = this._h.sendText(data);
-    } else {
-      const bytes = toBytes(data, 'send');
-      if (this.readyState !== OPEN) throw notOpen(this, 'send');
-      r = this._h.sendBinary(bytes);
+    if (this.readyState !== OPEN) {
+      toBytes(data, 'send'); // the TypeError for bad data comes first
+      throw notOpen(this, 'send');
     }
-    // r < 0: the engine began closing (peer close, protocol error) and the
-    // close event is on its way; JS still saw OPEN, so this is no misuse.
-    // The data is dropped, as the RFC requires after a close frame.
+    const r = registry.fast.send(this._id, data);
+    if (r === ST_BAD_TYPE) toBytes(data, 'send'); // throws the TypeError
+    // r < 0 otherwise: the engine began closing (peer close, protocol error)
+    // and the close event is on its way; JS still saw OPEN, so this is no
+    // misuse. The data is dropped, as the RFC requires after a close frame.
     return r === ST_OK;
   }
 
@@ -272,7 +285,13 @@ class Connection {
 
   // Engine events (called by dispatch.js).
   _message(data) {
-    emit(this, 'message', this, data);
+    const p = this._on_message;
+    if (p !== null) p.call(this, data);
+    const l = this._ls_message;
+    if (l !== null) {
+      if (l.length === 1) l[0].call(this, data);
+      else for (const fn of l.slice()) fn.call(this, data);
+    }
   }
 
   _closed(code, reason) {

@@ -85,6 +85,6 @@ function dispatch(kind, id, a, b, c, d) {
   }
 }
 
-native.init(dispatch);
+native.init(dispatch, registry.fast);
 
 module.exports = { dispatch };

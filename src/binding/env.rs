@@ -109,8 +109,10 @@ impl EnvState {
 
 /// Sets up this environment: `dispatcher(kind, id, a, b, c)` receives every
 /// engine event. Call once per environment (index.js does).
-pub fn init(env: &Env, dispatcher: sys::napi_value) -> Result<()> {
-    if env.get_instance_data::<StatePtr>()?.is_some() {
+pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Result<()> {
+    if let Some(p) = env.get_instance_data::<StatePtr>()? {
+        // SAFETY: as in `get`.
+        unsafe { super::fast::install(env.raw(), fast, p.0) };
         return Ok(());
     }
     let raw = env.raw();
@@ -161,6 +163,8 @@ pub fn init(env: &Env, dispatcher: sys::napi_value) -> Result<()> {
         *tsfn.0.write().unwrap_or_else(|e| e.into_inner()) = Some(TsfnPtr(t));
     }
     env.set_instance_data(StatePtr(state_ptr), (), |_| {})?;
+    // SAFETY: on the JS thread; `fast` is an object of this call.
+    unsafe { super::fast::install(raw, fast, state_ptr) };
     env.add_env_cleanup_hook(state_ptr as usize, |p| cleanup(p as *const EnvState))?;
     Ok(())
 }

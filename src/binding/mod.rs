@@ -6,6 +6,7 @@ mod connection;
 mod dispatch;
 mod env;
 mod exchange;
+mod fast;
 mod js;
 mod server;
 

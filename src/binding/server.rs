@@ -106,11 +106,11 @@ pub fn listen(
     Ok(NativeServer { server })
 }
 
-/// Sets up this environment's event delivery; index.js calls it once.
+/// Sets up this environment's event delivery and defines the raw fast-path
+/// functions (`send`) on `fast`; index.js calls it once.
 #[napi]
-pub fn init(env: Env, dispatcher: Function) -> Result<()> {
-    let f = dispatcher.raw();
-    super::env::init(&env, f)
+pub fn init(env: Env, dispatcher: Function, fast: Object) -> Result<()> {
+    super::env::init(&env, dispatcher.raw(), fast.raw())
 }
 
 /// One more (`true`) or one fewer reason to keep the event loop alive.

@@ -316,7 +316,10 @@ impl Conn {
         self.buffered
             .fetch_add(g.out.len() - before, Ordering::AcqRel);
         if was_empty {
-            self.waker.wake();
+            // Through the flusher: one engine wake-up for a burst of sends.
+            if let Some(w) = self.waker.take() {
+                super::flush::schedule(w);
+            }
         }
     }
 
@@ -420,6 +423,60 @@ impl Conn {
             return Err(ConnError::NotOpen);
         }
         self.enqueue_frame(&mut g, opcode, payload);
+        drop(g);
+        Ok(self.under_limit())
+    }
+
+    /// Queues a data frame of `len` payload bytes that `fill` writes in
+    /// place (at most `len + 1` bytes: N-API string copies end with a NUL,
+    /// which is then dropped). Saves a copy for strings coming from JS.
+    ///
+    /// # Safety
+    /// `fill` must initialize the first `len` bytes it is given and write
+    /// nothing past `len + 1`.
+    pub unsafe fn send_with(
+        &self,
+        opcode: OpCode,
+        len: usize,
+        fill: impl FnOnce(*mut u8),
+    ) -> Result<bool, ConnError> {
+        let mut g = self.lock();
+        if !matches!(g.phase, Phase::Open) || g.close_sent {
+            return Err(ConnError::NotOpen);
+        }
+        let mask = self.frame_mask();
+        let records = self.records;
+        self.enqueue(&mut g, |out| {
+            let at = records.then(|| {
+                record::begin(
+                    out,
+                    if opcode == OpCode::Text {
+                        record::TEXT
+                    } else {
+                        record::BINARY
+                    },
+                )
+            });
+            if !records {
+                let mut head = [0u8; crate::protocol::frame::MAX_HEADER_LEN];
+                let n = crate::protocol::frame::encode_header(
+                    &mut head, true, false, opcode, len, mask,
+                );
+                out.extend_from_slice(&head[..n]);
+            }
+            out.reserve(len + 1);
+            let start = out.len();
+            fill(out.as_mut_ptr().wrapping_add(start));
+            // SAFETY: `fill` initialized `len` bytes at `start`, within the
+            // capacity reserved above.
+            unsafe { out.set_len(start + len) };
+            if let (Some(m), false) = (mask, records) {
+                crate::protocol::mask::apply_mask(&mut out[start..], m);
+            }
+            if let Some(at) = at {
+                record::end(out, at);
+            }
+        });
         drop(g);
         Ok(self.under_limit())
     }

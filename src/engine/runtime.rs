@@ -21,6 +21,7 @@ pub fn handle() -> std::io::Result<Handle> {
         .enable_time()
         .build()?;
     let handle = rt.handle().clone();
+    handle.spawn(super::flush::run());
     std::thread::Builder::new()
         .name("sack-engine".into())
         .spawn(move || rt.block_on(std::future::pending::<()>()))?;

@@ -1,0 +1,296 @@
+#!/usr/bin/env node
+'use strict';
+// `npm run bench:http`: plain HTTP throughput of sack's HTTP fallback against
+// Node's `http.createServer`, both answering every request "hello".
+//
+// For each server: start it pinned to one CPU (`taskset -c 0`), check that it
+// answers "hello", warm it up, then run `wrk -t1 -c64 -d<seconds>s` pinned to
+// the other CPU (`taskset -c 1`), and read the server's CPU time (utime +
+// stime of every thread, /proc/<pid>/stat) before and after the measured run.
+// Prints requests/s, the server's CPU use, requests per server CPU-second and
+// the sack/node ratios.
+//
+// wrk is the Debian package `wrk`: when it is missing this script installs it
+// with apt-get (running `apt-get update` first if the install fails), and if
+// that is impossible it says so and exits 0.
+//
+// Environment:
+//   BENCH_SECONDS      measured seconds per server (default 5)
+//   BENCH_WARMUP       warm-up seconds per server before measuring (default 1; 0 = none)
+//   BENCH_CONNECTIONS  wrk connections (default 64)
+//   BENCH_SERVER_CPU / BENCH_WRK_CPU  taskset CPU lists (default 0 and 1)
+//
+// Loopback only: the servers bind 127.0.0.1 on an ephemeral port.
+
+const { spawn, spawnSync } = require('child_process');
+const fs = require('fs');
+const http = require('http');
+const os = require('os');
+const path = require('path');
+
+const HERE = __dirname;
+const env = process.env;
+
+const SECONDS = intEnv('BENCH_SECONDS', 5, 1, 600);
+const WARMUP = intEnv('BENCH_WARMUP', 1, 0, 60);
+const CONNECTIONS = intEnv('BENCH_CONNECTIONS', 64, 1, 10000);
+const SERVER_CPU = env.BENCH_SERVER_CPU || '0';
+const WRK_CPU = env.BENCH_WRK_CPU || '1';
+
+const SERVERS = [
+  { name: 'sack', script: path.join(HERE, 'sack-hello.js') },
+  { name: 'node http', script: path.join(HERE, 'node-hello.js') },
+];
+
+function intEnv(name, def, min, max) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    console.error(`${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`);
+    process.exit(2);
+  }
+  return v;
+}
+
+function have(cmd, args = ['--version']) {
+  const r = spawnSync(cmd, args, { stdio: 'ignore', timeout: 10000 });
+  return !r.error;
+}
+
+function wrkInstalled() {
+  // `wrk --version` exits 1 but runs; a missing binary gives ENOENT.
+  const r = spawnSync('wrk', ['--version'], { encoding: 'utf8', timeout: 10000 });
+  if (r.error) return null;
+  const text = `${r.stdout}${r.stderr}`;
+  return (text.match(/wrk\s+\S+/) || ['wrk'])[0];
+}
+
+function aptInstallWrk() {
+  const apt = (args) => {
+    console.log(`$ apt-get ${args.join(' ')}`);
+    const r = spawnSync('apt-get', args, {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      timeout: 300000,
+      env: { ...env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    return !r.error && r.status === 0;
+  };
+  if (!have('apt-get', ['--version'])) return false;
+  if (apt(['install', '-y', 'wrk'])) return true;
+  return apt(['update']) && apt(['install', '-y', 'wrk']);
+}
+
+function ensureWrk() {
+  let version = wrkInstalled();
+  if (version) return version;
+  console.log('wrk is not installed; installing the Debian package "wrk"…');
+  aptInstallWrk();
+  version = wrkInstalled();
+  if (!version) {
+    console.log(
+      'bench:http skipped: wrk could not be installed (apt-get install -y wrk failed; it needs root and the Debian archive).\n' +
+        'Install wrk by hand and run `npm run bench:http` again.',
+    );
+    process.exit(0);
+  }
+  return version;
+}
+
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 });
+  const v = Number(r.stdout && r.stdout.trim());
+  return Number.isFinite(v) && v > 0 ? v : 100;
+})();
+
+/** CPU seconds (user + system, all threads) of process `pid`. */
+function cpuSeconds(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]); // field 14
+  const stime = Number(fields[12]); // field 15
+  return (utime + stime) / CLK_TCK;
+}
+
+function startServer(spec, pin) {
+  return new Promise((resolve, reject) => {
+    const cmd = pin ? 'taskset' : process.execPath;
+    const args = pin ? ['-c', SERVER_CPU, process.execPath, spec.script] : [spec.script];
+    const child = spawn(cmd, args, { env: { ...env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${spec.name}: no "LISTENING <port>" within 10 s (stdout: ${JSON.stringify(out)})`));
+    }, 10000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${spec.name} exited early (${code ?? signal}); stdout: ${JSON.stringify(out)}`));
+    });
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /LISTENING (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        resolve({ child, port: Number(m[1]) });
+      }
+    });
+  });
+}
+
+function stopServer(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function checkHello(port) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () =>
+        res.statusCode === 200 && body === 'hello'
+          ? resolve()
+          : reject(new Error(`expected 200 "hello", got ${res.statusCode} ${JSON.stringify(body)}`)),
+      );
+    });
+    req.setTimeout(5000, () => req.destroy(new Error('no answer within 5 s')));
+    req.on('error', reject);
+  });
+}
+
+function runWrk(port, seconds, pin) {
+  const wrkArgs = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, `http://127.0.0.1:${port}/`];
+  const [cmd, args] = pin ? ['taskset', ['-c', WRK_CPU, 'wrk', ...wrkArgs]] : ['wrk', wrkArgs];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code !== 0) return reject(new Error(`wrk failed (${code ?? signal}): ${err || out}`));
+      resolve(parseWrk(out));
+    });
+  });
+}
+
+function parseWrk(out) {
+  const num = (re) => {
+    const m = re.exec(out);
+    return m ? Number(m[1]) : NaN;
+  };
+  const latency = /Latency\s+([\d.]+)(us|ms|s)\b/.exec(out);
+  const toMs = { us: 1e-3, ms: 1, s: 1e3 };
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    requests: num(/(\d+) requests in/),
+    latencyMs: latency ? Number(latency[1]) * toMs[latency[2]] : NaN,
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/) || 0,
+    socketErrors: errors ? errors.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    raw: out,
+  };
+}
+
+async function bench(spec, pin) {
+  const { child, port } = await startServer(spec, pin);
+  try {
+    await checkHello(port);
+    if (WARMUP > 0) await runWrk(port, WARMUP, pin);
+    const cpu0 = cpuSeconds(child.pid);
+    const t0 = process.hrtime.bigint();
+    const r = await runWrk(port, SECONDS, pin);
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu = cpuSeconds(child.pid) - cpu0;
+    return { ...r, cpu, wall, cpuPct: (cpu / wall) * 100, perCpu: r.requests / cpu };
+  } finally {
+    await stopServer(child);
+  }
+}
+
+function fmt(n, digits = 0) {
+  if (!Number.isFinite(n)) return 'n/a';
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function table(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  return rows
+    .map((r, ri) => {
+      const line = r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+      return ri === 0 ? `${line}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
+    })
+    .join('\n');
+}
+
+async function main() {
+  if (os.platform() !== 'linux') {
+    console.log('bench:http needs Linux (/proc, taskset); skipped.');
+    return;
+  }
+  const wrkVersion = ensureWrk();
+  let pin = have('taskset', ['--version']);
+  const cpus = os.cpus().length;
+  if (pin && cpus < 2) {
+    console.log(`only ${cpus} CPU: not pinning server and wrk apart`);
+    pin = false;
+  } else if (!pin) {
+    console.log('taskset not found: server and wrk are not pinned');
+  }
+  console.log(
+    `bench:http — ${wrkVersion}, -t1 -c${CONNECTIONS} -d${SECONDS}s (warm-up ${WARMUP}s); ` +
+      `server on CPU ${pin ? SERVER_CPU : 'any'}, wrk on CPU ${pin ? WRK_CPU : 'any'}; ` +
+      `node ${process.version}; ${cpus} × ${os.cpus()[0] ? os.cpus()[0].model.trim() : 'cpu'}`,
+  );
+
+  const results = [];
+  for (const spec of SERVERS) {
+    process.stdout.write(`  ${spec.name}… `);
+    const r = await bench(spec, pin);
+    results.push({ name: spec.name, ...r });
+    console.log(`${fmt(r.rps)} req/s`);
+  }
+
+  const rows = [['server', 'requests/s', 'avg latency', 'server CPU', 'CPU s', 'requests / CPU-s', 'errors']];
+  for (const r of results) {
+    rows.push([
+      r.name,
+      fmt(r.rps),
+      `${fmt(r.latencyMs, 2)} ms`,
+      `${fmt(r.cpuPct, 0)} %`,
+      fmt(r.cpu, 2),
+      fmt(r.perCpu),
+      String(r.non2xx + r.socketErrors),
+    ]);
+  }
+  console.log('');
+  console.log(table(rows));
+  const [sack, node] = results;
+  console.log('');
+  console.log(`ratio sack / node http: ${fmt(sack.rps / node.rps, 2)}× requests/s, ${fmt(sack.perCpu / node.perCpu, 2)}× requests per server CPU-second`);
+  const bad = results.filter((r) => r.non2xx + r.socketErrors > 0);
+  for (const r of bad) {
+    console.log(`note: ${r.name} had ${r.non2xx} non-2xx responses and ${r.socketErrors} socket errors`);
+  }
+}
+
+main().catch((e) => {
+  console.error(`bench:http failed: ${e.stack || e.message}`);
+  process.exit(1);
+});

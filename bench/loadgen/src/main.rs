@@ -1,0 +1,1162 @@
+//! sack-loadgen: a single-threaded WebSocket load generator for loopback
+//! benchmarks.
+//!
+//! Modes:
+//!   echo     N connections, each keeping D messages in flight; every echo is
+//!            checked (type, length, bytes, order). Reports msgs/s, latency
+//!            percentiles, the generator's and the server's CPU share.
+//!   connect  N connections opened at concurrency K, held idle; reports
+//!            handshakes/s and the server's RSS growth per idle connection.
+//!
+//! One JSON line goes to stdout per run; exit status 0 when the run was
+//! clean, 1 when it failed (the JSON then has `"ok":false` and `"error"`),
+//! 2 for bad arguments. Only loopback addresses are accepted, and every
+//! phase is bounded in time.
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+// RFC 6455 §1.3's example key; the Accept value for it is fixed.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+// ---------------------------------------------------------------- args
+
+struct Args {
+    mode: String,
+    host: IpAddr,
+    port: u16,
+    path: String,
+    pid: Option<u32>,
+    conns: usize,
+    depth: usize,
+    size: usize,
+    binary: bool,
+    seconds: f64,
+    warmup: f64,
+    concurrency: usize,
+    hold: f64,
+    timeout: f64,
+    stall: f64,
+    spin: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage:\n  sack-loadgen echo --port P [--host 127.0.0.1] [--pid SERVER_PID] [--conns 64] [--depth 16]\n               [--size 32] [--type text|binary] [--seconds 5] [--warmup 1] [--timeout 30] [--stall 5]\n               [--spin 0|1]  (1: poll without sleeping, for latency runs)\n  sack-loadgen connect --port P [--pid SERVER_PID] [--conns 10000] [--concurrency 100] [--hold 2] [--timeout 120]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let mode = it.next().unwrap_or_else(|| usage());
+    if mode != "echo" && mode != "connect" {
+        usage();
+    }
+    let mut a = Args {
+        mode: mode.clone(),
+        host: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        path: "/".into(),
+        pid: None,
+        conns: if mode == "echo" { 64 } else { 10_000 },
+        depth: 16,
+        size: 32,
+        binary: false,
+        seconds: 5.0,
+        warmup: 1.0,
+        concurrency: 100,
+        hold: 2.0,
+        timeout: if mode == "echo" { 30.0 } else { 120.0 },
+        stall: 5.0,
+        spin: false,
+    };
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_else(|| usage());
+        let num = |v: &str| -> f64 {
+            v.parse::<f64>().unwrap_or_else(|_| {
+                eprintln!("bad number for {k}: {v}");
+                std::process::exit(2)
+            })
+        };
+        match k.as_str() {
+            "--host" => a.host = v.parse().unwrap_or_else(|_| usage()),
+            "--port" => a.port = num(&v) as u16,
+            "--path" => a.path = v,
+            "--pid" => a.pid = Some(num(&v) as u32),
+            "--conns" => a.conns = num(&v) as usize,
+            "--depth" => a.depth = num(&v) as usize,
+            "--size" => a.size = num(&v) as usize,
+            "--type" => {
+                a.binary = match v.as_str() {
+                    "text" => false,
+                    "binary" => true,
+                    _ => usage(),
+                }
+            }
+            "--seconds" => a.seconds = num(&v),
+            "--warmup" => a.warmup = num(&v),
+            "--concurrency" => a.concurrency = num(&v) as usize,
+            "--hold" => a.hold = num(&v),
+            "--timeout" => a.timeout = num(&v),
+            "--stall" => a.stall = num(&v),
+            "--spin" => a.spin = v == "1" || v == "true",
+            _ => usage(),
+        }
+    }
+    if a.port == 0 || a.conns == 0 || a.depth == 0 || a.size == 0 || a.concurrency == 0 {
+        eprintln!("port, conns, depth, size and concurrency must be > 0");
+        std::process::exit(2)
+    }
+    // Loopback only: this tool never sends traffic off the machine.
+    if !a.host.is_loopback() {
+        eprintln!("refusing non-loopback host {}", a.host);
+        std::process::exit(2)
+    }
+    // Bounded in time, always.
+    a.seconds = a.seconds.clamp(0.1, 600.0);
+    a.warmup = a.warmup.clamp(0.0, 60.0);
+    a.hold = a.hold.clamp(0.0, 60.0);
+    a.timeout = a.timeout.clamp(1.0, 600.0);
+    a.stall = a.stall.clamp(0.5, 60.0);
+    a
+}
+
+// ---------------------------------------------------------------- output
+
+struct Json(String);
+
+impl Json {
+    fn new() -> Self {
+        Json(String::from("{"))
+    }
+    fn key(&mut self, k: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        let _ = write!(self.0, "\"{k}\":");
+    }
+    fn s(&mut self, k: &str, v: &str) -> &mut Self {
+        self.key(k);
+        self.0.push('"');
+        for c in v.chars() {
+            match c {
+                '"' => self.0.push_str("\\\""),
+                '\\' => self.0.push_str("\\\\"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(self.0, "\\u{:04x}", c as u32);
+                }
+                c => self.0.push(c),
+            }
+        }
+        self.0.push('"');
+        self
+    }
+    fn n(&mut self, k: &str, v: f64) -> &mut Self {
+        self.key(k);
+        if v.is_finite() {
+            let _ = write!(self.0, "{}", (v * 1000.0).round() / 1000.0);
+        } else {
+            self.0.push_str("null");
+        }
+        self
+    }
+    fn u(&mut self, k: &str, v: u64) -> &mut Self {
+        self.key(k);
+        let _ = write!(self.0, "{v}");
+        self
+    }
+    fn b(&mut self, k: &str, v: bool) -> &mut Self {
+        self.key(k);
+        self.0.push_str(if v { "true" } else { "false" });
+        self
+    }
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+// ---------------------------------------------------------------- CPU, RSS
+
+fn clk_tck() -> f64 {
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime+stime of a process (all its threads, live and dead), in seconds.
+fn proc_cpu(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after "comm", which may contain spaces, closed by the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime field 15.
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) / clk_tck())
+}
+
+fn proc_rss_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+fn self_cpu() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Busy CPU-seconds of the whole machine (all cores, /proc/stat "cpu"
+/// line: everything but idle and iowait, steal included).
+fn machine_busy() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().next()?;
+    let f: Vec<f64> = line.split_ascii_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    if f.len() < 8 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest is in user)
+    Some((f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / clk_tck())
+}
+
+#[derive(Clone, Copy)]
+struct Snap {
+    wall: Instant,
+    me: f64,
+    server: Option<f64>,
+    busy: Option<f64>,
+}
+
+fn snap(pid: Option<u32>) -> Snap {
+    Snap { wall: Instant::now(), me: self_cpu(), server: pid.and_then(proc_cpu), busy: machine_busy() }
+}
+
+/// CPU shares over [s0, s1]: the generator's, the server's, and the rest of
+/// the machine's (other processes, and kernel work no process is charged
+/// for), each in cores.
+fn cpu_json(j: &mut Json, s0: &Snap, s1: &Snap) {
+    let wall = s1.wall.duration_since(s0.wall).as_secs_f64();
+    let me = s1.me - s0.me;
+    j.n("client_cpu", me / wall);
+    let server = match (s0.server, s1.server) {
+        (Some(x0), Some(x1)) => {
+            j.n("server_cpu", (x1 - x0) / wall).n("server_cpu_s", x1 - x0);
+            x1 - x0
+        }
+        _ => 0.0,
+    };
+    if let (Some(b0), Some(b1)) = (s0.busy, s1.busy) {
+        j.n("machine_cpu", (b1 - b0) / wall).n("other_cpu", ((b1 - b0) - server - me).max(0.0) / wall);
+    }
+}
+
+fn raise_nofile() {
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+fn nofile() -> u64 {
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        r.rlim_cur as u64
+    }
+}
+
+/// Close with RST instead of FIN, so that thousands of closed connections
+/// leave no TIME_WAIT entries behind on the client side.
+fn set_linger0(s: &TcpStream) {
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+// ---------------------------------------------------------------- histogram
+
+/// Log-linear histogram of nanoseconds: 64 sub-buckets per power of two
+/// (under 1.6 % error), no allocation after construction.
+struct Hist {
+    counts: Vec<u64>,
+    total: u64,
+    max: u64,
+}
+
+impl Hist {
+    fn new() -> Self {
+        Hist { counts: vec![0; 59 * 64], total: 0, max: 0 }
+    }
+    #[inline]
+    fn idx(v: u64) -> usize {
+        if v < 64 {
+            v as usize
+        } else {
+            let e = 63 - v.leading_zeros();
+            let sub = (v >> (e - 6)) & 63;
+            ((e - 5) as usize) * 64 + sub as usize
+        }
+    }
+    fn mid(i: usize) -> u64 {
+        if i < 64 {
+            i as u64
+        } else {
+            let e = (i / 64) as u32 + 5;
+            let sub = (i % 64) as u64;
+            let w = 1u64 << (e - 6);
+            ((64 + sub) << (e - 6)) + w / 2
+        }
+    }
+    #[inline]
+    fn record(&mut self, v: u64) {
+        self.counts[Self::idx(v)] += 1;
+        self.total += 1;
+        if v > self.max {
+            self.max = v;
+        }
+    }
+    fn clear(&mut self) {
+        self.counts.iter_mut().for_each(|c| *c = 0);
+        self.total = 0;
+        self.max = 0;
+    }
+    fn quantile(&self, q: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let want = ((q * self.total as f64).ceil() as u64).max(1);
+        let mut acc = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            acc += c;
+            if acc >= want {
+                return Self::mid(i).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+// ---------------------------------------------------------------- handshake
+
+fn request(a: &Args) -> Vec<u8> {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        a.path, a.host, a.port
+    )
+    .into_bytes()
+}
+
+fn find_head_end(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Checks a complete response head: 101, Upgrade, Connection, the Accept
+/// value for our key, and no extension (none was offered).
+fn check_response(head: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(head).map_err(|_| "handshake response is not UTF-8".to_string())?;
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap_or("");
+    let mut parts = status.splitn(3, ' ');
+    let (ver, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if !ver.starts_with("HTTP/1.") || code != "101" {
+        return Err(format!("handshake: expected 101, got {status:?}"));
+    }
+    let (mut accept, mut upgrade, mut connection) = (None, false, false);
+    for l in lines {
+        let Some((name, value)) = l.split_once(':') else { continue };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "sec-websocket-accept" => accept = Some(value.to_string()),
+            "upgrade" => upgrade = value.eq_ignore_ascii_case("websocket"),
+            "connection" => {
+                connection = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            }
+            "sec-websocket-extensions" if !value.is_empty() => {
+                return Err(format!("handshake: unexpected extension {value:?}"))
+            }
+            _ => {}
+        }
+    }
+    match accept {
+        Some(v) if v == ACCEPT => {}
+        Some(v) => return Err(format!("handshake: wrong Sec-WebSocket-Accept {v:?}")),
+        None => return Err("handshake: no Sec-WebSocket-Accept".into()),
+    }
+    if !upgrade {
+        return Err("handshake: missing Upgrade: websocket".into());
+    }
+    if !connection {
+        return Err("handshake: missing Connection: Upgrade".into());
+    }
+    Ok(())
+}
+
+/// Whether a non-blocking connect has completed (Ok(true)), is still in
+/// progress (Ok(false)) or failed.
+fn connect_done(s: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = s.take_error()? {
+        return Err(e);
+    }
+    match s.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+// ---------------------------------------------------------------- echo
+
+#[derive(PartialEq, Clone, Copy)]
+enum St {
+    Connecting,
+    Handshaking,
+    Open,
+}
+
+struct Conn {
+    s: TcpStream,
+    st: St,
+    rbuf: Vec<u8>,
+    rlo: usize,
+    rhi: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Messages sent / echoes received; their difference is in flight.
+    sent: u64,
+    recv: u64,
+    /// Send time (ns since start) of message `seq` at `ring[seq % depth]`.
+    ring: Vec<u64>,
+    /// The whole client frame, already masked with `mask`; per message only
+    /// the sequence number is patched in.
+    frame: Vec<u8>,
+    poff: usize,
+    mask: [u8; 4],
+    /// The payload the echo must carry, but for its first `hl` bytes (the
+    /// sequence number, checked against `hdr`).
+    expect: Vec<u8>,
+    hdr: [u8; 16],
+    in_msg: bool,
+    msg_off: usize,
+}
+
+struct Echo {
+    depth: usize,
+    size: usize,
+    binary: bool,
+    hl: usize,
+}
+
+impl Echo {
+    fn encode_seq(&self, seq: u64, out: &mut [u8; 16]) {
+        if self.binary {
+            for (i, b) in out.iter_mut().take(self.hl).enumerate() {
+                *b = (seq >> (8 * i)) as u8;
+            }
+        } else {
+            for i in 0..self.hl {
+                out[i] = HEX[((seq >> (4 * (self.hl - 1 - i))) & 15) as usize];
+            }
+        }
+    }
+
+    fn new_conn(&self, s: TcpStream, id: usize) -> Conn {
+        // Per-connection payload and mask, so that a cross-wired echo is seen.
+        let expect: Vec<u8> = (0..self.size)
+            .map(|i| {
+                if self.binary {
+                    (i.wrapping_mul(131) ^ id.wrapping_mul(17) ^ 0x80) as u8
+                } else {
+                    b'a' + ((i + id * 7) % 26) as u8
+                }
+            })
+            .collect();
+        let mut x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mask = (x as u32).to_le_bytes();
+        let mut frame = Vec::with_capacity(self.size + 14);
+        frame.push(0x80 | if self.binary { 2 } else { 1 });
+        if self.size < 126 {
+            frame.push(0x80 | self.size as u8);
+        } else if self.size < 65536 {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(self.size as u16).to_be_bytes());
+        } else {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(self.size as u64).to_be_bytes());
+        }
+        frame.extend_from_slice(&mask);
+        let poff = frame.len();
+        frame.extend(expect.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        let rcap = (64 * 1024).max(2 * (self.size + 14));
+        Conn {
+            s,
+            st: St::Connecting,
+            rbuf: vec![0; rcap],
+            rlo: 0,
+            rhi: 0,
+            wbuf: Vec::with_capacity((self.size + 14) * self.depth + 1024),
+            wpos: 0,
+            sent: 0,
+            recv: 0,
+            ring: vec![0; self.depth],
+            frame,
+            poff,
+            mask,
+            expect,
+            hdr: [0; 16],
+            in_msg: false,
+            msg_off: 0,
+        }
+    }
+
+    #[inline]
+    fn queue_msg(&self, c: &mut Conn, now_ns: u64) {
+        if c.wpos > 0 && c.wpos == c.wbuf.len() {
+            c.wbuf.clear();
+            c.wpos = 0;
+        }
+        let at = c.wbuf.len() + c.poff;
+        c.wbuf.extend_from_slice(&c.frame);
+        let mut h = [0u8; 16];
+        self.encode_seq(c.sent, &mut h);
+        for (i, b) in h.iter().take(self.hl).enumerate() {
+            c.wbuf[at + i] = b ^ c.mask[i & 3];
+        }
+        c.ring[(c.sent % self.depth as u64) as usize] = now_ns;
+        c.sent += 1;
+    }
+}
+
+fn queue_control(c: &mut Conn, opcode: u8, payload: &[u8]) {
+    c.wbuf.push(0x80 | opcode);
+    c.wbuf.push(0x80 | payload.len() as u8);
+    c.wbuf.extend_from_slice(&c.mask);
+    let m = c.mask;
+    c.wbuf.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i & 3]));
+}
+
+fn flush(c: &mut Conn) -> io::Result<()> {
+    while c.wpos < c.wbuf.len() {
+        match c.s.write(&c.wbuf[c.wpos..]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
+            Ok(n) => c.wpos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Keep the unsent tail at the front for the next append.
+                if c.wpos > 0 {
+                    c.wbuf.drain(..c.wpos);
+                    c.wpos = 0;
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    c.wbuf.clear();
+    c.wpos = 0;
+    Ok(())
+}
+
+/// Reads into `rbuf` until the socket is drained (WouldBlock or a short
+/// read), calling `on_data` after every read. Err on EOF or a socket error.
+fn read_all(
+    c: &mut Conn,
+    mut on_data: impl FnMut(&mut Conn) -> Result<(), String>,
+) -> Result<(), String> {
+    loop {
+        if c.rhi == c.rbuf.len() {
+            if c.rlo > 0 {
+                c.rbuf.copy_within(c.rlo..c.rhi, 0);
+                c.rhi -= c.rlo;
+                c.rlo = 0;
+            } else {
+                let n = c.rbuf.len() * 2;
+                c.rbuf.resize(n, 0);
+            }
+        }
+        let hi = c.rhi;
+        let room = c.rbuf.len() - hi;
+        match c.s.read(&mut c.rbuf[hi..]) {
+            Ok(0) => return Err("server closed the connection".into()),
+            Ok(n) => {
+                c.rhi += n;
+                on_data(c)?;
+                if c.rlo == c.rhi {
+                    c.rlo = 0;
+                    c.rhi = 0;
+                }
+                // A short read emptied the socket's receive queue. Linux's
+                // epoll reports every later arrival as a new edge, so the
+                // read that would only say WouldBlock is skipped.
+                if n < room {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+struct Counters {
+    msgs: u64,
+    hist: Hist,
+}
+
+/// Parses every complete server frame in `c.rbuf[rlo..rhi]`, checks each
+/// echo and queues a replacement message while `sending`.
+fn parse_frames(
+    e: &Echo,
+    c: &mut Conn,
+    now_ns: u64,
+    sending: bool,
+    counting: bool,
+    k: &mut Counters,
+) -> Result<(), String> {
+    loop {
+        let buf = &c.rbuf[c.rlo..c.rhi];
+        if buf.len() < 2 {
+            return Ok(());
+        }
+        let (b0, b1) = (buf[0], buf[1]);
+        let fin = b0 & 0x80 != 0;
+        let opcode = b0 & 0x0f;
+        if b0 & 0x70 != 0 {
+            return Err(format!("frame with RSV bits set (0x{b0:02x})"));
+        }
+        if b1 & 0x80 != 0 {
+            return Err("server frame is masked".into());
+        }
+        let (hl, plen) = match b1 & 0x7f {
+            126 => {
+                if buf.len() < 4 {
+                    return Ok(());
+                }
+                (4, u16::from_be_bytes([buf[2], buf[3]]) as usize)
+            }
+            127 => {
+                if buf.len() < 10 {
+                    return Ok(());
+                }
+                let mut l = [0u8; 8];
+                l.copy_from_slice(&buf[2..10]);
+                (10, u64::from_be_bytes(l) as usize)
+            }
+            n => (2, n as usize),
+        };
+        if plen > (1 << 30) {
+            return Err(format!("absurd frame length {plen}"));
+        }
+        if buf.len() < hl + plen {
+            return Ok(()); // wait for the rest (read_all grows rbuf if needed)
+        }
+        let p0 = c.rlo + hl;
+        let p1 = p0 + plen;
+        c.rlo = p1;
+        match opcode {
+            0..=2 => {
+                if opcode == 0 {
+                    if !c.in_msg {
+                        return Err("continuation frame outside a message".into());
+                    }
+                } else {
+                    if c.in_msg {
+                        return Err("new data frame inside a fragmented message".into());
+                    }
+                    let want = if e.binary { 2 } else { 1 };
+                    if opcode != want {
+                        return Err(format!(
+                            "type mismatch: got {}, sent {}",
+                            if opcode == 1 { "text" } else { "binary" },
+                            if e.binary { "binary" } else { "text" }
+                        ));
+                    }
+                    if c.recv >= c.sent {
+                        return Err(format!("unsolicited message (received {} of {} sent)", c.recv + 1, c.sent));
+                    }
+                    c.in_msg = true;
+                    c.msg_off = 0;
+                    let mut h = [0u8; 16];
+                    e.encode_seq(c.recv, &mut h);
+                    c.hdr = h;
+                }
+                // Check this fragment against the expected bytes.
+                let off = c.msg_off;
+                if off + plen > e.size {
+                    return Err(format!("echo longer than sent ({} > {} bytes)", off + plen, e.size));
+                }
+                let p = &c.rbuf[p0..p1];
+                let mut i = 0;
+                while i < p.len() && off + i < e.hl {
+                    if p[i] != c.hdr[off + i] {
+                        return Err(format!(
+                            "out of order or corrupt echo: expected sequence {} on this connection",
+                            c.recv
+                        ));
+                    }
+                    i += 1;
+                }
+                if p[i..] != c.expect[off + i..off + plen] {
+                    return Err("echo payload differs from what was sent".into());
+                }
+                c.msg_off += plen;
+                if fin {
+                    if c.msg_off != e.size {
+                        return Err(format!("echo shorter than sent ({} < {} bytes)", c.msg_off, e.size));
+                    }
+                    c.in_msg = false;
+                    let sent_at = c.ring[(c.recv % e.depth as u64) as usize];
+                    c.recv += 1;
+                    if counting {
+                        k.msgs += 1;
+                        k.hist.record(now_ns.saturating_sub(sent_at));
+                    }
+                    if sending {
+                        e.queue_msg(c, now_ns);
+                    }
+                }
+            }
+            8 => {
+                let code = if plen >= 2 { u16::from_be_bytes([c.rbuf[p0], c.rbuf[p0 + 1]]) } else { 1005 };
+                let reason = String::from_utf8_lossy(&c.rbuf[(p0 + 2).min(p1)..p1]).into_owned();
+                return Err(format!("server sent close {code} {reason:?}"));
+            }
+            9 | 10 => {
+                if !fin || plen > 125 {
+                    return Err("bad control frame".into());
+                }
+                if opcode == 9 {
+                    let payload = c.rbuf[p0..p1].to_vec();
+                    queue_control(c, 10, &payload);
+                }
+            }
+            _ => return Err(format!("unknown opcode {opcode}")),
+        }
+    }
+}
+
+fn fail(mode: &str, err: &str) -> ! {
+    let mut j = Json::new();
+    j.s("mode", mode).b("ok", false).s("error", err);
+    println!("{}", j.finish());
+    std::process::exit(1)
+}
+
+fn run_echo(a: &Args) {
+    let addr = SocketAddr::new(a.host, a.port);
+    let e = Echo {
+        depth: a.depth,
+        size: a.size,
+        binary: a.binary,
+        hl: a.size.min(if a.binary { 8 } else { 16 }),
+    };
+    if nofile() < a.conns as u64 + 16 {
+        fail("echo", &format!("RLIMIT_NOFILE {} is too low for {} connections", nofile(), a.conns));
+    }
+    let base = Instant::now();
+    let ns = |t: Instant| t.duration_since(base).as_nanos() as u64;
+    let mut poll = Poll::new().unwrap_or_else(|e| fail("echo", &format!("epoll: {e}")));
+    let mut events = Events::with_capacity(1024);
+    let req = request(a);
+
+    // Phase 1: connect and handshake every connection.
+    let mut conns: Vec<Conn> = Vec::with_capacity(a.conns);
+    for id in 0..a.conns {
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| fail("echo", &format!("connect: {e}")));
+        poll.registry()
+            .register(&mut s, Token(id), Interest::READABLE | Interest::WRITABLE)
+            .unwrap_or_else(|e| fail("echo", &format!("register: {e}")));
+        conns.push(e.new_conn(s, id));
+    }
+    let deadline = base + Duration::from_secs_f64(a.timeout);
+    let mut open = 0;
+    while open < a.conns {
+        let now = Instant::now();
+        if now >= deadline {
+            fail("echo", &format!("timeout: {open} of {} connections open after {:.1}s", a.conns, a.timeout));
+        }
+        poll.poll(&mut events, Some((deadline - now).min(Duration::from_millis(100))))
+            .unwrap_or_else(|e| fail("echo", &format!("poll: {e}")));
+        for ev in events.iter() {
+            let c = &mut conns[ev.token().0];
+            if c.st == St::Connecting {
+                match connect_done(&c.s) {
+                    Ok(false) => continue,
+                    Ok(true) => {
+                        let _ = c.s.set_nodelay(true);
+                        c.wbuf.extend_from_slice(&req);
+                        c.st = St::Handshaking;
+                        if let Err(err) = flush(c) {
+                            fail("echo", &format!("write request: {err}"));
+                        }
+                    }
+                    Err(err) => fail("echo", &format!("connect: {err}")),
+                }
+            }
+            if c.st == St::Handshaking {
+                if ev.is_writable() {
+                    if let Err(err) = flush(c) {
+                        fail("echo", &format!("write request: {err}"));
+                    }
+                }
+                let mut done = false;
+                let r = read_all(c, |c| {
+                    if done {
+                        return Ok(()); // bytes after the head stay in rbuf
+                    }
+                    if let Some(end) = find_head_end(&c.rbuf[c.rlo..c.rhi]) {
+                        check_response(&c.rbuf[c.rlo..c.rlo + end])?;
+                        c.rlo += end;
+                        done = true;
+                    } else if c.rhi - c.rlo > 16 * 1024 {
+                        return Err("handshake response head too large".into());
+                    }
+                    Ok(())
+                });
+                if let Err(err) = r {
+                    fail("echo", &err);
+                }
+                if done {
+                    c.st = St::Open;
+                    open += 1;
+                }
+            }
+        }
+    }
+
+    // Phase 2: prime every connection with `depth` messages, then keep the
+    // pipeline full until the end of the measured window.
+    let start = Instant::now();
+    let warm_end = start + Duration::from_secs_f64(a.warmup);
+    let end = warm_end + Duration::from_secs_f64(a.seconds);
+    let mut k = Counters { msgs: 0, hist: Hist::new() };
+    let t0 = ns(start);
+    for c in conns.iter_mut() {
+        for _ in 0..a.depth {
+            e.queue_msg(c, t0);
+        }
+        if let Err(err) = flush(c) {
+            fail("echo", &format!("write: {err}"));
+        }
+    }
+    let mut measuring = a.warmup == 0.0;
+    let mut s0 = snap(a.pid);
+    let mut last_progress = start;
+    let mut last_total: u64 = 0;
+    // No echo at all for this long fails the run (at most half the run).
+    let stall = Duration::from_secs_f64(a.stall.min(((a.warmup + a.seconds) / 2.0).max(0.5)));
+    let s1 = loop {
+        let now = Instant::now();
+        if !measuring && now >= warm_end {
+            measuring = true;
+            k.msgs = 0;
+            k.hist.clear();
+            s0 = snap(a.pid);
+        }
+        if now >= end {
+            break snap(a.pid);
+        }
+        let total: u64 = conns.iter().map(|c| c.recv).sum::<u64>();
+        if total != last_total {
+            last_total = total;
+            last_progress = now;
+        } else if now - last_progress > stall {
+            let inflight: u64 = conns.iter().map(|c| c.sent - c.recv).sum();
+            fail(
+                "echo",
+                &format!(
+                    "stalled: no echo for {:.1}s ({inflight} messages in flight, {total} echoed)",
+                    stall.as_secs_f64()
+                ),
+            );
+        }
+        let next = if measuring { end } else { warm_end };
+        let wait = if a.spin { Duration::ZERO } else { (next - now).min(Duration::from_millis(100)) };
+        poll.poll(&mut events, Some(wait))
+            .unwrap_or_else(|e| fail("echo", &format!("poll: {e}")));
+        for ev in events.iter() {
+            let c = &mut conns[ev.token().0];
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                let r = read_all(c, |c| {
+                    let t = Instant::now();
+                    parse_frames(&e, c, ns(t), t < end, measuring, &mut k)
+                });
+                if let Err(err) = r {
+                    fail("echo", &format!("connection {}: {err}", ev.token().0));
+                }
+            }
+            if c.wpos < c.wbuf.len() {
+                if let Err(err) = flush(c) {
+                    fail("echo", &format!("connection {}: write: {err}", ev.token().0));
+                }
+            }
+        }
+    };
+
+    let wall = s1.wall.duration_since(s0.wall).as_secs_f64();
+    if k.msgs == 0 {
+        fail("echo", "no echo arrived in the measured window");
+    }
+    let mut j = Json::new();
+    j.s("mode", "echo")
+        .b("ok", true)
+        .u("conns", a.conns as u64)
+        .u("depth", a.depth as u64)
+        .u("size", a.size as u64)
+        .s("type", if a.binary { "binary" } else { "text" })
+        .n("seconds", wall)
+        .u("msgs", k.msgs)
+        .n("msgs_per_s", k.msgs as f64 / wall)
+        .n("mb_per_s", k.msgs as f64 * a.size as f64 / wall / 1e6)
+        .n("p50_us", k.hist.quantile(0.50) as f64 / 1e3)
+        .n("p99_us", k.hist.quantile(0.99) as f64 / 1e3)
+        .n("p999_us", k.hist.quantile(0.999) as f64 / 1e3)
+        .n("max_us", k.hist.max as f64 / 1e3);
+    cpu_json(&mut j, &s0, &s1);
+    if let Some(rss) = a.pid.and_then(proc_rss_kb) {
+        j.u("server_rss_kb", rss);
+    }
+    println!("{}", j.finish());
+    // Close politely-ish: drop everything (the kernel sends FIN or RST).
+    drop(conns);
+}
+
+// ---------------------------------------------------------------- connect
+
+struct Hs {
+    s: TcpStream,
+    st: St,
+    started: u64,
+    buf: Vec<u8>,
+    wpos: usize,
+}
+
+fn hs_write(c: &mut Hs, req: &[u8]) -> io::Result<()> {
+    while c.wpos < req.len() {
+        match c.s.write(&req[c.wpos..]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
+            Ok(n) => c.wpos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// An idle connection became readable: Some(reason) when the server closed
+/// it (or it failed), None for a spurious wake-up or stray bytes.
+fn idle_check(c: &mut Hs, scratch: &mut [u8]) -> Option<String> {
+    loop {
+        match c.s.read(scratch) {
+            Ok(0) => return Some("closed by the server".into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+}
+
+fn run_connect(a: &Args) {
+    let addr = SocketAddr::new(a.host, a.port);
+    if nofile() < a.conns as u64 + 16 {
+        fail("connect", &format!("RLIMIT_NOFILE {} is too low for {} connections", nofile(), a.conns));
+    }
+    let base = Instant::now();
+    let ns = |t: Instant| t.duration_since(base).as_nanos() as u64;
+    let mut poll = Poll::new().unwrap_or_else(|e| fail("connect", &format!("epoll: {e}")));
+    let mut events = Events::with_capacity(4096);
+    let req = request(a);
+    let mut hist = Hist::new();
+
+    // Let the freshly started server settle before the "before" reading.
+    std::thread::sleep(Duration::from_millis(300));
+    let rss0 = a.pid.and_then(proc_rss_kb);
+    let s0 = snap(a.pid);
+    let deadline = s0.wall + Duration::from_secs_f64(a.timeout);
+    let mut conns: Vec<Hs> = Vec::with_capacity(a.conns);
+    let (mut active, mut done, mut dropped) = (0usize, 0usize, 0usize);
+    let mut first_drop: Option<String> = None;
+    let mut scratch = [0u8; 4096];
+    while done < a.conns {
+        while active < a.concurrency && conns.len() < a.conns {
+            let id = conns.len();
+            let mut s = match TcpStream::connect(addr) {
+                Ok(s) => s,
+                Err(e) => fail("connect", &format!("connect #{id}: {e}")),
+            };
+            poll.registry()
+                .register(&mut s, Token(id), Interest::READABLE | Interest::WRITABLE)
+                .unwrap_or_else(|e| fail("connect", &format!("register: {e}")));
+            conns.push(Hs { s, st: St::Handshaking, started: ns(Instant::now()), buf: Vec::new(), wpos: 0 });
+            active += 1;
+            // On loopback the TCP handshake is usually complete already:
+            // write the request now (a socket still connecting says EAGAIN
+            // and its writable edge comes later).
+            if let Err(e) = hs_write(&mut conns[id], &req) {
+                fail("connect", &format!("write #{id}: {e}"));
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            fail(
+                "connect",
+                &format!("timeout: {done} of {} handshakes done after {:.0}s ({active} in progress)", a.conns, a.timeout),
+            );
+        }
+        poll.poll(&mut events, Some((deadline - now).min(Duration::from_millis(100))))
+            .unwrap_or_else(|e| fail("connect", &format!("poll: {e}")));
+        for ev in events.iter() {
+            let id = ev.token().0;
+            let c = &mut conns[id];
+            match c.st {
+                St::Handshaking => {
+                    if c.wpos < req.len() {
+                        if let Err(e) = hs_write(c, &req) {
+                            fail("connect", &format!("write #{id}: {e}"));
+                        }
+                        if c.wpos < req.len() {
+                            continue;
+                        }
+                    }
+                    loop {
+                        match c.s.read(&mut scratch) {
+                            Ok(0) => fail("connect", &format!("#{id}: server closed during the handshake")),
+                            Ok(n) => {
+                                c.buf.extend_from_slice(&scratch[..n]);
+                                if c.buf.len() > 16 * 1024 {
+                                    fail("connect", "handshake response head too large");
+                                }
+                                if n < scratch.len() {
+                                    break; // drained (see read_all)
+                                }
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => fail("connect", &format!("read #{id}: {e}")),
+                        }
+                    }
+                    if let Some(end) = find_head_end(&c.buf) {
+                        if let Err(e) = check_response(&c.buf[..end]) {
+                            fail("connect", &format!("#{id}: {e}"));
+                        }
+                        if end != c.buf.len() {
+                            fail("connect", &format!("#{id}: unexpected bytes after the 101 response"));
+                        }
+                        hist.record(ns(Instant::now()).saturating_sub(c.started));
+                        c.buf = Vec::new();
+                        c.st = St::Open;
+                        active -= 1;
+                        done += 1;
+                        // Stays registered: a later readable edge is a close.
+                    }
+                }
+                St::Open => {
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        if let Some(err) = idle_check(c, &mut scratch) {
+                            dropped += 1;
+                            first_drop.get_or_insert_with(|| format!("#{id}: {err}"));
+                            let _ = poll.registry().deregister(&mut c.s);
+                        }
+                    }
+                }
+                St::Connecting => {}
+            }
+        }
+    }
+    let s1 = snap(a.pid);
+    let hs_wall = s1.wall.duration_since(s0.wall).as_secs_f64();
+
+    // Hold every connection idle, watching for drops, then read RSS.
+    let hold_end = Instant::now() + Duration::from_secs_f64(a.hold);
+    loop {
+        let now = Instant::now();
+        if now >= hold_end {
+            break;
+        }
+        poll.poll(&mut events, Some((hold_end - now).min(Duration::from_millis(100))))
+            .unwrap_or_else(|e| fail("connect", &format!("poll: {e}")));
+        for ev in events.iter() {
+            let id = ev.token().0;
+            let c = &mut conns[id];
+            if c.st == St::Open && (ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
+                if let Some(err) = idle_check(c, &mut scratch) {
+                    dropped += 1;
+                    first_drop.get_or_insert_with(|| format!("#{id}: {err}"));
+                    let _ = poll.registry().deregister(&mut c.s);
+                    c.st = St::Connecting; // counted; ignore from now on
+                }
+            }
+        }
+    }
+    let rss1 = a.pid.and_then(proc_rss_kb);
+
+    let mut j = Json::new();
+    j.s("mode", "connect")
+        .b("ok", dropped == 0)
+        .u("conns", a.conns as u64)
+        .u("concurrency", a.concurrency as u64)
+        .n("seconds", hs_wall)
+        .n("handshakes_per_s", a.conns as f64 / hs_wall)
+        .n("hs_p50_us", hist.quantile(0.50) as f64 / 1e3)
+        .n("hs_p99_us", hist.quantile(0.99) as f64 / 1e3);
+    cpu_json(&mut j, &s0, &s1);
+    if let (Some(r0), Some(r1)) = (rss0, rss1) {
+        j.u("rss_before_kb", r0)
+            .u("rss_after_kb", r1)
+            .n("bytes_per_conn", (r1 as f64 - r0 as f64) * 1024.0 / a.conns as f64);
+    }
+    j.u("dropped", dropped as u64);
+    if let Some(d) = &first_drop {
+        j.s("error", &format!("{dropped} idle connections dropped; first: {d}"));
+    }
+    println!("{}", j.finish());
+    for c in &conns {
+        set_linger0(&c.s);
+    }
+    drop(conns);
+    if dropped > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn main() {
+    let a = parse_args();
+    raise_nofile();
+    match a.mode.as_str() {
+        "echo" => run_echo(&a),
+        _ => run_connect(&a),
+    }
+}

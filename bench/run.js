@@ -1,0 +1,688 @@
+#!/usr/bin/env node
+'use strict';
+// `npm run bench`: builds the load generator (bench/loadgen), then runs every
+// test against every server, repetitions interleaved (A, B, C, A, B, C, …),
+// each server pinned to one core and the generator to another, and prints
+// one table, also written to BENCHMARKS.md with the machine and the command.
+//
+// Environment:
+//   BENCH_REPS     repetitions per test and server (default 5)
+//   BENCH_SECONDS  measured seconds per echo run (default 5; 1 s warm-up more)
+//   BENCH_SERVERS  comma list of servers to run (default: all; see SERVERS)
+//   BENCH_TESTS    comma list of test ids to run (default: all; see TESTS)
+//   BENCH_CONNECT_CONNS        connections of the connect test (default 10000)
+//   BENCH_CONNECT_CONCURRENCY  handshakes in progress at once (default 100)
+//   BENCH_OUT      where to write the report (default BENCHMARKS.md at the root)
+//   BENCH_JSON     also write every run's raw result to this file
+//   BENCH_SERVER_CPUS / BENCH_LOADGEN_CPUS  taskset lists (default 0 and 1)
+//
+// Only loopback traffic: every server binds 127.0.0.1 on an ephemeral port
+// and the generator refuses any other address. Every run is bounded in time.
+
+const { spawn, spawnSync, execFileSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const BENCH = __dirname;
+const ROOT = path.resolve(BENCH, '..');
+const DEPS = path.join(BENCH, '.deps');
+const LOADGEN_DIR = path.join(BENCH, 'loadgen');
+const LOADGEN_TARGET = path.join(LOADGEN_DIR, 'target');
+const LOADGEN = path.join(LOADGEN_TARGET, 'release', 'sack-loadgen');
+
+const env = process.env;
+const REPS = intEnv('BENCH_REPS', 5, 1, 100);
+const SECONDS = numEnv('BENCH_SECONDS', 5, 0.2, 120);
+const WARMUP = numEnv('BENCH_WARMUP', 1, 0, 30);
+const CONNECT_CONNS = intEnv('BENCH_CONNECT_CONNS', 10000, 1, 1000000);
+const CONNECT_CONCURRENCY = intEnv('BENCH_CONNECT_CONCURRENCY', 100, 1, 100000);
+const SERVER_CPUS = env.BENCH_SERVER_CPUS || '0';
+const LOADGEN_CPUS = env.BENCH_LOADGEN_CPUS || '1';
+const OUT = path.resolve(env.BENCH_OUT || path.join(ROOT, 'BENCHMARKS.md'));
+
+// Pinned versions of the comparison servers (overridable).
+const BUN_VERSION = env.BENCH_BUN_VERSION || '1.4.5';
+// uWebSockets.js proper is published on GitHub only. These registry packages
+// carry its prebuilt addon; the first whose addon loads here is used.
+const UWS_CANDIDATES = [
+  // uWS.js v20.57.0, repackaged; its Linux addons need glibc >= 2.38.
+  { pkg: '@btc-vision/uwebsockets.js', version: '20.57.0', addon: (abi) => `uws_linux_x64_${abi}.node`, uws: 'v20.57.0' },
+  // uWS.js v20.30.0, repackaged by Truffle (Ganache); glibc >= 2.27.
+  { pkg: '@trufflesuite/uws-js-unofficial', version: '20.30.0-unofficial.0', addon: (abi) => `binaries/uws_linux_x64_${abi}.node`, uws: 'v20.30.0' },
+];
+
+// ---------------------------------------------------------------- servers
+//
+// A server: name, script in bench/servers/, and prepare() returning how to
+// start it ({ cmd: [program, ...args], env, version }) or throwing an Error
+// whose message says why it is skipped. To add a variant (issue 5: sack with
+// 1, 2, 4 worker threads), add an entry with its own env, e.g.
+//   { name: 'sack-w2', script: 'sack-echo.js', env: { SACK_WORKERS: '2' }, cpus: '0' },
+// `cpus` (taskset list) defaults to BENCH_SERVER_CPUS.
+const SERVERS = [
+  { name: 'sack', script: 'sack-echo.js', prepare: () => nodeServer('sack-echo.js', `sack ${pkgVersion(ROOT)} (this repo)`) },
+  { name: 'ws', script: 'ws-echo.js', prepare: () => nodeServer('ws-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))}`) },
+  { name: 'bun', script: 'bun-echo.js', prepare: prepareBun },
+  { name: 'uws', script: 'uws-echo.js', prepare: prepareUws },
+];
+
+// ---------------------------------------------------------------- tests
+//
+// metrics: key in the generator's JSON, label, whether higher is better,
+// and whether to report it per server CPU-second.
+const TESTS = [
+  {
+    id: 'echo-32t-64x16',
+    title: 'echo 32 B text, 64 conns × 16 in flight',
+    args: { mode: 'echo', conns: 64, depth: 16, size: 32, type: 'text' },
+    metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
+  },
+  {
+    id: 'echo-32t-64x64',
+    title: 'echo 32 B text, 64 conns × 64 in flight',
+    args: { mode: 'echo', conns: 64, depth: 64, size: 32, type: 'text' },
+    metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
+  },
+  {
+    id: 'echo-16kb-64x16',
+    title: 'echo 16 KiB binary, 64 conns × 16 in flight',
+    args: { mode: 'echo', conns: 64, depth: 16, size: 16384, type: 'binary' },
+    metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
+  },
+  {
+    id: 'connect',
+    title: null, // set below: depends on the connection count
+    args: { mode: 'connect', conns: CONNECT_CONNS, concurrency: CONNECT_CONCURRENCY, hold: 2 },
+    metrics: [
+      { key: 'handshakes_per_s', unit: 'handshakes/s', higher: true, perCpu: 'handshakes' },
+      { key: 'bytes_per_conn', unit: 'B RSS / idle conn', higher: false },
+    ],
+  },
+  {
+    id: 'latency-1x1',
+    title: 'latency 32 B text, 1 conn × 1 in flight',
+    // The generator polls without sleeping here (its core is its own), so
+    // the row shows the server's wake-up and work, not the generator's.
+    args: { mode: 'echo', conns: 1, depth: 1, size: 32, type: 'text', spin: 1 },
+    metrics: [{ key: 'p50_us', unit: 'µs p50', higher: false }],
+  },
+];
+
+// ---------------------------------------------------------------- helpers
+
+function intEnv(name, def, min, max) {
+  return Math.round(numEnv(name, def, min, max));
+}
+
+function numEnv(name, def, min, max) {
+  const v = env[name];
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    console.error(`${name}=${v}: expected a number from ${min} to ${max}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+function pkgVersion(dir) {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
+  } catch {
+    return '?';
+  }
+}
+
+function nodeServer(script, version) {
+  return { cmd: [process.execPath, path.join(BENCH, 'servers', script)], env: {}, version };
+}
+
+function sh(cmd, args, opts = {}) {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000, ...opts }).trim();
+}
+
+function lastLines(s, n = 6) {
+  return s.trim().split('\n').slice(-n).join(' | ');
+}
+
+// Installs `spec` into bench/.deps (never into the repo's package.json).
+function npmInstall(spec, extra = []) {
+  fs.mkdirSync(DEPS, { recursive: true });
+  const pj = path.join(DEPS, 'package.json');
+  if (!fs.existsSync(pj)) {
+    fs.writeFileSync(pj, JSON.stringify({ name: 'sack-bench-deps', private: true, description: 'Installed by bench/run.js; not part of the repo' }, null, 2) + '\n');
+  }
+  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--loglevel=error', ...extra, spec], {
+    cwd: DEPS,
+    encoding: 'utf8',
+    timeout: 600000,
+  });
+  if (r.error) throw new Error(`npm install ${spec}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`npm install ${spec} failed: ${lastLines(r.stderr || r.stdout, 3)}`);
+}
+
+function installedVersion(pkg) {
+  const dir = path.join(DEPS, 'node_modules', pkg);
+  return fs.existsSync(path.join(dir, 'package.json')) ? pkgVersion(dir) : null;
+}
+
+function isElf(file) {
+  try {
+    const fd = fs.openSync(file, 'r');
+    const b = Buffer.alloc(4);
+    fs.readSync(fd, b, 0, 4, 0);
+    fs.closeSync(fd);
+    return b.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+  } catch {
+    return false;
+  }
+}
+
+function prepareBun() {
+  if (process.platform !== 'linux') throw new Error('bun: only set up for Linux here');
+  if (installedVersion('bun') !== BUN_VERSION) npmInstall(`bun@${BUN_VERSION}`);
+  const mod = path.join(DEPS, 'node_modules');
+  // The real binary, not a Node.js wrapper: the measured pid must be bun's.
+  const candidates = [
+    path.join(mod, 'bun', 'bin', 'bun.exe'),
+    path.join(mod, '@oven', `bun-linux-${process.arch === 'arm64' ? 'aarch64' : 'x64'}`, 'bin', 'bun'),
+    path.join(mod, '@oven', `bun-linux-${process.arch === 'arm64' ? 'aarch64' : 'x64'}-baseline`, 'bin', 'bun'),
+  ];
+  let bin = candidates.find(isElf);
+  if (!bin) {
+    // The package's postinstall links the binary; run it if npm did not.
+    spawnSync(process.execPath, ['install.js'], { cwd: path.join(mod, 'bun'), encoding: 'utf8', timeout: 120000 });
+    bin = candidates.find(isElf);
+  }
+  if (!bin) throw new Error(`bun@${BUN_VERSION} installed but no bun binary for ${process.platform}-${process.arch} was found`);
+  let version;
+  try {
+    version = sh(bin, ['--version']);
+  } catch (e) {
+    throw new Error(`the bun binary does not run here: ${lastLines(String(e.stderr || e.message), 2)}`);
+  }
+  return { cmd: [bin, path.join(BENCH, 'servers', 'bun-echo.js')], env: {}, version: `bun ${version} (Bun.serve)` };
+}
+
+function prepareUws() {
+  if (process.platform !== 'linux' || process.arch !== 'x64') throw new Error('uws: only linux-x64 addons are looked for');
+  const abi = process.versions.modules;
+  const reasons = [];
+  for (const c of UWS_CANDIDATES) {
+    try {
+      if (installedVersion(c.pkg) !== c.version) npmInstall(`${c.pkg}@${c.version}`, ['--ignore-scripts', '--omit=dev']);
+      const addon = path.join(DEPS, 'node_modules', c.pkg, c.addon(abi));
+      if (!fs.existsSync(addon)) throw new Error(`no addon for Node ABI ${abi} (${path.basename(addon)})`);
+      // Load it in a child: a failed dlopen must not touch this process.
+      const r = spawnSync(process.execPath, ['-e', `const u=require(${JSON.stringify(addon)});if(typeof u.App!=='function'||typeof u.us_socket_local_port!=='function')throw new Error('unexpected exports')`], {
+        encoding: 'utf8',
+        timeout: 30000,
+      });
+      if (r.status !== 0) {
+        const m = /Error: (.*)/.exec(r.stderr || '');
+        throw new Error(`addon does not load: ${m ? m[1] : lastLines(r.stderr || '', 1)}`);
+      }
+      const tried = reasons.length ? `; not used: ${reasons.join('; ')}` : '';
+      return {
+        cmd: [process.execPath, path.join(BENCH, 'servers', 'uws-echo.js')],
+        env: { UWS_ADDON: addon },
+        version: `uWebSockets.js ${c.uws} (npm ${c.pkg}@${c.version}${tried})`,
+      };
+    } catch (e) {
+      reasons.push(`${c.pkg}@${c.version}: ${e.message}`);
+    }
+  }
+  throw new Error(`no uWebSockets.js addon for Node ${process.versions.node} (ABI ${abi}) from the npm registry: ${reasons.join('; ')}`);
+}
+
+// ---------------------------------------------------------------- machine
+
+function machine() {
+  let cpu = '?';
+  try {
+    const m = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpu = m[1].trim();
+  } catch {}
+  let nproc = os.cpus().length;
+  try {
+    nproc = Number(sh('nproc', []));
+  } catch {}
+  return {
+    nproc,
+    cpu,
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    mem: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
+  };
+}
+
+// The open-files limit the spawned shells can set: 65536 if allowed, else
+// the hard limit.
+function nofileLimit() {
+  try {
+    return { limit: Number(sh('sh', ['-c', 'ulimit -n 65536 && ulimit -n'])), raised: true };
+  } catch {
+    const hard = sh('sh', ['-c', 'ulimit -Hn']);
+    return { limit: hard === 'unlimited' ? 65536 : Number(hard), raised: false };
+  }
+}
+
+// ---------------------------------------------------------------- running
+
+function delay(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function pinned(cpus, nofile, cmd) {
+  const shell = ['sh', '-c', `ulimit -n ${nofile} 2>/dev/null; exec "$@"`, 'sh', ...cmd];
+  return PIN ? ['taskset', '-c', cpus, ...shell] : shell;
+}
+
+let PIN = true;
+let NOFILE = 1024;
+
+// Children alive now, ended if this runner is interrupted (servers also
+// exit by themselves when our end of their stdin closes).
+const children = new Set();
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    for (const c of children) c.kill('SIGKILL');
+    console.error(`\ninterrupted (${sig}); BENCHMARKS.md not written`);
+    process.exit(130);
+  });
+}
+
+// Starts a server and resolves with { child, port, pid } once it printed
+// "LISTENING <port>".
+function startServer(server, prep) {
+  return new Promise((resolve, reject) => {
+    const argv = pinned(server.cpus || SERVER_CPUS, NOFILE, prep.cmd);
+    const child = spawn(argv[0], argv.slice(1), {
+      cwd: ROOT,
+      env: { ...env, ...prep.env, ...(server.env || {}), PORT: '0', BENCH_STDIN_GUARD: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    track(child);
+    let out = '';
+    let err = '';
+    let done = false;
+    const timer = setTimeout(() => finish(new Error(`no LISTENING line within 20 s; stderr: ${lastLines(err)}`)), 20000);
+    function finish(e, port) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (e) {
+        child.kill('SIGKILL');
+        reject(e);
+      } else resolve({ child, port, pid: child.pid, stderr: () => err });
+    }
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.length > 65536) out = out.slice(-8192);
+      const m = /^LISTENING (\d+)\s*$/m.exec(out);
+      if (m) finish(null, Number(m[1]));
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+      if (err.length > 65536) err = err.slice(-8192);
+    });
+    child.on('error', (e) => finish(e));
+    child.on('exit', (code, sig) => {
+      child.exited = true;
+      finish(new Error(`exited (${sig || code}) before listening; stderr: ${lastLines(err)}`));
+    });
+  });
+}
+
+async function stopServer(child) {
+  if (child.exited) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await gone;
+  clearTimeout(t);
+}
+
+function runLoadgen(args, timeoutS) {
+  return new Promise((resolve) => {
+    const argv = pinned(LOADGEN_CPUS, NOFILE, [LOADGEN, ...args]);
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    track(child);
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => {
+      err += `\nkilled after ${timeoutS} s`;
+      child.kill('SIGKILL');
+    }, timeoutS * 1000);
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+      let r;
+      try {
+        r = JSON.parse(line);
+      } catch {
+        r = { ok: false, error: `no result from the generator (exit ${code}): ${lastLines(err || out)}` };
+      }
+      resolve(r);
+    });
+  });
+}
+
+async function runOne(server, prep, test) {
+  let srv;
+  try {
+    srv = await startServer(server, prep);
+  } catch (e) {
+    return { ok: false, error: `server: ${e.message}` };
+  }
+  const a = test.args;
+  const args = [a.mode, '--host', '127.0.0.1', '--port', String(srv.port), '--pid', String(srv.pid)];
+  let timeoutS;
+  if (a.mode === 'echo') {
+    args.push('--conns', a.conns, '--depth', a.depth, '--size', a.size, '--type', a.type, '--seconds', SECONDS, '--warmup', WARMUP);
+    if (a.spin) args.push('--spin', '1');
+    timeoutS = WARMUP + SECONDS + 60;
+  } else {
+    args.push('--conns', a.conns, '--concurrency', a.concurrency, '--hold', a.hold, '--timeout', 120);
+    timeoutS = 120 + a.hold + 30;
+  }
+  const r = await runLoadgen(args.map(String), timeoutS);
+  if (srv.child.exited) {
+    r.ok = false;
+    r.error = `${r.error ? r.error + '; ' : ''}server exited during the run; stderr: ${lastLines(srv.stderr())}`;
+  }
+  await stopServer(srv.child);
+  return r;
+}
+
+// ---------------------------------------------------------------- report
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  if (!n) return NaN;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+function fmt(x) {
+  if (!Number.isFinite(x)) return '—';
+  const ax = Math.abs(x);
+  if (ax >= 1000) return Math.round(x).toLocaleString('en-US');
+  if (ax >= 100) return x.toFixed(0);
+  if (ax >= 10) return x.toFixed(1);
+  return x.toFixed(2);
+}
+
+function pct(x) {
+  return Number.isFinite(x) ? `${Math.round(x * 100)} %` : '—';
+}
+
+function buildRows(results, servers, tests) {
+  const rows = [];
+  for (const test of tests) {
+    for (const metric of test.metrics) {
+      const wsRuns = (results[test.id]?.ws || []).filter((r) => r.ok && Number.isFinite(r[metric.key]));
+      const wsMedian = median(wsRuns.map((r) => r[metric.key]));
+      for (const s of servers) {
+        const all = results[test.id]?.[s.name] || [];
+        const ok = all.filter((r) => r.ok && Number.isFinite(r[metric.key]));
+        const row = { test: test.title, metric, server: s.name, runs: `${ok.length}/${all.length}` };
+        if (!ok.length) {
+          const firstErr = all.find((r) => r.error);
+          row.failed = firstErr ? firstErr.error : 'no run';
+          rows.push(row);
+          continue;
+        }
+        const v = ok.map((r) => r[metric.key]);
+        row.median = median(v);
+        row.min = Math.min(...v);
+        row.max = Math.max(...v);
+        row.vsWs = Number.isFinite(wsMedian) && wsMedian !== 0 ? row.median / wsMedian : NaN;
+        if (metric.perCpu) {
+          row.perCpu = median(ok.filter((r) => r.server_cpu > 0).map((r) => r[metric.key] / r.server_cpu));
+        }
+        row.serverCpu = median(ok.map((r) => r.server_cpu).filter(Number.isFinite));
+        row.genCpu = median(ok.map((r) => r.client_cpu).filter(Number.isFinite));
+        row.otherCpu = median(ok.map((r) => r.other_cpu).filter(Number.isFinite));
+        if (test.args.mode === 'echo') {
+          row.lat = `${fmt(median(ok.map((r) => r.p50_us)))} / ${fmt(median(ok.map((r) => r.p99_us)))}`;
+        } else if (metric.key === 'handshakes_per_s') {
+          row.lat = `${fmt(median(ok.map((r) => r.hs_p50_us)))} / ${fmt(median(ok.map((r) => r.hs_p99_us)))}`;
+        } else {
+          row.lat = `RSS ${fmt(median(ok.map((r) => r.rss_before_kb / 1024)))} → ${fmt(median(ok.map((r) => r.rss_after_kb / 1024)))} MiB`;
+        }
+        const notes = [];
+        if (row.genCpu > 0.9 && !test.args.spin) notes.push('generator near saturation');
+        if (row.otherCpu > 0.25) notes.push(`other load on the machine: ${pct(row.otherCpu)} of a core`);
+        if (notes.length) row.note = notes.join('; ');
+        if (ok.length < all.length) {
+          const e = all.find((r) => !r.ok);
+          row.note = `${row.note ? row.note + '; ' : ''}failed runs: ${e && e.error}`;
+        }
+        rows.push(row);
+      }
+    }
+  }
+  return rows;
+}
+
+function table(rows) {
+  const head = ['Test', 'Metric', 'Server', 'Median', 'Min–max', 'vs ws', 'Per server CPU-s', 'Server CPU', 'Gen CPU', 'Other CPU', 'p50 / p99 µs', 'Runs'];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((h, i) => (i >= 3 && i <= 9 ? '---:' : '---')).join('|')}|`];
+  let prev = null;
+  for (const r of rows) {
+    const label = r.test === prev ? '' : r.test;
+    prev = r.test;
+    const unit = `${r.metric.unit}${r.metric.higher ? '' : ' (lower is better)'}`;
+    if (r.failed) {
+      lines.push(`| ${label} | ${unit} | ${r.server} | FAILED | ${r.failed.replace(/\|/g, '/').slice(0, 200)} | | | | | | | ${r.runs} |`);
+      continue;
+    }
+    const cells = [
+      label,
+      unit,
+      r.server,
+      fmt(r.median),
+      `${fmt(r.min)}–${fmt(r.max)}`,
+      Number.isFinite(r.vsWs) ? `${r.vsWs.toFixed(2)}×` : '—',
+      r.perCpu !== undefined ? `${fmt(r.perCpu)} ${r.metric.perCpu}` : '—',
+      pct(r.serverCpu),
+      pct(r.genCpu),
+      pct(r.otherCpu),
+      r.lat || '—',
+      r.runs + (r.note ? ` (${r.note.replace(/\|/g, '/').slice(0, 160)})` : ''),
+    ];
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+function commandLine() {
+  const vars = Object.keys(env)
+    .filter((k) => k.startsWith('BENCH_'))
+    .sort()
+    .map((k) => `${k}=${/^[\w.,:/-]*$/.test(env[k]) ? env[k] : JSON.stringify(env[k])}`);
+  return [...vars, 'npm run bench'].join(' ');
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const started = new Date();
+  const m = machine();
+  const tests = TESTS.filter((t) => !env.BENCH_TESTS || env.BENCH_TESTS.split(',').map((s) => s.trim()).includes(t.id));
+  if (!tests.length) {
+    console.error(`BENCH_TESTS matched no test; tests: ${TESTS.map((t) => t.id).join(', ')}`);
+    process.exit(2);
+  }
+  let chosen = SERVERS;
+  if (env.BENCH_SERVERS) {
+    const names = env.BENCH_SERVERS.split(',').map((s) => s.trim()).filter(Boolean);
+    const unknown = names.filter((n) => !SERVERS.some((s) => s.name === n));
+    if (unknown.length) {
+      console.error(`BENCH_SERVERS: unknown ${unknown.join(', ')}; servers: ${SERVERS.map((s) => s.name).join(', ')}`);
+      process.exit(2);
+    }
+    chosen = names.map((n) => SERVERS.find((s) => s.name === n));
+  }
+
+  // Pinning needs taskset and two cores.
+  try {
+    sh('taskset', ['-c', '0', 'true']);
+  } catch {
+    PIN = false;
+  }
+  let pinNote = `server \`taskset -c ${SERVER_CPUS}\`, generator (and this runner) \`taskset -c ${LOADGEN_CPUS}\``;
+  if (!PIN) pinNote = 'not pinned: taskset is missing';
+  else if (m.nproc < 2) {
+    PIN = false;
+    pinNote = 'not pinned: fewer than 2 CPUs';
+  }
+
+  // Open files: the connect test needs conns + margin in both processes.
+  const nf = nofileLimit();
+  NOFILE = nf.limit;
+  const connectTest = TESTS.find((t) => t.id === 'connect');
+  let connNote = `ulimit -n ${NOFILE}${nf.raised ? '' : ' (the hard limit; 65536 is not allowed here)'}`;
+  if (connectTest.args.conns + 256 > NOFILE) {
+    const n = Math.max(100, NOFILE - 256);
+    connNote += `; connect test reduced from ${connectTest.args.conns} to ${n} connections to fit`;
+    console.log(`note: ${connNote}`);
+    connectTest.args.conns = n;
+  }
+  connectTest.title = `connect ${connectTest.args.conns.toLocaleString('en-US')} conns, ${connectTest.args.concurrency} at a time, held idle`;
+
+  // Build the generator (its own workspace and target dir).
+  console.log('building bench/loadgen (cargo build --release) …');
+  const b = spawnSync('cargo', ['build', '--release', '--quiet'], {
+    cwd: LOADGEN_DIR,
+    env: { ...env, CARGO_TARGET_DIR: LOADGEN_TARGET },
+    stdio: 'inherit',
+    timeout: 900000,
+  });
+  if (b.status !== 0 || !fs.existsSync(LOADGEN)) {
+    console.error(`cargo build of bench/loadgen failed${b.error ? ': ' + b.error.message : ''}`);
+    process.exit(1);
+  }
+
+  // Keep this process off the server's core while it waits.
+  if (PIN) spawnSync('taskset', ['-a', '-c', '-p', LOADGEN_CPUS, String(process.pid)], { stdio: 'ignore' });
+
+  // Prepare the servers; skip the ones that cannot run here, saying why.
+  const servers = [];
+  const skipped = [];
+  for (const s of chosen) {
+    process.stdout.write(`preparing ${s.name} … `);
+    try {
+      const prep = s.prepare();
+      servers.push({ ...s, prep });
+      console.log(prep.version);
+    } catch (e) {
+      skipped.push({ name: s.name, reason: e.message });
+      console.log(`SKIPPED: ${e.message}`);
+    }
+  }
+  if (!servers.length) {
+    console.error('no server to run');
+    process.exit(1);
+  }
+
+  const perRun = (t) => (t.args.mode === 'echo' ? WARMUP + SECONDS + 0.6 : 4);
+  const estimate = tests.reduce((acc, t) => acc + perRun(t) * REPS * servers.length, 0);
+  console.log(
+    `\n${tests.length} tests × ${servers.length} servers × ${REPS} reps, ${SECONDS} s each (+${WARMUP} s warm-up); about ${Math.ceil(estimate / 60)} min\n`,
+  );
+
+  const results = {};
+  const raw = [];
+  for (const test of tests) {
+    results[test.id] = {};
+    for (let rep = 1; rep <= REPS; rep++) {
+      for (const s of servers) {
+        const r = await runOne(s, s.prep, test);
+        (results[test.id][s.name] ||= []).push(r);
+        raw.push({ test: test.id, server: s.name, rep, ...r });
+        const main = test.metrics
+          .map((mt) => (Number.isFinite(r[mt.key]) ? `${fmt(r[mt.key])} ${mt.unit}` : null))
+          .filter(Boolean)
+          .join(', ');
+        const cpu = Number.isFinite(r.server_cpu)
+          ? ` (server CPU ${pct(r.server_cpu)}, gen ${pct(r.client_cpu)}, other ${pct(r.other_cpu)})`
+          : '';
+        console.log(
+          `[${test.id} ${rep}/${REPS}] ${s.name.padEnd(5)} ${r.ok ? main + cpu : `FAILED: ${r.error}${main ? ` (${main})` : ''}`}`,
+        );
+      }
+    }
+  }
+
+  const rows = buildRows(results, servers, tests);
+  const tbl = table(rows);
+  const took = ((Date.now() - started.getTime()) / 60000).toFixed(1);
+  console.log(`\n${tbl}\n`);
+  for (const s of skipped) console.log(`skipped ${s.name}: ${s.reason}`);
+
+  const md = [
+    '# Benchmarks',
+    '',
+    `Written by \`npm run bench\` (bench/run.js) on ${started.toISOString().replace(/\.\d+Z$/, 'Z')}; ${took} min. Rerun to refresh; do not edit by hand.`,
+    '',
+    `Command: \`${commandLine()}\``,
+    '',
+    '## Machine',
+    '',
+    `- CPU: ${m.cpu}, nproc ${m.nproc}, ${m.mem}`,
+    `- Kernel: ${m.kernel}`,
+    `- Node.js: ${m.node}`,
+    `- Load average when the run began: ${m.load}`,
+    `- Pinning: ${pinNote}`,
+    `- Open files: ${connNote}`,
+    '',
+    '## Servers',
+    '',
+    ...servers.map((s) => `- **${s.name}**: ${s.prep.version} — bench/servers/${s.script}`),
+    ...skipped.map((s) => `- **${s.name}**: skipped — ${s.reason}`),
+    '',
+    '## Results',
+    '',
+    `${REPS} repetition(s) per test and server, interleaved (${servers.map((s) => s.name).join(', ')}, ${servers.map((s) => s.name).join(', ')}, …), a fresh server process per run. Echo runs: ${WARMUP} s warm-up, then ${SECONDS} s measured.`,
+    '',
+    tbl,
+    '',
+    '- **Median**, **Min–max**: over the runs; **vs ws**: median ÷ the median of `ws` (for "lower is better" rows, below 1 is better).',
+    '- **Per server CPU-s**: messages (or handshakes) per second of server CPU time, from `/proc/<pid>/stat` utime+stime over the measured window.',
+    '- **Server CPU**, **Gen CPU**: CPU time ÷ wall time of the server (pinned to one core: 100 % is that core) and of the load generator; a generator near 100 % would make the row measure the generator.',
+    '- **Other CPU**: the rest of the machine\'s busy time (`/proc/stat`, steal included) in the same window, in % of one core: other processes, and kernel network work charged to no process. Pinning keeps the server and the generator apart, not other processes away: well above ~20 % means a noisy neighbour, and the row is suspect.',
+    '- **p50 / p99 µs**: echo rows: time from queuing a message to checking its echo, including the pipeline\'s queueing; connect rows: connect to verified `101`.',
+    '- **Latency row**: one connection, one message at a time; the generator busy-polls (so its Gen CPU is 100 % by design) and the time is the server\'s wake-up, its work and the loopback round trip.',
+    '- **B RSS / idle conn**: (VmRSS after all connections are open and held idle 2 s − VmRSS before the first) ÷ connections.',
+    '',
+    '## Method',
+    '',
+    '- Load generator: bench/loadgen (Rust, mio, one thread): its own handshake (Sec-WebSocket-Accept verified), every client frame masked, each connection keeps N messages in flight, written in one batch per connection per wake-up; every echo is checked for type, length, bytes and order (a sequence number in each payload). Any mismatch, close or stall fails the run.',
+    '- Traffic: 127.0.0.1 only, ephemeral ports; each run is bounded in time.',
+    '',
+  ].join('\n');
+  fs.writeFileSync(OUT, md);
+  console.log(`wrote ${path.relative(process.cwd(), OUT) || OUT} (${took} min)`);
+  if (env.BENCH_JSON) {
+    fs.writeFileSync(path.resolve(env.BENCH_JSON), JSON.stringify({ machine: m, started, raw }, null, 2) + '\n');
+  }
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
+
+module.exports = { SERVERS, TESTS };

@@ -1,0 +1,152 @@
+//! The hot path of `ws.send()` as a raw N-API function: no class unwrap,
+//! no intermediate String; text is copied by V8 straight into the write
+//! queue. The environment's state comes in as the callback's data pointer.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use napi::sys;
+
+use super::connection::status;
+use super::env::EnvState;
+use crate::protocol::frame::OpCode;
+
+/// `send` returned this: `data` was neither a string nor binary.
+pub const BAD_TYPE: i32 = -5;
+
+fn element_size(kind: sys::napi_typedarray_type) -> usize {
+    match kind {
+        3 | 4 => 2,  // int16, uint16
+        5..=7 => 4,  // int32, uint32, float32
+        8..=10 => 8, // float64, bigint64, biguint64
+        _ => 1,      // int8, uint8, uint8_clamped
+    }
+}
+
+/// The bytes of an ArrayBuffer, TypedArray or DataView, if `v` is one.
+///
+/// # Safety
+/// On the JS thread of `env`; the slice is valid until JS runs again.
+unsafe fn binary<'a>(env: sys::napi_env, v: sys::napi_value) -> Option<&'a [u8]> {
+    // SAFETY (whole body): the caller guarantees `env` and `v`; every out
+    // pointer is a local.
+    unsafe {
+        let mut is = false;
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut len = 0usize;
+        sys::napi_is_typedarray(env, v, &mut is);
+        if is {
+            let mut kind = 0;
+            let mut ab = ptr::null_mut();
+            let mut offset = 0;
+            sys::napi_get_typedarray_info(
+                env,
+                v,
+                &mut kind,
+                &mut len,
+                &mut data,
+                &mut ab,
+                &mut offset,
+            );
+            len *= element_size(kind);
+        } else {
+            sys::napi_is_arraybuffer(env, v, &mut is);
+            if is {
+                sys::napi_get_arraybuffer_info(env, v, &mut data, &mut len);
+            } else {
+                sys::napi_is_dataview(env, v, &mut is);
+                if !is {
+                    return None;
+                }
+                let mut ab = ptr::null_mut();
+                let mut offset = 0;
+                sys::napi_get_dataview_info(env, v, &mut len, &mut data, &mut ab, &mut offset);
+            }
+        }
+        Some(if len == 0 || data.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(data as *const u8, len)
+        })
+    }
+}
+
+/// `send(id, data)`: queues `data` on connection `id` of this environment.
+/// Returns a status (see `connection::status`, and [`BAD_TYPE`]).
+///
+/// # Safety
+/// Called by Node with the data pointer given at creation (the leaked
+/// `EnvState` of this environment).
+pub unsafe extern "C" fn send(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY (whole body): called by Node on the JS thread with valid `env`
+    // and `info`; the data pointer is the environment's never-freed state.
+    unsafe {
+        let mut argc = 2usize;
+        let mut argv = [ptr::null_mut(); 2];
+        let mut data: *mut c_void = ptr::null_mut();
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            &mut data,
+        );
+        let state = &*(data as *const EnvState);
+        let result = |code: i32| {
+            let mut v = ptr::null_mut();
+            sys::napi_create_int32(env, code, &mut v);
+            v
+        };
+        let mut id = 0f64;
+        sys::napi_get_value_double(env, argv[0], &mut id);
+        let conns = state.conns.borrow();
+        let Some(conn) = conns.get(&(id as u64)) else {
+            return result(status::NOT_OPEN);
+        };
+        let v = argv[1];
+        let mut t = 0;
+        sys::napi_typeof(env, v, &mut t);
+        let r = if t == sys::ValueType::napi_string {
+            let mut len = 0usize;
+            sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len);
+            conn.send_with(OpCode::Text, len, |dst| {
+                let mut written = 0usize;
+                sys::napi_get_value_string_utf8(env, v, dst as *mut _, len + 1, &mut written);
+            })
+        } else if let Some(bytes) = binary(env, v) {
+            conn.send(OpCode::Binary, bytes)
+        } else {
+            return result(BAD_TYPE);
+        };
+        result(match r {
+            Ok(true) => status::OK,
+            Ok(false) => status::FULL,
+            Err(_) => status::NOT_OPEN,
+        })
+    }
+}
+
+/// Defines the raw functions on `target` (index.js's native helpers).
+///
+/// # Safety
+/// On the JS thread of `env`; `target` is an object of `env`; `state` is
+/// this environment's never-freed state.
+pub unsafe fn install(env: sys::napi_env, target: sys::napi_value, state: *const EnvState) {
+    // SAFETY: as above.
+    unsafe {
+        let mut f = ptr::null_mut();
+        sys::napi_create_function(
+            env,
+            c"send".as_ptr(),
+            4,
+            Some(send),
+            state as *mut c_void,
+            &mut f,
+        );
+        sys::napi_set_named_property(env, target, c"send".as_ptr(), f);
+    }
+}
