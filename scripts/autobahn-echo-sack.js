@@ -3,7 +3,9 @@
 'use strict';
 const sack = require('..');
 
-const deflate = process.env.SACK_DEFLATE === '1';
+// permessage-deflate on unless SACK_DEFLATE=0: clients that do not offer it
+// (cases 1–11) get plain connections, the deflate cases (12, 13) use it.
+const deflate = process.env.SACK_DEFLATE !== '0';
 const server = sack.Websocket.Server({
   address: '127.0.0.1',
   port: Number(process.env.PORT || 0),

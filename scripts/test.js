@@ -2,7 +2,7 @@
 // `npm test`: every test of the project, in order:
 //   1. build the addon if needed (cargo is incremental),
 //   2. Rust unit tests (`cargo test`),
-//   3. Autobahn conformance (`npm run test:autobahn`),
+//   3. Autobahn conformance, every case with deflate on (`npm run test:autobahn`),
 //   4. the node integration tests (`node --test __test__/`), last, so the
 //      output ends with the node test runner's summary.
 // Every step runs even if an earlier one failed; the exit code is non-zero if
@@ -29,6 +29,7 @@ step('rust', 'cargo', ['test']);
 if (process.env.SACK_SKIP_AUTOBAHN !== '1') {
   step('autobahn', process.execPath, [
     path.join(__dirname, 'autobahn.js'),
+    '--all',
     '--server',
     path.join(__dirname, 'autobahn-echo-sack.js'),
   ]);

@@ -52,6 +52,7 @@ pub unsafe extern "C" fn on_wake(
     }
     // Obtained in the callback's own scope, so valid in every per-event one.
     let dispatcher = state.dispatcher();
+    crate::engine::flush::begin_batch();
     loop {
         let next = state.current.borrow_mut().events.pop_front();
         let Some(ev) = next else {
@@ -72,6 +73,7 @@ pub unsafe extern "C" fn on_wake(
             sys::napi_close_handle_scope(env, scope);
         }
     }
+    crate::engine::flush::end_batch();
     let mut batch = state.current.take();
     batch.clear();
     state.spare.replace(batch);

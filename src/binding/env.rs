@@ -41,6 +41,28 @@ impl Tsfn {
     }
 }
 
+/// Connection ids are sequential u64s: a multiplicative hash spreads them
+/// well and costs a fraction of SipHash on the `send` hot path (no
+/// attacker chooses these keys).
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 pub struct EnvState {
     pub env: sys::napi_env,
     pub sink: Arc<EnvSink>,
@@ -57,8 +79,8 @@ pub struct EnvState {
     /// Reasons to keep the event loop alive (listening servers, open
     /// connections), counted by index.js.
     holds: Cell<u32>,
-    pub servers: RefCell<HashMap<u64, Arc<Server>>>,
-    pub conns: RefCell<HashMap<u64, Arc<Conn>>>,
+    pub servers: RefCell<IdMap<Arc<Server>>>,
+    pub conns: RefCell<IdMap<Arc<Conn>>>,
 }
 
 struct StatePtr(*const EnvState);
@@ -127,8 +149,8 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         current: RefCell::new(Batch::default()),
         moving: RefCell::new(Vec::new()),
         holds: Cell::new(0),
-        servers: RefCell::new(HashMap::new()),
-        conns: RefCell::new(HashMap::new()),
+        servers: RefCell::new(IdMap::default()),
+        conns: RefCell::new(IdMap::default()),
     }));
     let state_ptr: *const EnvState = state;
     // SAFETY: on the JS thread; every out-pointer is valid; the context

@@ -66,6 +66,13 @@ impl Exchange {
         })
     }
 
+    /// Wakes the connection task, once per burst (see `flush`).
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            super::flush::schedule(w);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -100,7 +107,7 @@ impl Exchange {
         g.remaining = head.content_length;
         g.out.extend_from_slice(&head.bytes);
         drop(g);
-        self.waker.wake();
+        self.wake();
         Ok(())
     }
 
@@ -131,7 +138,7 @@ impl Exchange {
         }
         Self::body(&mut g, data);
         drop(g);
-        self.waker.wake();
+        self.wake();
         Ok(())
     }
 
@@ -154,14 +161,14 @@ impl Exchange {
         }
         g.ended = true;
         drop(g);
-        self.waker.wake();
+        self.wake();
         Ok(())
     }
 
     /// Drops the connection (a handler failed after the head went out).
     pub fn abort(&self) {
         self.lock().aborted = true;
-        self.waker.wake();
+        self.wake();
     }
 
     /// Moves the queued bytes to `into`.

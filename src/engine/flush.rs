@@ -5,6 +5,7 @@
 //! per connection. Instead, their wakers are collected here and one flusher
 //! task on the engine thread, woken once, wakes them all locally.
 
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::sync::Mutex;
 use std::task::{Poll, Waker};
@@ -14,6 +15,14 @@ use atomic_waker::AtomicWaker;
 static DIRTY: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
 static FLUSHER: AtomicWaker = AtomicWaker::new();
 
+thread_local! {
+    /// Set while a JS thread delivers a batch of events: the flusher is then
+    /// woken once at the end of the batch (`end_batch`), not at the first
+    /// send, which would hand the core to the engine mid-batch.
+    static IN_BATCH: Cell<bool> = const { Cell::new(false) };
+    static OWED: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Queues `waker` (a connection task with new output) for the flusher.
 pub fn schedule(waker: Waker) {
     let first = {
@@ -22,6 +31,23 @@ pub fn schedule(waker: Waker) {
         d.len() == 1
     };
     if first {
+        if IN_BATCH.with(Cell::get) {
+            OWED.with(|o| o.set(true));
+        } else {
+            FLUSHER.wake();
+        }
+    }
+}
+
+/// The calling (JS) thread starts delivering a batch of events.
+pub fn begin_batch() {
+    IN_BATCH.with(|b| b.set(true));
+}
+
+/// The batch is delivered: wake the flusher if sends are waiting.
+pub fn end_batch() {
+    IN_BATCH.with(|b| b.set(false));
+    if OWED.with(|o| o.replace(false)) {
         FLUSHER.wake();
     }
 }

@@ -6,7 +6,7 @@
 pub mod config;
 pub mod conn;
 pub mod exchange;
-mod flush;
+pub mod flush;
 mod http;
 pub mod registry;
 pub mod runtime;

@@ -22,9 +22,13 @@ pub fn handle() -> std::io::Result<Handle> {
         .build()?;
     let handle = rt.handle().clone();
     handle.spawn(super::flush::run());
+    handle.spawn(super::sink::notifier());
     std::thread::Builder::new()
         .name("sack-engine".into())
-        .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+        .spawn(move || {
+            super::sink::enable_deferred_wakes();
+            rt.block_on(std::future::pending::<()>())
+        })?;
     *slot = Some(handle.clone());
     Ok(handle)
 }

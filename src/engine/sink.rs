@@ -189,6 +189,51 @@ impl Batch {
     }
 }
 
+thread_local! {
+    /// Sinks to wake at the end of this engine round (engine thread only).
+    static DEFERRED: std::cell::RefCell<Option<Vec<Arc<EnvSink>>>> = const { std::cell::RefCell::new(None) };
+}
+
+static NOTIFIER: atomic_waker::AtomicWaker = atomic_waker::AtomicWaker::new();
+
+/// Marks the current thread as the engine thread (wakes get deferred).
+pub(super) fn enable_deferred_wakes() {
+    DEFERRED.with(|d| *d.borrow_mut() = Some(Vec::new()));
+}
+
+/// Queues `sink` for the notifier task if this is the engine thread.
+fn defer(sink: &Arc<EnvSink>) -> bool {
+    DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(list) => {
+            if list.is_empty() {
+                // A local wake: the notifier runs after the tasks already queued.
+                NOTIFIER.wake();
+            }
+            list.push(sink.clone());
+            true
+        }
+        None => false,
+    })
+}
+
+/// The notifier task: wakes the JS environments that got events this round.
+pub(super) async fn notifier() {
+    let mut due = Vec::new();
+    std::future::poll_fn(|cx| {
+        NOTIFIER.register(cx.waker());
+        DEFERRED.with(|d| {
+            if let Some(list) = d.borrow_mut().as_mut() {
+                std::mem::swap(list, &mut due);
+            }
+        });
+        for sink in due.drain(..) {
+            sink.wake_now();
+        }
+        std::task::Poll::<()>::Pending
+    })
+    .await
+}
+
 /// The queue of one JS environment and the means to wake it.
 pub struct EnvSink {
     batch: Mutex<Batch>,
@@ -218,16 +263,23 @@ impl EnvSink {
         self.batch.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn push(&self, ev: Event) {
+    pub fn push(self: &Arc<Self>, ev: Event) {
         self.lock().events.push_back(ev);
         self.wake();
     }
 
-    /// Wakes the environment unless a wake is already pending.
-    pub fn wake(&self) {
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
+    /// Wakes the environment unless a wake is already pending. On the
+    /// engine thread the wake is deferred to the end of the runtime's round
+    /// (see [`defer`]), so JS gets every event of the round in one batch
+    /// instead of being switched to after the first connection's.
+    pub fn wake(self: &Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) && !defer(self) {
             (self.waker)();
         }
+    }
+
+    fn wake_now(&self) {
+        (self.waker)();
     }
 
     /// Swaps the queue with `spare` (which must be empty). The flag is
