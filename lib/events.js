@@ -76,15 +76,16 @@ function hasHandler(obj, name) {
   return !!(obj['_on_' + name] || obj['_ls_' + name]);
 }
 
-// Calls every handler of `name` with `self` as `this`. Exceptions propagate
-// like an EventEmitter listener's.
-function emit(obj, name, self, a, b) {
+// Calls every handler of `name` with `self` as `this` and exactly `args`.
+// Exceptions propagate like an EventEmitter listener's. (The per-message
+// path does not come through here: see Connection#_message.)
+function emit(obj, name, self, ...args) {
   const prop = obj['_on_' + name];
   const list = obj['_ls_' + name];
-  if (prop) prop.call(self, a, b);
+  if (prop) prop.apply(self, args);
   if (list) {
-    if (list.length === 1) list[0].call(self, a, b);
-    else for (const fn of list.slice()) fn.call(self, a, b);
+    if (list.length === 1) list[0].apply(self, args);
+    else for (const fn of list.slice()) fn.apply(self, args);
   }
   return !!(prop || list);
 }

@@ -24,6 +24,8 @@ pub struct ServerOptions {
     pub max_backpressure: Option<f64>,
     /// Milliseconds.
     pub close_timeout: Option<f64>,
+    /// Milliseconds; 0 = off.
+    pub ping_interval: Option<f64>,
     pub max_connections: Option<f64>,
     /// permessage-deflate: negotiate at all.
     pub deflate: Option<bool>,
@@ -52,6 +54,7 @@ fn config(o: &ServerOptions) -> ServerConfig {
         masking: o.masking.unwrap_or(d.masking),
         max_backpressure: size(o.max_backpressure, d.max_backpressure),
         close_timeout: ms(o.close_timeout, d.close_timeout),
+        ping_interval: ms(o.ping_interval, d.ping_interval),
         max_connections: size(o.max_connections, d.max_connections),
         deflate: o.deflate.unwrap_or(false).then(|| {
             let dd = DeflateConfig::default();

@@ -381,6 +381,9 @@ impl Conn {
     /// Accepts a pending upgrade, answering 101 with `protocol` if given.
     pub fn accept(&self, protocol: Option<&str>) -> Result<(), ConnError> {
         let mut g = self.lock();
+        if g.terminate {
+            return Err(ConnError::AlreadyDecided); // the client left meanwhile
+        }
         let Phase::Pending { key } = &g.phase else {
             return Err(ConnError::AlreadyDecided);
         };

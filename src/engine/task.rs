@@ -168,7 +168,7 @@ async fn websocket(
             server: server.id,
             conn: conn.clone(),
         });
-        wait_decision(&conn).await;
+        wait_decision(&conn, &stream).await;
     } else {
         let _ = conn.accept(None);
         conn.emit(Event::Open {
@@ -257,16 +257,33 @@ async fn refuse(mut stream: TcpStream, response: &[u8]) {
     .await;
 }
 
-/// Waits until JS accepted, rejected, or terminated the connection.
-async fn wait_decision(conn: &Conn) {
+/// Waits until JS accepted, rejected, or terminated the connection, or the
+/// client went away meanwhile (then the connection is terminated).
+async fn wait_decision(conn: &Conn, stream: &TcpStream) {
+    let mut watch = true;
     poll_fn(|cx| {
         conn.waker.register(cx.waker());
-        let g = conn.lock();
-        if matches!(g.phase, Phase::Pending { .. }) && !g.terminate {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
+        {
+            let g = conn.lock();
+            if !matches!(g.phase, Phase::Pending { .. }) || g.terminate {
+                return Poll::Ready(());
+            }
         }
+        if watch {
+            // Peek, not read: early frames stay for the WebSocket loop.
+            let mut byte = [0u8; 1];
+            let mut rb = ReadBuf::new(&mut byte);
+            match stream.poll_peek(cx, &mut rb) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    conn.terminate();
+                    return Poll::Ready(());
+                }
+                // Data waiting: readiness would stay set; stop watching.
+                Poll::Ready(Ok(_)) => watch = false,
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
     })
     .await
 }
@@ -306,6 +323,12 @@ struct WsLoop {
     /// Reused output buffers for inflating and deflating.
     inflated: Vec<u8>,
     deflated: Vec<u8>,
+    /// `pingInterval`: a ping after that much silence, and the end when the
+    /// next interval passes with nothing received. Off when zero.
+    ping_interval: Duration,
+    ping_timer: Option<Pin<Box<Sleep>>>,
+    last_read: Instant,
+    awaiting_pong: bool,
 }
 
 impl WsLoop {
@@ -345,7 +368,38 @@ impl WsLoop {
             threshold: deflate.map_or(0, |d| d.threshold),
             inflated: Vec::new(),
             deflated: Vec::new(),
+            ping_interval: cfg.ping_interval,
+            ping_timer: (!cfg.ping_interval.is_zero()).then(|| Box::pin(sleep(cfg.ping_interval))),
+            last_read: Instant::now(),
+            awaiting_pong: false,
         }
+    }
+
+    /// The keep-alive timer fired or not; returns true when the peer has
+    /// been silent for two intervals and the connection must end.
+    fn poll_ping(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timer) = self.ping_timer.as_mut() else {
+            return false;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let now = Instant::now();
+        // Re-armed lazily: reads only stamp `last_read`.
+        if now.duration_since(self.last_read) < self.ping_interval {
+            self.awaiting_pong = false;
+            timer.as_mut().reset(self.last_read + self.ping_interval);
+            let _ = timer.as_mut().poll(cx);
+            return false;
+        }
+        if self.awaiting_pong {
+            return true;
+        }
+        self.awaiting_pong = true;
+        let _ = self.conn.ping(&[]);
+        timer.as_mut().reset(now + self.ping_interval);
+        let _ = timer.as_mut().poll(cx);
+        false
     }
 
     /// Runs until the connection ends; returns the close event's code and reason.
@@ -427,6 +481,16 @@ impl WsLoop {
                     return Poll::Ready(self.abnormal());
                 }
             }
+            if self.closing == Closing::No && self.poll_ping(cx) {
+                // Silent for two intervals: close (1001) without waiting.
+                let mut g = self.conn.lock();
+                self.conn
+                    .queue_close(&mut g, Some((close::GOING_AWAY, "ping timeout")));
+                drop(g);
+                self.outcome = Some((close::ABNORMAL, "ping timeout".into()));
+                self.closing = Closing::Flush;
+                continue;
+            }
 
             // Read.
             if blocked {
@@ -467,6 +531,9 @@ impl WsLoop {
     }
 
     fn on_bytes(&mut self, data: &mut [u8]) {
+        if self.ping_timer.is_some() {
+            self.last_read = Instant::now();
+        }
         if self.closing == Closing::Flush {
             return; // the handshake is over or failed: discard input
         }

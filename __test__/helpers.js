@@ -1,0 +1,571 @@
+'use strict';
+// Shared helpers for the sack integration tests: timeouts, per-test
+// resource tracking, `ws` clients, raw `net` clients that speak WebSocket
+// frames by hand, HTTP response parsing and child Node processes.
+
+const net = require('node:net');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const events = require('node:events');
+const { spawn } = require('node:child_process');
+
+const WebSocket = require('ws');
+const sack = require('..');
+
+const ROOT = path.join(__dirname, '..');
+const { Server, readyStates } = sack.Websocket;
+const HOST = '127.0.0.1';
+
+/** Rejects with a labelled error when `promise` takes longer than `ms`. */
+function withTimeout(promise, ms = 3000, label = 'operation') {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${label}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The next `name` event of a sack object (server or connection), which has
+ * sack-style `once`/`on`, not EventEmitter. Resolves with { self, args }.
+ */
+function nextEvent(obj, name, ms = 3000) {
+  return withTimeout(
+    new Promise((resolve) => {
+      obj.once(name, function (...args) {
+        resolve({ self: this, args });
+      });
+    }),
+    ms,
+    `sack event "${name}"`,
+  );
+}
+
+/** The next `name` event of an EventEmitter (rejects on its 'error'). */
+function onceEE(emitter, name, ms = 3000) {
+  return withTimeout(events.once(emitter, name), ms, `event "${name}"`);
+}
+
+/** Resolves once `predicate()` is true (polled), or rejects after `ms`. */
+async function waitUntil(predicate, ms = 3000, label = 'condition') {
+  const end = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${label}`);
+    await delay(10);
+  }
+}
+
+/** Closes a sack server and waits for its 'close' event. */
+async function closeServer(server, ms = 5000) {
+  if (!server || server.readyState === readyStates.CLOSED) return;
+  const closed = nextEvent(server, 'close', ms);
+  if (server.readyState === readyStates.LISTENING) server.close();
+  await closed;
+}
+
+/**
+ * Per-test resources, released in `t.after`: raw sockets are destroyed and
+ * `ws` clients terminated first, then every server is closed (waiting for
+ * its close event, so a server that never closes fails the test).
+ */
+function scope(t) {
+  const servers = [];
+  const clients = [];
+  const sockets = [];
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    for (const c of clients) {
+      try {
+        c.terminate();
+      } catch {
+        // already gone
+      }
+    }
+    for (const s of servers) await closeServer(s);
+  });
+  return {
+    /** A sack server on 127.0.0.1, ephemeral port. */
+    server(options = {}, connect) {
+      const s = connect
+        ? new Server({ address: HOST, port: 0, ...options }, connect)
+        : new Server({ address: HOST, port: 0, ...options });
+      servers.push(s);
+      return s;
+    },
+    /** Tracks a server made some other way. */
+    track(s) {
+      servers.push(s);
+      return s;
+    },
+    /** A `ws` client for `path` on the server's port. */
+    client(server, pathname = '/', protocols, options) {
+      const url = `ws://${HOST}:${server.address().port}${pathname}`;
+      const c = new WebSocket(url, protocols, options);
+      c.on('error', (e) => {
+        c.lastError = e;
+      });
+      clients.push(c);
+      return c;
+    },
+    /** A raw TCP client (RawClient) connected to the server's port. */
+    async raw(server) {
+      const r = await RawClient.connect(server.address().port);
+      sockets.push(r.socket);
+      return r;
+    },
+    socket(s) {
+      sockets.push(s);
+      return s;
+    },
+  };
+}
+
+/** Opens a `ws` client; rejects on 'error' or 'unexpected-response'. */
+function opened(client, ms = 3000) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      client.once('open', resolve);
+      client.once('error', reject);
+      client.once('unexpected-response', (req, res) =>
+        reject(new Error(`unexpected response ${res.statusCode}`)),
+      );
+    }),
+    ms,
+    'client open',
+  );
+}
+
+/** The client's close event as { code, reason (string) }. */
+function clientClosed(client, ms = 3000) {
+  return withTimeout(
+    new Promise((resolve) => {
+      client.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));
+    }),
+    ms,
+    'client close',
+  );
+}
+
+/** The next message of a `ws` client as { data, isBinary }. */
+function clientMessage(client, ms = 3000) {
+  return withTimeout(
+    new Promise((resolve) => {
+      client.once('message', (data, isBinary) => resolve({ data, isBinary }));
+    }),
+    ms,
+    'client message',
+  );
+}
+
+/** The HTTP response a `ws` client got instead of a 101. */
+function unexpectedResponse(client, ms = 3000) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      client.once('open', () => reject(new Error('the connection was accepted')));
+      client.once('unexpected-response', (req, res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ statusCode: res.statusCode, statusMessage: res.statusMessage, headers: res.headers, body }));
+        res.on('error', reject);
+      });
+    }),
+    ms,
+    'an HTTP refusal',
+  );
+}
+
+// ---------------------------------------------------------------- frames
+
+const OP = { CONT: 0, TEXT: 1, BINARY: 2, CLOSE: 8, PING: 9, PONG: 10 };
+
+/** A WebSocket frame. Client frames are masked unless `mask: false`. */
+function encodeFrame(opcode, payload = Buffer.alloc(0), { fin = true, mask = true, rsv = 0, maskKey } = {}) {
+  payload = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload);
+  const len = payload.length;
+  let head;
+  if (len < 126) {
+    head = Buffer.alloc(2);
+    head[1] = len;
+  } else if (len < 65536) {
+    head = Buffer.alloc(4);
+    head[1] = 126;
+    head.writeUInt16BE(len, 2);
+  } else {
+    head = Buffer.alloc(10);
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(len), 2);
+  }
+  head[0] = (fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f);
+  if (!mask) return Buffer.concat([head, payload]);
+  head[1] |= 0x80;
+  const key = maskKey || crypto.randomBytes(4);
+  const body = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) body[i] = payload[i] ^ key[i & 3];
+  return Buffer.concat([head, key, body]);
+}
+
+/** A close frame payload: code (2 bytes) then reason. */
+function closePayload(code, reason = '') {
+  const r = Buffer.isBuffer(reason) ? reason : Buffer.from(reason);
+  const b = Buffer.alloc(2 + r.length);
+  b.writeUInt16BE(code, 0);
+  r.copy(b, 2);
+  return b;
+}
+
+/** Parses one frame at the start of `buf`; null when incomplete. */
+function decodeFrame(buf) {
+  if (buf.length < 2) return null;
+  const fin = (buf[0] & 0x80) !== 0;
+  const rsv = (buf[0] >> 4) & 7;
+  const opcode = buf[0] & 0x0f;
+  const masked = (buf[1] & 0x80) !== 0;
+  let len = buf[1] & 0x7f;
+  let off = 2;
+  if (len === 126) {
+    if (buf.length < 4) return null;
+    len = buf.readUInt16BE(2);
+    off = 4;
+  } else if (len === 127) {
+    if (buf.length < 10) return null;
+    len = Number(buf.readBigUInt64BE(2));
+    off = 10;
+  }
+  let maskKey = null;
+  if (masked) {
+    if (buf.length < off + 4) return null;
+    maskKey = Buffer.from(buf.subarray(off, off + 4));
+    off += 4;
+  }
+  if (buf.length < off + len) return null;
+  const raw = Buffer.from(buf.subarray(off, off + len));
+  const payload = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) payload[i] = masked ? raw[i] ^ maskKey[i & 3] : raw[i];
+  const frame = { fin, rsv, opcode, masked, maskKey, raw, payload, lenCode: buf[1] & 0x7f, length: off + len };
+  if (opcode === OP.CLOSE && len >= 2) {
+    frame.code = payload.readUInt16BE(0);
+    frame.reason = payload.subarray(2).toString();
+  }
+  return frame;
+}
+
+/** Parses an HTTP response head at the start of `buf`; null when incomplete. */
+function parseHead(buf) {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return null;
+  const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+  const m = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(lines[0]);
+  if (!m) throw new Error(`not an HTTP status line: ${JSON.stringify(lines[0])}`);
+  const headers = {};
+  const rawHeaders = [];
+  for (const line of lines.slice(1)) {
+    const i = line.indexOf(':');
+    const name = line.slice(0, i).trim();
+    const value = line.slice(i + 1).trim();
+    rawHeaders.push(name, value);
+    const lower = name.toLowerCase();
+    if (lower in headers) headers[lower] = [].concat(headers[lower], value);
+    else headers[lower] = value;
+  }
+  return {
+    httpVersion: m[1],
+    statusCode: Number(m[2]),
+    statusMessage: m[3] || '',
+    statusLine: lines[0],
+    headers,
+    rawHeaders,
+    headLength: end + 4,
+  };
+}
+
+const GOOD_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+const GOOD_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
+
+/** An upgrade request; `headers` entries override (null removes) the defaults. */
+function upgradeRequest(pathname = '/', headers = {}, { method = 'GET', version = '1.1' } = {}) {
+  const h = {
+    Host: `${HOST}`,
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': GOOD_KEY,
+    'Sec-WebSocket-Version': '13',
+  };
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === null) delete h[k];
+    else h[k] = v;
+  }
+  let s = `${method} ${pathname} HTTP/${version}\r\n`;
+  for (const [k, v] of Object.entries(h)) s += `${k}: ${v}\r\n`;
+  return s + '\r\n';
+}
+
+/**
+ * A raw TCP client: accumulates what the server sends and waits for
+ * conditions on it, so tests can check bytes on the wire.
+ */
+class RawClient {
+  constructor(socket) {
+    this.socket = socket;
+    this.buf = Buffer.alloc(0);
+    this.ended = false;
+    this.closed = false;
+    this.error = null;
+    this._waiters = new Set();
+    this.counting = false;
+    this.count = 0;
+    socket.on('data', (d) => {
+      if (this.counting) this.count += d.length;
+      else this.buf = Buffer.concat([this.buf, d]);
+      this._check();
+    });
+    socket.on('end', () => {
+      this.ended = true;
+      this._check();
+    });
+    socket.on('error', (e) => {
+      this.error = e;
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this._check();
+    });
+    this.closedPromise = new Promise((resolve) => socket.once('close', resolve));
+  }
+
+  static async connect(port) {
+    const socket = net.connect(port, HOST);
+    socket.on('error', () => {});
+    await onceEE(socket, 'connect');
+    return new RawClient(socket);
+  }
+
+  /** From now on only count incoming bytes (for bulk transfers). */
+  countOnly() {
+    this.counting = true;
+    this.count += this.buf.length;
+    this.buf = Buffer.alloc(0);
+  }
+
+  write(data) {
+    this.socket.write(data);
+  }
+
+  _check() {
+    for (const w of this._waiters) w();
+  }
+
+  /**
+   * Resolves with the first non-undefined value of `fn(this)`, checked now
+   * and whenever data arrives or the socket ends.
+   */
+  waitFor(fn, ms = 3000, label = 'data from the server') {
+    let check;
+    const p = new Promise((resolve, reject) => {
+      check = () => {
+        let v;
+        try {
+          v = fn(this);
+        } catch (e) {
+          this._waiters.delete(check);
+          reject(e);
+          return;
+        }
+        if (v !== undefined) {
+          this._waiters.delete(check);
+          resolve(v);
+        } else if (this.ended || this.closed) {
+          this._waiters.delete(check);
+          const seen = JSON.stringify(this.buf.toString('latin1').slice(0, 300));
+          reject(new Error(`the socket ended while waiting for ${label}; unread bytes: ${seen}`));
+        }
+      };
+      this._waiters.add(check);
+      check();
+    });
+    return withTimeout(p, ms, label).finally(() => this._waiters.delete(check));
+  }
+
+  /** Waits for the end of the stream (FIN or close). */
+  waitEnd(ms = 3000) {
+    return this.waitFor((r) => (r.ended || r.closed ? true : undefined), ms, 'the end of the stream').catch((e) => {
+      if (this.ended || this.closed) return true;
+      throw e;
+    });
+  }
+
+  /** Waits for an HTTP response head; consumes it. */
+  async readHead(ms = 3000) {
+    const head = await this.waitFor((r) => parseHead(r.buf) || undefined, ms, 'an HTTP response head');
+    this.buf = this.buf.subarray(head.headLength);
+    return head;
+  }
+
+  /** Sends an upgrade request and reads the response head. */
+  async handshake(pathname = '/', headers = {}) {
+    this.write(upgradeRequest(pathname, headers));
+    return this.readHead();
+  }
+
+  /** Waits for one frame from the server; consumes it. */
+  async readFrame(ms = 3000) {
+    const f = await this.waitFor((r) => decodeFrame(r.buf) || undefined, ms, 'a WebSocket frame');
+    this.buf = this.buf.subarray(f.length);
+    return f;
+  }
+
+  /** Reads frames until one with `opcode` (skipping others); returns it. */
+  async readFrameOf(opcode, ms = 3000) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const f = await this.readFrame(Math.max(1, end - Date.now()));
+      if (f.opcode === opcode) return f;
+    }
+  }
+
+  sendFrame(opcode, payload, options) {
+    this.write(encodeFrame(opcode, payload, options));
+  }
+
+  destroy() {
+    this.socket.destroy();
+  }
+}
+
+/** Sends `request` on a fresh socket and reads until the server ends it. */
+async function rawExchange(port, request, ms = 3000) {
+  const r = await RawClient.connect(port);
+  try {
+    r.write(request);
+    await r.waitEnd(ms);
+    return { raw: r.buf, head: parseHead(r.buf), client: r };
+  } finally {
+    r.destroy();
+  }
+}
+
+// ---------------------------------------------------------------- processes
+
+/**
+ * Runs `code` in a child Node process (cwd = the package root). Resolves with
+ * { code, signal, stdout, stderr, timedOut }; a child still running after
+ * `ms` is killed (by its pid) and reported with timedOut = true.
+ */
+function runNode(code, { ms = 10000, args = [], input } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...args, '-e', code], {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, ms);
+    child.on('close', (exitCode, signal) => {
+      clearTimeout(timer);
+      resolve({ code: exitCode, signal, stdout, stderr, timedOut });
+    });
+    if (input !== undefined) child.stdin.end(input);
+    else child.stdin.end();
+  });
+}
+
+/**
+ * Starts `code` in a child Node process and returns a handle to talk to it:
+ * `line(regex)` waits for a stdout line matching regex (returns the match),
+ * `exited(ms)` waits for the exit ({ code, signal }), `kill()` ends it.
+ * Register `t.after(() => h.kill())` so no child outlives its test.
+ */
+function startNode(code, { args = [] } = {}) {
+  const child = spawn(process.execPath, [...args, '-e', code], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const h = {
+    child,
+    stdout: '',
+    stderr: '',
+    exit: null,
+    _waiters: new Set(),
+  };
+  const notify = () => {
+    for (const w of h._waiters) w();
+  };
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    h.stdout += d;
+    notify();
+  });
+  child.stderr.on('data', (d) => {
+    h.stderr += d;
+  });
+  const exitPromise = new Promise((resolve) => {
+    child.on('close', (code, signal) => {
+      h.exit = { code, signal };
+      notify();
+      resolve(h.exit);
+    });
+  });
+  h.line = (regex, ms = 5000) => {
+    let check;
+    const p = new Promise((resolve, reject) => {
+      check = () => {
+        const m = regex.exec(h.stdout);
+        if (m) resolve(m);
+        else if (h.exit) reject(new Error(`child exited (${JSON.stringify(h.exit)}) before printing ${regex}; stdout: ${JSON.stringify(h.stdout)} stderr: ${JSON.stringify(h.stderr.slice(0, 2000))}`));
+      };
+      h._waiters.add(check);
+      check();
+    });
+    return withTimeout(p, ms, `child output ${regex}`).finally(() => h._waiters.delete(check));
+  };
+  h.exited = (ms = 5000) => withTimeout(exitPromise, ms, 'the child process to exit');
+  h.running = () => h.exit === null;
+  h.kill = () => {
+    if (h.exit === null) child.kill('SIGKILL');
+    return exitPromise;
+  };
+  return h;
+}
+
+module.exports = {
+  startNode,
+  sack,
+  Server,
+  readyStates,
+  WebSocket,
+  ROOT,
+  HOST,
+  OP,
+  GOOD_KEY,
+  GOOD_ACCEPT,
+  withTimeout,
+  delay,
+  nextEvent,
+  onceEE,
+  waitUntil,
+  closeServer,
+  scope,
+  opened,
+  clientClosed,
+  clientMessage,
+  unexpectedResponse,
+  encodeFrame,
+  decodeFrame,
+  closePayload,
+  parseHead,
+  upgradeRequest,
+  RawClient,
+  rawExchange,
+  runNode,
+};
