@@ -76,8 +76,11 @@ export declare class NativeServer {
   get connections(): number
 }
 
-/** Sets up this environment's event delivery; index.js calls it once. */
-export declare function init(dispatcher: (arg?: unknown) => unknown): void
+/**
+ * Sets up this environment's event delivery and defines the raw fast-path
+ * functions (`send`) on `fast`; index.js calls it once.
+ */
+export declare function init(dispatcher: (arg?: unknown) => unknown, fast: object): void
 
 /** One more (`true`) or one fewer reason to keep the event loop alive. */
 export declare function keepAlive(on: boolean): void
@@ -99,6 +102,8 @@ export interface ServerOptions {
   maxBackpressure?: number
   /** Milliseconds. */
   closeTimeout?: number
+  /** Milliseconds; 0 = off. */
+  pingInterval?: number
   maxConnections?: number
   /** permessage-deflate: negotiate at all. */
   deflate?: boolean

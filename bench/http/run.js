@@ -259,6 +259,11 @@ async function main() {
       `node ${process.version}; ${cpus} × ${os.cpus()[0] ? os.cpus()[0].model.trim() : 'cpu'}`,
   );
 
+  const load = os.loadavg()[0];
+  if (load > 0.5) {
+    console.log(`warning: load average ${load.toFixed(2)} before the run: other processes share the CPUs, numbers are noisy`);
+  }
+
   const results = [];
   for (const spec of SERVERS) {
     process.stdout.write(`  ${spec.name}… `);

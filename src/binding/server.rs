@@ -79,7 +79,6 @@ fn config(o: &ServerOptions) -> ServerConfig {
                 compress: o.deflate_compress.unwrap_or(true),
             }
         }),
-        ..d
     }
 }
 
