@@ -38,6 +38,9 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 /// FIN, so unread input does not turn the close into a reset that could
 /// destroy our close frame in flight.
 const LINGER: Duration = Duration::from_secs(2);
+/// Write buffers larger than this are released once flushed, so a
+/// connection that was busy does not keep its peak buffer while idle.
+const IDLE_KEEP: usize = 4096;
 /// Reads per wake before yielding to other connections.
 const READ_BUDGET: usize = 16;
 
@@ -55,10 +58,12 @@ pub(super) async fn run(
     let mut buf = Vec::with_capacity(1024);
     let mut first = true;
     loop {
-        let head = timeout(
+        // Sub-futures are boxed: inline, each would add its size to every
+        // connection's task for its whole life (7 KiB in all, measured).
+        let head = Box::pin(timeout(
             cfg.handshake_timeout,
             read_head(&mut stream, &mut buf, cfg.max_header_size),
-        )
+        ))
         .await;
         let (head, used) = match head {
             Ok(Ok(h)) => h,
@@ -69,7 +74,7 @@ pub(super) async fn run(
             }
             Ok(Err(HeadFailure::Bad(e))) => {
                 let response = closing_response(e.status(), None, &[], e.to_string().as_bytes());
-                refuse(stream, &response).await;
+                Box::pin(refuse(stream, &response)).await;
                 server.emit_error(remote, local, "HPE_INVALID", e.to_string());
                 return;
             }
@@ -84,7 +89,7 @@ pub(super) async fn run(
         buf.drain(..used);
         let upgrade = UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket;
         if upgrade {
-            return websocket(stream, head, buf, remote, local, server).await;
+            return Box::pin(websocket(stream, head, buf, remote, local, server)).await;
         }
         if !server.has_request_handler() {
             let response = closing_response(
@@ -93,13 +98,22 @@ pub(super) async fn run(
                 &[("Upgrade", "websocket")],
                 b"this server speaks WebSocket",
             );
-            refuse(stream, &response).await;
+            Box::pin(refuse(stream, &response)).await;
             return;
         }
-        match serve_one(&mut stream, &server, head, &mut buf, remote, local).await {
+        match Box::pin(serve_one(
+            &mut stream,
+            &server,
+            head,
+            &mut buf,
+            remote,
+            local,
+        ))
+        .await
+        {
             After::Next => {}
-            After::Close => return refuse(stream, b"").await,
-            After::Refuse(response) => return refuse(stream, &response).await,
+            After::Close => return Box::pin(refuse(stream, b"")).await,
+            After::Refuse(response) => return Box::pin(refuse(stream, &response)).await,
         }
     }
 }
@@ -125,7 +139,7 @@ async fn websocket(
                 &[]
             };
             let response = closing_response(e.status(), None, extra, e.to_string().as_bytes());
-            refuse(stream, &response).await;
+            Box::pin(refuse(stream, &response)).await;
             server.emit_error(remote, local, "WS_ERR_HANDSHAKE", e.to_string());
             return;
         }
@@ -160,7 +174,7 @@ async fn websocket(
     );
     if !server.register(&conn) {
         let response = closing_response(503, None, &[], b"server closing or full");
-        refuse(stream, &response).await;
+        Box::pin(refuse(stream, &response)).await;
         return;
     }
     if server.has_accept_handler() {
@@ -168,7 +182,7 @@ async fn websocket(
             server: server.id,
             conn: conn.clone(),
         });
-        wait_decision(&conn, &stream).await;
+        Box::pin(wait_decision(&conn, &stream)).await;
     } else {
         let _ = conn.accept(None);
         conn.emit(Event::Open {
@@ -187,11 +201,11 @@ async fn websocket(
             code,
             reason,
         });
-        ws.linger().await;
+        Box::pin(ws.linger()).await;
     } else {
         // Rejected (or terminated) before opening: send what is queued.
         let out = std::mem::take(&mut conn.lock().out);
-        refuse(stream, &out).await;
+        Box::pin(refuse(stream, &out)).await;
         conn.set_closed();
         // JS has a (pending) object for it: tell it the connection is gone.
         conn.emit(Event::Close {
@@ -354,7 +368,13 @@ impl WsLoop {
                 require_mask: true,
                 allow_rsv1: agreed.is_some(),
             }),
-            pending: leftover,
+            // The handshake's read buffer has spare capacity: an idle
+            // connection keeps none (the scratch buffer serves reads).
+            pending: if leftover.is_empty() {
+                Vec::new()
+            } else {
+                leftover
+            },
             writing: Vec::new(),
             written: 0,
             closing: Closing::No,
@@ -459,7 +479,7 @@ impl WsLoop {
             if flushed && !self.writing.is_empty() {
                 self.writing.clear();
                 self.written = 0;
-                if self.writing.capacity() > SCRATCH_SIZE {
+                if self.writing.capacity() > IDLE_KEEP {
                     self.writing = Vec::new();
                 }
                 // More may have been queued meanwhile.
@@ -729,5 +749,32 @@ impl WsLoop {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection's task holds its future for its whole life: keep it
+    /// small (sub-futures are boxed; inline they made it 7 KiB).
+    #[test]
+    fn connection_future_stays_small() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let a = l.local_addr().unwrap();
+            let s = tokio::net::TcpStream::connect(a).await.unwrap();
+            let sink = super::super::sink::EnvSink::new(Box::new(|| {}));
+            let server =
+                super::super::server::Server::bind("127.0.0.1", 0, Default::default(), sink)
+                    .unwrap();
+            let f = super::run(s, a, a, server.clone());
+            let size = std::mem::size_of_val(&f);
+            assert!(size <= 1024, "connection future is {size} bytes");
+            drop(f);
+            server.close(1001, "");
+        });
     }
 }
