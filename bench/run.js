@@ -65,6 +65,17 @@ const SERVERS = [
   { name: 'ws', script: 'ws-echo.js', prepare: () => nodeServer('ws-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))}`) },
   { name: 'bun', script: 'bun-echo.js', prepare: prepareBun },
   { name: 'uws', script: 'uws-echo.js', prepare: prepareUws },
+  // Issue 5's row: the same echo served by 1, 2 and 4 worker threads (the
+  // main thread only listens and posts). Same one server core as the others.
+  ...[1, 2, 4].map((n) => ({
+    name: `sack-w${n}`,
+    script: 'sack-workers-echo.js',
+    prepare: () => {
+      const p = nodeServer('sack-workers-echo.js', `sack ${pkgVersion(ROOT)}, ${n} worker thread${n > 1 ? 's' : ''}`);
+      p.env = { SACK_WORKERS: String(n) };
+      return p;
+    },
+  })),
 ];
 
 // ---------------------------------------------------------------- tests
