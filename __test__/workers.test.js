@@ -192,6 +192,11 @@ test('a pool of 4 workers: each gets sockets, re-registering after each', async 
     assert.equal(await within(echo), `n${i}`);
     clients.push(c);
   }
+  // Arrival reports travel over each worker's MessagePort and may trail the
+  // echoes the clients already got.
+  await within((async () => {
+    while (arrivals.length < 12) await new Promise((r) => setTimeout(r, 5));
+  })(), TIMEOUT, 'arrival reports');
   const per = new Map();
   for (const t of arrivals) per.set(t, (per.get(t) || 0) + 1);
   assert.equal(arrivals.length, 12);

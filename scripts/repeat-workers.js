@@ -10,13 +10,13 @@ const runs = Number(process.argv[2] || 20);
 const root = path.join(__dirname, '..');
 let passed = 0;
 for (let i = 1; i <= runs; i++) {
-  const r = spawnSync(process.execPath, ['--test', '--test-reporter=dot', '__test__/workers.test.js'], {
+  const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '__test__/workers.test.js'], {
     cwd: root,
     encoding: 'utf8',
     timeout: 300000,
   });
   if (r.status !== 0) {
-    console.log(r.stdout, r.stderr);
+    console.log(r.stdout.split('\n').filter((l) => !/^\s*✔/.test(l)).join('\n'), r.stderr);
     console.log(`run ${i} failed`);
     console.log(`${passed} passed, 1 failed`);
     process.exit(1);
