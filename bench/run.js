@@ -681,6 +681,8 @@ async function main() {
     '- Load generator: bench/loadgen (Rust, mio, one thread): its own handshake (Sec-WebSocket-Accept verified), every client frame masked, each connection keeps N messages in flight, written in one batch per connection per wake-up; every echo is checked for type, length, bytes and order (a sequence number in each payload). Any mismatch, close or stall fails the run.',
     '- Traffic: 127.0.0.1 only, ephemeral ports; each run is bounded in time.',
     '',
+    // The hand-written part: what each optimization bought, and the profile.
+    fs.existsSync(path.join(BENCH, 'NOTES.md')) ? fs.readFileSync(path.join(BENCH, 'NOTES.md'), 'utf8') : '',
   ].join('\n');
   fs.writeFileSync(OUT, md);
   console.log(`wrote ${path.relative(process.cwd(), OUT) || OUT} (${took} min)`);
