@@ -54,7 +54,15 @@ pub unsafe extern "C" fn on_wake(
     let dispatcher = state.dispatcher();
     crate::engine::flush::begin_batch();
     loop {
-        let next = state.current.borrow_mut().events.pop_front();
+        let next = {
+            let mut cur = state.current.borrow_mut();
+            let ev = cur.events.pop_front();
+            // The batch's last event may answer straight to its socket.
+            crate::engine::flush::set_last_event(
+                cur.events.is_empty() && state.moving.borrow().is_empty(),
+            );
+            ev
+        };
         let Some(ev) = next else {
             // Connections posted here: deliver what was held while they
             // moved, until none is left and their events flow directly.

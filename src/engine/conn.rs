@@ -105,6 +105,12 @@ pub(super) struct Inner {
     pub blocked: bool,
     pub nodelay: Option<bool>,
     pub protocol: String,
+    /// The task holds bytes taken from `out` and not yet written: nobody
+    /// else may write to the socket until it clears this.
+    pub task_writing: bool,
+    /// The socket, for the direct-write path (`try_direct`); -1 until the
+    /// WebSocket loop runs.
+    pub fd: i32,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -191,6 +197,8 @@ impl Conn {
                 blocked: false,
                 nodelay: None,
                 protocol: String::new(),
+                task_writing: false,
+                fd: -1,
             }),
             buffered: AtomicUsize::new(0),
             want_drain: AtomicBool::new(false),
@@ -315,7 +323,7 @@ impl Conn {
         fill(&mut g.out);
         self.buffered
             .fetch_add(g.out.len() - before, Ordering::AcqRel);
-        if was_empty {
+        if was_empty && !self.try_direct(g) {
             // Through the flusher: one engine wake-up for a burst of sends.
             if let Some(w) = self.waker.take() {
                 super::flush::schedule(w);
@@ -329,6 +337,51 @@ impl Conn {
 
     pub(super) fn uses_records(&self) -> bool {
         self.records
+    }
+
+    /// The latency path: when this send is the last thing JS does in a
+    /// batch (see `flush::direct_allowed`), the queue was empty and the task
+    /// is not writing, write the bytes to the socket right here with one
+    /// non-blocking `send(2)`, instead of waking the engine thread for it.
+    /// Whatever does not fit stays queued for the task. Pipelined sends keep
+    /// coalescing because only the batch's last event qualifies.
+    fn try_direct(&self, g: &mut MutexGuard<'_, Inner>) -> bool {
+        #[cfg(unix)]
+        {
+            // A pending `drain` is left to the task: emitting it here, under
+            // this lock, would invert the engine's route-then-inner lock order.
+            if g.fd < 0
+                || g.task_writing
+                || self.records
+                || !super::flush::direct_allowed()
+                || self.want_drain.load(Ordering::Acquire)
+            {
+                return false;
+            }
+            // SAFETY: `fd` is the connection's socket, open while the phase
+            // is Open (the task closes it only after `set_closed`, which
+            // takes this lock); the buffer is valid for its length.
+            let n = unsafe {
+                libc::send(
+                    g.fd,
+                    g.out.as_ptr() as *const libc::c_void,
+                    g.out.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n <= 0 {
+                return false;
+            }
+            let n = n as usize;
+            g.out.drain(..n);
+            self.buffered.fetch_sub(n, Ordering::AcqRel);
+            g.out.is_empty()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = g;
+            false
+        }
     }
 
     /// Queues bytes to write as they are.
@@ -570,6 +623,7 @@ impl Conn {
     pub(super) fn set_closed(&self) {
         let mut g = self.lock();
         g.phase = Phase::Closed;
+        g.fd = -1;
         g.out = Vec::new();
     }
 }

@@ -21,6 +21,19 @@ thread_local! {
     /// send, which would hand the core to the engine mid-batch.
     static IN_BATCH: Cell<bool> = const { Cell::new(false) };
     static OWED: Cell<bool> = const { Cell::new(false) };
+    /// Set while JS handles the last event of a batch (see `Conn::try_direct`).
+    static DIRECT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a send may write to its socket directly from this thread now.
+pub fn direct_allowed() -> bool {
+    DIRECT.with(Cell::get)
+}
+
+/// The JS thread is about to deliver the last event of its batch (`true`),
+/// or any other (`false`).
+pub fn set_last_event(last: bool) {
+    DIRECT.with(|d| d.set(last));
 }
 
 /// Queues `waker` (a connection task with new output) for the flusher.
@@ -47,6 +60,7 @@ pub fn begin_batch() {
 /// The batch is delivered: wake the flusher if sends are waiting.
 pub fn end_batch() {
     IN_BATCH.with(|b| b.set(false));
+    DIRECT.with(|d| d.set(false));
     if OWED.with(|o| o.replace(false)) {
         FLUSHER.wake();
     }

@@ -302,6 +302,16 @@ async fn wait_decision(conn: &Conn, stream: &TcpStream) {
     .await
 }
 
+#[cfg(unix)]
+fn raw_fd(stream: &TcpStream) -> i32 {
+    std::os::fd::AsRawFd::as_raw_fd(stream)
+}
+
+#[cfg(not(unix))]
+fn raw_fd(_: &TcpStream) -> i32 {
+    -1
+}
+
 /// Where the closing of a connection stands.
 #[derive(Debug, PartialEq, Eq)]
 enum Closing {
@@ -451,9 +461,16 @@ impl WsLoop {
                     self.closing = Closing::Sent;
                     self.deadline = Some(Box::pin(sleep(self.close_timeout)));
                 }
-                if self.writing.is_empty() && !g.out.is_empty() {
-                    std::mem::swap(&mut self.writing, &mut g.out);
-                    self.written = 0;
+                if self.writing.is_empty() {
+                    if !g.out.is_empty() {
+                        std::mem::swap(&mut self.writing, &mut g.out);
+                        self.written = 0;
+                    }
+                    // Cleared only here, under the lock, once all is written.
+                    g.task_writing = !self.writing.is_empty();
+                }
+                if g.fd < 0 && !matches!(g.phase, Phase::Closed) {
+                    g.fd = raw_fd(&self.stream);
                 }
                 g.blocked
             };
