@@ -37,6 +37,8 @@ struct Inner {
 pub struct Exchange {
     pub id: u64,
     req: RequestInfo,
+    /// A response started while the server closes says `Connection: close`.
+    server: Arc<super::server::Server>,
     inner: Mutex<Inner>,
     pub(super) waker: AtomicWaker,
 }
@@ -57,10 +59,11 @@ pub(super) struct Progress {
 }
 
 impl Exchange {
-    pub(super) fn new(req: RequestInfo) -> Arc<Exchange> {
+    pub(super) fn new(req: RequestInfo, server: Arc<super::server::Server>) -> Arc<Exchange> {
         Arc::new(Exchange {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             req,
+            server,
             inner: Mutex::new(Inner::default()),
             waker: AtomicWaker::new(),
         })
@@ -99,7 +102,11 @@ impl Exchange {
         if g.head_sent {
             return Err(ExchangeError::HeadSent);
         }
-        let head = response_head(&self.req, status, reason, headers, body_len);
+        let mut req = self.req;
+        if self.server.is_closing() {
+            req.keep_alive = false;
+        }
+        let head = response_head(&req, status, reason, headers, body_len);
         g.head_sent = true;
         g.chunked = head.chunked;
         g.send_body = head.send_body;

@@ -26,8 +26,13 @@ pub(super) enum After {
     Next,
     /// Close it (already answered, or the peer went away).
     Close,
-    /// Answer with this final error response, then close.
-    Refuse(Vec<u8>),
+    /// Answer with this final error response, then close (and report why).
+    Refuse(Vec<u8>, String),
+}
+
+fn refuse(e: crate::http::body::BodyError) -> After {
+    let why = e.to_string();
+    After::Refuse(closing_response(e.status(), None, &[], why.as_bytes()), why)
 }
 
 /// Serves one request whose head is `head`; `buf` holds the bytes read
@@ -43,14 +48,7 @@ pub(super) async fn serve_one(
     let cfg = &server.config;
     let kind = match body_kind(&head) {
         Ok(k) => k,
-        Err(e) => {
-            return After::Refuse(closing_response(
-                e.status(),
-                None,
-                &[],
-                e.to_string().as_bytes(),
-            ))
-        }
+        Err(e) => return refuse(e),
     };
     let mut decoder = BodyDecoder::new(kind, cfg.max_body_size);
     let mut body = Vec::new();
@@ -58,14 +56,7 @@ pub(super) async fn serve_one(
     loop {
         let (used, done) = match decoder.feed(buf, &mut body) {
             Ok(r) => r,
-            Err(e) => {
-                return After::Refuse(closing_response(
-                    e.status(),
-                    None,
-                    &[],
-                    e.to_string().as_bytes(),
-                ))
-            }
+            Err(e) => return refuse(e),
         };
         buf.drain(..used);
         if done {
@@ -85,7 +76,7 @@ pub(super) async fn serve_one(
         }
     }
 
-    let exchange = Exchange::new(RequestInfo::from_head(&head));
+    let exchange = Exchange::new(RequestInfo::from_head(&head), server.clone());
     server.sink().push(Event::Request {
         server: server.id,
         exchange: exchange.clone(),
@@ -127,7 +118,7 @@ pub(super) async fn serve_one(
     })
     .await;
     match progress {
-        Some(true) => After::Next,
+        Some(true) if !server.is_closing() => After::Next,
         _ => After::Close,
     }
 }

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::conn::Conn;
@@ -54,6 +55,11 @@ pub struct Server {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     closing: AtomicBool,
     close_emitted: AtomicBool,
+    /// Connection tasks alive (WebSocket or HTTP, upgraded or not): the
+    /// server's close event waits for all of them.
+    tasks: AtomicUsize,
+    /// Wakes connections idle between HTTP requests when the server closes.
+    pub(super) closed: Notify,
     accept_task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -129,6 +135,8 @@ impl Server {
             conns: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             close_emitted: AtomicBool::new(false),
+            tasks: AtomicUsize::new(0),
+            closed: Notify::new(),
             accept_task: Mutex::new(None),
         });
         let s = server.clone();
@@ -143,7 +151,12 @@ impl Server {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(self.local);
-                    tokio::spawn(task::run(stream, remote, local, self.clone()));
+                    self.tasks.fetch_add(1, Ordering::AcqRel);
+                    let server = self.clone();
+                    tokio::spawn(async move {
+                        task::run(stream, remote, local, server.clone()).await;
+                        server.task_done();
+                    });
                 }
                 // Out of file descriptors and the like: back off, keep listening.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -195,12 +208,15 @@ impl Server {
     }
 
     pub(super) fn unregister(&self, id: u64) {
-        let empty = {
-            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            conns.remove(&id);
-            conns.is_empty()
-        };
-        if empty && self.is_closing() {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// A connection task ended; the last one after `close` emits the close event.
+    fn task_done(&self) {
+        if self.tasks.fetch_sub(1, Ordering::AcqRel) == 1 && self.is_closing() {
             self.emit_closed();
         }
     }
@@ -232,7 +248,10 @@ impl Server {
             .values()
             .cloned()
             .collect();
-        if conns.is_empty() {
+        // HTTP connections waiting for their next request end now; ones
+        // with a response in flight end after it (`http::serve_one`).
+        self.closed.notify_waiters();
+        if self.tasks.load(Ordering::Acquire) == 0 {
             self.emit_closed();
         }
         for c in conns {

@@ -60,11 +60,18 @@ pub(super) async fn run(
     loop {
         // Sub-futures are boxed: inline, each would add its size to every
         // connection's task for its whole life (7 KiB in all, measured).
-        let head = Box::pin(timeout(
-            cfg.handshake_timeout,
-            read_head(&mut stream, &mut buf, cfg.max_header_size),
-        ))
-        .await;
+        let closing = server.closed.notified();
+        if server.is_closing() {
+            return; // closed while the last response went out
+        }
+        let head = tokio::select! {
+            h = Box::pin(timeout(
+                cfg.handshake_timeout,
+                read_head(&mut stream, &mut buf, cfg.max_header_size),
+            )) => h,
+            // Server closing: drop a connection that has no request going.
+            _ = closing => return,
+        };
         let (head, used) = match head {
             Ok(Ok(h)) => h,
             Ok(Err(HeadFailure::Closed)) => return,
@@ -113,7 +120,10 @@ pub(super) async fn run(
         {
             After::Next => {}
             After::Close => return Box::pin(refuse(stream, b"")).await,
-            After::Refuse(response) => return Box::pin(refuse(stream, &response)).await,
+            After::Refuse(response, why) => {
+                server.emit_error(remote, local, "HPE_INVALID", why);
+                return Box::pin(refuse(stream, &response)).await;
+            }
         }
     }
 }

@@ -1,0 +1,1624 @@
+'use strict';
+// The HTTP fallback (`request` event): `req` and `res` as the contract's
+// "HTTP fallback" section describes them, HTTP/1.1 semantics (methods,
+// keep-alive, pipelining, request bodies, 100-continue, HEAD, HTTP/1.0,
+// reason phrases, framing), bad input (400, 431, 413, handshake timeout, a
+// throwing handler), the 426 answer without a handler, and real clients:
+// Node's `http`, curl and raw `net` sockets.
+//
+// Everything listens on 127.0.0.1, port 0; every wait has a timeout; every
+// server and socket is closed when its test ends.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const http = require('node:http');
+const fs = require('node:fs');
+const crypto = require('node:crypto');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+
+const sack = require('..');
+
+const { Server } = sack.Websocket;
+const HOST = '127.0.0.1';
+const CURL = '/usr/bin/curl';
+const HAVE_CURL = fs.existsSync(CURL);
+const ROOT = path.join(__dirname, '..');
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function withTimeout(promise, ms, label) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${label}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The next `name` event of a sack object: resolves with { self, args }. */
+function nextEvent(obj, name, ms = 3000) {
+  return withTimeout(
+    new Promise((resolve) => {
+      obj.once(name, function (...args) {
+        resolve({ self: this, args });
+      });
+    }),
+    ms,
+    `sack event "${name}"`,
+  );
+}
+
+async function closeServer(server) {
+  if (server.readyState === 3) return;
+  const closed = nextEvent(server, 'close', 5000);
+  if (server.readyState === 4) server.close();
+  await closed;
+}
+
+/**
+ * A sack server on 127.0.0.1, port 0, closed when the test ends. `handler`
+ * (optional) becomes `onrequest`. Errors emitted by the server are kept in
+ * `server.errors`.
+ */
+function serve(t, options = {}, handler) {
+  const server = Server({ address: HOST, port: 0, ...options });
+  server.errors = [];
+  server.on('error', (info) => server.errors.push(info));
+  if (handler) server.onrequest = handler;
+  t.after(() => closeServer(server));
+  return server;
+}
+
+const portOf = (server) => server.address().port;
+
+/**
+ * A raw TCP client that reads HTTP responses off the wire exactly as sent,
+ * so framing (one Content-Length, chunked, no HEAD body, closing) shows.
+ */
+class Raw {
+  static connect(t, port, ms = 3000) {
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        const socket = net.connect({ host: HOST, port });
+        socket.once('connect', () => resolve(new Raw(socket)));
+        socket.once('error', reject);
+      }),
+      ms,
+      'TCP connect',
+    ).then((raw) => {
+      t.after(() => raw.socket.destroy());
+      return raw;
+    });
+  }
+
+  constructor(socket) {
+    this.socket = socket;
+    this.buf = Buffer.alloc(0);
+    this.ended = false; // the server ended or the socket closed
+    this.closed = false;
+    this.error = null;
+    this.listeners = new Set();
+    this.closedAt = 0;
+    this.localPort = socket.localPort; // kept: undefined on the socket once closed
+    socket.on('data', (d) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this._notify();
+    });
+    socket.on('end', () => {
+      this.ended = true;
+      this.closedAt = this.closedAt || Date.now();
+      this._notify();
+    });
+    socket.on('error', (e) => {
+      this.error = e;
+    });
+    socket.on('close', () => {
+      this.ended = true;
+      this.closed = true;
+      this.closedAt = this.closedAt || Date.now();
+      this._notify();
+    });
+  }
+
+  write(data) {
+    this.socket.write(data);
+  }
+
+  _notify() {
+    for (const fn of [...this.listeners]) fn();
+  }
+
+  /** Waits until `pred()` returns something other than undefined/false. */
+  wait(pred, ms, label) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out after ${ms} ms waiting for ${label}; received ${show(this.buf)}`));
+      }, ms);
+      const done = () => {
+        clearTimeout(timer);
+        this.listeners.delete(check);
+      };
+      const check = () => {
+        let r;
+        try {
+          r = pred();
+        } catch (e) {
+          done();
+          reject(e);
+          return;
+        }
+        if (r !== undefined && r !== false && r !== null) {
+          done();
+          resolve(r);
+        } else if (this.ended) {
+          done();
+          reject(new Error(`connection ended while waiting for ${label}; received ${show(this.buf)}`));
+        }
+      };
+      this.listeners.add(check);
+      check();
+    });
+  }
+
+  /** Reads one response (`head`: the request was HEAD, so no body). */
+  async response({ head = false, ms = 3000 } = {}) {
+    const res = await this.wait(() => parseResponse(this.buf, { head, ended: this.ended }), ms, 'an HTTP response');
+    this.buf = this.buf.subarray(res.wire.length);
+    return res;
+  }
+
+  /** Resolves once the server has ended the connection. */
+  async end(ms = 3000) {
+    await this.wait(() => this.ended, ms, 'the server to close the connection');
+    return this.buf;
+  }
+
+  /** Whether the connection stays open (no FIN, no reset) for `ms`. */
+  async staysOpen(ms = 150) {
+    await delay(ms);
+    return !this.ended;
+  }
+}
+
+function show(buf) {
+  const s = buf.toString('latin1');
+  return JSON.stringify(s.length > 600 ? s.slice(0, 600) + '…' : s);
+}
+
+/** A chunked body at `start`: { body, end } or null when incomplete. */
+function parseChunked(buf, start) {
+  const parts = [];
+  let at = start;
+  for (;;) {
+    const eol = buf.indexOf('\r\n', at);
+    if (eol < 0) return null;
+    const line = buf.subarray(at, eol).toString('latin1');
+    assert.match(line, /^[0-9a-fA-F]+$/, `chunk-size line ${JSON.stringify(line)}`);
+    const size = parseInt(line, 16);
+    at = eol + 2;
+    if (size === 0) {
+      // trailers until an empty line
+      for (;;) {
+        const e = buf.indexOf('\r\n', at);
+        if (e < 0) return null;
+        const empty = e === at;
+        at = e + 2;
+        if (empty) return { body: Buffer.concat(parts), end: at, chunks: parts.length };
+      }
+    }
+    if (buf.length < at + size + 2) return null;
+    parts.push(buf.subarray(at, at + size));
+    assert.equal(buf.subarray(at + size, at + size + 2).toString('latin1'), '\r\n', 'CRLF after chunk data');
+    at += size + 2;
+  }
+}
+
+/**
+ * One response at the start of `buf`, or null when incomplete:
+ * { version, status, reason, rawHeaders: [[name, value]], headers (lower-case
+ * name → [values]), body, chunked, wire (its exact bytes) }.
+ */
+function parseResponse(buf, { head = false, ended = false } = {}) {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return null;
+  const text = buf.subarray(0, end).toString('latin1');
+  const [statusLine, ...lines] = text.split('\r\n');
+  const m = /^HTTP\/(\d\.\d) (\d{3}) (.*)$/.exec(statusLine);
+  assert.ok(m, `status line ${JSON.stringify(statusLine)}`);
+  const rawHeaders = lines.map((l) => {
+    const i = l.indexOf(':');
+    assert.ok(i > 0, `header line ${JSON.stringify(l)}`);
+    return [l.slice(0, i), l.slice(i + 1).trim()];
+  });
+  const headers = Object.create(null);
+  for (const [n, v] of rawHeaders) (headers[n.toLowerCase()] ||= []).push(v);
+  const status = Number(m[2]);
+  const bodyStart = end + 4;
+  let body = Buffer.alloc(0);
+  let total = bodyStart;
+  let chunked = false;
+  if (head || status < 200 || status === 204 || status === 304) {
+    // no body
+  } else if (headers['transfer-encoding']) {
+    chunked = true;
+    const c = parseChunked(buf, bodyStart);
+    if (!c) return null;
+    body = c.body;
+    total = c.end;
+  } else if (headers['content-length']) {
+    const n = Number(headers['content-length'][0]);
+    if (buf.length < bodyStart + n) return null;
+    body = buf.subarray(bodyStart, bodyStart + n);
+    total = bodyStart + n;
+  } else {
+    if (!ended) return null; // close-delimited
+    body = buf.subarray(bodyStart);
+    total = buf.length;
+  }
+  return {
+    version: m[1],
+    status,
+    reason: m[3],
+    rawHeaders,
+    headers,
+    header: (name) => (headers[name.toLowerCase()] || [])[0],
+    count: (name) => (headers[name.toLowerCase()] || []).length,
+    body,
+    text: body.toString('utf8'),
+    chunked,
+    wire: buf.subarray(0, total),
+  };
+}
+
+/** One request on a fresh raw socket; reads the response (and the end, if `close`). */
+async function rawOnce(t, port, request, { head = false, close = false } = {}) {
+  const raw = await Raw.connect(t, port);
+  raw.write(request);
+  const res = await raw.response({ head });
+  if (close) await raw.end();
+  return { raw, res };
+}
+
+/** A Node `http` request; resolves with the response and its body. */
+function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent = false, ms = 3000, setup } = {}) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: HOST, port, method, path: p, headers, agent }, (res) => {
+        const parts = [];
+        res.on('data', (d) => parts.push(d));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode,
+            reason: res.statusMessage,
+            headers: res.headers,
+            rawHeaders: res.rawHeaders,
+            httpVersion: res.httpVersion,
+            body: Buffer.concat(parts),
+            text: Buffer.concat(parts).toString('utf8'),
+            socket: req.socket,
+            events: req.sackEvents,
+          }),
+        );
+        res.on('error', reject);
+      });
+      req.sackEvents = [];
+      req.on('error', reject);
+      if (setup) setup(req);
+      else if (body !== undefined) req.end(body);
+      else req.end();
+    }),
+    ms,
+    `http ${method} ${p}`,
+  );
+}
+
+/** Runs curl; resolves with { code, stdout, stderr } (never rejects on exit code). */
+function curl(args, { input, ms = 8000 } = {}) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const child = spawn(CURL, ['-sS', '--max-time', '5', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const out = [];
+      const err = [];
+      child.stdout.on('data', (d) => out.push(d));
+      child.stderr.on('data', (d) => err.push(d));
+      child.on('error', reject);
+      child.on('close', (code) =>
+        resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }),
+      );
+      if (input !== undefined) child.stdin.end(input);
+      else child.stdin.end();
+    }),
+    ms,
+    `curl ${args.join(' ')}`,
+  );
+}
+
+/** A child Node process running `code`; resolves with { code, signal, stdout, stderr }. */
+function runNode(code, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = [];
+    const err = [];
+    child.stdout.on('data', (d) => out.push(d));
+    child.stderr.on('data', (d) => err.push(d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`child process still running after ${ms} ms; stderr: ${Buffer.concat(err)}`));
+    }, ms);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+  });
+}
+
+// RFC 9110 §15 reason phrases.
+const REASONS = {
+  200: 'OK',
+  201: 'Created',
+  202: 'Accepted',
+  204: 'No Content',
+  206: 'Partial Content',
+  301: 'Moved Permanently',
+  302: 'Found',
+  303: 'See Other',
+  304: 'Not Modified',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  410: 'Gone',
+  412: 'Precondition Failed',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  426: 'Upgrade Required',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+// ---------------------------------------------------------------------------
+// req
+
+test.describe('req', () => {
+  test.it('method, url, CGI, version, headers, rawHeaders, content, bytes, redirect, connection (GET)', async (t) => {
+    let seen;
+    const server = serve(t, {}, function (req, res) {
+      seen = { req, self: this };
+      res.end('ok');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(
+      'GET /some/path?a=1&b&c=%20x%2By&d=plus+sign&a=2&%C3%A9=%E2%82%AC HTTP/1.1\r\n' +
+        'Host: example.test\r\n' +
+        'X-Mixed-Case: One\r\n' +
+        'x-mixed-case: Two\r\n' +
+        'Accept:  text/plain \r\n' +
+        '\r\n',
+    );
+    const res = await raw.response();
+    assert.equal(res.status, 200);
+    const { req, self } = seen;
+    assert.equal(self, server, 'this is the server');
+    assert.equal(req.method, 'GET');
+    assert.equal(req.url, '/some/path', 'url is the path without the query');
+    assert.deepEqual({ ...req.CGI }, { a: ['1', '2'], b: null, c: ' x+y', d: 'plus sign', é: '€' });
+    assert.equal(req.version, 101);
+    assert.equal(req.httpVersion, '1.1');
+    assert.deepEqual({ ...req.headers }, {
+      host: 'example.test',
+      'x-mixed-case': 'One, Two',
+      accept: 'text/plain',
+    });
+    assert.deepEqual(req.rawHeaders, ['Host', 'example.test', 'X-Mixed-Case', 'One', 'x-mixed-case', 'Two', 'Accept', 'text/plain']);
+    assert.equal(req.content, null, 'no body: content is null');
+    assert.equal(req.bytes, null, 'no body: bytes is null');
+    assert.equal(req.redirect, false);
+    const c = req.connection;
+    assert.equal(c.remoteAddress, '127.0.0.1');
+    assert.equal(c.remotePort, raw.localPort);
+    assert.equal(c.remoteFamily, 'IPv4');
+    assert.equal(c.localAddress, '127.0.0.1');
+    assert.equal(c.localPort, portOf(server));
+    assert.equal(c.localFamily, 'IPv4');
+  });
+
+  test.it('an urlencoded form body is merged into CGI; content and bytes hold the body', async (t) => {
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req;
+      res.end();
+    });
+    const body = 'name=J%C3%BCrgen+X&list=1&list=2&flag&q=from-body';
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(
+      `POST /form?q=from-query&x=1 HTTP/1.1\r\nHost: h\r\n` +
+        `Content-Type: application/x-www-form-urlencoded; charset=UTF-8\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    assert.equal((await raw.response()).status, 200);
+    assert.equal(seen.method, 'POST');
+    assert.equal(seen.url, '/form');
+    assert.deepEqual({ ...seen.CGI }, {
+      q: ['from-query', 'from-body'],
+      x: '1',
+      name: 'Jürgen X',
+      list: ['1', '2'],
+      flag: null,
+    });
+    assert.equal(seen.content, body);
+    assert.ok(seen.bytes instanceof ArrayBuffer, 'bytes is an ArrayBuffer');
+    assert.equal(Buffer.from(seen.bytes).toString('latin1'), body);
+  });
+
+  test.it('a body that is not a form: CGI has only the query; bytes are exact (binary)', async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push(req);
+      res.end();
+    });
+    const json = JSON.stringify({ a: 'ü', b: [1, 2] });
+    const binary = Buffer.from([0, 1, 2, 0xff, 0xfe, 0x80, 13, 10, 0x41]);
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(
+      `PUT /j?k=v HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`,
+    );
+    await raw.response();
+    raw.write(`POST /b HTTP/1.1\r\nHost: h\r\nContent-Type: application/octet-stream\r\nContent-Length: ${binary.length}\r\n\r\n`);
+    raw.write(binary);
+    await raw.response();
+    // A body that looks like a form, without the form content type.
+    raw.write('POST /t HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\na=b');
+    await raw.response();
+    assert.deepEqual({ ...seen[0].CGI }, { k: 'v' });
+    assert.equal(seen[0].content, json);
+    assert.deepEqual(JSON.parse(seen[0].content), { a: 'ü', b: [1, 2] });
+    assert.ok(seen[1].bytes instanceof ArrayBuffer);
+    assert.deepEqual(Buffer.from(seen[1].bytes), binary);
+    assert.equal(seen[1].bytes.byteLength, binary.length);
+    assert.equal(typeof seen[1].content, 'string');
+    assert.deepEqual({ ...seen[2].CGI }, {});
+    assert.equal(seen[2].content, 'a=b');
+  });
+
+  test.it('HTTP/1.0: version 100, httpVersion "1.0"', async (t) => {
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req;
+      res.end('x');
+    });
+    await rawOnce(t, portOf(server), 'GET /old HTTP/1.0\r\n\r\n', { close: true });
+    assert.equal(seen.version, 100);
+    assert.equal(seen.httpVersion, '1.0');
+    assert.equal(seen.url, '/old');
+  });
+
+  test.it('server.on("request") handlers get (req, res) with this = server too', async (t) => {
+    const server = serve(t);
+    let self;
+    server.on('request', function (req, res) {
+      self = this;
+      res.end('via on');
+    });
+    const res = await request(portOf(server));
+    assert.equal(res.status, 200);
+    assert.equal(res.text, 'via on');
+    assert.equal(self, server);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// res
+
+test.describe('res', () => {
+  test.it('writeHead(status, reason, headers) sends the reason and headers', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.writeHead(202, 'Taken Care Of', { 'X-One': '1', 'Content-Type': 'text/plain' });
+      assert.equal(res.statusCode, 202);
+      res.end('body');
+    });
+    const { res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal(res.version, '1.1');
+    assert.equal(res.status, 202);
+    assert.equal(res.reason, 'Taken Care Of');
+    assert.equal(res.header('x-one'), '1');
+    assert.equal(res.header('content-type'), 'text/plain');
+    assert.equal(res.text, 'body');
+  });
+
+  test.it('writeHead(status, headers) without a reason uses the standard phrase; headers as a flat array', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      if (req.url === '/obj') res.writeHead(404, { 'X-Obj': 'yes' });
+      else res.writeHead(201, ['X-Arr', 'a', 'Set-Cookie', 'c=1', 'X-Arr2', 'b']);
+      res.end();
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /obj HTTP/1.1\r\nHost: h\r\n\r\n');
+    const a = await raw.response();
+    assert.equal(a.status, 404);
+    assert.equal(a.reason, 'Not Found');
+    assert.equal(a.header('x-obj'), 'yes');
+    raw.write('GET /arr HTTP/1.1\r\nHost: h\r\n\r\n');
+    const b = await raw.response();
+    assert.equal(b.status, 201);
+    assert.equal(b.reason, 'Created');
+    assert.equal(b.header('x-arr'), 'a');
+    assert.equal(b.header('set-cookie'), 'c=1');
+    assert.equal(b.header('x-arr2'), 'b');
+  });
+
+  test.it('setHeader, getHeader (any case), removeHeader, statusCode', async (t) => {
+    let checks;
+    const server = serve(t, {}, (req, res) => {
+      assert.equal(res.statusCode, 200, 'statusCode defaults to 200');
+      res.setHeader('X-Keep', 'kept');
+      res.setHeader('X-Gone', 'gone');
+      res.setHeader('Set-Cookie', ['a=1', 'b=2']);
+      res.setHeader('X-Replace', 'old');
+      res.setHeader('x-replace', 'new');
+      checks = {
+        keep: res.getHeader('x-KEEP'),
+        cookies: res.getHeader('set-cookie'),
+        replaced: res.getHeader('X-Replace'),
+        missing: res.getHeader('X-None'),
+      };
+      res.removeHeader('X-GONE');
+      checks.removed = res.getHeader('x-gone');
+      res.statusCode = 418;
+      res.end('teapot');
+    });
+    const { res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.deepEqual(checks, { keep: 'kept', cookies: ['a=1', 'b=2'], replaced: 'new', missing: undefined, removed: undefined });
+    assert.equal(res.status, 418);
+    assert.equal(res.header('x-keep'), 'kept');
+    assert.equal(res.count('x-gone'), 0, 'removed header not sent');
+    assert.deepEqual(res.headers['set-cookie'], ['a=1', 'b=2'], 'an array value is sent as several lines');
+    assert.deepEqual(res.headers['x-replace'], ['new']);
+    assert.equal(res.text, 'teapot');
+  });
+
+  test.it('headers cannot change once sent; write after end throws; CR/LF in a header value throws', async (t) => {
+    const errors = {};
+    const server = serve(t, {}, (req, res) => {
+      try {
+        res.setHeader('X-Bad', 'a\r\nInjected: yes');
+      } catch (e) {
+        errors.inject = e;
+      }
+      try {
+        res.setHeader('Bad Name', 'x');
+      } catch (e) {
+        errors.name = e;
+      }
+      res.write('a');
+      try {
+        res.setHeader('X-Late', '1');
+      } catch (e) {
+        errors.late = e;
+      }
+      try {
+        res.writeHead(500);
+      } catch (e) {
+        errors.lateHead = e;
+      }
+      res.end('b');
+      try {
+        res.write('c');
+      } catch (e) {
+        errors.afterEnd = e;
+      }
+    });
+    const { res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.ok(errors.inject instanceof TypeError, 'CR/LF in a value → TypeError');
+    assert.ok(errors.name instanceof TypeError, 'invalid header name → TypeError');
+    assert.ok(errors.late instanceof Error, 'setHeader after the head went out throws');
+    assert.ok(errors.lateHead instanceof Error, 'writeHead after the head went out throws');
+    assert.ok(errors.afterEnd instanceof Error, 'write after end throws');
+    assert.equal(res.status, 200);
+    assert.equal(res.count('injected'), 0);
+    assert.equal(res.count('x-late'), 0);
+    assert.equal(res.text, 'ab');
+  });
+
+  test.it('write() without a length: chunked transfer coding, one chunk per write', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      res.write('hello ');
+      res.write(Buffer.from('chunked '));
+      res.write(new TextEncoder().encode('world'));
+      res.write(''); // an empty write must not end the body
+      res.end('!');
+    });
+    const { raw, res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal(res.header('transfer-encoding'), 'chunked');
+    assert.equal(res.count('content-length'), 0, 'no Content-Length with chunked');
+    assert.equal(res.text, 'hello chunked world!');
+    const wire = res.wire.toString('latin1');
+    assert.ok(wire.endsWith('\r\n\r\n6\r\nhello \r\n8\r\nchunked \r\n5\r\nworld\r\n1\r\n!\r\n0\r\n\r\n'), show(res.wire));
+    assert.ok(await raw.staysOpen(50), 'keep-alive after a chunked response');
+    // Node's client reads it too.
+    const viaNode = await request(portOf(server));
+    assert.equal(viaNode.text, 'hello chunked world!');
+    assert.equal(viaNode.headers['transfer-encoding'], 'chunked');
+  });
+
+  test.it('write() with a Content-Length set: not chunked, exact bytes', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.setHeader('Content-Length', 11);
+      res.write('hello');
+      res.write(' ');
+      res.end('world');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n');
+    for (let i = 0; i < 2; i++) {
+      const res = await raw.response();
+      assert.equal(res.count('transfer-encoding'), 0);
+      assert.deepEqual(res.headers['content-length'], ['11']);
+      assert.equal(res.text, 'hello world');
+    }
+  });
+
+  test.it('end(body) with views sends exactly the view\'s bytes', async (t) => {
+    const slab = new Uint8Array(64).map((_, i) => i);
+    const f64 = new Float64Array([1.5, -2.25, 3e10]);
+    const u16 = new Uint16Array([0x4142, 0x4344, 0x4546, 0x4748]);
+    const bodies = {
+      '/string': ['héllo €', Buffer.from('héllo €')],
+      '/buffer-pooled': [Buffer.from('pooled'), Buffer.from('pooled')], // a slice of Node's pool
+      '/subarray': [slab.subarray(10, 20), Buffer.from(slab.subarray(10, 20))],
+      '/arraybuffer': [slab.buffer.slice(3, 9), Buffer.from(slab.slice(3, 9))],
+      '/dataview': [new DataView(slab.buffer, 40, 5), Buffer.from(slab.subarray(40, 45))],
+      '/float64-sub': [f64.subarray(1, 3), Buffer.from(f64.buffer, 8, 16)],
+      '/uint16-sub': [u16.subarray(1, 3), Buffer.from(u16.buffer, 2, 4)],
+      '/empty-view': [slab.subarray(5, 5), Buffer.alloc(0)],
+      '/none': [undefined, Buffer.alloc(0)],
+    };
+    const server = serve(t, {}, (req, res) => {
+      res.end(bodies[req.url][0]);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    for (const [url, [, want]] of Object.entries(bodies)) {
+      raw.write(`GET ${url} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      const res = await raw.response();
+      assert.deepEqual(res.headers['content-length'], [String(want.length)], `${url}: Content-Length`);
+      assert.deepEqual(res.body, want, `${url}: body bytes`);
+    }
+  });
+
+  test.it('write() with views also sends exactly the view\'s bytes', async (t) => {
+    const slab = new Uint8Array(32).map((_, i) => 0x61 + (i % 26));
+    const server = serve(t, {}, (req, res) => {
+      res.write(slab.subarray(2, 5));
+      res.write(new DataView(slab.buffer, 10, 2));
+      res.write(slab.buffer.slice(20, 21));
+      res.end();
+    });
+    const { res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal(res.text, 'cdekl' + 'u');
+  });
+
+  test.it('end() may be called after the handler returned (timer, async handler, later writes)', async (t) => {
+    const server = serve(t, {}, async (req, res) => {
+      if (req.url === '/timer') {
+        setTimeout(() => res.end('late'), 60);
+      } else if (req.url === '/async') {
+        await delay(30);
+        res.setHeader('X-Async', 'yes');
+        await delay(30);
+        res.end('awaited');
+      } else {
+        res.write('first;');
+        await delay(40);
+        res.write('second;');
+        await delay(40);
+        res.end('third');
+      }
+    });
+    const port = portOf(server);
+    const [a, b, c] = await Promise.all([request(port, { path: '/timer' }), request(port, { path: '/async' }), request(port, { path: '/stream' })]);
+    assert.equal(a.text, 'late');
+    assert.equal(b.text, 'awaited');
+    assert.equal(b.headers['x-async'], 'yes');
+    assert.equal(c.text, 'first;second;third');
+    assert.equal(c.headers['transfer-encoding'], 'chunked');
+  });
+
+  test.it('correct reason phrases (RFC 9110) for the standard codes', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.statusCode = Number(req.url.slice(1));
+      res.end();
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    const wrong = [];
+    for (const [code, reason] of Object.entries(REASONS)) {
+      raw.write(`GET /${code} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      const res = await raw.response();
+      assert.equal(res.status, Number(code));
+      if (res.reason !== reason) wrong.push(`${code}: got ${JSON.stringify(res.reason)}, want ${JSON.stringify(reason)}`);
+    }
+    assert.deepEqual(wrong, []);
+  });
+
+  test.it('exactly one Content-Length, whatever the handler set', async (t) => {
+    const cases = {
+      '/plain': (res) => res.end('hello'),
+      '/user-same': (res) => {
+        res.setHeader('Content-Length', '5');
+        res.end('hello');
+      },
+      '/user-lower': (res) => {
+        res.setHeader('content-length', 5);
+        res.end(Buffer.from('hello'));
+      },
+      '/writeHead-array-dup': (res) => {
+        res.writeHead(200, ['Content-Length', '5', 'CONTENT-LENGTH', '5']);
+        res.end('hello');
+      },
+      '/user-te': (res) => {
+        res.setHeader('Transfer-Encoding', 'chunked');
+        res.end('hello');
+      },
+      '/empty': (res) => res.end(),
+    };
+    const server = serve(t, {}, (req, res) => cases[req.url](res));
+    const raw = await Raw.connect(t, portOf(server));
+    for (const url of Object.keys(cases)) {
+      raw.write(`GET ${url} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      const res = await raw.response();
+      const want = url === '/empty' ? '0' : '5';
+      assert.deepEqual(res.headers['content-length'], [want], `${url}: one Content-Length`);
+      assert.equal(res.count('transfer-encoding'), 0, `${url}: no Transfer-Encoding next to Content-Length`);
+      assert.equal(res.body.length, Number(want));
+    }
+    // Node's strict parser agrees (it refuses duplicate or conflicting lengths).
+    for (const url of Object.keys(cases)) {
+      const res = await request(portOf(server), { path: url });
+      assert.equal(res.status, 200, url);
+    }
+  });
+
+  test.it('a body shorter than the Content-Length the handler promised closes the connection', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.setHeader('Content-Length', '10');
+      res.end('hello');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    await raw.wait(() => raw.buf.includes('hello'), 3000, 'the short body');
+    await raw.end();
+    assert.ok(raw.buf.toString('latin1').startsWith('HTTP/1.1 200 OK\r\n'));
+  });
+
+  test.it('204 and 304 carry no body and no chunked coding', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.statusCode = Number(req.url.slice(1));
+      res.write('ignored');
+      res.end('ignored too');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /204 HTTP/1.1\r\nHost: h\r\n\r\nGET /304 HTTP/1.1\r\nHost: h\r\n\r\nGET /200 HTTP/1.1\r\nHost: h\r\n\r\n');
+    const a = await raw.response();
+    const b = await raw.response();
+    const c = await raw.response();
+    assert.equal(a.status, 204);
+    assert.equal(a.count('transfer-encoding') + a.count('content-length'), 0);
+    assert.equal(b.status, 304);
+    assert.equal(b.count('transfer-encoding'), 0);
+    assert.equal(c.status, 200, 'the next response starts right after the body-less ones');
+    assert.equal(c.text, 'ignoredignored too');
+  });
+
+  test.it('a reason phrase with CR/LF cannot split the head; invalid status codes throw RangeError', async (t) => {
+    const thrown = [];
+    const server = serve(t, {}, (req, res) => {
+      for (const bad of [99, 1000, 200.5, '200']) {
+        try {
+          res.writeHead(bad);
+        } catch (e) {
+          thrown.push(e instanceof RangeError);
+        }
+      }
+      res.writeHead(200, 'Fine\r\nX-Injected: yes');
+      res.end('x');
+    });
+    const { raw, res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.deepEqual(thrown, [true, true, true, true]);
+    assert.equal(res.status, 200);
+    assert.equal(res.count('x-injected'), 0, 'no injected header');
+    assert.doesNotMatch(res.reason, /[\r\n]/);
+    assert.equal(res.text, 'x');
+    assert.ok(await raw.staysOpen(30));
+  });
+
+  test.it('end() twice sends one response; the user Content-Length rules the framing', async (t) => {
+    const cases = {
+      '/twice': (res) => {
+        res.end('a');
+        res.end('b');
+      },
+      // A shorter Content-Length: only that many bytes go out, the next response follows cleanly.
+      '/shorter': (res) => {
+        res.setHeader('Content-Length', '3');
+        res.end('hello');
+      },
+      // An invalid one is replaced by the real length.
+      '/invalid': (res) => {
+        res.setHeader('Content-Length', 'abc');
+        res.end('hello');
+      },
+    };
+    const server = serve(t, {}, (req, res) => cases[req.url](res));
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /twice HTTP/1.1\r\nHost: h\r\n\r\nGET /shorter HTTP/1.1\r\nHost: h\r\n\r\nGET /invalid HTTP/1.1\r\nHost: h\r\n\r\n');
+    const a = await raw.response();
+    assert.equal(a.text, 'a');
+    const b = await raw.response();
+    assert.deepEqual(b.headers['content-length'], ['3']);
+    assert.equal(b.text, 'hel');
+    const c = await raw.response();
+    assert.deepEqual(c.headers['content-length'], ['5']);
+    assert.equal(c.text, 'hello');
+    await delay(30);
+    assert.equal(raw.buf.length, 0, 'nothing stray on the wire');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// HTTP/1.1 semantics
+
+test.describe('HTTP/1.1 semantics', () => {
+  test.it('every method reaches the handler as sent', async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push([req.method, req.url, req.content]);
+      res.end(`${req.method} ${req.url}`);
+    });
+    const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'PROPFIND', 'PURGE'];
+    const raw = await Raw.connect(t, portOf(server));
+    for (const m of methods) {
+      const target = m === 'CONNECT' ? 'example.test:443' : m === 'OPTIONS' ? '*' : `/${m.toLowerCase()}`;
+      const body = m === 'POST' || m === 'PUT' || m === 'PATCH' ? 'data' : '';
+      raw.write(`${m} ${target} HTTP/1.1\r\nHost: h\r\n${body ? `Content-Length: ${body.length}\r\n` : ''}\r\n${body}`);
+      const res = await raw.response({ head: m === 'HEAD' });
+      assert.equal(res.status, 200, m);
+      if (m !== 'HEAD') assert.equal(res.text, `${m} ${target}`);
+    }
+    assert.deepEqual(
+      seen.map((s) => s[0]),
+      methods,
+    );
+    assert.equal(seen.find((s) => s[0] === 'PATCH')[2], 'data');
+    assert.equal(seen.find((s) => s[0] === 'CONNECT')[1], 'example.test:443');
+    assert.equal(seen.find((s) => s[0] === 'OPTIONS')[1], '*');
+  });
+
+  test.it('keep-alive: HTTP/1.1 by default, one connection for many requests', async (t) => {
+    const ports = [];
+    const server = serve(t, {}, (req, res) => {
+      ports.push(req.connection.remotePort);
+      res.end(String(ports.length));
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    for (let i = 1; i <= 3; i++) {
+      raw.write(`GET /${i} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      const res = await raw.response();
+      assert.equal(res.text, String(i));
+      assert.match(res.header('connection'), /keep-alive/i);
+    }
+    assert.ok(await raw.staysOpen(100));
+    assert.deepEqual(ports, [raw.localPort, raw.localPort, raw.localPort]);
+  });
+
+  test.it('keep-alive: "Connection: close" from the client or the handler closes after the response', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      if (req.url === '/handler-close') res.setHeader('Connection', 'close');
+      res.end('bye');
+    });
+    const a = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', { close: true });
+    assert.equal(a.res.text, 'bye');
+    assert.match(a.res.header('connection'), /close/i);
+    const b = await rawOnce(t, portOf(server), 'GET /handler-close HTTP/1.1\r\nHost: h\r\n\r\n', { close: true });
+    assert.equal(b.res.text, 'bye');
+    assert.match(b.res.header('connection'), /close/i);
+    assert.equal(b.res.count('connection'), 1, 'one Connection header');
+  });
+
+  test.it('HTTP/1.0: closes by default; "Connection: keep-alive" keeps it open', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end(req.httpVersion));
+    const a = await rawOnce(t, portOf(server), 'GET / HTTP/1.0\r\n\r\n', { close: true });
+    assert.equal(a.res.text, '1.0');
+    assert.match(a.res.header('connection') || 'close', /close/i);
+    const raw = await Raw.connect(t, portOf(server));
+    for (let i = 0; i < 2; i++) {
+      raw.write('GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n');
+      const res = await raw.response();
+      assert.equal(res.text, '1.0');
+      assert.match(res.header('connection'), /keep-alive/i);
+    }
+    assert.ok(await raw.staysOpen(100), 'HTTP/1.0 keep-alive connection stays open');
+  });
+
+  test.it('HTTP/1.0: a body of unknown length is not chunked and ends with the connection', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.write('part1,');
+      setTimeout(() => res.end('part2'), 20);
+    });
+    for (const extra of ['', 'Connection: keep-alive\r\n']) {
+      const raw = await Raw.connect(t, portOf(server));
+      raw.write(`GET / HTTP/1.0\r\n${extra}\r\n`);
+      const wire = (await raw.end()).toString('latin1');
+      const res = parseResponse(Buffer.from(wire, 'latin1'), { ended: true });
+      assert.equal(res.count('transfer-encoding'), 0, 'never chunked for HTTP/1.0');
+      assert.equal(res.count('content-length'), 0);
+      assert.equal(res.text, 'part1,part2');
+    }
+  });
+
+  test.it('pipelined requests are answered in order, even when later ones finish first', async (t) => {
+    const order = [];
+    const server = serve(t, {}, (req, res) => {
+      order.push(req.url);
+      const wait = { '/a': 120, '/b': 0, '/c': 60, '/d': 0, '/e': 10 }[req.url];
+      setTimeout(() => res.end(`${req.method} ${req.url} ${req.content ?? ''}`), wait);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(
+      'GET /a HTTP/1.1\r\nHost: h\r\n\r\n' +
+        'POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody' +
+        'HEAD /c HTTP/1.1\r\nHost: h\r\n\r\n' +
+        'POST /d HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' +
+        'GET /e HTTP/1.1\r\nHost: h\r\n\r\n',
+    );
+    const got = [];
+    for (const head of [false, false, true, false, false]) got.push(await raw.response({ head }));
+    assert.deepEqual(
+      got.map((r) => r.text),
+      ['GET /a ', 'POST /b body', '', 'POST /d abc', 'GET /e '],
+    );
+    assert.equal(got[2].header('content-length'), String('HEAD /c '.length), 'HEAD gets the length of the body it would have had');
+    assert.deepEqual(order, ['/a', '/b', '/c', '/d', '/e']);
+    assert.equal(raw.buf.length, 0, 'nothing after the last response');
+  });
+
+  test.it('pipelined requests split at odd places are all answered', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end(req.url));
+    const raw = await Raw.connect(t, portOf(server));
+    const all = Buffer.from(
+      Array.from({ length: 6 }, (_, i) => `GET /r${i} HTTP/1.1\r\nHost: h\r\n\r\n`).join(''),
+    );
+    for (let i = 0; i < all.length; i += 7) {
+      raw.write(all.subarray(i, i + 7));
+      if (i % 21 === 0) await delay(2);
+    }
+    for (let i = 0; i < 6; i++) assert.equal((await raw.response()).text, `/r${i}`);
+  });
+
+  test.it('Content-Length request bodies, sent in pieces', async (t) => {
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req;
+      res.end(String(req.bytes.byteLength));
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    const body = Buffer.alloc(50000, 'x');
+    raw.write(`POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`);
+    raw.write(body.subarray(0, 10000));
+    await delay(20);
+    raw.write(body.subarray(10000));
+    assert.equal((await raw.response()).text, '50000');
+    assert.equal(seen.content, body.toString());
+    // Content-Length: 0 and no body at all
+    raw.write('POST /zero HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n');
+    assert.equal((await raw.response()).text, '0');
+    assert.equal(seen.content, '');
+  });
+
+  test.it('chunked request bodies: extensions and trailers are not part of the body or the headers', async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push(req);
+      res.end(req.content ?? '');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(
+      'POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        '5;name=value\r\nhello\r\n' +
+        '6\r\n world\r\n' +
+        '0\r\nX-Trailer: t\r\nX-Other: o\r\n\r\n' +
+        'GET /after HTTP/1.1\r\nHost: h\r\n\r\n',
+    );
+    assert.equal((await raw.response()).text, 'hello world');
+    assert.equal((await raw.response()).status, 200);
+    assert.equal(seen[0].content, 'hello world');
+    assert.equal(Buffer.from(seen[0].bytes).toString(), 'hello world');
+    assert.equal(seen[0].headers['x-trailer'], undefined, 'trailers are ignored');
+    assert.ok(!seen[0].rawHeaders.includes('X-Trailer'));
+    assert.equal(seen[0].headers['transfer-encoding'], 'chunked');
+    assert.equal(seen[1].url, '/after', 'the request after the trailers is read as a request');
+    // Trickled, with a chunked urlencoded form.
+    raw.write('POST /f?z=1 HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n');
+    for (const piece of ['4\r', '\na=1&\r\n', '3\r\nb=2', '\r\n0\r\n', '\r\n']) {
+      await delay(5);
+      raw.write(piece);
+    }
+    assert.equal((await raw.response()).text, 'a=1&b=2');
+    assert.deepEqual({ ...seen[2].CGI }, { z: '1', a: '1', b: '2' });
+  });
+
+  test.it('Expect: 100-continue: 100 before the body, then the final response', async (t) => {
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req;
+      res.end(`got ${req.content}`);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n');
+    const interim = await raw.response();
+    assert.equal(interim.status, 100);
+    assert.equal(interim.reason, 'Continue');
+    assert.equal(seen, undefined, 'the handler waits for the body');
+    raw.write('hello');
+    const final = await raw.response();
+    assert.equal(final.status, 200);
+    assert.equal(final.text, 'got hello');
+    // Chunked with 100-continue
+    raw.write('PUT /y HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n');
+    assert.equal((await raw.response()).status, 100);
+    raw.write('2\r\nok\r\n0\r\n\r\n');
+    assert.equal((await raw.response()).text, 'got ok');
+  });
+
+  test.it('Expect: 100-continue with Node\'s http client', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end(`got ${req.content}`));
+    const res = await request(portOf(server), {
+      method: 'POST',
+      headers: { Expect: '100-continue', 'Content-Length': 7 },
+      setup(req) {
+        req.on('continue', () => {
+          req.sackEvents.push('continue');
+          req.end('payload');
+        });
+      },
+    });
+    assert.deepEqual(res.events, ['continue']);
+    assert.equal(res.status, 200);
+    assert.equal(res.text, 'got payload');
+  });
+
+  test.it('HEAD: headers as for GET, no body (with end(body), write() and pipelined after)', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.setHeader('Content-Type', 'text/plain');
+      if (req.url === '/stream') {
+        res.write('streamed ');
+        res.end('body');
+      } else {
+        res.end('hello');
+      }
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(
+      'HEAD / HTTP/1.1\r\nHost: h\r\n\r\n' + 'HEAD /stream HTTP/1.1\r\nHost: h\r\n\r\n' + 'GET / HTTP/1.1\r\nHost: h\r\n\r\n',
+    );
+    const a = await raw.response({ head: true });
+    assert.equal(a.status, 200);
+    assert.deepEqual(a.headers['content-length'], ['5']);
+    assert.equal(a.header('content-type'), 'text/plain');
+    const b = await raw.response({ head: true });
+    assert.equal(b.status, 200);
+    assert.equal(b.count('content-length') <= 1, true);
+    const c = await raw.response();
+    assert.equal(c.status, 200, `the GET response follows the HEAD responses directly; wire: ${show(c.wire)}`);
+    assert.equal(c.text, 'hello');
+    assert.equal(raw.buf.length, 0, 'no stray body bytes');
+    assert.ok(await raw.staysOpen(50));
+  });
+
+  test.it('HEAD: a Content-Length set by the handler is kept though no body is sent', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.setHeader('Content-Length', '1234');
+      res.end();
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('HEAD / HTTP/1.1\r\nHost: h\r\n\r\n');
+    const res = await raw.response({ head: true });
+    assert.deepEqual(res.headers['content-length'], ['1234']);
+    assert.ok(await raw.staysOpen(30));
+    assert.equal(raw.buf.length, 0);
+  });
+
+  test.it('"Connection: close" in the middle of a pipeline: later requests are not answered', async (t) => {
+    const urls = [];
+    const server = serve(t, {}, (req, res) => {
+      urls.push(req.url);
+      res.end(req.url);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGET /c HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, '/a');
+    assert.equal((await raw.response()).text, '/b');
+    await raw.end();
+    assert.equal(raw.buf.length, 0);
+    assert.deepEqual(urls, ['/a', '/b']);
+  });
+
+  test.it('a burst of 100 pipelined requests in one write, answered in order', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      if (Number(req.url.slice(1)) % 3 === 0) setImmediate(() => res.end(req.url));
+      else res.end(req.url);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(Array.from({ length: 100 }, (_, i) => `GET /${i} HTTP/1.1\r\nHost: h\r\n\r\n`).join(''));
+    for (let i = 0; i < 100; i++) assert.equal((await raw.response()).text, `/${i}`);
+  });
+
+  test.it('Expect: 100-continue on HTTP/1.0 gets no 100 (RFC 9110 §10.1.1)', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end(`got ${req.content}`));
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n');
+    await delay(100);
+    assert.equal(raw.buf.length, 0, `nothing before the body; got ${show(raw.buf)}`);
+    raw.write('hi');
+    const res = await raw.response();
+    assert.equal(res.status, 200);
+    assert.equal(res.text, 'got hi');
+  });
+
+  test.it('Content-Length and Transfer-Encoding together: read as chunked, then the connection closes', async (t) => {
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req;
+      res.end('ok');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n');
+    const res = await raw.response();
+    assert.equal(res.status, 200);
+    assert.equal(seen.content, 'ab');
+    assert.match(res.header('connection'), /close/i);
+    await raw.end();
+  });
+
+  test.it('an unsupported transfer coding → 501 and close', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end());
+    const { res } = await rawOnce(t, portOf(server), 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', {
+      close: true,
+    });
+    assert.equal(res.status, 501);
+    assert.equal(res.reason, 'Not Implemented');
+  });
+
+  test.it('a keep-alive connection may upgrade to WebSocket on a later request', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end('plain'));
+    const connected = nextEvent(server, 'connect');
+    const raw = await Raw.connect(t, portOf(server));
+    const key = crypto.randomBytes(16).toString('base64');
+    raw.write('GET /plain HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, 'plain');
+    raw.write(
+      `GET /ws?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    const res = await raw.response({ head: true });
+    assert.equal(res.status, 101);
+    const accept = crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+    assert.equal(res.header('sec-websocket-accept'), accept);
+    const { args } = await connected;
+    assert.equal(args[0].url, '/ws');
+    assert.equal(args[0].readyState, 1);
+    raw.socket.destroy(); // the raw client does not answer a close frame
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Bad input
+
+test.describe('bad input', () => {
+  const malformed = {
+    'garbage request line': 'GARBAGE\r\n\r\n',
+    'no HTTP version': 'GET /\r\nHost: h\r\n\r\n',
+    'extra token in the request line': 'GET / HTTP/1.1 extra\r\nHost: h\r\n\r\n',
+    'unknown version': 'GET / HTTP/7.3\r\nHost: h\r\n\r\n',
+    'header without a colon': 'GET / HTTP/1.1\r\nHost h\r\n\r\n',
+    'space before the colon': 'GET / HTTP/1.1\r\nHost : h\r\n\r\n',
+    'bad character in a header name': 'GET / HTTP/1.1\r\nHo(st: h\r\n\r\n',
+    'NUL in a header value': 'GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n',
+    'obsolete line folding': 'GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n',
+    'conflicting Content-Length': 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd',
+    'non-numeric Content-Length': 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3x\r\n\r\nabc',
+    'bad chunk size': 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
+    'HTTP/1.0 with Transfer-Encoding': 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+  };
+  for (const [name, bytes] of Object.entries(malformed)) {
+    test.it(`${name} → 400 and close`, async (t) => {
+      let called = false;
+      const server = serve(t, {}, (req, res) => {
+        called = true;
+        res.end();
+      });
+      const raw = await Raw.connect(t, portOf(server));
+      raw.write(Buffer.from(bytes, 'latin1'));
+      const wire = await raw.end();
+      const res = parseResponse(wire, { ended: true });
+      assert.ok(res, `a response; got ${show(wire)}`);
+      assert.equal(res.status, 400, `status; got ${show(wire)}`);
+      assert.equal(res.reason, 'Bad Request');
+      assert.match(res.header('connection') || '', /close/i);
+      assert.equal(called, false, 'the handler is not called');
+    });
+  }
+
+  test.it('a malformed head also emits the server error event', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end());
+    const errored = nextEvent(server, 'error');
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GARBAGE\r\n\r\n');
+    await raw.end();
+    const { self, args } = await errored;
+    assert.equal(self, server);
+    assert.equal(args[0].remotePort, raw.localPort);
+    assert.equal(typeof args[0].error.code, 'string');
+  });
+
+  test.it('a head over maxHeaderSize → 431 and close; one just under is served', async (t) => {
+    const server = serve(t, { maxHeaderSize: 1024 }, (req, res) => res.end('fine'));
+    const port = portOf(server);
+    // Complete head, too large.
+    const big = await rawOnce(t, port, `GET / HTTP/1.1\r\nHost: h\r\nX-Big: ${'b'.repeat(2000)}\r\n\r\n`, { close: true });
+    assert.equal(big.res.status, 431);
+    assert.equal(big.res.reason, 'Request Header Fields Too Large');
+    // A head that keeps growing without ending.
+    const raw = await Raw.connect(t, port);
+    raw.write(`GET / HTTP/1.1\r\nHost: h\r\nX-Big: ${'b'.repeat(600)}`);
+    await delay(20);
+    raw.write('b'.repeat(600));
+    const wire = await raw.end();
+    assert.equal(parseResponse(wire, { ended: true }).status, 431);
+    // Too many header lines.
+    const many = Array.from({ length: 200 }, (_, i) => `X-${i}: v\r\n`).join('');
+    const lots = await rawOnce(t, port, `GET / HTTP/1.1\r\nHost: h\r\n${many}\r\n`, { close: true });
+    assert.ok([431, 400].includes(lots.res.status), `status ${lots.res.status}`);
+    // Under the limit.
+    const ok = await rawOnce(t, port, `GET / HTTP/1.1\r\nHost: h\r\nX-Big: ${'b'.repeat(900)}\r\n\r\n`);
+    assert.equal(ok.res.status, 200);
+    assert.equal(ok.res.text, 'fine');
+  });
+
+  test.it('a body over maxBodySize → 413 (declared length, chunked, and with 100-continue no 100)', async (t) => {
+    let calls = 0;
+    const server = serve(t, { maxBodySize: 100 }, (req, res) => {
+      calls++;
+      res.end(String(req.bytes.byteLength));
+    });
+    const port = portOf(server);
+    const ok = await rawOnce(t, port, `POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n${'x'.repeat(100)}`);
+    assert.equal(ok.res.text, '100', 'exactly maxBodySize is accepted');
+    const declared = await rawOnce(t, port, `POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n${'x'.repeat(101)}`, { close: true });
+    assert.equal(declared.res.status, 413);
+    assert.equal(declared.res.reason, 'Content Too Large');
+    const chunked = await rawOnce(
+      t,
+      port,
+      `POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n${'x'.repeat(50)}\r\n33\r\n${'y'.repeat(51)}\r\n0\r\n\r\n`,
+      { close: true },
+    );
+    assert.equal(chunked.res.status, 413);
+    const expect = await rawOnce(t, port, 'POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n', {
+      close: true,
+    });
+    assert.equal(expect.res.status, 413, 'refused at once, without 100 Continue');
+    assert.equal(calls, 1);
+  });
+
+  test.it('a head not complete within handshakeTimeout: connection dropped and an error event', async (t) => {
+    const server = serve(t, { handshakeTimeout: 300 }, (req, res) => res.end('ok'));
+    const port = portOf(server);
+    const started = Date.now();
+    const silent = await Raw.connect(t, port);
+    const partial = await Raw.connect(t, port);
+    partial.write('GET / HTTP/1.1\r\nHost: h\r\n');
+    await Promise.all([silent.end(3000), partial.end(3000)]);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 250, `dropped after ${elapsed} ms, before the 300 ms timeout`);
+    assert.equal(parseResponse(partial.buf, { ended: true }), null, 'no HTTP response, just dropped');
+    await withTimeout(
+      (async () => {
+        while (server.errors.length < 2) await delay(10);
+      })(),
+      2000,
+      'two error events',
+    );
+    const ports = server.errors.map((e) => e.remotePort).sort();
+    assert.deepEqual(ports, [silent.localPort, partial.localPort].sort());
+    for (const e of server.errors) {
+      assert.equal(typeof e.error.code, 'string');
+      assert.equal(typeof e.error.message, 'string');
+    }
+  });
+
+  test.it('a slow head finished within handshakeTimeout is served; an idle keep-alive is closed quietly', async (t) => {
+    const server = serve(t, { handshakeTimeout: 400 }, (req, res) => res.end('ok'));
+    const raw = await Raw.connect(t, portOf(server));
+    for (const piece of ['GET / HT', 'TP/1.1\r\nHo', 'st: h\r\n', '\r\n']) {
+      raw.write(piece);
+      await delay(50);
+    }
+    assert.equal((await raw.response()).text, 'ok');
+    await raw.end(3000); // the idle keep-alive connection times out
+    await delay(50);
+    assert.deepEqual(server.errors, [], 'no error event for an idle keep-alive connection');
+  });
+
+  test.it('a handler that throws: the client gets 500 and the exception reaches the process', async () => {
+    const code = `
+      const http = require('node:http');
+      const sack = require('.');
+      const out = { uncaught: [] };
+      process.on('uncaughtException', (e) => out.uncaught.push(e && e.message));
+      const server = sack.Websocket.Server({ address: '127.0.0.1', port: 0 });
+      server.onrequest = (req, res) => {
+        if (req.url === '/throw') throw new Error('boom in handler');
+        if (req.url === '/throw-after-head') { res.write('partial'); throw new Error('boom after head'); }
+        res.end('still serving');
+      };
+      const port = server.address().port;
+      function get(p) {
+        return new Promise((resolve) => {
+          const req = http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
+            let body = '';
+            res.on('data', (d) => (body += d));
+            res.on('end', () => resolve({ status: res.statusCode, body, complete: res.complete }));
+            res.on('error', (e) => resolve({ status: res.statusCode, body, error: e.code || e.message }));
+            res.on('aborted', () => {});
+          });
+          req.on('error', (e) => resolve({ error: e.code || e.message }));
+          req.setTimeout(3000, () => req.destroy(new Error('client timeout')));
+        });
+      }
+      (async () => {
+        out.thrown = await get('/throw');
+        out.afterHead = await get('/throw-after-head');
+        out.next = await get('/fine');
+        server.onclose = () => { process.stdout.write(JSON.stringify(out)); };
+        server.close();
+      })();
+      setTimeout(() => { process.stdout.write(JSON.stringify({ ...out, stuck: true })); process.exit(3); }, 6000).unref();
+    `;
+    const r = await runNode(code, 10000);
+    assert.equal(r.code, 0, `child exit ${r.code} ${r.signal}; stderr: ${r.stderr}; stdout: ${r.stdout}`);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.thrown.status, 500, JSON.stringify(out));
+    assert.equal(out.thrown.body, 'Internal Server Error');
+    assert.ok(!out.afterHead.complete || out.afterHead.error, `a response whose head was out is cut short: ${JSON.stringify(out.afterHead)}`);
+    assert.deepEqual(out.uncaught, ['boom in handler', 'boom after head']);
+    assert.equal(out.next.status, 200);
+    assert.equal(out.next.body, 'still serving');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// No request handler
+
+test.describe('no request handler', () => {
+  test.it('426 Upgrade Required, then close', async (t) => {
+    const server = serve(t);
+    const { res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', { close: true });
+    assert.equal(res.status, 426);
+    assert.equal(res.reason, 'Upgrade Required');
+    assert.match(res.header('upgrade') || '', /websocket/i);
+    assert.equal(res.count('content-length'), 1);
+    const viaNode = await request(portOf(server));
+    assert.equal(viaNode.status, 426);
+  });
+
+  test.it('a handler set and then removed: 426 again', async (t) => {
+    const server = serve(t);
+    const handler = (req, res) => res.end('served');
+    server.onrequest = handler;
+    assert.equal((await request(portOf(server))).status, 200);
+    server.onrequest = null;
+    assert.equal((await request(portOf(server))).status, 426);
+    server.on('request', handler);
+    assert.equal((await request(portOf(server))).status, 200);
+    server.off('request', handler);
+    assert.equal((await request(portOf(server))).status, 426);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// server.close() and HTTP connections (contract: "close every open
+// connection of this server, emit close when done")
+
+test.describe('server.close() and HTTP connections', () => {
+  test.it('an idle keep-alive HTTP connection is closed by server.close()', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end('ok'));
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, 'ok');
+    await closeServer(server);
+    // Before the fix: it stays open until handshakeTimeout (10 s), and a
+    // request sent on it meanwhile is answered "426 Upgrade Required".
+    await raw.end(1000);
+  });
+
+  test.it('a response in flight at server.close() completes with "Connection: close"; close fires after it', async (t) => {
+    let pending;
+    const server = serve(t, {}, (req, res) => {
+      pending = res;
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /slow HTTP/1.1\r\nHost: h\r\n\r\n');
+    await withTimeout(
+      (async () => {
+        while (!pending) await delay(5);
+      })(),
+      2000,
+      'the request',
+    );
+    let closedAt = 0;
+    server.once('close', () => {
+      closedAt = Date.now();
+    });
+    server.close();
+    await delay(100);
+    const endedAt = Date.now();
+    pending.end('done');
+    const res = await raw.response();
+    assert.equal(res.text, 'done');
+    await withTimeout(
+      (async () => {
+        while (!closedAt) await delay(5);
+      })(),
+      2000,
+      'the server close event',
+    );
+    const problems = [];
+    if (!/close/i.test(res.header('connection') || '')) problems.push(`response has Connection: ${res.header('connection')}`);
+    if (closedAt < endedAt) problems.push(`close event ${endedAt - closedAt} ms before the response ended`);
+    try {
+      await raw.end(1000);
+    } catch {
+      problems.push('connection still open after the response');
+    }
+    assert.deepEqual(problems, []);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Real clients
+
+test.describe('Node http client', () => {
+  test.it('keep-alive agent reuses one connection; POST body; chunked upload', async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push({ port: req.connection.remotePort, method: req.method, content: req.content, te: req.headers['transfer-encoding'] });
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ method: req.method, url: req.url, len: req.bytes ? req.bytes.byteLength : null }));
+    });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    t.after(() => agent.destroy());
+    const port = portOf(server);
+    const a = await request(port, { agent, path: '/one' });
+    const b = await request(port, { agent, method: 'POST', path: '/two', headers: { 'Content-Type': 'text/plain' }, body: 'posted' });
+    const c = await request(port, {
+      agent,
+      method: 'PUT',
+      path: '/three',
+      setup(req) {
+        req.write('chunk1-');
+        setTimeout(() => {
+          req.write('chunk2-');
+          setTimeout(() => req.end('end'), 10);
+        }, 10);
+      },
+    });
+    assert.deepEqual(JSON.parse(a.text), { method: 'GET', url: '/one', len: null });
+    assert.deepEqual(JSON.parse(b.text), { method: 'POST', url: '/two', len: 6 });
+    assert.deepEqual(JSON.parse(c.text), { method: 'PUT', url: '/three', len: 17 });
+    assert.equal(seen[1].content, 'posted');
+    assert.equal(seen[2].content, 'chunk1-chunk2-end');
+    assert.equal(seen[2].te, 'chunked');
+    assert.equal(new Set(seen.map((s) => s.port)).size, 1, 'one connection for the three requests');
+  });
+});
+
+test.describe('curl', { skip: !HAVE_CURL && 'no /usr/bin/curl' }, () => {
+  test.it('keep-alive: two URLs over one connection', async (t) => {
+    const ports = [];
+    const server = serve(t, {}, (req, res) => {
+      ports.push(req.connection.remotePort);
+      res.end(`${req.url}\n`);
+    });
+    const base = `http://${HOST}:${portOf(server)}`;
+    const r = await curl(['-v', `${base}/a`, `${base}/b`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '/a\n/b\n');
+    assert.match(r.stderr, /Re-using existing connection/i);
+    assert.equal(ports.length, 2);
+    assert.equal(ports[0], ports[1], 'same client port for both requests');
+  });
+
+  test.it('--http1.0', async (t) => {
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req;
+      res.write('one ');
+      res.end('two');
+    });
+    const r = await curl(['--http1.0', '-i', `http://${HOST}:${portOf(server)}/v10`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(seen.httpVersion, '1.0');
+    assert.equal(seen.version, 100);
+    assert.match(r.stdout, /^HTTP\/1\.[01] 200 OK\r\n/);
+    assert.doesNotMatch(r.stdout, /transfer-encoding/i);
+    assert.ok(r.stdout.endsWith('\r\n\r\none two'), JSON.stringify(r.stdout));
+  });
+
+  test.it('HEAD (-I)', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.setHeader('X-Method', req.method);
+      res.end('a body that must not be sent');
+    });
+    const r = await curl(['-I', `http://${HOST}:${portOf(server)}/`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(r.stdout, /\r\nX-Method: HEAD\r\n/i);
+    assert.match(r.stdout, /\r\nContent-Length: 28\r\n/i);
+    assert.ok(r.stdout.endsWith('\r\n\r\n'));
+  });
+
+  test.it('chunked upload from stdin', async (t) => {
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req;
+      res.end(`len=${req.bytes.byteLength}`);
+    });
+    const payload = 'line\n'.repeat(3000);
+    const r = await curl(['-H', 'Transfer-Encoding: chunked', '--data-binary', '@-', `http://${HOST}:${portOf(server)}/up`], {
+      input: payload,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `len=${payload.length}`);
+    assert.equal(seen.headers['transfer-encoding'], 'chunked');
+    assert.equal(seen.content, payload);
+  });
+
+  test.it('Expect: 100-continue', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end(`len=${req.bytes.byteLength}`));
+    const payload = 'z'.repeat(4096);
+    const started = Date.now();
+    const r = await curl(
+      ['-v', '-H', 'Expect: 100-continue', '--expect100-timeout', '4', '--data-binary', '@-', `http://${HOST}:${portOf(server)}/e`],
+      { input: payload },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /< HTTP\/1\.1 100 Continue/);
+    assert.equal(r.stdout, 'len=4096');
+    assert.ok(Date.now() - started < 3000, 'curl did not have to wait for its expect timeout');
+  });
+
+  test.it('urlencoded form post (-d) lands in CGI', async (t) => {
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req;
+      res.end('ok');
+    });
+    const r = await curl(['-d', 'a=1', '-d', 'b=two words', `http://${HOST}:${portOf(server)}/f?c=3`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual({ ...seen.CGI }, { c: '3', a: '1', b: 'two words' });
+  });
+});
