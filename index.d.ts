@@ -46,7 +46,7 @@ export interface ServerOptions {
   maxBodySize?: number;
   /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). Default 10000. */
   handshakeTimeout?: number;
-  /** Milliseconds of silence before an automatic ping (0 = off). Default 0. Not active in this build. */
+  /** Milliseconds of silence before an automatic ping (0 = off); when the next interval passes with nothing received, the connection is closed (close event 1006, reason "ping timeout"). Default 0. */
   pingInterval?: number;
   /** `send()` returns false once this many bytes wait to be written; `drain` fires when it falls back. Default 16 MiB. */
   maxBackpressure?: number;
