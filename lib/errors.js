@@ -12,6 +12,7 @@ function sackError(Ctor, code, message, extra) {
 const closeCodeOf = {
   WS_ERR_PROTOCOL: 1002,
   WS_ERR_INVALID_UTF8: 1007,
+  WS_ERR_INVALID_COMPRESSION: 1007,
   WS_ERR_MESSAGE_TOO_BIG: 1009,
 };
 

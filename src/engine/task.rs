@@ -716,6 +716,7 @@ impl WsLoop {
                 conn.emit(Event::Error {
                     conn: id,
                     code: match v.code {
+                        _ if v.reason == "invalid compressed data" => "WS_ERR_INVALID_COMPRESSION",
                         close::INVALID_PAYLOAD => "WS_ERR_INVALID_UTF8",
                         close::MESSAGE_TOO_BIG => "WS_ERR_MESSAGE_TOO_BIG",
                         _ => "WS_ERR_PROTOCOL",

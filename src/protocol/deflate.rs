@@ -409,6 +409,17 @@ fn inflate_message(
                 // 0x00 for that). Start a new stream for what follows. A
                 // message that stops right at the final block needs no tail.
                 d.reset(false);
+                // §7.2.2: with context takeover the next message may still
+                // refer back into this one: give the new stream the last
+                // 32 KiB produced as its window. (Output of earlier messages
+                // is not kept, so a message shorter than 32 KiB restores only
+                // its own part of the window.)
+                let produced = &out[start..];
+                let window = &produced[produced.len().saturating_sub(32 * 1024)..];
+                if !window.is_empty() {
+                    d.set_dictionary(window)
+                        .map_err(|_| InflateError::Corrupt)?;
+                }
                 if is_tail || input.is_empty() {
                     return Ok(());
                 }

@@ -1,0 +1,533 @@
+'use strict';
+// A real browser against sack's permessage-deflate: headless Chromium (the
+// Debian `chromium` package) driven by playwright-core. A page served by
+// sack's own `request` event opens a WebSocket to the same server; the page
+// sends and checks the messages and reports back through page.evaluate.
+//
+// Set-up, done by the first test and idempotent (quick once installed):
+// - /usr/bin/chromium (SACK_CHROMIUM overrides): if missing, and we are root
+//   with apt-get, `apt-get update && apt-get install -y chromium`.
+// - playwright-core (SACK_PLAYWRIGHT_VERSION, default below): if it cannot
+//   be required, `npm install` into .cache/playwright/ at the package root
+//   (SACK_PLAYWRIGHT_DIR overrides), outside node_modules, without touching
+//   package.json. playwright-core never downloads a browser.
+// SACK_NO_INSTALL=1 forbids both installs. When Chromium or playwright-core
+// is missing and cannot be installed, every test skips and says why.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const net = require('node:net');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { spawn } = require('node:child_process');
+
+const { HOST, ROOT, scope, withTimeout } = require('./helpers.js');
+
+const CHROMIUM = process.env.SACK_CHROMIUM || '/usr/bin/chromium';
+const PW_DIR = process.env.SACK_PLAYWRIGHT_DIR || path.join(ROOT, '.cache', 'playwright');
+const PW_VERSION = process.env.SACK_PLAYWRIGHT_VERSION || '1.65.1';
+const NO_INSTALL = process.env.SACK_NO_INSTALL === '1';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const PMD = 'permessage-deflate';
+
+// ---------------------------------------------------------------- set-up
+
+/** Runs a command; resolves { code, out } (stdout and stderr, tail). */
+function run(cmd, args, { env, ms }) {
+  return new Promise((resolve) => {
+    let child;
+    try {
+      child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      resolve({ code: -1, out: String(e) });
+      return;
+    }
+    let out = '';
+    const keep = (d) => {
+      out = (out + d).slice(-4000);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const timer = setTimeout(() => {
+      out += `\n(killed after ${ms} ms)`;
+      child.kill('SIGKILL');
+    }, ms);
+    child.on('error', (e) => keep(`\n${e}`));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, out });
+    });
+  });
+}
+
+function isExecutable(file) {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Chromium's path, or throws with the reason it is unavailable. */
+async function ensureChromium(log) {
+  if (isExecutable(CHROMIUM)) return CHROMIUM;
+  const why = `${CHROMIUM} not found`;
+  if (NO_INSTALL) throw new Error(`${why} and SACK_NO_INSTALL=1`);
+  if (CHROMIUM !== '/usr/bin/chromium') throw new Error(`${why} (SACK_CHROMIUM is set; not installing)`);
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    throw new Error(`${why}; install it with: sudo apt-get install -y chromium`);
+  }
+  if (!isExecutable('/usr/bin/apt-get')) throw new Error(`${why} and there is no apt-get`);
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  // Waits for another apt/dpkg to finish instead of failing on the lock.
+  const lock = ['-o', 'DPkg::Lock::Timeout=600'];
+  const t0 = Date.now();
+  log(`installing chromium with apt-get (this can take a few minutes)`);
+  const update = await run('apt-get', [...lock, 'update'], { env, ms: 10 * 60000 });
+  if (update.code !== 0) throw new Error(`${why}; apt-get update failed: ${update.out.slice(-600)}`);
+  const install = await run('apt-get', [...lock, 'install', '-y', 'chromium'], { env, ms: 20 * 60000 });
+  if (install.code !== 0 || !isExecutable(CHROMIUM)) {
+    throw new Error(`${why}; apt-get install chromium failed: ${install.out.slice(-600)}`);
+  }
+  log(`chromium installed in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  return CHROMIUM;
+}
+
+/** playwright-core's `chromium`, installed into PW_DIR if needed. */
+async function ensurePlaywright(log) {
+  const entry = path.join(PW_DIR, 'node_modules', 'playwright-core');
+  const load = () => require(entry).chromium;
+  try {
+    return load();
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND') throw e;
+  }
+  if (NO_INSTALL) throw new Error(`playwright-core is not installed in ${PW_DIR} and SACK_NO_INSTALL=1`);
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  // Install into a fresh directory and rename it into place: a concurrent
+  // run or an interrupted install never leaves a half-installed PW_DIR.
+  fs.mkdirSync(path.dirname(PW_DIR), { recursive: true });
+  const tmp = `${PW_DIR}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  const t0 = Date.now();
+  log(`installing playwright-core@${PW_VERSION} into ${PW_DIR}`);
+  const r = await run(
+    npm,
+    ['install', '--prefix', tmp, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--ignore-scripts', `playwright-core@${PW_VERSION}`],
+    { env: { PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' }, ms: 5 * 60000 },
+  );
+  if (r.code !== 0) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw new Error(`npm install playwright-core@${PW_VERSION} failed: ${r.out.slice(-600)}`);
+  }
+  try {
+    fs.renameSync(tmp, PW_DIR);
+  } catch (e) {
+    // Someone else finished first: use theirs.
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(entry)) throw e;
+  }
+  log(`playwright-core installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return load();
+}
+
+// ---------------------------------------------------------------- page
+
+/**
+ * Deterministic, compressible text of exactly `bytes` UTF-8 bytes (with
+ * multi-byte characters). Runs in Node and, by its source, in the page.
+ */
+function makeText(bytes, seed) {
+  const words = ['alpha ', 'beta ', 'gamma ', 'delta ', 'jörg ', '€uro ', '😀 ', 'epsilon '];
+  const enc = new TextEncoder();
+  const lens = words.map((w) => enc.encode(w).length);
+  let x = seed >>> 0 || 1;
+  const parts = [];
+  let n = 0;
+  for (;;) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    const k = x % words.length;
+    if (n + lens[k] > bytes) break;
+    parts.push(words[k]);
+    n += lens[k];
+  }
+  return parts.join('') + 'x'.repeat(bytes - n);
+}
+
+// In the page: open a WebSocket, send each message of `plan`, check each
+// echo exactly, report the results. `plan`: [{ kind: 'text' | 'binary' |
+// 'random', bytes, seed }]; 'random' is incompressible binary.
+function pageScript() {
+  /* global document, window, location */
+  async function sha256(data) {
+    const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : new Uint8Array(data);
+    const h = await crypto.subtle.digest('SHA-256', bytes);
+    return Array.from(new Uint8Array(h), (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+  function equalBytes(a, b) {
+    if (a.byteLength !== b.byteLength) return false;
+    const x = new Uint8Array(a);
+    const y = new Uint8Array(b);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
+  function randomBytes(n) {
+    const b = new Uint8Array(n);
+    for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
+    return b.buffer;
+  }
+  window.runPlan = async function runPlan(url, plan) {
+    const ws = new WebSocket(url);
+    ws.binaryType = 'arraybuffer';
+    const inbox = [];
+    const waiting = [];
+    let closed = null;
+    ws.onmessage = (e) => (waiting.length ? waiting.shift().resolve(e.data) : inbox.push(e.data));
+    ws.onclose = (e) => {
+      closed = { code: e.code, reason: e.reason, wasClean: e.wasClean };
+      for (const w of waiting.splice(0)) w.reject(new Error(`closed ${e.code} ${e.reason}`));
+    };
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new Error('WebSocket error before open'));
+    });
+    const next = () =>
+      inbox.length
+        ? Promise.resolve(inbox.shift())
+        : closed
+          ? Promise.reject(new Error(`closed ${closed.code}`))
+          : new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    const messages = plan.map((p) =>
+      p.kind === 'text' ? makeText(p.bytes, p.seed) : p.kind === 'binary' ? new TextEncoder().encode(makeText(p.bytes, p.seed)).buffer : randomBytes(p.bytes),
+    );
+    // All sent at once, the echoes read in order.
+    for (const m of messages) ws.send(m);
+    const results = [];
+    for (let i = 0; i < messages.length; i++) {
+      const sent = messages[i];
+      const got = await next();
+      const text = typeof sent === 'string';
+      results.push({
+        kind: plan[i].kind,
+        bytes: plan[i].bytes,
+        type: typeof got === 'string' ? 'text' : 'binary',
+        equal: text ? got === sent : got instanceof ArrayBuffer && equalBytes(got, sent),
+        length: typeof got === 'string' ? new TextEncoder().encode(got).length : got.byteLength,
+        sha: await sha256(got),
+        sentSha: await sha256(sent),
+      });
+    }
+    const extensions = ws.extensions;
+    ws.close(1000, 'done');
+    await new Promise((resolve) => (closed ? resolve() : (ws.onclose = (e) => resolve((closed = { code: e.code, wasClean: e.wasClean })))));
+    return { extensions, results, closed };
+  };
+  document.title = 'ready';
+}
+
+const PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>loading</title></head>
+<body><p>sack permessage-deflate test page</p>
+<script>
+${makeText.toString()}
+(${pageScript.toString()})();
+</script></body></html>`;
+
+// ---------------------------------------------------------------- wire tap
+
+/**
+ * A TCP relay from its own port to `port`, that parses the WebSocket frame
+ * headers going each way (after the HTTP heads) without keeping payloads:
+ * `frames.up` (browser → server) and `frames.down`, each [{ opcode, rsv,
+ * fin, len }], and byte counts.
+ */
+function tap(port) {
+  const frames = { up: [], down: [] };
+  const bytes = { up: 0, down: 0 };
+  const sockets = new Set();
+  function parser(list) {
+    let head = true;
+    let buf = Buffer.alloc(0);
+    let skip = 0;
+    return (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        if (head) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          buf = buf.subarray(end + 4);
+          head = false;
+        }
+        if (skip) {
+          const n = Math.min(skip, buf.length);
+          skip -= n;
+          buf = buf.subarray(n);
+          if (skip) return;
+        }
+        if (buf.length < 2) return;
+        let len = buf[1] & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          off = 10;
+        }
+        if (buf[1] & 0x80) off += 4;
+        if (buf.length < off) return;
+        list.push({ fin: (buf[0] & 0x80) !== 0, rsv: (buf[0] >> 4) & 7, opcode: buf[0] & 15, len });
+        buf = buf.subarray(off);
+        skip = len;
+      }
+    };
+  }
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, HOST);
+    sockets.add(client);
+    sockets.add(upstream);
+    const up = parser(frames.up);
+    const down = parser(frames.down);
+    client.on('data', (d) => {
+      bytes.up += d.length;
+      up(d);
+      upstream.write(d);
+    });
+    upstream.on('data', (d) => {
+      bytes.down += d.length;
+      down(d);
+      client.write(d);
+    });
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => client.end());
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => sockets.delete(client));
+    upstream.on('close', () => sockets.delete(upstream));
+  });
+  return {
+    frames,
+    bytes,
+    listen: () =>
+      new Promise((resolve) => {
+        server.listen(0, HOST, () => resolve(server.address().port));
+      }),
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+// ---------------------------------------------------------------- tests
+
+const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
+
+test.describe('Chromium (headless) with permessage-deflate', { concurrency: false }, () => {
+  let setup = null; // { context } or { skip: reason }
+
+  test.after(async () => {
+    if (setup?.context) {
+      await withTimeout(setup.context.close(), 15000, 'closing Chromium').catch(() => {});
+      fs.rmSync(setup.userDataDir, { recursive: true, force: true });
+    }
+  });
+
+  /** The browser context, or null after t.skip(reason). */
+  async function browser(t) {
+    if (!setup) {
+      const log = (m) => t.diagnostic(m);
+      try {
+        const executablePath = await ensureChromium(log);
+        const chromium = await ensurePlaywright(log);
+        const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-chromium-'));
+        try {
+          const context = await chromium.launchPersistentContext(userDataDir, {
+            executablePath,
+            headless: true,
+            args: CHROMIUM_ARGS,
+            timeout: 60000,
+          });
+          setup = { context, userDataDir };
+          log(`Chromium ${context.browser()?.version() ?? ''} via playwright-core ${require(path.join(PW_DIR, 'node_modules', 'playwright-core', 'package.json')).version}`);
+        } catch (e) {
+          fs.rmSync(userDataDir, { recursive: true, force: true });
+          // Installed but not working: that is a failure, not a skip.
+          setup = { error: e };
+        }
+      } catch (e) {
+        setup = { skip: e.message };
+      }
+    }
+    if (setup.error) throw setup.error;
+    if (setup.skip) {
+      t.skip(`Chromium or playwright-core unavailable: ${setup.skip}`);
+      return null;
+    }
+    return setup.context;
+  }
+
+  /**
+   * A sack server that serves PAGE at "/" and echoes WebSocket messages,
+   * recording each connection's extensions and each message's SHA-256.
+   */
+  function pageServer(t, options) {
+    const $ = scope(t);
+    const s = $.server(options);
+    const seen = { extensions: [], received: [] };
+    s.onrequest = (req, res) => {
+      if (req.url === '/') {
+        res.setHeader('Content-Type', 'text/html; charset=utf-8');
+        res.setHeader('Cache-Control', 'no-store');
+        res.end(PAGE);
+      } else {
+        res.writeHead(404, { 'Content-Type': 'text/plain' });
+        res.end('not found');
+      }
+    };
+    s.onconnect = (ws) => {
+      seen.extensions.push(ws.extensions);
+      ws.onmessage = (m) => {
+        seen.received.push({ type: typeof m === 'string' ? 'text' : 'binary', sha: sha(typeof m === 'string' ? Buffer.from(m) : Buffer.from(m)) });
+        ws.send(m);
+      };
+    };
+    return { s, seen, origin: `http://${HOST}:${s.address().port}` };
+  }
+
+  /** Opens the page from `origin` and runs `plan` against `wsUrl`. */
+  async function runInPage(t, context, origin, wsUrl, plan) {
+    const page = await context.newPage();
+    try {
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      const resp = await page.goto(`${origin}/`, { timeout: 15000 });
+      assert.equal(resp.status(), 200, 'the page served by sack');
+      await page.waitForFunction(() => document.title === 'ready', null, { timeout: 10000 });
+      const out = await withTimeout(
+        page.evaluate(([u, p]) => window.runPlan(u, p), [wsUrl, plan]),
+        60000,
+        'the page to run its plan',
+      );
+      assert.deepEqual(errors, [], 'no page errors');
+      return out;
+    } finally {
+      // Before the server closes (the scope's after hook).
+      await withTimeout(page.close(), 10000, 'closing the page').catch(() => {});
+    }
+  }
+
+  function checkResults(out, plan, seen) {
+    assert.equal(out.results.length, plan.length);
+    out.results.forEach((r, i) => {
+      const p = plan[i];
+      assert.equal(r.type, p.kind === 'text' ? 'text' : 'binary', `message ${i} (${p.kind} ${p.bytes}) type`);
+      assert.equal(r.length, p.bytes, `message ${i} (${p.kind} ${p.bytes}) length`);
+      assert.ok(r.equal, `message ${i} (${p.kind} ${p.bytes}) came back exactly`);
+      assert.equal(r.sha, r.sentSha);
+      if (p.kind !== 'random') assert.equal(r.sha, sha(Buffer.from(makeText(p.bytes, p.seed))), `message ${i}: the same bytes Node generates`);
+      // What the server received is what the page sent.
+      assert.equal(seen.received[i].sha, r.sentSha, `message ${i} at the server`);
+      assert.equal(seen.received[i].type, r.type);
+    });
+    assert.equal(out.closed.code, 1000);
+  }
+
+  test.it('installs or finds Chromium and playwright-core, and launches', { timeout: 30 * 60000 }, async (t) => {
+    const context = await browser(t);
+    if (!context) return;
+    const page = await context.newPage();
+    t.after(() => page.close().catch(() => {}));
+    const ua = await page.evaluate(() => navigator.userAgent);
+    assert.match(ua, /HeadlessChrome|Chrome/);
+  });
+
+  test.it('the browser negotiates permessage-deflate; a 1 MiB compressible text round-trips exactly', { timeout: 120000 }, async (t) => {
+    const context = await browser(t);
+    if (!context) return;
+    const { seen, origin } = pageServer(t, { perMessageDeflate: true });
+    const plan = [{ kind: 'text', bytes: 1 << 20, seed: 42 }];
+    const out = await runInPage(t, context, origin, `ws://${HOST}:${new URL(origin).port}/ws`, plan);
+    assert.match(out.extensions, /^permessage-deflate\b/, `the browser's ws.extensions: ${JSON.stringify(out.extensions)}`);
+    assert.equal(seen.extensions.length, 1);
+    assert.match(seen.extensions[0], /^permessage-deflate\b/, 'the server side');
+    checkResults(out, plan, seen);
+    t.diagnostic(`browser extensions: ${out.extensions}; server: ${seen.extensions[0]}`);
+  });
+
+  test.it('compressed on the wire both ways (through a relay that reads the frame headers)', { timeout: 120000 }, async (t) => {
+    const context = await browser(t);
+    if (!context) return;
+    const { s, seen, origin } = pageServer(t, { perMessageDeflate: true });
+    const relay = tap(s.address().port);
+    const relayPort = await relay.listen();
+    t.after(() => relay.close());
+    const plan = [
+      { kind: 'text', bytes: 1 << 20, seed: 1 },
+      { kind: 'binary', bytes: 1 << 20, seed: 2 },
+      { kind: 'text', bytes: 100, seed: 3 },
+    ];
+    const out = await runInPage(t, context, origin, `ws://${HOST}:${relayPort}/`, plan);
+    checkResults(out, plan, seen);
+    const data = (list) => list.filter((f) => f.opcode === 1 || f.opcode === 2 || f.opcode === 0);
+    const down = data(relay.frames.down);
+    const up = data(relay.frames.up);
+    // sack sends one frame per message: RSV1 on the two big ones, not on the
+    // 100-byte one (default threshold 1024).
+    assert.deepEqual(down.map((f) => [f.opcode, f.rsv, f.fin]), [[1, 4, true], [2, 4, true], [1, 0, true]], JSON.stringify(down));
+    assert.ok(down[0].len < (1 << 20) / 4 && down[1].len < (1 << 20) / 4, `server frames: ${down.map((f) => f.len)}`);
+    // Chromium compresses too (RSV1 on the first frame of each message).
+    const firstFrames = up.filter((f, i) => i === 0 || up[i - 1].fin);
+    assert.ok(firstFrames.slice(0, 2).every((f) => f.rsv === 4), `browser frames: ${JSON.stringify(up.slice(0, 6))}`);
+    assert.ok(relay.bytes.up < (1 << 20) / 2, `browser sent ${relay.bytes.up} bytes for 2 MiB`);
+    assert.ok(relay.bytes.down < (1 << 20) / 2, `server sent ${relay.bytes.down} bytes for 2 MiB`);
+    t.diagnostic(`wire: browser → server ${relay.bytes.up} bytes, server → browser ${relay.bytes.down} bytes for 2 MiB + 100 B`);
+  });
+
+  const variants = [
+    ['defaults', { perMessageDeflate: true }, /^permessage-deflate$/],
+    [
+      'no context takeover, 9-bit windows both ways',
+      { perMessageDeflate: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 9, clientMaxWindowBits: 9 } },
+      /^permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=9$/,
+    ],
+    ['threshold 0, level 1', { perMessageDeflate: { threshold: 0, level: 1 } }, /^permessage-deflate$/],
+    ['perMessageDeflateAllow', { perMessageDeflateAllow: true }, /^permessage-deflate$/],
+  ];
+  for (const [name, options, expected] of variants) {
+    test.it(`${name}: text, binary and random messages of many sizes, in order`, { timeout: 120000 }, async (t) => {
+      const context = await browser(t);
+      if (!context) return;
+      const { seen, origin } = pageServer(t, options);
+      const plan = [];
+      let seed = 1;
+      for (const bytes of [0, 1, 125, 126, 1023, 1024, 1025, 65535, 65536, 65537, 300000, 1 << 20]) {
+        plan.push({ kind: 'text', bytes, seed: seed++ });
+        plan.push({ kind: 'binary', bytes, seed: seed++ });
+        plan.push({ kind: 'random', bytes, seed: seed++ });
+      }
+      for (let i = 0; i < 40; i++) plan.push({ kind: 'text', bytes: 2000 + i, seed: 7 }); // repeats: context takeover
+      const out = await runInPage(t, context, origin, `ws://${HOST}:${new URL(origin).port}/`, plan);
+      assert.match(seen.extensions[0], expected, 'the server side');
+      assert.match(out.extensions, /^permessage-deflate\b/);
+      checkResults(out, plan, seen);
+    });
+  }
+});
