@@ -43,6 +43,21 @@ function family(address) {
   return address.includes(':') ? 'IPv6' : 'IPv4';
 }
 
+// The `connection` object of a ws or an HTTP request, from the engine's info
+// array (see Connection below for its layout).
+function connectionInfo(info, headers) {
+  return {
+    remoteAddress: info[2],
+    remotePort: info[3],
+    remoteFamily: family(info[2]),
+    localAddress: info[4],
+    localPort: info[5],
+    localFamily: family(info[4]),
+    hostname: null,
+    headers,
+  };
+}
+
 // The query string as an object: values decoded ('+' is a space), a key
 // without '=' is null, a repeated key collects its values in an array.
 function parseQuery(query, into = Object.create(null)) {
@@ -133,19 +148,7 @@ class Connection {
   }
 
   get connection() {
-    if (this._connection === undefined) {
-      const i = this._info;
-      this._connection = {
-        remoteAddress: i[2],
-        remotePort: i[3],
-        remoteFamily: family(i[2]),
-        localAddress: i[4],
-        localPort: i[5],
-        localFamily: family(i[4]),
-        hostname: null,
-        headers: this.headers,
-      };
-    }
+    if (this._connection === undefined) this._connection = connectionInfo(this._info, this.headers);
     return this._connection;
   }
 
@@ -322,4 +325,4 @@ Connection.prototype.OPEN = OPEN;
 Connection.prototype.CLOSING = CLOSING;
 Connection.prototype.CLOSED = CLOSED;
 
-module.exports = { Connection, parseQuery, headersFromRaw, isValidCloseCode, toBytes, native };
+module.exports = { Connection, parseQuery, headersFromRaw, connectionInfo, isValidCloseCode, toBytes, native };

@@ -2,14 +2,10 @@
 // The HTTP fallback: `req` and `res` of the `request` event.
 
 const { sackError } = require('./errors.js');
-const { parseQuery, headersFromRaw } = require('./connection.js');
+const { parseQuery, headersFromRaw, connectionInfo } = require('./connection.js');
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-
-function family(address) {
-  return address.includes(':') ? 'IPv6' : 'IPv4';
-}
 
 // info: [target, rawHeaders, remoteAddress, remotePort, localAddress,
 //        localPort, protocols, method, httpMinor] (src/binding/dispatch.rs)
@@ -29,16 +25,7 @@ class Request {
     this.CGI = parseQuery(q < 0 ? '' : target.slice(q + 1));
     if (isForm && this.content) parseQuery(this.content, this.CGI);
     this.redirect = false;
-    this.connection = {
-      remoteAddress: info[2],
-      remotePort: info[3],
-      remoteFamily: family(info[2]),
-      localAddress: info[4],
-      localPort: info[5],
-      localFamily: family(info[4]),
-      hostname: null,
-      headers: this.headers,
-    };
+    this.connection = connectionInfo(info, this.headers);
   }
 }
 
