@@ -43,6 +43,22 @@ pub unsafe extern "C" fn on_wake(
     if env.is_null() || context.is_null() {
         return;
     }
+    // No panic may unwind into Node (it would abort the process): report it
+    // and carry on with the next wake.
+    let run = std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as documented on this function.
+        unsafe { drain(env, context) }
+    });
+    if std::panic::catch_unwind(run).is_err() {
+        eprintln!("sack: internal error while delivering events (please report)");
+    }
+}
+
+/// Delivers every queued event of this environment.
+///
+/// # Safety
+/// As `on_wake`, with `env` and `context` not null.
+unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
     // SAFETY: see above; the state is never freed.
     let state = unsafe { &*(context as *const EnvState) };
     {

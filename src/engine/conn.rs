@@ -311,11 +311,6 @@ impl Conn {
         self.lock().protocol.clone()
     }
 
-    pub fn is_open(&self) -> bool {
-        let g = self.lock();
-        matches!(g.phase, Phase::Open) && !g.close_sent
-    }
-
     /// Appends bytes to the queue and wakes the task if it was idle.
     fn enqueue(&self, g: &mut MutexGuard<'_, Inner>, fill: impl FnOnce(&mut Vec<u8>)) {
         let was_empty = g.out.is_empty();

@@ -80,10 +80,6 @@ impl Exchange {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn headers_sent(&self) -> bool {
-        self.lock().head_sent
-    }
-
     pub fn is_head_request(&self) -> bool {
         self.req.head_method
     }

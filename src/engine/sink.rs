@@ -177,6 +177,17 @@ impl Batch {
         (start, data.len())
     }
 
+    /// Adds a message event with its bytes.
+    pub fn push_message(&mut self, conn: u64, text: bool, data: &[u8]) {
+        let (start, len) = self.push_bytes(data);
+        self.events.push_back(Event::Message {
+            conn,
+            text,
+            start,
+            len,
+        });
+    }
+
     pub fn clear(&mut self) {
         self.events.clear();
         // Keep the arena's capacity for the next batch unless it grew large

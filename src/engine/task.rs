@@ -618,24 +618,8 @@ impl WsLoop {
         let result = conn.emit_with(|batch| {
             decoder.decode(input, |m| {
                 match m {
-                    Message::Text(t) => {
-                        let (start, len) = batch.push_bytes(t);
-                        batch.events.push_back(Event::Message {
-                            conn: id,
-                            text: true,
-                            start,
-                            len,
-                        });
-                    }
-                    Message::Binary(d) => {
-                        let (start, len) = batch.push_bytes(d);
-                        batch.events.push_back(Event::Message {
-                            conn: id,
-                            text: false,
-                            start,
-                            len,
-                        });
-                    }
+                    Message::Text(t) => batch.push_message(id, true, t),
+                    Message::Binary(d) => batch.push_message(id, false, d),
                     Message::Compressed { text, payload } => {
                         // Only produced once permessage-deflate was agreed.
                         let Some(inf) = inflater.as_mut() else {
@@ -664,13 +648,7 @@ impl WsLoop {
                             failure = bad;
                             return false;
                         }
-                        let (start, len) = batch.push_bytes(inflated);
-                        batch.events.push_back(Event::Message {
-                            conn: id,
-                            text,
-                            start,
-                            len,
-                        });
+                        batch.push_message(id, text, inflated);
                         if inflated.capacity() > SCRATCH_SIZE {
                             *inflated = Vec::new();
                         }

@@ -114,16 +114,6 @@ impl Decoder {
         &self.config
     }
 
-    /// Changes settings mid-stream (extension agreed after construction).
-    pub fn set_allow_rsv1(&mut self, allow: bool) {
-        self.config.allow_rsv1 = allow;
-    }
-
-    /// Bytes of fragments held for a message in progress.
-    pub fn buffered(&self) -> usize {
-        self.fragments.len()
-    }
-
     /// Decodes the complete frames at the start of `input`, calling
     /// `on_message` for each message; `on_message` returns `false` to stop
     /// (after a close frame, say). Returns how many bytes were consumed.
