@@ -16,16 +16,46 @@ class Request {
     this.method = info[7];
     this.url = q < 0 ? target : target.slice(0, q);
     this.rawHeaders = info[1];
-    this.headers = headersFromRaw(this.rawHeaders);
     this.httpVersion = info[8] === 0 ? '1.0' : '1.1';
     // The original addon's numbering: 101 = HTTP/1.1, 100 = HTTP/1.0.
     this.version = info[8] === 0 ? 100 : 101;
     this.bytes = body === undefined ? null : body;
-    this.content = body === undefined ? null : Buffer.from(body).toString('utf8');
-    this.CGI = parseQuery(q < 0 ? '' : target.slice(q + 1));
-    if (isForm && this.content) parseQuery(this.content, this.CGI);
     this.redirect = false;
-    this.connection = connectionInfo(info, this.headers);
+    // Built on first use: a handler that reads none of them pays nothing.
+    this._info = info;
+    this._query = q < 0 ? '' : target.slice(q + 1);
+    this._isForm = isForm;
+    this._headers = undefined;
+    this._content = undefined;
+    this._cgi = undefined;
+    this._connection = undefined;
+  }
+
+  get headers() {
+    if (this._headers === undefined) this._headers = headersFromRaw(this.rawHeaders);
+    return this._headers;
+  }
+
+  // The body as a string, or null when the request had none.
+  get content() {
+    if (this._content === undefined) {
+      this._content = this.bytes === null ? null : Buffer.from(this.bytes).toString('utf8');
+    }
+    return this._content;
+  }
+
+  // The query, with an urlencoded form body merged in.
+  get CGI() {
+    if (this._cgi === undefined) {
+      this._cgi = parseQuery(this._query);
+      if (this._isForm && this.content) parseQuery(this.content, this._cgi);
+    }
+    return this._cgi;
+  }
+
+  get connection() {
+    if (this._connection === undefined) this._connection = connectionInfo(this._info, this.headers);
+    return this._connection;
   }
 }
 
