@@ -29,28 +29,7 @@ const ROOT = path.join(__dirname, '..');
 // ---------------------------------------------------------------------------
 // Helpers
 
-const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function withTimeout(promise, ms, label) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${label}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** The next `name` event of a sack object: resolves with { self, args }. */
-function nextEvent(obj, name, ms = 3000) {
-  return withTimeout(
-    new Promise((resolve) => {
-      obj.once(name, function (...args) {
-        resolve({ self: this, args });
-      });
-    }),
-    ms,
-    `sack event "${name}"`,
-  );
-}
+const { delay, withTimeout, nextEvent } = require('./helpers.js');
 
 async function closeServer(server) {
   if (server.readyState === 3) return;
