@@ -132,21 +132,15 @@ impl Exchange {
 
     /// Queues part of the body.
     pub fn write(&self, data: &[u8]) -> Result<(), ExchangeError> {
-        let mut g = self.lock();
-        if g.ended {
-            return Err(ExchangeError::Ended);
-        }
-        if !g.head_sent {
-            return Err(ExchangeError::NoHead);
-        }
-        Self::body(&mut g, data);
-        drop(g);
-        self.wake();
-        Ok(())
+        self.body_part(data, false)
     }
 
     /// Queues the last part of the body and ends the response.
     pub fn end(&self, data: &[u8]) -> Result<(), ExchangeError> {
+        self.body_part(data, true)
+    }
+
+    fn body_part(&self, data: &[u8], last: bool) -> Result<(), ExchangeError> {
         let mut g = self.lock();
         if g.ended {
             return Err(ExchangeError::Ended);
@@ -155,14 +149,16 @@ impl Exchange {
             return Err(ExchangeError::NoHead);
         }
         Self::body(&mut g, data);
-        if g.chunked {
-            write_last_chunk(&mut g.out);
+        if last {
+            if g.chunked {
+                write_last_chunk(&mut g.out);
+            }
+            if g.send_body && g.remaining.is_some_and(|r| r > 0) {
+                // Shorter than its Content-Length: only closing can tell the client.
+                g.keep_alive = false;
+            }
+            g.ended = true;
         }
-        if g.send_body && g.remaining.is_some_and(|r| r > 0) {
-            // Shorter than its Content-Length: only closing can tell the client.
-            g.keep_alive = false;
-        }
-        g.ended = true;
         drop(g);
         self.wake();
         Ok(())
