@@ -22,6 +22,7 @@ const {
   closePayload,
   encodeFrame,
   upgradeRequest,
+  record,
 } = require('./helpers.js');
 
 // A sack server with one `ws` client connected; returns both ends.
@@ -47,14 +48,6 @@ async function rawPair(t, options = {}) {
   return { $, s, r, ws };
 }
 
-// Collects a connection's events in order.
-function record(ws) {
-  const log = [];
-  ws.on('message', (m) => log.push(['message', m]));
-  ws.on('error', (e) => log.push(['error', e]));
-  ws.on('close', (code, reason) => log.push(['close', code, reason]));
-  return log;
-}
 
 test.describe('fields', () => {
   test.it('url is the path without the query; CGI is the decoded query (key without value → null)', async (t) => {

@@ -25,6 +25,7 @@ const {
   encodeFrame,
   closePayload,
   delay,
+  record,
 } = require('./helpers.js');
 
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
@@ -143,14 +144,6 @@ async function rawPair(t, options, offer = PMD) {
   return { $, s, r, ws, head };
 }
 
-/** Collects a server connection's events in order. */
-function record(ws) {
-  const log = [];
-  ws.on('message', (m) => log.push(['message', m]));
-  ws.on('error', (e) => log.push(['error', e]));
-  ws.on('close', (code, reason) => log.push(['close', code, reason]));
-  return log;
-}
 
 /** Sends messages from the raw client and reads the echoed frames. */
 async function echoFrames(r, ws, messages) {

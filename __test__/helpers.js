@@ -538,7 +538,17 @@ function startNode(code, { args = [] } = {}) {
   return h;
 }
 
+/** Collects a server connection's events in order: [name, ...args] entries. */
+function record(ws) {
+  const log = [];
+  ws.on('message', (m) => log.push(['message', m]));
+  ws.on('error', (e) => log.push(['error', e]));
+  ws.on('close', (code, reason) => log.push(['close', code, reason]));
+  return log;
+}
+
 module.exports = {
+  record,
   startNode,
   sack,
   Server,
