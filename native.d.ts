@@ -42,26 +42,6 @@ export declare class NativeConnection {
   get extensions(): string
 }
 
-/**
- * The response half of an HTTP request, owned by the engine. index.js
- * wraps it in the user-facing `res` object.
- */
-export declare class NativeExchange {
-  /**
-   * Sends the status line and headers (`headers` flat: name, value, …).
-   * `body_len` < 0: unknown (chunked on HTTP/1.1).
-   */
-  writeHead(status: number, reason: string | undefined | null, headers: Array<string>, bodyLen: number): number
-  /** Sends part of the body. */
-  write(data: Uint8Array): number
-  /** Sends the last part of the body and ends the response. */
-  end(data?: Uint8Array | undefined | null): number
-  /** Drops the connection. */
-  abort(): void
-  /** Whether the request was HEAD (the body is not sent). */
-  get headRequest(): boolean
-}
-
 /** A listening WebSocket server. */
 export declare class NativeServer {
   /** Process-wide id (events name it). */

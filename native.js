@@ -836,7 +836,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeConnection = nativeBinding.NativeConnection
-module.exports.NativeExchange = nativeBinding.NativeExchange
 module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.init = nativeBinding.init
 module.exports.keepAlive = nativeBinding.keepAlive

@@ -25,7 +25,7 @@ const REQUEST = 12;
 const conns = registry.conns;
 const servers = registry.servers;
 
-function dispatch(kind, id, a, b, c, d) {
+function dispatch(kind, id, a, b, c, d, e, f, g, h) {
   if (kind === TEXT || kind === BINARY) {
     const ws = conns.get(id);
     if (ws !== undefined) ws._message(a);
@@ -71,7 +71,7 @@ function dispatch(kind, id, a, b, c, d) {
     }
     case REQUEST: {
       const server = servers.get(id);
-      if (server !== undefined) server._onRequest(a, b, c, d);
+      if (server !== undefined) server._onRequest(a, b, c, d, e, f, g, h);
       return;
     }
     case ADOPT:

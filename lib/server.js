@@ -7,6 +7,7 @@ const { sackError } = require('./errors.js');
 const { normalize } = require('./options.js');
 const { Connection, isValidCloseCode } = require('./connection.js');
 const registry = require('./registry.js');
+const { Request, Response } = require('./http.js');
 
 const INITIALIZING = -1;
 const CLOSING = 2;
@@ -184,10 +185,10 @@ Server.prototype._onError = function _onError(info, code, message) {
   emit(this, 'error', this, socketInfo);
 };
 
-Server.prototype._onRequest = function _onRequest(handle, info, body, isForm) {
-  const { Request, Response } = require('./http.js');
-  const req = new Request(info, body, isForm);
-  const res = new Response(handle);
+// The arguments come from src/binding/dispatch.rs (Event::Request).
+Server.prototype._onRequest = function _onRequest(exchange, method, target, flags, headers, body, remote, local) {
+  const req = new Request(method, target, flags, headers, body, remote, local);
+  const res = new Response(exchange);
   try {
     if (!emit(this, 'request', this, req, res)) {
       res.writeHead(426, { Upgrade: 'websocket' });
@@ -196,14 +197,7 @@ Server.prototype._onRequest = function _onRequest(handle, info, body, isForm) {
   } catch (err) {
     // The client gets a 500 (or a dropped connection if the head was out);
     // the exception goes on to the process like any handler's.
-    if (!res.headersSent) {
-      res._headers.clear();
-      res.statusCode = 500;
-      res.statusMessage = undefined;
-      res.end('Internal Server Error');
-    } else if (!res.finished) {
-      handle.abort();
-    }
+    res._fail();
     throw err;
   }
 };

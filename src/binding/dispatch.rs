@@ -9,9 +9,10 @@ use napi::sys;
 
 use super::connection::NativeConnection;
 use super::env::EnvState;
-use super::exchange::NativeExchange;
 use super::js;
 use crate::engine::sink::{ConnInfo, Event};
+use crate::http::head::RequestHead;
+use std::net::SocketAddr;
 
 /// Event kinds, as index.js knows them.
 pub mod kind {
@@ -173,6 +174,42 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
     }
 }
 
+/// The request's headers as one Latin-1 string, names and values joined
+/// by `\n` (neither can hold one), for index.js to split when asked.
+unsafe fn header_block(env: sys::napi_env, head: &RequestHead) -> sys::napi_value {
+    let mut block = Vec::with_capacity(256);
+    for (i, (name, value)) in head.headers.iter().enumerate() {
+        if i > 0 {
+            block.push(b'\n');
+        }
+        block.extend_from_slice(name.as_bytes());
+        block.push(b'\n');
+        // Values were decoded as Latin-1: one byte per char again.
+        if value.is_ascii() {
+            block.extend_from_slice(value.as_bytes());
+        } else {
+            block.extend(value.chars().map(|c| c as u32 as u8));
+        }
+    }
+    // SAFETY: on the JS thread of `env`, inside a handle scope.
+    unsafe { js::latin1(env, &block) }
+}
+
+/// An address for index.js: IPv4 as one number (`ip * 65536 + port`,
+/// exact in a double), IPv6 as the string `"<ip> <port>"`.
+unsafe fn address(env: sys::napi_env, a: SocketAddr) -> sys::napi_value {
+    // SAFETY: on the JS thread of `env`, inside a handle scope.
+    unsafe {
+        match a {
+            SocketAddr::V4(v4) => js::number(
+                env,
+                f64::from(u32::from(*v4.ip())) * 65536.0 + f64::from(v4.port()),
+            ),
+            SocketAddr::V6(v6) => js::string(env, format!("{} {}", v6.ip(), v6.port()).as_bytes()),
+        }
+    }
+}
+
 unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: Event) {
     use kind::*;
     // SAFETY (whole body): on the JS thread of `env`, inside a handle scope
@@ -290,28 +327,29 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                 let has_body = !body.is_empty()
                     || head.header("content-length").is_some()
                     || head.header("transfer-encoding").is_some();
-                let info = ConnInfo {
-                    head,
-                    remote,
-                    local,
-                    protocols: Vec::new(),
-                };
-                let info = conn_info(env, &info);
-                let Ok(handle) = NativeExchange::to_napi_value(env, NativeExchange::new(exchange))
-                else {
-                    return;
-                };
+                let id = exchange.id;
+                state.exchanges.borrow_mut().insert(id, exchange);
                 let body = if has_body {
                     js::arraybuffer(env, &body)
                 } else {
                     js::undefined(env)
                 };
-                let mut form_v = ptr::null_mut();
-                sys::napi_get_boolean(env, form, &mut form_v);
+                let flags = f64::from(head.minor.min(1)) + if form { 2.0 } else { 0.0 };
                 js::call(
                     env,
                     f,
-                    &[n(REQUEST), n(server as f64), handle, info, body, form_v],
+                    &[
+                        n(REQUEST),
+                        n(server as f64),
+                        n(id as f64),
+                        js::string(env, head.method.as_bytes()),
+                        js::string(env, head.target.as_bytes()),
+                        n(flags),
+                        header_block(env, &head),
+                        body,
+                        address(env, remote),
+                        address(env, local),
+                    ],
                 );
             }
             Event::ServerClose { server } => {

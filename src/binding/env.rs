@@ -12,6 +12,7 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 
 use crate::engine::conn::Conn;
+use crate::engine::exchange::Exchange;
 use crate::engine::registry;
 use crate::engine::server::Server;
 use crate::engine::sink::{Batch, EnvSink, Event};
@@ -81,6 +82,8 @@ pub struct EnvState {
     holds: Cell<u32>,
     pub servers: RefCell<IdMap<Arc<Server>>>,
     pub conns: RefCell<IdMap<Arc<Conn>>>,
+    /// HTTP responses delivered to JS and not ended yet, by exchange id.
+    pub exchanges: RefCell<IdMap<Arc<Exchange>>>,
 }
 
 struct StatePtr(*const EnvState);
@@ -151,6 +154,7 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         holds: Cell::new(0),
         servers: RefCell::new(IdMap::default()),
         conns: RefCell::new(IdMap::default()),
+        exchanges: RefCell::new(IdMap::default()),
     }));
     let state_ptr: *const EnvState = state;
     // SAFETY: on the JS thread; every out-pointer is valid; the context
@@ -229,11 +233,17 @@ fn cleanup(state: *const EnvState) {
     state.sink.take(&mut queued);
     leftover.append(queued);
     let mut conns = state.conns.take();
+    // Responses nobody will end: their connections are dropped.
+    for ex in state.exchanges.take().into_values() {
+        ex.abort();
+    }
     for ev in leftover.events {
-        if let Event::Adopt { conn, .. } | Event::Accept { conn, .. } | Event::Open { conn, .. } =
-            ev
-        {
-            conns.insert(conn.id, conn);
+        match ev {
+            Event::Adopt { conn, .. } | Event::Accept { conn, .. } | Event::Open { conn, .. } => {
+                conns.insert(conn.id, conn);
+            }
+            Event::Request { exchange, .. } => exchange.abort(),
+            _ => {}
         }
     }
     for conn in state.moving.take() {

@@ -1,78 +1,214 @@
-//! `NativeExchange`: the JS handle of one HTTP response (`res`).
+//! The native half of `res`: raw N-API functions on the per-request hot
+//! path (no class instance per request, no intermediate strings). A
+//! response is named by its exchange id; the environment keeps the live
+//! ones in `EnvState::exchanges` until they end.
 
-use std::sync::Arc;
+use std::ffi::c_void;
+use std::os::raw::c_char;
+use std::ptr;
 
-use napi::bindgen_prelude::*;
-use napi_derive::napi;
+use napi::sys;
 
 use super::connection::status;
-use crate::engine::exchange::{Exchange, ExchangeError};
+use super::env::EnvState;
+use super::fast::binary;
+use crate::engine::exchange::{ExchangeError, Head};
 
-fn done(r: std::result::Result<(), ExchangeError>) -> i32 {
-    match r {
-        Ok(()) => status::OK,
-        Err(ExchangeError::HeadSent) => status::ALREADY_DECIDED,
-        Err(_) => status::NOT_OPEN,
+/// `respond` was given a body that is neither a string nor binary.
+pub const BAD_TYPE: i32 = -5;
+
+/// Appends the UTF-8 of JS string `v` to `out`.
+///
+/// # Safety
+/// On the JS thread of `env`; `v` is a string of `env`.
+unsafe fn read_utf8(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) {
+    // SAFETY: as documented.
+    unsafe { read_utf8_len(env, v, utf8_len(env, v), out) }
+}
+
+/// The length of the UTF-8 of JS string `v`.
+///
+/// # Safety
+/// As [`read_utf8`].
+unsafe fn utf8_len(env: sys::napi_env, v: sys::napi_value) -> usize {
+    let mut len = 0usize;
+    // SAFETY: as documented; no buffer: only the length is reported.
+    unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) };
+    len
+}
+
+/// [`read_utf8`] with the length known (from [`utf8_len`]).
+///
+/// # Safety
+/// As [`read_utf8`]; `len` is `utf8_len(env, v)`.
+unsafe fn read_utf8_len(env: sys::napi_env, v: sys::napi_value, len: usize, out: &mut Vec<u8>) {
+    // SAFETY (whole body): the caller guarantees `env` and `v`; V8 writes at
+    // most `len + 1` bytes (with the NUL) into the reserved spare capacity,
+    // and reports in `written` how many (without it) are initialized.
+    unsafe {
+        out.reserve(len + 1);
+        let start = out.len();
+        let mut written = 0usize;
+        sys::napi_get_value_string_utf8(
+            env,
+            v,
+            out.as_mut_ptr().add(start) as *mut c_char,
+            len + 1,
+            &mut written,
+        );
+        out.set_len(start + written);
     }
 }
 
-/// The response half of an HTTP request, owned by the engine. index.js
-/// wraps it in the user-facing `res` object.
-#[napi]
-pub struct NativeExchange {
-    ex: Arc<Exchange>,
+/// # Safety
+/// On the JS thread of `env`.
+unsafe fn type_of(env: sys::napi_env, v: sys::napi_value) -> sys::napi_valuetype {
+    let mut t = 0;
+    // SAFETY: the caller guarantees `env`; `v` comes from this call's args.
+    unsafe { sys::napi_typeof(env, v, &mut t) };
+    t
 }
 
-impl NativeExchange {
-    pub(crate) fn new(ex: Arc<Exchange>) -> Self {
-        NativeExchange { ex }
+/// The call's arguments and the environment state (the data pointer).
+///
+/// # Safety
+/// Called by Node with the data pointer given at creation.
+unsafe fn args<const N: usize>(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> ([sys::napi_value; N], &'static EnvState) {
+    let mut argc = N;
+    let mut argv = [ptr::null_mut(); N];
+    let mut data: *mut c_void = ptr::null_mut();
+    // SAFETY: valid `env`/`info` from Node; missing arguments are filled
+    // with `undefined`; the data pointer is the never-freed state.
+    unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            &mut data,
+        );
+        (argv, &*(data as *const EnvState))
     }
 }
 
-#[napi]
-impl NativeExchange {
-    /// Sends the status line and headers (`headers` flat: name, value, …).
-    /// `body_len` < 0: unknown (chunked on HTTP/1.1).
-    #[napi]
-    pub fn write_head(
-        &self,
-        status: u32,
-        reason: Option<String>,
-        headers: Vec<String>,
-        body_len: f64,
-    ) -> i32 {
-        let pairs: Vec<(String, String)> = headers
-            .chunks_exact(2)
-            .map(|p| (p[0].clone(), p[1].clone()))
-            .collect();
-        let len = (body_len >= 0.0).then_some(body_len as u64);
-        done(
-            self.ex
-                .write_head(status.min(999) as u16, reason.as_deref(), &pairs, len),
+/// # Safety
+/// On the JS thread of `env`.
+unsafe fn int(env: sys::napi_env, code: i32) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    // SAFETY: the caller guarantees `env`.
+    unsafe { sys::napi_create_int32(env, code, &mut v) };
+    v
+}
+
+/// `respond(id, status, reason, headers, body, last)`: queues part of the
+/// response of exchange `id`. `headers` is a string of names and values
+/// joined by `\n` (index.js checks they hold no `\n`), or not a string
+/// when the head went out already; `status` and `reason` count only with
+/// it. `body`: a string (sent as UTF-8), binary, or undefined. `last`
+/// ends the response. Returns a status (`connection::status`, [`BAD_TYPE`]).
+///
+/// # Safety
+/// Called by Node with the data pointer given at creation.
+pub unsafe extern "C" fn respond(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY (whole body): called by Node on the JS thread with valid `env`
+    // and `info`; every value read is one of this call's arguments.
+    unsafe {
+        let (argv, state) = args::<6>(env, info);
+        let mut id = 0f64;
+        sys::napi_get_value_double(env, argv[0], &mut id);
+        let Some(ex) = state.exchanges.borrow().get(&(id as u64)).cloned() else {
+            return int(env, status::NOT_OPEN);
+        };
+        let mut last = false;
+        sys::napi_get_value_bool(env, argv[5], &mut last);
+
+        // The head: reason and header text in one buffer, then split.
+        let mut text = Vec::new();
+        let mut reason_end = None;
+        let with_head = type_of(env, argv[3]) == sys::ValueType::napi_string;
+        let mut code = 200u32;
+        if with_head {
+            sys::napi_get_value_uint32(env, argv[1], &mut code);
+            if type_of(env, argv[2]) == sys::ValueType::napi_string {
+                read_utf8(env, argv[2], &mut text);
+                reason_end = Some(text.len());
+            }
+            read_utf8(env, argv[3], &mut text);
+        }
+        // V8 writes well-formed UTF-8 (lone surrogates become U+FFFD).
+        let (reason, block) = text.split_at(reason_end.unwrap_or(0));
+        let reason = reason_end.map(|_| std::str::from_utf8(reason).unwrap_or(""));
+        let block = std::str::from_utf8(block).unwrap_or("");
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        if !block.is_empty() {
+            let mut it = block.split('\n');
+            while let (Some(n), Some(v)) = (it.next(), it.next()) {
+                pairs.push((n, v));
+            }
+        }
+        let head = with_head.then_some(Head {
+            status: code.min(999) as u16,
+            reason,
+            headers: &pairs,
+        });
+
+        let body = argv[4];
+        let r = match type_of(env, body) {
+            sys::ValueType::napi_string => {
+                let len = utf8_len(env, body);
+                ex.respond(head, len, |out| read_utf8_len(env, body, len, out), last)
+            }
+            sys::ValueType::napi_undefined | sys::ValueType::napi_null => {
+                ex.respond(head, 0, |_| {}, last)
+            }
+            _ => match binary(env, body) {
+                Some(bytes) => {
+                    ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
+                }
+                None => return int(env, BAD_TYPE),
+            },
+        };
+        if (last && r.is_ok()) || r == Err(ExchangeError::Ended) {
+            state.exchanges.borrow_mut().remove(&ex.id);
+        }
+        int(
+            env,
+            match r {
+                Ok(()) => status::OK,
+                Err(ExchangeError::HeadSent) => status::ALREADY_DECIDED,
+                Err(_) => status::NOT_OPEN,
+            },
         )
     }
+}
 
-    /// Sends part of the body.
-    #[napi]
-    pub fn write(&self, data: Uint8ArraySlice) -> i32 {
-        done(self.ex.write(&data))
-    }
-
-    /// Sends the last part of the body and ends the response.
-    #[napi]
-    pub fn end(&self, data: Option<Uint8ArraySlice>) -> i32 {
-        done(self.ex.end(data.as_deref().unwrap_or(&[])))
-    }
-
-    /// Drops the connection.
-    #[napi]
-    pub fn abort(&self) {
-        self.ex.abort()
-    }
-
-    /// Whether the request was HEAD (the body is not sent).
-    #[napi(getter)]
-    pub fn head_request(&self) -> bool {
-        self.ex.is_head_request()
+/// `abort(id)`: drops the connection of exchange `id` (a handler failed
+/// after the head went out).
+///
+/// # Safety
+/// Called by Node with the data pointer given at creation.
+pub unsafe extern "C" fn abort(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY (whole body): as in `respond`.
+    unsafe {
+        let (argv, state) = args::<1>(env, info);
+        let mut id = 0f64;
+        sys::napi_get_value_double(env, argv[0], &mut id);
+        let ex = state.exchanges.borrow_mut().remove(&(id as u64));
+        if let Some(ex) = ex {
+            ex.abort();
+        }
+        let mut v = ptr::null_mut();
+        sys::napi_get_undefined(env, &mut v);
+        v
     }
 }

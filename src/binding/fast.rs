@@ -27,7 +27,7 @@ fn element_size(kind: sys::napi_typedarray_type) -> usize {
 ///
 /// # Safety
 /// On the JS thread of `env`; the slice is valid until JS runs again.
-unsafe fn binary<'a>(env: sys::napi_env, v: sys::napi_value) -> Option<&'a [u8]> {
+pub(super) unsafe fn binary<'a>(env: sys::napi_env, v: sys::napi_value) -> Option<&'a [u8]> {
     // SAFETY (whole body): the caller guarantees `env` and `v`; every out
     // pointer is a local.
     unsafe {
@@ -136,17 +136,25 @@ pub unsafe extern "C" fn send(
 /// On the JS thread of `env`; `target` is an object of `env`; `state` is
 /// this environment's never-freed state.
 pub unsafe fn install(env: sys::napi_env, target: sys::napi_value, state: *const EnvState) {
-    // SAFETY: as above.
-    unsafe {
-        let mut f = ptr::null_mut();
-        sys::napi_create_function(
-            env,
-            c"send".as_ptr(),
-            4,
-            Some(send),
-            state as *mut c_void,
-            &mut f,
-        );
-        sys::napi_set_named_property(env, target, c"send".as_ptr(), f);
+    type Raw = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+    let functions: [(&std::ffi::CStr, Raw); 3] = [
+        (c"send", send),
+        (c"respond", super::exchange::respond),
+        (c"abort", super::exchange::abort),
+    ];
+    for (name, f) in functions {
+        // SAFETY: as above; `name` is NUL-terminated.
+        unsafe {
+            let mut v = ptr::null_mut();
+            sys::napi_create_function(
+                env,
+                name.as_ptr(),
+                name.to_bytes().len() as isize,
+                Some(f),
+                state as *mut c_void,
+                &mut v,
+            );
+            sys::napi_set_named_property(env, target, name.as_ptr(), v);
+        }
     }
 }

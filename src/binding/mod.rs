@@ -11,5 +11,4 @@ mod js;
 mod server;
 
 pub use connection::NativeConnection;
-pub use exchange::NativeExchange;
 pub use server::{NativeServer, ServerOptions};

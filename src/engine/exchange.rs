@@ -1,14 +1,29 @@
 //! One HTTP request/response as the JS thread sees it: the response half,
-//! written by `res.writeHead/write/end` and flushed by the connection task.
+//! filled by `res.write/end` and written to the socket.
+//!
+//! Every write to the socket happens under the exchange's lock, from either
+//! thread: the connection task flushes what is queued, and the JS thread,
+//! when a response ends, sends it at once with one non-blocking `send(2)`
+//! (no engine wake for the common small response). Whatever does not fit
+//! stays queued for the task.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
 
-use crate::http::framing::{response_head, write_chunk, write_last_chunk, RequestInfo};
+use crate::http::framing::{
+    write_chunk_header, write_last_chunk, write_response_head, RequestInfo,
+};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Output larger than this is released once written, so a keep-alive
+/// connection does not hold its largest response's buffer.
+const IDLE_KEEP: usize = 16 * 1024;
 
 /// Why a response call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +36,15 @@ pub enum ExchangeError {
     Ended,
 }
 
-#[derive(Debug, Default)]
+/// A response head as the handler set it.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub status: u16,
+    pub reason: Option<&'a str>,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+#[derive(Debug)]
 struct Inner {
     out: Vec<u8>,
     head_sent: bool,
@@ -32,6 +55,9 @@ struct Inner {
     keep_alive: bool,
     ended: bool,
     aborted: bool,
+    /// The socket, for direct writes; -1 once the task is done with this
+    /// exchange (it may close the socket then) or where there is none.
+    fd: i32,
 }
 
 pub struct Exchange {
@@ -51,20 +77,27 @@ impl std::fmt::Debug for Exchange {
     }
 }
 
-/// What the task learns when it takes the queued response bytes.
-pub(super) struct Progress {
-    pub ended: bool,
-    pub keep_alive: bool,
-    pub aborted: bool,
-}
-
 impl Exchange {
-    pub(super) fn new(req: RequestInfo, server: Arc<super::server::Server>) -> Arc<Exchange> {
+    pub(super) fn new(
+        req: RequestInfo,
+        server: Arc<super::server::Server>,
+        fd: i32,
+    ) -> Arc<Exchange> {
         Arc::new(Exchange {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             req,
             server,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                out: Vec::new(),
+                head_sent: false,
+                chunked: false,
+                send_body: false,
+                remaining: None,
+                keep_alive: false,
+                ended: false,
+                aborted: false,
+                fd,
+            }),
             waker: AtomicWaker::new(),
         })
     }
@@ -84,71 +117,42 @@ impl Exchange {
         self.req.head_method
     }
 
-    /// Queues the status line and headers. `body_len`: the whole body's
-    /// length when known (sets Content-Length unless the user did), else the
-    /// body is chunked (HTTP/1.1) or ends with the connection (HTTP/1.0).
-    pub fn write_head(
+    /// Queues part of the response: the head (once, first), then `body_len`
+    /// body bytes that `fill` appends to the vector it is given. `last`
+    /// ends the response. With the head and `last` together the body's
+    /// length is known and becomes the Content-Length (unless the user set
+    /// one); a head sent before the last part means a chunked body on
+    /// HTTP/1.1, or one that ends with the connection on HTTP/1.0.
+    pub fn respond(
         &self,
-        status: u16,
-        reason: Option<&str>,
-        headers: &[(String, String)],
-        body_len: Option<u64>,
+        head: Option<Head<'_>>,
+        body_len: usize,
+        fill: impl FnOnce(&mut Vec<u8>),
+        last: bool,
     ) -> Result<(), ExchangeError> {
-        let mut g = self.lock();
-        if g.head_sent {
-            return Err(ExchangeError::HeadSent);
-        }
-        let mut req = self.req;
-        if self.server.is_closing() {
-            req.keep_alive = false;
-        }
-        let head = response_head(&req, status, reason, headers, body_len);
-        g.head_sent = true;
-        g.chunked = head.chunked;
-        g.send_body = head.send_body;
-        g.keep_alive = head.keep_alive;
-        g.remaining = head.content_length;
-        g.out.extend_from_slice(&head.bytes);
-        drop(g);
-        self.wake();
-        Ok(())
-    }
-
-    fn body(g: &mut Inner, data: &[u8]) {
-        if !g.send_body || data.is_empty() {
-            return; // HEAD, 204, 304: the body is not sent
-        }
-        if g.chunked {
-            write_chunk(&mut g.out, data);
-        } else if let Some(left) = g.remaining.as_mut() {
-            // Never more than the Content-Length promised.
-            let n = (*left).min(data.len() as u64) as usize;
-            g.out.extend_from_slice(&data[..n]);
-            *left -= n as u64;
-        } else {
-            g.out.extend_from_slice(data);
-        }
-    }
-
-    /// Queues part of the body.
-    pub fn write(&self, data: &[u8]) -> Result<(), ExchangeError> {
-        self.body_part(data, false)
-    }
-
-    /// Queues the last part of the body and ends the response.
-    pub fn end(&self, data: &[u8]) -> Result<(), ExchangeError> {
-        self.body_part(data, true)
-    }
-
-    fn body_part(&self, data: &[u8], last: bool) -> Result<(), ExchangeError> {
         let mut g = self.lock();
         if g.ended {
             return Err(ExchangeError::Ended);
         }
-        if !g.head_sent {
+        if let Some(h) = head {
+            if g.head_sent {
+                return Err(ExchangeError::HeadSent);
+            }
+            let mut req = self.req;
+            if self.server.is_closing() {
+                req.keep_alive = false;
+            }
+            let len = last.then_some(body_len as u64);
+            let f = write_response_head(&mut g.out, &req, h.status, h.reason, h.headers, len);
+            g.head_sent = true;
+            g.chunked = f.chunked;
+            g.send_body = f.send_body;
+            g.keep_alive = f.keep_alive;
+            g.remaining = f.content_length;
+        } else if !g.head_sent {
             return Err(ExchangeError::NoHead);
         }
-        Self::body(&mut g, data);
+        Self::body(&mut g, body_len, fill);
         if last {
             if g.chunked {
                 write_last_chunk(&mut g.out);
@@ -158,10 +162,58 @@ impl Exchange {
                 g.keep_alive = false;
             }
             g.ended = true;
+            self.send_direct(&mut g);
         }
         drop(g);
         self.wake();
         Ok(())
+    }
+
+    fn body(g: &mut Inner, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
+        if !g.send_body || len == 0 {
+            return; // HEAD, 204, 304: the body is not sent
+        }
+        if g.chunked {
+            write_chunk_header(&mut g.out, len);
+            fill(&mut g.out);
+            g.out.extend_from_slice(b"\r\n");
+        } else if let Some(left) = g.remaining.as_mut() {
+            // Never more than the Content-Length promised.
+            let n = (*left).min(len as u64) as usize;
+            let start = g.out.len();
+            fill(&mut g.out);
+            g.out.truncate(start + n);
+            *left -= n as u64;
+        } else {
+            fill(&mut g.out);
+        }
+    }
+
+    /// Writes what is queued straight to the socket, if the task still
+    /// owns one and is not writing (both under this lock).
+    fn send_direct(&self, g: &mut Inner) {
+        #[cfg(unix)]
+        {
+            if g.fd < 0 || g.out.is_empty() {
+                return;
+            }
+            // SAFETY: `fd` is the connection's socket, open while it is set:
+            // the task clears it under this lock before it may close the
+            // socket. The buffer is valid for its length.
+            let n = unsafe {
+                libc::send(
+                    g.fd,
+                    g.out.as_ptr() as *const libc::c_void,
+                    g.out.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n > 0 {
+                g.out.drain(..n as usize);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = g;
     }
 
     /// Drops the connection (a handler failed after the head went out).
@@ -170,14 +222,42 @@ impl Exchange {
         self.wake();
     }
 
-    /// Moves the queued bytes to `into`.
-    pub(super) fn take(&self, into: &mut Vec<u8>) -> Progress {
+    /// The task's side: writes what is queued. `Ready(Some(keep_alive))`
+    /// once the response has ended and is out, `Ready(None)` when the
+    /// connection must close (aborted, write failed).
+    pub(super) fn poll_progress(
+        &self,
+        cx: &mut Context<'_>,
+        stream: &mut TcpStream,
+    ) -> Poll<Option<bool>> {
         let mut g = self.lock();
-        into.append(&mut g.out);
-        Progress {
-            ended: g.ended,
-            keep_alive: g.keep_alive,
-            aborted: g.aborted,
+        if g.aborted {
+            g.fd = -1;
+            return Poll::Ready(None);
         }
+        let mut written = 0;
+        while written < g.out.len() {
+            match std::pin::Pin::new(&mut *stream).poll_write(cx, &g.out[written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => written += n,
+                Poll::Ready(_) => {
+                    g.fd = -1;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {
+                    g.out.drain(..written);
+                    return Poll::Pending;
+                }
+            }
+        }
+        if g.out.capacity() > IDLE_KEEP {
+            g.out = Vec::new();
+        } else {
+            g.out.clear();
+        }
+        if g.ended {
+            g.fd = -1;
+            return Poll::Ready(Some(g.keep_alive));
+        }
+        Poll::Pending
     }
 }

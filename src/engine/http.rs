@@ -4,11 +4,9 @@
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -76,7 +74,11 @@ pub(super) async fn serve_one(
         }
     }
 
-    let exchange = Exchange::new(RequestInfo::from_head(&head), server.clone());
+    let exchange = Exchange::new(
+        RequestInfo::from_head(&head),
+        server.clone(),
+        super::task::raw_fd(stream),
+    );
     server.sink().push(Event::Request {
         server: server.id,
         exchange: exchange.clone(),
@@ -87,34 +89,9 @@ pub(super) async fn serve_one(
     });
 
     // Write what JS queues until the response has ended.
-    let mut out = Vec::new();
-    let mut written = 0;
     let progress = poll_fn(|cx| {
         exchange.waker.register(cx.waker());
-        loop {
-            let p = exchange.take(&mut out);
-            if p.aborted {
-                return Poll::Ready(None);
-            }
-            while written < out.len() {
-                match Pin::new(&mut *stream).poll_write(cx, &out[written..]) {
-                    Poll::Ready(Ok(n)) if n > 0 => written += n,
-                    Poll::Ready(_) => return Poll::Ready(None),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            out.clear();
-            written = 0;
-            if p.ended {
-                // Anything queued between take() and now is picked up first.
-                let again = exchange.take(&mut out);
-                if out.is_empty() {
-                    return Poll::Ready(Some(again.keep_alive));
-                }
-                continue;
-            }
-            return Poll::Pending;
-        }
+        exchange.poll_progress(cx, stream)
     })
     .await;
     match progress {

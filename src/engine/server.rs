@@ -45,6 +45,20 @@ pub fn error_code(e: &io::Error) -> &'static str {
     }
 }
 
+/// The accept loop's listener; dropping it (the loop is aborted by
+/// `close`) closes the socket, then counts the loop's task as done.
+struct Listening {
+    listener: Option<tokio::net::TcpListener>,
+    server: Arc<Server>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        drop(self.listener.take());
+        self.server.task_done();
+    }
+}
+
 pub struct Server {
     pub id: u64,
     pub config: ServerConfig,
@@ -55,8 +69,9 @@ pub struct Server {
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     closing: AtomicBool,
     close_emitted: AtomicBool,
-    /// Connection tasks alive (WebSocket or HTTP, upgraded or not): the
-    /// server's close event waits for all of them.
+    /// Tasks alive: the accept loop and every connection (WebSocket or
+    /// HTTP, upgraded or not). The server's close event waits for all of
+    /// them, so it comes after the listening socket is closed.
     tasks: AtomicUsize,
     /// Wakes connections idle between HTTP requests when the server closes.
     pub(super) closed: Notify,
@@ -135,17 +150,25 @@ impl Server {
             conns: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             close_emitted: AtomicBool::new(false),
-            tasks: AtomicUsize::new(0),
+            tasks: AtomicUsize::new(1), // the accept loop
             closed: Notify::new(),
             accept_task: Mutex::new(None),
         });
-        let s = server.clone();
-        let handle = runtime.spawn(async move { s.accept_loop(listener).await });
+        let guard = Listening {
+            listener: Some(listener),
+            server: server.clone(),
+        };
+        let handle = runtime.spawn(async move {
+            let guard = guard;
+            if let Some(listener) = guard.listener.as_ref() {
+                guard.server.clone().accept_loop(listener).await;
+            }
+        });
         *server.accept_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         Ok(server)
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: tokio::net::TcpListener) {
+    async fn accept_loop(self: Arc<Self>, listener: &tokio::net::TcpListener) {
         loop {
             match listener.accept().await {
                 Ok((stream, remote)) => {
@@ -251,9 +274,6 @@ impl Server {
         // HTTP connections waiting for their next request end now; ones
         // with a response in flight end after it (`http::serve_one`).
         self.closed.notify_waiters();
-        if self.tasks.load(Ordering::Acquire) == 0 {
-            self.emit_closed();
-        }
         for c in conns {
             // Pending upgrades are refused, open connections start the
             // closing handshake, closing ones are left to finish.

@@ -313,12 +313,12 @@ async fn wait_decision(conn: &Conn, stream: &TcpStream) {
 }
 
 #[cfg(unix)]
-fn raw_fd(stream: &TcpStream) -> i32 {
+pub(super) fn raw_fd(stream: &TcpStream) -> i32 {
     std::os::fd::AsRawFd::as_raw_fd(stream)
 }
 
 #[cfg(not(unix))]
-fn raw_fd(_: &TcpStream) -> i32 {
+pub(super) fn raw_fd(_: &TcpStream) -> i32 {
     -1
 }
 

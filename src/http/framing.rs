@@ -36,11 +36,9 @@ impl RequestInfo {
     }
 }
 
-/// A response head and how its body must go out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
-    /// Status line, headers, the empty line.
-    pub bytes: Vec<u8>,
+/// How a response body must go out, decided with its head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
     /// Send the body with `write_chunk` and end with `write_last_chunk`.
     pub chunked: bool,
     /// Read the next request after this response; otherwise close once the
@@ -55,6 +53,32 @@ pub struct ResponseHead {
     /// be closed (the client cannot otherwise tell).
     pub content_length: Option<u64>,
 }
+
+/// A response head on its own: its bytes and framing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// Status line, headers, the empty line.
+    pub bytes: Vec<u8>,
+    pub chunked: bool,
+    pub keep_alive: bool,
+    pub send_body: bool,
+    pub content_length: Option<u64>,
+}
+
+impl ResponseHead {
+    fn new(bytes: Vec<u8>, f: Framing) -> Self {
+        ResponseHead {
+            bytes,
+            chunked: f.chunked,
+            keep_alive: f.keep_alive,
+            send_body: f.send_body,
+            content_length: f.content_length,
+        }
+    }
+}
+
+/// A user's header list: names and values as given (`&str` or `String`).
+pub type Pairs<'a, N, V> = &'a [(N, V)];
 
 /// tchar (RFC 9110 §5.6.2).
 fn is_tchar(b: u8) -> bool {
@@ -119,13 +143,27 @@ fn parse_length(s: &str) -> Option<u64> {
 ///   body is delimited. Other user connection options are kept after it.
 /// - `Date` (RFC 9110 §6.6.1), cached per second, unless the user set one;
 ///   not on 1xx.
-pub fn response_head(
+pub fn response_head<N: AsRef<str>, V: AsRef<str>>(
     req: &RequestInfo,
     status: u16,
     reason: Option<&str>,
-    headers: &[(String, String)],
+    headers: Pairs<'_, N, V>,
     body_len: Option<u64>,
 ) -> ResponseHead {
+    let mut out = Vec::with_capacity(192);
+    let f = write_response_head(&mut out, req, status, reason, headers, body_len);
+    ResponseHead::new(out, f)
+}
+
+/// [`response_head`], appended to `out` (a connection's output queue).
+pub fn write_response_head<N: AsRef<str>, V: AsRef<str>>(
+    out: &mut Vec<u8>,
+    req: &RequestInfo,
+    status: u16,
+    reason: Option<&str>,
+    headers: Pairs<'_, N, V>,
+    body_len: Option<u64>,
+) -> Framing {
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
         let now = SystemTime::now()
@@ -134,7 +172,7 @@ pub fn response_head(
         if cached.0 != now || cached.1.is_empty() {
             *cached = (now, http_date(now));
         }
-        build(req, status, reason, headers, body_len, Some(&cached.1))
+        build(out, req, status, reason, headers, body_len, Some(&cached.1))
     })
 }
 
@@ -148,23 +186,25 @@ enum UserLength {
     Invalid,
 }
 
-fn build(
+fn build<N: AsRef<str>, V: AsRef<str>>(
+    out: &mut Vec<u8>,
     req: &RequestInfo,
     status: u16,
     reason: Option<&str>,
-    headers: &[(String, String)],
+    headers: Pairs<'_, N, V>,
     body_len: Option<u64>,
     date: Option<&str>,
-) -> ResponseHead {
+) -> Framing {
     let status = if (100..=999).contains(&status) {
         status
     } else {
         500
     };
-    let mut out = Vec::with_capacity(192);
-    write!(out, "HTTP/1.1 {status} ").expect("write to Vec");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    put_decimal(out, status as u64);
+    out.push(b' ');
     match reason.filter(|r| !r.is_empty() && is_field_value(r)) {
-        Some(r) => put_latin1(&mut out, r),
+        Some(r) => put_latin1(out, r),
         None => out.extend_from_slice(reason_phrase(status).as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
@@ -177,7 +217,7 @@ fn build(
     let mut has_date = false;
     let mut options: Vec<&str> = Vec::new();
     for (name, value) in headers {
-        let value = trim_ows(value);
+        let (name, value) = (name.as_ref(), trim_ows(value.as_ref()));
         if !is_token(name) || !is_field_value(value) {
             continue;
         }
@@ -205,9 +245,9 @@ fn build(
             continue;
         }
         has_date |= name.eq_ignore_ascii_case("date");
-        put_latin1(&mut out, name);
+        put_latin1(out, name);
         out.extend_from_slice(b": ");
-        put_latin1(&mut out, value);
+        put_latin1(out, value);
         out.extend_from_slice(b"\r\n");
     }
     let user_length = match user_length {
@@ -227,7 +267,9 @@ fn build(
     let keep_alive = req.keep_alive && !user_close && delimited;
 
     if let (false, false, Some(date)) = (has_date, informational, date) {
-        write!(out, "Date: {date}\r\n").expect("write to Vec");
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(date.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(if keep_alive {
         b"Connection: keep-alive"
@@ -236,23 +278,39 @@ fn build(
     });
     for option in options {
         out.extend_from_slice(b", ");
-        put_latin1(&mut out, option);
+        put_latin1(out, option);
     }
     out.extend_from_slice(b"\r\n");
     if let Some(n) = length {
-        write!(out, "Content-Length: {n}\r\n").expect("write to Vec");
+        out.extend_from_slice(b"Content-Length: ");
+        put_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
     } else if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     out.extend_from_slice(b"\r\n");
 
-    ResponseHead {
-        bytes: out,
+    Framing {
         chunked,
         keep_alive,
         send_body,
         content_length: if send_body { length } else { None },
     }
+}
+
+/// `n` in decimal, without going through `core::fmt` (on every response).
+fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// One chunk (RFC 9112 §7.1): hex size, CRLF, data, CRLF. Empty data writes
@@ -261,9 +319,14 @@ pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
-    write!(out, "{:x}\r\n", data.len()).expect("write to Vec");
+    write_chunk_header(out, data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
+}
+
+/// The size line of a chunk of `len` (> 0) bytes; the data and a CRLF follow.
+pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
+    write!(out, "{len:x}\r\n").expect("write to Vec");
 }
 
 /// The last chunk and an empty trailer section (RFC 9112 §7.1).
@@ -310,6 +373,20 @@ mod tests {
         head_method: false,
         keep_alive: true,
     };
+
+    /// `build` into a fresh head (the tests' view of it).
+    fn head_of(
+        rq: &RequestInfo,
+        status: u16,
+        reason: Option<&str>,
+        headers: &[(String, String)],
+        body_len: Option<u64>,
+        date: Option<&str>,
+    ) -> ResponseHead {
+        let mut out = Vec::new();
+        let f = build(&mut out, rq, status, reason, headers, body_len, date);
+        ResponseHead::new(out, f)
+    }
 
     fn hdrs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -589,7 +666,7 @@ mod tests {
             let user: Vec<(String, String)> = user_len
                 .map(|v| hdrs(&[("Content-Length", v)]))
                 .unwrap_or_default();
-            let r = build(rq, *status, None, &user, *body_len, None);
+            let r = head_of(rq, *status, None, &user, *body_len, None);
             let (code, _, h) = parsed(&r);
             assert_eq!(code, *status, "row {i}");
             let cl = get(&h, "content-length");
@@ -620,7 +697,7 @@ mod tests {
     #[test]
     fn status_line_and_reason() {
         let line = |status, reason| {
-            let r = build(&V11, status, reason, &[], Some(0), None);
+            let r = head_of(&V11, status, reason, &[], Some(0), None);
             let text = String::from_utf8_lossy(&r.bytes).into_owned();
             text.split("\r\n").next().unwrap().to_string()
         };
@@ -633,9 +710,9 @@ mod tests {
         assert_eq!(line(599, None), "HTTP/1.1 599 Unknown");
         assert_eq!(line(42, None), "HTTP/1.1 500 Internal Server Error");
         assert_eq!(line(1000, None), "HTTP/1.1 500 Internal Server Error");
-        let r = build(&V11, 200, Some("Très bien"), &[], Some(0), None);
+        let r = head_of(&V11, 200, Some("Très bien"), &[], Some(0), None);
         assert!(r.bytes.starts_with(b"HTTP/1.1 200 Tr\xe8s bien\r\n"));
-        let r = build(&V11, 200, Some("€"), &[], Some(0), None);
+        let r = head_of(&V11, 200, Some("€"), &[], Some(0), None);
         assert!(r.bytes.starts_with(b"HTTP/1.1 200 OK\r\n"));
     }
 
@@ -661,7 +738,7 @@ mod tests {
             (&[("Content-Length", "-5")], Some("3")),
             (&[("Content-Length", "")], Some("3")),
         ] {
-            let r = build(&V11, 200, None, &hdrs(user), Some(3), None);
+            let r = head_of(&V11, 200, None, &hdrs(user), Some(3), None);
             let (_, _, h) = parsed(&r);
             assert_eq!(
                 get(&h, "content-length"),
@@ -691,7 +768,7 @@ mod tests {
             ("Transfer-Encoding", "gzip"),
             ("Connection", "keep-alive, Upgrade"),
         ]);
-        let r = build(&V11, 200, None, &user, None, None);
+        let r = head_of(&V11, 200, None, &user, None, None);
         let (_, _, h) = parsed(&r);
         assert_eq!(get(&h, "set-cookie"), vec!["a=1", "b=2"]);
         assert_eq!(get(&h, "content-type"), vec!["text/plain"]);
@@ -706,7 +783,7 @@ mod tests {
         }
         assert!(!r.bytes.windows(5).any(|w| w == b"pwned"));
         // Exact bytes: order kept, names as given, framing last.
-        let r = build(
+        let r = head_of(
             &V11,
             201,
             None,
@@ -724,7 +801,7 @@ mod tests {
     #[test]
     fn user_connection_close_wins() {
         for value in ["close", "Close", "keep-alive, close"] {
-            let r = build(
+            let r = head_of(
                 &V11,
                 200,
                 None,
@@ -737,7 +814,7 @@ mod tests {
             assert_eq!(get(&h, "connection"), vec!["close"]);
         }
         // The user cannot keep alive what the request did not allow.
-        let r = build(
+        let r = head_of(
             &req(0, false, false),
             200,
             None,
@@ -754,13 +831,13 @@ mod tests {
         assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(http_date(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
-        let r = response_head(&V11, 200, None, &[], Some(0));
+        let r = response_head(&V11, 200, None, &hdrs(&[]), Some(0));
         let (_, _, h) = parsed(&r);
         let date = get(&h, "date");
         assert_eq!(date.len(), 1);
         assert!(date[0].ends_with(" GMT") && date[0].len() == 29, "{date:?}");
         // Not on 1xx; not twice when the user set one.
-        let r = response_head(&V11, 103, None, &[], None);
+        let r = response_head(&V11, 103, None, &hdrs(&[]), None);
         assert!(get(&parsed(&r).2, "date").is_empty());
         let r = response_head(&V11, 200, None, &hdrs(&[("date", "x")]), Some(0));
         assert_eq!(get(&parsed(&r).2, "date"), vec!["x"]);
