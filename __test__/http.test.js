@@ -1342,6 +1342,51 @@ test.describe('bad input', () => {
     assert.deepEqual(server.errors, [], 'no error event for an idle keep-alive connection');
   });
 
+  test.it('the keep-alive idle time starts when a response ends, not when the request came', async (t) => {
+    // The handler takes 300 ms of a 500 ms handshakeTimeout; the next
+    // request, 300 ms after the response (600 ms after the first request),
+    // is still within the idle time and is served.
+    const server = serve(t, { handshakeTimeout: 500 }, (req, res) => {
+      setTimeout(() => res.end(req.url), req.url === '/slow' ? 300 : 0);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /slow HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, '/slow');
+    await delay(300);
+    assert.ok(!raw.ended, 'still open 300 ms after the response');
+    raw.write('GET /next HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, '/next');
+    await raw.end(3000); // and idle after that: closed quietly
+    assert.deepEqual(server.errors, []);
+  });
+
+  test.it('a handler slower than handshakeTimeout still answers, and the connection serves the next request', async (t) => {
+    const server = serve(t, { handshakeTimeout: 200 }, (req, res) => {
+      setTimeout(() => res.end(`done ${req.url}`), req.url === '/slow' ? 500 : 0);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /slow HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, 'done /slow');
+    raw.write('GET /again HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, 'done /again');
+  });
+
+  test.it('close() with keep-alive connections idle after their responses: close comes at once', async (t) => {
+    // handshakeTimeout is long: the close event must not wait for it.
+    const server = serve(t, { handshakeTimeout: 10000 }, (req, res) => res.end('ok'));
+    const raws = [];
+    for (let i = 0; i < 4; i++) {
+      const raw = await Raw.connect(t, portOf(server));
+      raw.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+      assert.equal((await raw.response()).text, 'ok');
+      raws.push(raw);
+    }
+    const started = Date.now();
+    await closeServer(server, 3000);
+    assert.ok(Date.now() - started < 2000, `close took ${Date.now() - started} ms`);
+    for (const raw of raws) await raw.end(2000);
+  });
+
   test.it('a handler that throws: the client gets 500 and the exception reaches the process', async () => {
     const code = `
       const http = require('node:http');

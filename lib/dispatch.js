@@ -20,12 +20,68 @@ const ACCEPT = 8;
 const SERVER_ERROR = 9;
 const SERVER_CLOSE = 10;
 const ADOPT = 11;
-const REQUEST = 12;
+const REQUESTS = 12;
+
+// Request groups (src/binding/dispatch.rs, deliver_requests).
+const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
+const STRIDE = 6;
+const METHOD_IN_TEXT = 4;
+const HAS_EXTRA = 8;
 
 const conns = registry.conns;
 const servers = registry.servers;
 
-function dispatch(kind, id, a, b, c, d, e, f, g, h) {
+// `count` requests: numbers in `nums`, text in `text`, bodies and unusual
+// addresses in `extra`. A handler that throws does not keep the rest of
+// the group from being handled: the first exception is rethrown at the
+// end (reaching the process like any handler's), later ones on the next tick.
+function requests(count, nums, text, extra) {
+  const parts = text.split('\r');
+  let failed = false;
+  let failure;
+  for (let i = 0; i < count; i++) {
+    const o = i * STRIDE;
+    const flags = nums[o + 2];
+    let p = parts[i];
+    let method;
+    if (flags & METHOD_IN_TEXT) {
+      const nl = p.indexOf('\n');
+      method = p.slice(0, nl);
+      p = p.slice(nl + 1);
+    } else {
+      method = METHODS[nums[o + 3]];
+    }
+    const nl = p.indexOf('\n');
+    let body;
+    let remote = nums[o + 4];
+    let local = nums[o + 5];
+    if (flags & HAS_EXTRA) {
+      body = extra[i * 3];
+      if (remote !== remote) remote = extra[i * 3 + 1];
+      if (local !== local) local = extra[i * 3 + 2];
+    }
+    const server = servers.get(nums[o]);
+    if (server === undefined) {
+      registry.fast.abort(nums[o + 1]);
+      continue;
+    }
+    try {
+      server._onRequest(nums[o + 1], method, p.slice(0, nl), flags, p.slice(nl + 1), body, remote, local);
+    } catch (err) {
+      if (!failed) {
+        failed = true;
+        failure = err;
+      } else {
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
+  }
+  if (failed) throw failure;
+}
+
+function dispatch(kind, id, a, b, c, d) {
   if (kind === TEXT || kind === BINARY) {
     const ws = conns.get(id);
     if (ws !== undefined) ws._message(a);
@@ -69,11 +125,9 @@ function dispatch(kind, id, a, b, c, d, e, f, g, h) {
       if (server !== undefined) server._onError(a, b, c);
       return;
     }
-    case REQUEST: {
-      const server = servers.get(id);
-      if (server !== undefined) server._onRequest(a, b, c, d, e, f, g, h);
+    case REQUESTS:
+      requests(id, a, b, c);
       return;
-    }
     case ADOPT:
       adopt(id, a, b, c, d);
       return;

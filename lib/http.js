@@ -11,13 +11,17 @@ const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 // Native response calls (src/binding/exchange.rs), installed at start-up.
 const fast = registry.fast;
 
-// An address from the engine: IPv4 as ip * 65536 + port, IPv6 as
-// "<ip> <port>" (src/binding/dispatch.rs).
+// An address from the engine (src/binding/dispatch.rs, address_number):
+// IPv4 as ip * 65536 + port, IPv4-mapped IPv6 as -(that) - 1, others as
+// "<ip> <port>".
 function address(v) {
   if (typeof v === 'number') {
+    const mapped = v < 0;
+    if (mapped) v = -v - 1;
     const port = v % 65536;
     const ip = (v - port) / 65536;
-    return [`${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`, port];
+    const dotted = `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+    return [mapped ? `::ffff:${dotted}` : dotted, port];
   }
   const sp = v.lastIndexOf(' ');
   return [v.slice(0, sp), Number(v.slice(sp + 1))];
@@ -112,51 +116,82 @@ function headersSent(what) {
   return sackError(Error, 'ERR_HTTP_HEADERS_SENT', `${what}: cannot change headers after they are sent`);
 }
 
+// Header names that passed the token check, with their lower-case form:
+// handlers set the same few names on every response.
+const knownNames = new Map();
+const KNOWN_MAX = 256;
+
+function lowerName(name) {
+  let lower = knownNames.get(name);
+  if (lower !== undefined) return lower;
+  if (typeof name !== 'string' || !TOKEN.test(name)) {
+    throw sackError(TypeError, 'ERR_INVALID_HTTP_TOKEN', `setHeader: invalid header name ${JSON.stringify(String(name))}`);
+  }
+  lower = name.toLowerCase();
+  if (knownNames.size < KNOWN_MAX) knownNames.set(name, lower);
+  return lower;
+}
+
 class Response {
   constructor(id) {
     this._id = id;
     this.statusCode = 200;
     this.statusMessage = undefined;
-    this._headers = null; // lower-case name -> [name, value], once one is set
+    // [lower-case name, name, value, …] in the order set: a response has
+    // few headers, and a flat array beats a Map at that size.
+    this._headers = null;
     this.headersSent = false;
     this.finished = false;
   }
 
+  _find(lower) {
+    const h = this._headers;
+    if (h !== null) for (let i = 0; i < h.length; i += 3) if (h[i] === lower) return i;
+    return -1;
+  }
+
   setHeader(name, value) {
     if (this.headersSent) throw headersSent('setHeader');
-    if (typeof name !== 'string' || !TOKEN.test(name)) {
-      throw sackError(TypeError, 'ERR_INVALID_HTTP_TOKEN', `setHeader: invalid header name ${JSON.stringify(String(name))}`);
-    }
+    const lower = lowerName(name);
     let stored;
     if (Array.isArray(value)) {
       stored = value.map(String);
       for (const v of stored) checkValue(name, v);
     } else {
-      stored = String(value);
+      stored = typeof value === 'string' ? value : String(value);
       checkValue(name, stored);
     }
-    if (this._headers === null) this._headers = new Map();
-    this._headers.set(name.toLowerCase(), [name, stored]);
+    const i = this._find(lower);
+    if (i >= 0) {
+      this._headers[i + 1] = name;
+      this._headers[i + 2] = stored;
+    } else if (this._headers === null) {
+      this._headers = [lower, name, stored];
+    } else {
+      this._headers.push(lower, name, stored);
+    }
     return this;
   }
 
   getHeader(name) {
-    const e = this._headers === null ? undefined : this._headers.get(String(name).toLowerCase());
-    return e ? e[1] : undefined;
+    const i = this._find(String(name).toLowerCase());
+    return i < 0 ? undefined : this._headers[i + 2];
   }
 
   hasHeader(name) {
-    return this._headers !== null && this._headers.has(String(name).toLowerCase());
+    return this._find(String(name).toLowerCase()) >= 0;
   }
 
   removeHeader(name) {
     if (this.headersSent) throw headersSent('removeHeader');
-    if (this._headers !== null) this._headers.delete(String(name).toLowerCase());
+    const i = this._find(String(name).toLowerCase());
+    if (i >= 0) this._headers.splice(i, 3);
   }
 
   getHeaders() {
     const out = Object.create(null);
-    if (this._headers !== null) for (const [lower, [, value]] of this._headers) out[lower] = value;
+    const h = this._headers;
+    if (h !== null) for (let i = 0; i < h.length; i += 3) out[h[i]] = h[i + 2];
     return out;
   }
 
@@ -185,14 +220,16 @@ class Response {
   // (setHeader refuses both in names and values). Marks the head sent.
   _head() {
     this.headersSent = true;
+    const h = this._headers;
+    if (h === null) return '';
     let block = '';
-    if (this._headers !== null) {
-      for (const [name, value] of this._headers.values()) {
-        if (Array.isArray(value)) {
-          for (const v of value) block = block === '' ? `${name}\n${v}` : `${block}\n${name}\n${v}`;
-        } else {
-          block = block === '' ? `${name}\n${value}` : `${block}\n${name}\n${value}`;
-        }
+    for (let i = 0; i < h.length; i += 3) {
+      const name = h[i + 1];
+      const value = h[i + 2];
+      if (Array.isArray(value)) {
+        for (const v of value) block = block === '' ? `${name}\n${v}` : `${block}\n${name}\n${v}`;
+      } else {
+        block = block === '' ? `${name}\n${value}` : `${block}\n${name}\n${value}`;
       }
     }
     return block;

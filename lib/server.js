@@ -190,7 +190,10 @@ Server.prototype._onRequest = function _onRequest(exchange, method, target, flag
   const req = new Request(method, target, flags, headers, body, remote, local);
   const res = new Response(exchange);
   try {
-    if (!emit(this, 'request', this, req, res)) {
+    // One property handler (the usual case): a direct call.
+    const only = this._ls_request ? null : this._on_request;
+    if (only) only.call(this, req, res);
+    else if (!emit(this, 'request', this, req, res)) {
       res.writeHead(426, { Upgrade: 'websocket' });
       res.end('this server speaks WebSocket');
     }

@@ -11,7 +11,6 @@ use super::connection::NativeConnection;
 use super::env::EnvState;
 use super::js;
 use crate::engine::sink::{ConnInfo, Event};
-use crate::http::head::RequestHead;
 use std::net::SocketAddr;
 
 /// Event kinds, as index.js knows them.
@@ -27,7 +26,8 @@ pub mod kind {
     pub const SERVER_ERROR: f64 = 9.0;
     pub const SERVER_CLOSE: f64 = 10.0;
     pub const ADOPT: f64 = 11.0;
-    pub const REQUEST: f64 = 12.0;
+    /// A group of HTTP requests (`deliver_requests`).
+    pub const REQUESTS: f64 = 12.0;
 }
 
 /// The threadsafe function's callback, on the environment's JS thread.
@@ -71,15 +71,35 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
     let dispatcher = state.dispatcher();
     crate::engine::flush::begin_batch();
     loop {
+        let mut requests = Vec::new();
         let next = {
             let mut cur = state.current.borrow_mut();
-            let ev = cur.events.pop_front();
+            let mut ev = cur.events.pop_front();
+            // HTTP requests in a row go to JS in one call.
+            if let Some(Event::Request { .. }) = ev {
+                requests.extend(ev.take());
+                while requests.len() < MAX_REQUESTS
+                    && matches!(cur.events.front(), Some(Event::Request { .. }))
+                {
+                    requests.extend(cur.events.pop_front());
+                }
+            }
             // The batch's last event may answer straight to its socket.
             crate::engine::flush::set_last_event(
                 cur.events.is_empty() && state.moving.borrow().is_empty(),
             );
             ev
         };
+        if !requests.is_empty() {
+            let mut scope = ptr::null_mut();
+            // SAFETY: as for a single event below.
+            unsafe {
+                sys::napi_open_handle_scope(env, &mut scope);
+                deliver_requests(env, state, dispatcher, requests);
+                sys::napi_close_handle_scope(env, scope);
+            }
+            continue;
+        }
         let Some(ev) = next else {
             // Connections posted here: deliver what was held while they
             // moved, until none is left and their events flow directly.
@@ -174,39 +194,178 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
     }
 }
 
-/// The request's headers as one Latin-1 string, names and values joined
-/// by `\n` (neither can hold one), for index.js to split when asked.
-unsafe fn header_block(env: sys::napi_env, head: &RequestHead) -> sys::napi_value {
-    let mut block = Vec::with_capacity(256);
-    for (i, (name, value)) in head.headers.iter().enumerate() {
-        if i > 0 {
-            block.push(b'\n');
-        }
-        block.extend_from_slice(name.as_bytes());
-        block.push(b'\n');
-        // Values were decoded as Latin-1: one byte per char again.
-        if value.is_ascii() {
-            block.extend_from_slice(value.as_bytes());
-        } else {
-            block.extend(value.chars().map(|c| c as u32 as u8));
-        }
-    }
-    // SAFETY: on the JS thread of `env`, inside a handle scope.
-    unsafe { js::latin1(env, &block) }
+/// Most HTTP requests handed to JS in one call.
+const MAX_REQUESTS: usize = 256;
+/// Numbers per request in `deliver_requests`'s Float64Array.
+const REQUEST_STRIDE: usize = 6;
+
+/// Methods index.js knows by number (`lib/dispatch.js` has the same
+/// list); others travel as text.
+const METHODS: [&str; 7] = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"];
+
+/// An address as one number: IPv4 as `ip * 65536 + port` (exact in a
+/// double), an IPv4-mapped IPv6 one as `-(that) - 1`; `None` for others.
+fn address_number(a: SocketAddr) -> Option<f64> {
+    let (v4, mapped) = match a {
+        SocketAddr::V4(v4) => (*v4.ip(), false),
+        SocketAddr::V6(v6) => (v6.ip().to_ipv4_mapped()?, true),
+    };
+    let n = f64::from(u32::from(v4)) * 65536.0 + f64::from(a.port());
+    Some(if mapped { -n - 1.0 } else { n })
 }
 
-/// An address for index.js: IPv4 as one number (`ip * 65536 + port`,
-/// exact in a double), IPv6 as the string `"<ip> <port>"`.
-unsafe fn address(env: sys::napi_env, a: SocketAddr) -> sys::napi_value {
-    // SAFETY: on the JS thread of `env`, inside a handle scope.
+/// Hands `requests` (all `Event::Request`) to JS in one call:
+/// `dispatch(REQUESTS, count, nums, text, extra)`.
+///
+/// - `nums` (Float64Array, [`REQUEST_STRIDE`] per request): server id,
+///   exchange id, flags (bit 0 HTTP/1.1, bit 1 urlencoded form, bit 2
+///   method in text, bit 3 has `extra`), method number (index in
+///   [`METHODS`]), remote and local address ([`address_number`], NaN when
+///   in `extra`).
+/// - `text`: per request `[method "\n"] target "\n" headers`, the headers
+///   as names and values joined by `\n`; requests joined by `\r`. Neither
+///   character can occur in a parsed target, name or value.
+/// - `extra`: undefined, or an array with per request `[body, remote,
+///   local]`: the body ArrayBuffer (or undefined), and address strings
+///   `"<ip> <port>"` for addresses `nums` cannot hold.
+unsafe fn deliver_requests(
+    env: sys::napi_env,
+    state: &EnvState,
+    f: sys::napi_value,
+    requests: Vec<Event>,
+) {
+    thread_local! {
+        static TEXT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    // SAFETY (whole body): on the JS thread of `env`, inside a handle scope
+    // opened by the caller; `data` points to the new ArrayBuffer's
+    // `count * REQUEST_STRIDE` doubles, written before JS sees them.
     unsafe {
-        match a {
-            SocketAddr::V4(v4) => js::number(
-                env,
-                f64::from(u32::from(*v4.ip())) * 65536.0 + f64::from(v4.port()),
-            ),
-            SocketAddr::V6(v6) => js::string(env, format!("{} {}", v6.ip(), v6.port()).as_bytes()),
+        let count = requests.len();
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut ab = ptr::null_mut();
+        let mut nums_v = ptr::null_mut();
+        let len = count * REQUEST_STRIDE;
+        sys::napi_create_arraybuffer(env, len * 8, &mut data, &mut ab);
+        sys::napi_create_typedarray(
+            env,
+            sys::TypedarrayType::float64_array,
+            len,
+            ab,
+            0,
+            &mut nums_v,
+        );
+        if data.is_null() {
+            for ev in requests {
+                if let Event::Request { exchange, .. } = ev {
+                    exchange.abort();
+                }
+            }
+            return;
         }
+        let nums = std::slice::from_raw_parts_mut(data as *mut f64, len);
+        let mut text = TEXT.take();
+        text.clear();
+        let mut extra: sys::napi_value = ptr::null_mut();
+        for (i, ev) in requests.into_iter().enumerate() {
+            let Event::Request {
+                server,
+                exchange,
+                head,
+                body,
+                remote,
+                local,
+            } = ev
+            else {
+                continue;
+            };
+            let form = crate::http::form::is_urlencoded(&head);
+            let has_body = !body.is_empty()
+                || head.header("content-length").is_some()
+                || head.header("transfer-encoding").is_some();
+            let method = METHODS.iter().position(|m| *m == head.method);
+            let (remote_n, local_n) = (address_number(remote), address_number(local));
+            let needs_extra = has_body || remote_n.is_none() || local_n.is_none();
+            let flags = u32::from(head.minor.min(1))
+                | (u32::from(form) << 1)
+                | (u32::from(method.is_none()) << 2)
+                | (u32::from(needs_extra) << 3);
+            let o = i * REQUEST_STRIDE;
+            nums[o] = server as f64;
+            nums[o + 1] = exchange.id as f64;
+            nums[o + 2] = f64::from(flags);
+            nums[o + 3] = method.map_or(-1.0, |m| m as f64);
+            nums[o + 4] = remote_n.unwrap_or(f64::NAN);
+            nums[o + 5] = local_n.unwrap_or(f64::NAN);
+            state.exchanges.borrow_mut().insert(exchange.id, exchange);
+
+            if i > 0 {
+                text.push(b'\r');
+            }
+            if method.is_none() {
+                text.extend_from_slice(head.method.as_bytes());
+                text.push(b'\n');
+            }
+            text.extend_from_slice(head.target.as_bytes());
+            text.push(b'\n');
+            for (j, (name, value)) in head.headers.iter().enumerate() {
+                if j > 0 {
+                    text.push(b'\n');
+                }
+                text.extend_from_slice(name.as_bytes());
+                text.push(b'\n');
+                text.extend_from_slice(value.as_bytes());
+            }
+
+            if needs_extra {
+                if extra.is_null() {
+                    sys::napi_create_array_with_length(env, count * 3, &mut extra);
+                }
+                let base = (i * 3) as u32;
+                let body_v = if has_body {
+                    js::arraybuffer(env, &body)
+                } else {
+                    js::undefined(env)
+                };
+                sys::napi_set_element(env, extra, base, body_v);
+                for (k, (a, n)) in [(remote, remote_n), (local, local_n)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if n.is_none() {
+                        let s = format!("{} {}", a.ip(), a.port());
+                        sys::napi_set_element(
+                            env,
+                            extra,
+                            base + 1 + k as u32,
+                            js::string(env, s.as_bytes()),
+                        );
+                    }
+                }
+            }
+        }
+        // Targets are UTF-8; header values were decoded as Latin-1 into
+        // UTF-8 strings, so the whole text is UTF-8.
+        let text_v = js::string(env, &text);
+        if text.capacity() <= 256 * 1024 {
+            TEXT.set(text);
+        }
+        let extra = if extra.is_null() {
+            js::undefined(env)
+        } else {
+            extra
+        };
+        js::call(
+            env,
+            f,
+            &[
+                js::number(env, kind::REQUESTS),
+                js::number(env, count as f64),
+                nums_v,
+                text_v,
+                extra,
+            ],
+        );
     }
 }
 
@@ -315,43 +474,8 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                     ],
                 );
             }
-            Event::Request {
-                server,
-                exchange,
-                head,
-                body,
-                remote,
-                local,
-            } => {
-                let form = crate::http::form::is_urlencoded(&head);
-                let has_body = !body.is_empty()
-                    || head.header("content-length").is_some()
-                    || head.header("transfer-encoding").is_some();
-                let id = exchange.id;
-                state.exchanges.borrow_mut().insert(id, exchange);
-                let body = if has_body {
-                    js::arraybuffer(env, &body)
-                } else {
-                    js::undefined(env)
-                };
-                let flags = f64::from(head.minor.min(1)) + if form { 2.0 } else { 0.0 };
-                js::call(
-                    env,
-                    f,
-                    &[
-                        n(REQUEST),
-                        n(server as f64),
-                        n(id as f64),
-                        js::string(env, head.method.as_bytes()),
-                        js::string(env, head.target.as_bytes()),
-                        n(flags),
-                        header_block(env, &head),
-                        body,
-                        address(env, remote),
-                        address(env, local),
-                    ],
-                );
-            }
+            // Delivered in groups by `deliver_requests`.
+            Event::Request { exchange, .. } => exchange.abort(),
             Event::ServerClose { server } => {
                 state.servers.borrow_mut().remove(&server);
                 js::call(env, f, &[n(SERVER_CLOSE), n(server as f64)]);

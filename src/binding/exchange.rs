@@ -14,6 +14,12 @@ use super::env::EnvState;
 use super::fast::binary;
 use crate::engine::exchange::{ExchangeError, Head};
 
+thread_local! {
+    /// The reason and header text of the response being queued, kept
+    /// between calls so a response costs no allocation for it.
+    static TEXT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// `respond` was given a body that is neither a string nor binary.
 pub const BAD_TYPE: i32 = -5;
 
@@ -130,7 +136,8 @@ pub unsafe extern "C" fn respond(
         sys::napi_get_value_bool(env, argv[5], &mut last);
 
         // The head: reason and header text in one buffer, then split.
-        let mut text = Vec::new();
+        let mut text = TEXT.take();
+        text.clear();
         let mut reason_end = None;
         let with_head = type_of(env, argv[3]) == sys::ValueType::napi_string;
         let mut code = 200u32;
@@ -146,17 +153,33 @@ pub unsafe extern "C" fn respond(
         let (reason, block) = text.split_at(reason_end.unwrap_or(0));
         let reason = reason_end.map(|_| std::str::from_utf8(reason).unwrap_or(""));
         let block = std::str::from_utf8(block).unwrap_or("");
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        // A few headers fit on the stack; more spill to a vector.
+        let mut fixed = [("", ""); 16];
+        let mut spill = Vec::new();
+        let mut count = 0;
         if !block.is_empty() {
             let mut it = block.split('\n');
             while let (Some(n), Some(v)) = (it.next(), it.next()) {
-                pairs.push((n, v));
+                if count < fixed.len() {
+                    fixed[count] = (n, v);
+                } else {
+                    if spill.is_empty() {
+                        spill.extend_from_slice(&fixed);
+                    }
+                    spill.push((n, v));
+                }
+                count += 1;
             }
         }
+        let pairs = if count <= fixed.len() {
+            &fixed[..count]
+        } else {
+            &spill[..]
+        };
         let head = with_head.then_some(Head {
             status: code.min(999) as u16,
             reason,
-            headers: &pairs,
+            headers: pairs,
         });
 
         let body = argv[4];
@@ -175,6 +198,9 @@ pub unsafe extern "C" fn respond(
                 None => return int(env, BAD_TYPE),
             },
         };
+        if text.capacity() <= 64 * 1024 {
+            TEXT.set(text);
+        }
         if (last && r.is_ok()) || r == Err(ExchangeError::Ended) {
             state.exchanges.borrow_mut().remove(&ex.id);
         }

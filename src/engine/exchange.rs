@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
 use tokio::io::AsyncWrite;
@@ -58,6 +59,13 @@ struct Inner {
     /// The socket, for direct writes; -1 once the task is done with this
     /// exchange (it may close the socket then) or where there is none.
     fd: i32,
+    /// The task waits for the client's next bytes (or its timer), not for
+    /// a wake from here: a response that ends fully written and keeps the
+    /// connection open needs no engine wake at all.
+    parked: bool,
+    /// When a response ended without waking the parked task: the start of
+    /// the connection's idle time.
+    ended_at: Option<Instant>,
 }
 
 pub struct Exchange {
@@ -97,6 +105,8 @@ impl Exchange {
                 ended: false,
                 aborted: false,
                 fd,
+                parked: false,
+                ended_at: None,
             }),
             waker: AtomicWaker::new(),
         })
@@ -163,6 +173,12 @@ impl Exchange {
             }
             g.ended = true;
             self.send_direct(&mut g);
+            if g.parked && g.out.is_empty() && g.keep_alive {
+                // All out, and the connection stays: the task learns of
+                // the end when the next request (or its timer) wakes it.
+                g.ended_at = Some(Instant::now());
+                return Ok(());
+            }
         }
         drop(g);
         self.wake();
@@ -222,15 +238,19 @@ impl Exchange {
         self.wake();
     }
 
-    /// The task's side: writes what is queued. `Ready(Some(keep_alive))`
-    /// once the response has ended and is out, `Ready(None)` when the
-    /// connection must close (aborted, write failed).
+    /// The task's side: writes what is queued. `Ready(Some(done))` once
+    /// the response has ended and is out, `Ready(None)` when the
+    /// connection must close (aborted, write failed). `park`: the task
+    /// will be woken by the client's next bytes and by a timer, so a
+    /// response that ends complete need not wake it (see `respond`).
     pub(super) fn poll_progress(
         &self,
         cx: &mut Context<'_>,
         stream: &mut TcpStream,
-    ) -> Poll<Option<bool>> {
+        park: bool,
+    ) -> Poll<Option<Done>> {
         let mut g = self.lock();
+        g.parked = false;
         if g.aborted {
             g.fd = -1;
             return Poll::Ready(None);
@@ -256,8 +276,21 @@ impl Exchange {
         }
         if g.ended {
             g.fd = -1;
-            return Poll::Ready(Some(g.keep_alive));
+            return Poll::Ready(Some(Done {
+                keep_alive: g.keep_alive,
+                ended_at: g.ended_at,
+            }));
         }
+        g.parked = park;
         Poll::Pending
     }
+}
+
+/// A response that has ended and is written.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Done {
+    /// Read the next request on this connection.
+    pub keep_alive: bool,
+    /// When it ended, if that was not the time the task learned of it.
+    pub ended_at: Option<Instant>,
 }

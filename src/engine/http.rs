@@ -2,13 +2,15 @@
 //! read the body, hand the request to JS, write the response it produces.
 //! Pipelined requests are answered one at a time, so in order.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::sync::futures::Notified;
+use tokio::time::{timeout, Instant, Sleep};
 
 use super::exchange::Exchange;
 use super::server::Server;
@@ -20,8 +22,10 @@ use crate::http::response::closing_response;
 
 /// What the connection does after a request.
 pub(super) enum After {
-    /// The response allows another request on this connection.
-    Next,
+    /// The response allows another request on this connection. With a
+    /// time: the response ended then, and `timer` runs from when the task
+    /// parked (a little earlier); without: `timer` runs from now.
+    Next(Option<Instant>),
     /// Close it (already answered, or the peer went away).
     Close,
     /// Answer with this final error response, then close (and report why).
@@ -35,6 +39,12 @@ fn refuse(e: crate::http::body::BodyError) -> After {
 
 /// Serves one request whose head is `head`; `buf` holds the bytes read
 /// after the head (body, pipelined requests) and keeps what is left.
+///
+/// While JS works on the request, the task parks on the socket (see
+/// `Exchange::poll_progress`): it wakes for the client's next bytes, for
+/// `timer` (the idle timeout, reset here to `handshakeTimeout` from now),
+/// for `closing` (the server closes), or when JS wakes it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn serve_one(
     stream: &mut TcpStream,
     server: &Arc<Server>,
@@ -42,6 +52,8 @@ pub(super) async fn serve_one(
     buf: &mut Vec<u8>,
     remote: SocketAddr,
     local: SocketAddr,
+    timer: &mut Pin<Box<Sleep>>,
+    mut closing: Pin<&mut Notified<'_>>,
 ) -> After {
     let cfg = &server.config;
     let kind = match body_kind(&head) {
@@ -89,13 +101,42 @@ pub(super) async fn serve_one(
     });
 
     // Write what JS queues until the response has ended.
+    let mut armed = false;
+    let mut watch_close = true;
     let progress = poll_fn(|cx| {
         exchange.waker.register(cx.waker());
-        exchange.poll_progress(cx, stream)
+        // Parking needs a wake-up of its own: the client's next bytes.
+        let mut park = buf.is_empty() && stream.poll_read_ready(cx).is_pending();
+        if park && watch_close && closing.as_mut().poll(cx).is_ready() {
+            // The server closes: wait for JS's wake, then stop.
+            watch_close = false;
+            park = false;
+        }
+        if park && !armed {
+            armed = true;
+            timer
+                .as_mut()
+                .reset(Instant::now() + server.config.handshake_timeout);
+        }
+        if park && timer.as_mut().poll(cx).is_ready() {
+            // A handler still busy after the idle timeout: no timeout
+            // while it works; JS wakes the task when it is done.
+            park = false;
+        }
+        exchange.poll_progress(cx, stream, park)
     })
     .await;
     match progress {
-        Some(true) if !server.is_closing() => After::Next,
+        Some(done) if done.keep_alive && !server.is_closing() => {
+            let since = done.ended_at.map(Instant::from_std);
+            if since.is_none() {
+                // Learned of the end just now: idle from now.
+                timer
+                    .as_mut()
+                    .reset(Instant::now() + server.config.handshake_timeout);
+            }
+            After::Next(since)
+        }
         _ => After::Close,
     }
 }

@@ -57,74 +57,98 @@ pub(super) async fn run(
     let cfg = &server.config;
     let mut buf = Vec::with_capacity(1024);
     let mut first = true;
+    // The request-head and keep-alive idle timeout: one timer for the
+    // connection's life, reset rather than re-created per request.
+    let mut timer = Box::pin(sleep(cfg.handshake_timeout));
+    // When the last response ended, if the task was parked then (the
+    // timer was set a little earlier: see `serve_one`).
+    let mut idle_since: Option<Instant> = None;
     loop {
-        // Sub-futures are boxed: inline, each would add its size to every
-        // connection's task for its whole life (7 KiB in all, measured).
-        let closing = server.closed.notified();
-        if server.is_closing() {
-            return; // closed while the last response went out
-        }
-        let head = tokio::select! {
-            h = Box::pin(timeout(
-                cfg.handshake_timeout,
-                read_head(&mut stream, &mut buf, cfg.max_header_size),
-            )) => h,
-            // Server closing: drop a connection that has no request going.
-            _ = closing => return,
-        };
-        let (head, used) = match head {
-            Ok(Ok(h)) => h,
-            Ok(Err(HeadFailure::Closed)) => return,
-            Ok(Err(HeadFailure::Io(e))) => {
-                server.emit_error(remote, local, error_code(&e), e.to_string());
-                return;
+        let head = {
+            let mut closing = std::pin::pin!(server.closed.notified());
+            if server.is_closing() {
+                return; // closed while the last response went out
             }
-            Ok(Err(HeadFailure::Bad(e))) => {
-                let response = closing_response(e.status(), None, &[], e.to_string().as_bytes());
+            let head = {
+                // Sub-futures are boxed: inline, each would add its size to
+                // every connection's task for its whole life (7 KiB in all).
+                let mut read = Box::pin(read_head(&mut stream, &mut buf, cfg.max_header_size));
+                loop {
+                    tokio::select! {
+                        h = &mut read => break Some(h),
+                        _ = timer.as_mut() => match idle_since.take() {
+                            Some(at) if at + cfg.handshake_timeout > Instant::now() => {
+                                timer.as_mut().reset(at + cfg.handshake_timeout);
+                            }
+                            _ => break None,
+                        },
+                        // Server closing: drop a connection that has no request going.
+                        _ = closing.as_mut() => return,
+                    }
+                }
+            };
+            let (head, used) = match head {
+                Some(Ok(h)) => h,
+                Some(Err(HeadFailure::Closed)) => return,
+                Some(Err(HeadFailure::Io(e))) => {
+                    server.emit_error(remote, local, error_code(&e), e.to_string());
+                    return;
+                }
+                Some(Err(HeadFailure::Bad(e))) => {
+                    let response =
+                        closing_response(e.status(), None, &[], e.to_string().as_bytes());
+                    Box::pin(refuse(stream, &response)).await;
+                    server.emit_error(remote, local, "HPE_INVALID", e.to_string());
+                    return;
+                }
+                // An idle keep-alive connection timing out is no error.
+                None if !first => return,
+                None => {
+                    server.emit_error(remote, local, "ETIMEDOUT", "handshake timeout".into());
+                    return;
+                }
+            };
+            first = false;
+            buf.drain(..used);
+            if UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket {
+                head
+            } else if !server.has_request_handler() {
+                let response = closing_response(
+                    426,
+                    None,
+                    &[("Upgrade", "websocket")],
+                    b"this server speaks WebSocket",
+                );
                 Box::pin(refuse(stream, &response)).await;
-                server.emit_error(remote, local, "HPE_INVALID", e.to_string());
                 return;
-            }
-            // An idle keep-alive connection timing out is no error.
-            Err(_) if !first => return,
-            Err(_) => {
-                server.emit_error(remote, local, "ETIMEDOUT", "handshake timeout".into());
-                return;
+            } else {
+                match Box::pin(serve_one(
+                    &mut stream,
+                    &server,
+                    head,
+                    &mut buf,
+                    remote,
+                    local,
+                    &mut timer,
+                    closing.as_mut(),
+                ))
+                .await
+                {
+                    After::Next(since) => {
+                        idle_since = since;
+                        continue;
+                    }
+                    After::Close => return Box::pin(refuse(stream, b"")).await,
+                    After::Refuse(response, why) => {
+                        server.emit_error(remote, local, "HPE_INVALID", why);
+                        return Box::pin(refuse(stream, &response)).await;
+                    }
+                }
             }
         };
-        first = false;
-        buf.drain(..used);
-        let upgrade = UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket;
-        if upgrade {
-            return Box::pin(websocket(stream, head, buf, remote, local, server)).await;
-        }
-        if !server.has_request_handler() {
-            let response = closing_response(
-                426,
-                None,
-                &[("Upgrade", "websocket")],
-                b"this server speaks WebSocket",
-            );
-            Box::pin(refuse(stream, &response)).await;
-            return;
-        }
-        match Box::pin(serve_one(
-            &mut stream,
-            &server,
-            head,
-            &mut buf,
-            remote,
-            local,
-        ))
-        .await
-        {
-            After::Next => {}
-            After::Close => return Box::pin(refuse(stream, b"")).await,
-            After::Refuse(response, why) => {
-                server.emit_error(remote, local, "HPE_INVALID", why);
-                return Box::pin(refuse(stream, &response)).await;
-            }
-        }
+        // An upgrade: the WebSocket takes the connection from here.
+        drop(timer);
+        return Box::pin(websocket(stream, head, buf, remote, local, server)).await;
     }
 }
 
