@@ -698,4 +698,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { SERVERS, TESTS };
+module.exports = { SERVERS, TESTS, prepareUws };

@@ -3,19 +3,21 @@
 // `npm run bench:http`: plain HTTP throughput of sack's HTTP fallback against
 // Node's `http.createServer`, both answering every request "hello".
 //
-// For each server: start it pinned to one CPU (`taskset -c 0`), check that it
+// In each of BENCH_ROUNDS rounds (the servers take turns, so a slow spell
+// of the machine hits both), for each server: start it pinned to one CPU (`taskset -c 0`), check that it
 // answers "hello", warm it up, then run `wrk -t1 -c64 -d<seconds>s` pinned to
 // the other CPU (`taskset -c 1`), and read the server's CPU time (utime +
 // stime of every thread, /proc/<pid>/stat) before and after the measured run.
-// Prints requests/s, the server's CPU use, requests per server CPU-second and
-// the sack/node ratios.
+// Prints every round, then per server the median round (by requests per
+// server CPU-second) and the sack/node ratios of the medians.
 //
 // wrk is the Debian package `wrk`: when it is missing this script installs it
 // with apt-get (running `apt-get update` first if the install fails), and if
 // that is impossible it says so and exits 0.
 //
 // Environment:
-//   BENCH_SECONDS      measured seconds per server (default 5)
+//   BENCH_SECONDS      measured seconds per server and round (default 5)
+//   BENCH_ROUNDS       rounds (default 3)
 //   BENCH_WARMUP       warm-up seconds per server before measuring (default 1; 0 = none)
 //   BENCH_CONNECTIONS  wrk connections (default 64)
 //   BENCH_SERVER_CPU / BENCH_WRK_CPU  taskset CPU lists (default 0 and 1)
@@ -34,6 +36,7 @@ const env = process.env;
 const SECONDS = intEnv('BENCH_SECONDS', 5, 1, 600);
 const WARMUP = intEnv('BENCH_WARMUP', 1, 0, 60);
 const CONNECTIONS = intEnv('BENCH_CONNECTIONS', 64, 1, 10000);
+const ROUNDS = intEnv('BENCH_ROUNDS', 3, 1, 50);
 const SERVER_CPU = env.BENCH_SERVER_CPU || '0';
 const WRK_CPU = env.BENCH_WRK_CPU || '1';
 
@@ -41,6 +44,21 @@ const SERVERS = [
   { name: 'sack', script: path.join(HERE, 'sack-hello.js') },
   { name: 'node http', script: path.join(HERE, 'node-hello.js') },
 ];
+
+// A reference, not a goal: uWebSockets.js, a C++ HTTP server with a JS
+// handler, shows what is left per request once the server's own work is
+// small (the kernel's TCP work stays). BENCH_UWS=0 leaves it out.
+function uwsReference() {
+  if (env.BENCH_UWS === '0') return null;
+  try {
+    const { prepareUws } = require('../run.js');
+    const p = prepareUws();
+    return { name: 'uWS (reference)', script: path.join(HERE, 'uws-hello.js'), env: p.env, version: p.version };
+  } catch (e) {
+    console.log(`uWS reference skipped: ${e.message}`);
+    return null;
+  }
+}
 
 function intEnv(name, def, min, max) {
   const raw = env[name];
@@ -117,7 +135,7 @@ function startServer(spec, pin) {
   return new Promise((resolve, reject) => {
     const cmd = pin ? 'taskset' : process.execPath;
     const args = pin ? ['-c', SERVER_CPU, process.execPath, spec.script] : [spec.script];
-    const child = spawn(cmd, args, { env: { ...env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(cmd, args, { env: { ...env, ...spec.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -264,16 +282,29 @@ async function main() {
     console.log(`warning: load average ${load.toFixed(2)} before the run: other processes share the CPUs, numbers are noisy`);
   }
 
-  const results = [];
-  for (const spec of SERVERS) {
-    process.stdout.write(`  ${spec.name}… `);
-    const r = await bench(spec, pin);
-    results.push({ name: spec.name, ...r });
-    console.log(`${fmt(r.rps)} req/s`);
+  const uws = uwsReference();
+  if (uws) {
+    SERVERS.push(uws);
+    console.log(`reference: ${uws.version}`);
   }
+  const rounds = SERVERS.map(() => []);
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [i, spec] of SERVERS.entries()) {
+      process.stdout.write(`  round ${round}/${ROUNDS} ${spec.name}… `);
+      const r = await bench(spec, pin);
+      rounds[i].push(r);
+      console.log(`${fmt(r.rps)} req/s, ${fmt(r.perCpu)} per CPU-s`);
+    }
+  }
+  // The median round of each server, by requests per server CPU-second.
+  const results = SERVERS.map((spec, i) => {
+    const sorted = [...rounds[i]].sort((a, b) => a.perCpu - b.perCpu);
+    return { name: spec.name, ...sorted[(sorted.length - 1) >> 1], all: rounds[i] };
+  });
 
-  const rows = [['server', 'requests/s', 'avg latency', 'server CPU', 'CPU s', 'requests / CPU-s', 'errors']];
+  const rows = [['server (median round)', 'requests/s', 'avg latency', 'server CPU', 'CPU s', 'requests / CPU-s', 'range / CPU-s', 'errors']];
   for (const r of results) {
+    const per = r.all.map((x) => x.perCpu);
     rows.push([
       r.name,
       fmt(r.rps),
@@ -281,17 +312,30 @@ async function main() {
       `${fmt(r.cpuPct, 0)} %`,
       fmt(r.cpu, 2),
       fmt(r.perCpu),
-      String(r.non2xx + r.socketErrors),
+      `${fmt(Math.min(...per))}–${fmt(Math.max(...per))}`,
+      String(r.all.reduce((a, x) => a + x.non2xx + x.socketErrors, 0)),
     ]);
   }
   console.log('');
   console.log(table(rows));
-  const [sack, node] = results;
+  const [sack, node, ref] = results;
   console.log('');
-  console.log(`ratio sack / node http: ${fmt(sack.rps / node.rps, 2)}× requests/s, ${fmt(sack.perCpu / node.perCpu, 2)}× requests per server CPU-second`);
-  const bad = results.filter((r) => r.non2xx + r.socketErrors > 0);
-  for (const r of bad) {
-    console.log(`note: ${r.name} had ${r.non2xx} non-2xx responses and ${r.socketErrors} socket errors`);
+  console.log(
+    `ratio sack / node http (medians of ${ROUNDS}): ${fmt(sack.rps / node.rps, 2)}× requests/s, ` +
+      `${fmt(sack.perCpu / node.perCpu, 2)}× requests per server CPU-second`,
+  );
+  if (ref) {
+    console.log(
+      `reference ${ref.name} / node http: ${fmt(ref.rps / node.rps, 2)}× requests/s, ` +
+        `${fmt(ref.perCpu / node.perCpu, 2)}× requests per server CPU-second`,
+    );
+  }
+  for (const r of results) {
+    const non2xx = r.all.reduce((a, x) => a + x.non2xx, 0);
+    const socketErrors = r.all.reduce((a, x) => a + x.socketErrors, 0);
+    if (non2xx + socketErrors > 0) {
+      console.log(`note: ${r.name} had ${non2xx} non-2xx responses and ${socketErrors} socket errors`);
+    }
   }
 }
 
