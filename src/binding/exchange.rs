@@ -3,15 +3,14 @@
 //! response is named by its exchange id; the environment keeps the live
 //! ones in `EnvState::exchanges` until they end.
 
-use std::ffi::c_void;
 use std::os::raw::c_char;
 use std::ptr;
 
 use napi::sys;
 
 use super::connection::status;
-use super::env::EnvState;
 use super::fast::binary;
+use super::js;
 use crate::engine::exchange::{ExchangeError, Head};
 
 thread_local! {
@@ -66,50 +65,6 @@ unsafe fn read_utf8_len(env: sys::napi_env, v: sys::napi_value, len: usize, out:
     }
 }
 
-/// # Safety
-/// On the JS thread of `env`.
-unsafe fn type_of(env: sys::napi_env, v: sys::napi_value) -> sys::napi_valuetype {
-    let mut t = 0;
-    // SAFETY: the caller guarantees `env`; `v` comes from this call's args.
-    unsafe { sys::napi_typeof(env, v, &mut t) };
-    t
-}
-
-/// The call's arguments and the environment state (the data pointer).
-///
-/// # Safety
-/// Called by Node with the data pointer given at creation.
-unsafe fn args<const N: usize>(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> ([sys::napi_value; N], &'static EnvState) {
-    let mut argc = N;
-    let mut argv = [ptr::null_mut(); N];
-    let mut data: *mut c_void = ptr::null_mut();
-    // SAFETY: valid `env`/`info` from Node; missing arguments are filled
-    // with `undefined`; the data pointer is the never-freed state.
-    unsafe {
-        sys::napi_get_cb_info(
-            env,
-            info,
-            &mut argc,
-            argv.as_mut_ptr(),
-            ptr::null_mut(),
-            &mut data,
-        );
-        (argv, &*(data as *const EnvState))
-    }
-}
-
-/// # Safety
-/// On the JS thread of `env`.
-unsafe fn int(env: sys::napi_env, code: i32) -> sys::napi_value {
-    let mut v = ptr::null_mut();
-    // SAFETY: the caller guarantees `env`.
-    unsafe { sys::napi_create_int32(env, code, &mut v) };
-    v
-}
-
 /// `respond(id, status, reason, headers, body, last)`: queues part of the
 /// response of exchange `id`. `headers` is a string of names and values
 /// joined by `\n` (index.js checks they hold no `\n`), or not a string
@@ -126,11 +81,11 @@ pub unsafe extern "C" fn respond(
     // SAFETY (whole body): called by Node on the JS thread with valid `env`
     // and `info`; every value read is one of this call's arguments.
     unsafe {
-        let (argv, state) = args::<6>(env, info);
+        let (argv, state) = js::args::<6>(env, info);
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
         let Some(ex) = state.exchanges.borrow().get(&(id as u64)).cloned() else {
-            return int(env, status::NOT_OPEN);
+            return js::int(env, status::NOT_OPEN);
         };
         let mut last = false;
         sys::napi_get_value_bool(env, argv[5], &mut last);
@@ -139,11 +94,11 @@ pub unsafe extern "C" fn respond(
         let mut text = TEXT.take();
         text.clear();
         let mut reason_end = None;
-        let with_head = type_of(env, argv[3]) == sys::ValueType::napi_string;
+        let with_head = js::type_of(env, argv[3]) == sys::ValueType::napi_string;
         let mut code = 200u32;
         if with_head {
             sys::napi_get_value_uint32(env, argv[1], &mut code);
-            if type_of(env, argv[2]) == sys::ValueType::napi_string {
+            if js::type_of(env, argv[2]) == sys::ValueType::napi_string {
                 read_utf8(env, argv[2], &mut text);
                 reason_end = Some(text.len());
             }
@@ -183,7 +138,7 @@ pub unsafe extern "C" fn respond(
         });
 
         let body = argv[4];
-        let r = match type_of(env, body) {
+        let r = match js::type_of(env, body) {
             sys::ValueType::napi_string => {
                 let len = utf8_len(env, body);
                 ex.respond(head, len, |out| read_utf8_len(env, body, len, out), last)
@@ -195,7 +150,7 @@ pub unsafe extern "C" fn respond(
                 Some(bytes) => {
                     ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
                 }
-                None => return int(env, BAD_TYPE),
+                None => return js::int(env, BAD_TYPE),
             },
         };
         if text.capacity() <= 64 * 1024 {
@@ -204,7 +159,7 @@ pub unsafe extern "C" fn respond(
         if (last && r.is_ok()) || r == Err(ExchangeError::Ended) {
             state.exchanges.borrow_mut().remove(&ex.id);
         }
-        int(
+        js::int(
             env,
             match r {
                 Ok(()) => status::OK,
@@ -226,7 +181,7 @@ pub unsafe extern "C" fn abort(
 ) -> sys::napi_value {
     // SAFETY (whole body): as in `respond`.
     unsafe {
-        let (argv, state) = args::<1>(env, info);
+        let (argv, state) = js::args::<1>(env, info);
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
         let ex = state.exchanges.borrow_mut().remove(&(id as u64));

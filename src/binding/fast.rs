@@ -84,23 +84,8 @@ pub unsafe extern "C" fn send(
     // SAFETY (whole body): called by Node on the JS thread with valid `env`
     // and `info`; the data pointer is the environment's never-freed state.
     unsafe {
-        let mut argc = 2usize;
-        let mut argv = [ptr::null_mut(); 2];
-        let mut data: *mut c_void = ptr::null_mut();
-        sys::napi_get_cb_info(
-            env,
-            info,
-            &mut argc,
-            argv.as_mut_ptr(),
-            ptr::null_mut(),
-            &mut data,
-        );
-        let state = &*(data as *const EnvState);
-        let result = |code: i32| {
-            let mut v = ptr::null_mut();
-            sys::napi_create_int32(env, code, &mut v);
-            v
-        };
+        let (argv, state) = super::js::args::<2>(env, info);
+        let result = |code: i32| super::js::int(env, code);
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
         let conns = state.conns.borrow();

@@ -1,10 +1,13 @@
 //! Small raw N-API helpers for the dispatch hot path, where napi-rs's
 //! typed wrappers would add conversions per event.
 
+use std::ffi::c_void;
 use std::os::raw::c_char;
 use std::ptr;
 
 use napi::sys;
+
+use super::env::EnvState;
 
 /// A JS string from UTF-8 bytes the engine already validated.
 ///
@@ -94,4 +97,48 @@ pub unsafe fn call(env: sys::napi_env, f: sys::napi_value, args: &[sys::napi_val
             }
         }
     }
+}
+
+/// # Safety
+/// On the JS thread of `env`.
+pub unsafe fn type_of(env: sys::napi_env, v: sys::napi_value) -> sys::napi_valuetype {
+    let mut t = 0;
+    // SAFETY: the caller guarantees `env`; `v` comes from this call's args.
+    unsafe { sys::napi_typeof(env, v, &mut t) };
+    t
+}
+
+/// The call's arguments and the environment state (the data pointer).
+///
+/// # Safety
+/// Called by Node with the data pointer given at creation.
+pub unsafe fn args<const N: usize>(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> ([sys::napi_value; N], &'static EnvState) {
+    let mut argc = N;
+    let mut argv = [ptr::null_mut(); N];
+    let mut data: *mut c_void = ptr::null_mut();
+    // SAFETY: valid `env`/`info` from Node; missing arguments are filled
+    // with `undefined`; the data pointer is the never-freed state.
+    unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            &mut data,
+        );
+        (argv, &*(data as *const EnvState))
+    }
+}
+
+/// # Safety
+/// On the JS thread of `env`.
+pub unsafe fn int(env: sys::napi_env, code: i32) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    // SAFETY: the caller guarantees `env`.
+    unsafe { sys::napi_create_int32(env, code, &mut v) };
+    v
 }

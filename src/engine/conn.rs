@@ -355,19 +355,11 @@ impl Conn {
             }
             // SAFETY: `fd` is the connection's socket, open while the phase
             // is Open (the task closes it only after `set_closed`, which
-            // takes this lock); the buffer is valid for its length.
-            let n = unsafe {
-                libc::send(
-                    g.fd,
-                    g.out.as_ptr() as *const libc::c_void,
-                    g.out.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n <= 0 {
+            // takes this lock).
+            let n = unsafe { super::task::send_now(g.fd, &g.out) };
+            if n == 0 {
                 return false;
             }
-            let n = n as usize;
             g.out.drain(..n);
             self.buffered.fetch_sub(n, Ordering::AcqRel);
             g.out.is_empty()

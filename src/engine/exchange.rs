@@ -215,18 +215,9 @@ impl Exchange {
             }
             // SAFETY: `fd` is the connection's socket, open while it is set:
             // the task clears it under this lock before it may close the
-            // socket. The buffer is valid for its length.
-            let n = unsafe {
-                libc::send(
-                    g.fd,
-                    g.out.as_ptr() as *const libc::c_void,
-                    g.out.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n > 0 {
-                g.out.drain(..n as usize);
-            }
+            // socket.
+            let n = unsafe { super::task::send_now(g.fd, &g.out) };
+            g.out.drain(..n);
         }
         #[cfg(not(unix))]
         let _ = g;

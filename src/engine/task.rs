@@ -341,6 +341,25 @@ pub(super) fn raw_fd(stream: &TcpStream) -> i32 {
     std::os::fd::AsRawFd::as_raw_fd(stream)
 }
 
+/// Writes what it can of `data` to socket `fd` with one non-blocking
+/// `send(2)`, from any thread; returns how many bytes went (0 on error).
+///
+/// # Safety
+/// `fd` must be an open socket for the whole call.
+#[cfg(unix)]
+pub(super) unsafe fn send_now(fd: i32, data: &[u8]) -> usize {
+    // SAFETY: `fd` as the caller guarantees; the buffer is valid for its length.
+    let n = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr() as *const libc::c_void,
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    n.max(0) as usize
+}
+
 #[cfg(not(unix))]
 pub(super) fn raw_fd(_: &TcpStream) -> i32 {
     -1
