@@ -123,10 +123,6 @@ impl Exchange {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn is_head_request(&self) -> bool {
-        self.req.head_method
-    }
-
     /// Queues part of the response: the head (once, first), then `body_len`
     /// body bytes that `fill` appends to the vector it is given. `last`
     /// ends the response. With the head and `last` together the body's

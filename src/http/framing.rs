@@ -54,7 +54,9 @@ pub struct Framing {
     pub content_length: Option<u64>,
 }
 
-/// A response head on its own: its bytes and framing.
+/// A response head on its own: its bytes and framing (for tests; the
+/// engine writes heads straight into its queue with `write_response_head`).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
     /// Status line, headers, the empty line.
@@ -65,6 +67,7 @@ pub struct ResponseHead {
     pub content_length: Option<u64>,
 }
 
+#[cfg(test)]
 impl ResponseHead {
     fn new(bytes: Vec<u8>, f: Framing) -> Self {
         ResponseHead {
@@ -143,6 +146,7 @@ fn parse_length(s: &str) -> Option<u64> {
 ///   body is delimited. Other user connection options are kept after it.
 /// - `Date` (RFC 9110 §6.6.1), cached per second, unless the user set one;
 ///   not on 1xx.
+#[cfg(test)]
 pub fn response_head<N: AsRef<str>, V: AsRef<str>>(
     req: &RequestInfo,
     status: u16,
