@@ -17,43 +17,44 @@ thread_local! {
     /// The reason and header text of the response being queued, kept
     /// between calls so a response costs no allocation for it.
     static TEXT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The UTF-8 of a string body, likewise.
+    static BODY: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `respond` was given a body that is neither a string nor binary.
 pub const BAD_TYPE: i32 = -5;
 
-/// Appends the UTF-8 of JS string `v` to `out`.
+/// Appends the UTF-8 of JS string `v` to `out`, in one N-API call when it
+/// fits the spare capacity (the usual case), in two otherwise.
 ///
 /// # Safety
 /// On the JS thread of `env`; `v` is a string of `env`.
 unsafe fn read_utf8(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) {
-    // SAFETY: as documented.
-    unsafe { read_utf8_len(env, v, utf8_len(env, v), out) }
-}
-
-/// The length of the UTF-8 of JS string `v`.
-///
-/// # Safety
-/// As [`read_utf8`].
-unsafe fn utf8_len(env: sys::napi_env, v: sys::napi_value) -> usize {
-    let mut len = 0usize;
-    // SAFETY: as documented; no buffer: only the length is reported.
-    unsafe { sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len) };
-    len
-}
-
-/// [`read_utf8`] with the length known (from [`utf8_len`]).
-///
-/// # Safety
-/// As [`read_utf8`]; `len` is `utf8_len(env, v)`.
-unsafe fn read_utf8_len(env: sys::napi_env, v: sys::napi_value, len: usize, out: &mut Vec<u8>) {
+    const FIRST_TRY: usize = 4096;
     // SAFETY (whole body): the caller guarantees `env` and `v`; V8 writes at
-    // most `len + 1` bytes (with the NUL) into the reserved spare capacity,
-    // and reports in `written` how many (without it) are initialized.
+    // most `room - 1` bytes plus a NUL into the reserved spare capacity, and
+    // reports in `written` how many (without the NUL) are initialized.
     unsafe {
-        out.reserve(len + 1);
+        out.reserve(FIRST_TRY);
         let start = out.len();
+        let room = out.capacity() - start;
         let mut written = 0usize;
+        sys::napi_get_value_string_utf8(
+            env,
+            v,
+            out.as_mut_ptr().add(start) as *mut c_char,
+            room,
+            &mut written,
+        );
+        // V8 stops before a character that does not fit whole (at most 4
+        // bytes): with more room than that left over, nothing was cut.
+        if written + 5 <= room {
+            out.set_len(start + written);
+            return;
+        }
+        let mut len = 0usize;
+        sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len);
+        out.reserve(len + 1);
         sys::napi_get_value_string_utf8(
             env,
             v,
@@ -104,6 +105,14 @@ pub unsafe extern "C" fn respond(
             }
             read_utf8(env, argv[3], &mut text);
         }
+        // A string body is read here too, one call like the rest.
+        let mut body_text = BODY.take();
+        body_text.clear();
+        let body = argv[4];
+        let body_type = js::type_of(env, body);
+        if body_type == sys::ValueType::napi_string {
+            read_utf8(env, argv[4], &mut body_text);
+        }
         // V8 writes well-formed UTF-8 (lone surrogates become U+FFFD).
         let (reason, block) = text.split_at(reason_end.unwrap_or(0));
         let reason = reason_end.map(|_| std::str::from_utf8(reason).unwrap_or(""));
@@ -137,11 +146,10 @@ pub unsafe extern "C" fn respond(
             headers: pairs,
         });
 
-        let body = argv[4];
-        let r = match js::type_of(env, body) {
+        let r = match body_type {
             sys::ValueType::napi_string => {
-                let len = utf8_len(env, body);
-                ex.respond(head, len, |out| read_utf8_len(env, body, len, out), last)
+                let bytes = &body_text[..];
+                ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
             }
             sys::ValueType::napi_undefined | sys::ValueType::napi_null => {
                 ex.respond(head, 0, |_| {}, last)
@@ -155,6 +163,9 @@ pub unsafe extern "C" fn respond(
         };
         if text.capacity() <= 64 * 1024 {
             TEXT.set(text);
+        }
+        if body_text.capacity() <= 64 * 1024 {
+            BODY.set(body_text);
         }
         if (last && r.is_ok()) || r == Err(ExchangeError::Ended) {
             state.exchanges.borrow_mut().remove(&ex.id);

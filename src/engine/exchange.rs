@@ -10,7 +10,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
 use tokio::io::AsyncWrite;
@@ -21,6 +20,12 @@ use crate::http::framing::{
 };
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Where a response is built before its direct send (see `respond`):
+    /// one per thread, so a response costs no allocation for its bytes.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// Output larger than this is released once written, so a keep-alive
 /// connection does not hold its largest response's buffer.
@@ -64,8 +69,8 @@ struct Inner {
     /// connection open needs no engine wake at all.
     parked: bool,
     /// When a response ended without waking the parked task: the start of
-    /// the connection's idle time.
-    ended_at: Option<Instant>,
+    /// the connection's idle time (`clock::mono_ms`).
+    ended_at: Option<u64>,
 }
 
 pub struct Exchange {
@@ -140,83 +145,123 @@ impl Exchange {
         if g.ended {
             return Err(ExchangeError::Ended);
         }
+        if head.is_none() && !g.head_sent {
+            return Err(ExchangeError::NoHead);
+        }
+        if head.is_some() && g.head_sent {
+            return Err(ExchangeError::HeadSent);
+        }
+        // Nothing queued and a socket to write to (the usual case): build
+        // in this thread's scratch buffer and send from there, so only
+        // what the socket does not take is copied to the queue.
+        let direct = g.out.is_empty() && g.fd >= 0;
+        let mut scratch = if direct { SCRATCH.take() } else { Vec::new() };
+        let g = &mut *g;
+        let out = if direct { &mut scratch } else { &mut g.out };
         if let Some(h) = head {
-            if g.head_sent {
-                return Err(ExchangeError::HeadSent);
-            }
             let mut req = self.req;
             if self.server.is_closing() {
                 req.keep_alive = false;
             }
             let len = last.then_some(body_len as u64);
-            let f = write_response_head(&mut g.out, &req, h.status, h.reason, h.headers, len);
+            out.reserve(256 + h.headers.len() * 32 + body_len);
+            let f = write_response_head(out, &req, h.status, h.reason, h.headers, len);
             g.head_sent = true;
             g.chunked = f.chunked;
             g.send_body = f.send_body;
             g.keep_alive = f.keep_alive;
             g.remaining = f.content_length;
-        } else if !g.head_sent {
-            return Err(ExchangeError::NoHead);
         }
-        Self::body(&mut g, body_len, fill);
+        Self::body(
+            out,
+            g.send_body,
+            g.chunked,
+            &mut g.remaining,
+            body_len,
+            fill,
+        );
         if last {
             if g.chunked {
-                write_last_chunk(&mut g.out);
+                write_last_chunk(out);
             }
             if g.send_body && g.remaining.is_some_and(|r| r > 0) {
                 // Shorter than its Content-Length: only closing can tell the client.
                 g.keep_alive = false;
             }
             g.ended = true;
-            self.send_direct(&mut g);
-            if g.parked && g.out.is_empty() && g.keep_alive {
-                // All out, and the connection stays: the task learns of
-                // the end when the next request (or its timer) wakes it.
-                g.ended_at = Some(Instant::now());
-                return Ok(());
-            }
         }
-        drop(g);
+        if direct {
+            let sent = Self::send_direct(g.fd, &scratch, last);
+            g.out.extend_from_slice(&scratch[sent..]);
+            scratch.clear();
+            if scratch.capacity() <= IDLE_KEEP {
+                SCRATCH.set(scratch);
+            }
+        } else if last {
+            let sent = Self::send_direct(g.fd, &g.out, true);
+            g.out.drain(..sent);
+        }
+        if last && g.parked && g.out.is_empty() && g.keep_alive {
+            // All out, and the connection stays: the task learns of the
+            // end when the next request (or its timer) wakes it.
+            g.ended_at = Some(crate::clock::mono_ms());
+            return Ok(());
+        }
+        if !last && direct && g.out.is_empty() {
+            // A part went out whole: the task has nothing to do.
+            return Ok(());
+        }
         self.wake();
         Ok(())
     }
 
-    fn body(g: &mut Inner, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
-        if !g.send_body || len == 0 {
+    fn body(
+        out: &mut Vec<u8>,
+        send_body: bool,
+        chunked: bool,
+        remaining: &mut Option<u64>,
+        len: usize,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) {
+        if !send_body || len == 0 {
             return; // HEAD, 204, 304: the body is not sent
         }
-        if g.chunked {
-            write_chunk_header(&mut g.out, len);
-            fill(&mut g.out);
-            g.out.extend_from_slice(b"\r\n");
-        } else if let Some(left) = g.remaining.as_mut() {
+        if chunked {
+            write_chunk_header(out, len);
+            fill(out);
+            out.extend_from_slice(b"\r\n");
+        } else if let Some(left) = remaining.as_mut() {
             // Never more than the Content-Length promised.
             let n = (*left).min(len as u64) as usize;
-            let start = g.out.len();
-            fill(&mut g.out);
-            g.out.truncate(start + n);
+            let start = out.len();
+            fill(out);
+            out.truncate(start + n);
             *left -= n as u64;
         } else {
-            fill(&mut g.out);
+            fill(out);
         }
     }
 
-    /// Writes what is queued straight to the socket, if the task still
-    /// owns one and is not writing (both under this lock).
-    fn send_direct(&self, g: &mut Inner) {
+    /// Writes `data` straight to socket `fd` when the task still owns one
+    /// and is not writing (both known under this exchange's lock); returns
+    /// how much went. Only the end of a response, or a part sent while
+    /// nothing is queued, goes this way: other parts wait for the task.
+    fn send_direct(fd: i32, data: &[u8], allowed: bool) -> usize {
         #[cfg(unix)]
         {
-            if g.fd < 0 || g.out.is_empty() {
-                return;
+            if fd < 0 || data.is_empty() || !allowed {
+                return 0;
             }
             // SAFETY: `fd` is the connection's socket, open while it is set:
             // the task clears it under this lock before it may close the
             // socket.
-            let n = unsafe { super::task::send_now(g.fd, &g.out) };
-            g.out.drain(..n);
+            unsafe { super::task::send_now(fd, data) }
         }
         #[cfg(not(unix))]
-        let _ = g;
+        {
+            let _ = (fd, data, allowed);
+            0
+        }
     }
 
     /// Drops the connection (a handler failed after the head went out).
@@ -278,6 +323,7 @@ impl Exchange {
 pub(super) struct Done {
     /// Read the next request on this connection.
     pub keep_alive: bool,
-    /// When it ended, if that was not the time the task learned of it.
-    pub ended_at: Option<Instant>,
+    /// When it ended (`clock::mono_ms`), if that was not the time the task
+    /// learned of it.
+    pub ended_at: Option<u64>,
 }

@@ -6,15 +6,18 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::futures::Notified;
-use tokio::time::{timeout, Instant, Sleep};
+use tokio::time::{sleep, timeout, Instant, Sleep};
 
 use super::exchange::Exchange;
 use super::server::Server;
 use super::sink::Event;
+use crate::clock;
 use crate::http::body::{body_kind, expects_continue, BodyDecoder};
 use crate::http::framing::{RequestInfo, CONTINUE_100};
 use crate::http::head::RequestHead;
@@ -22,14 +25,57 @@ use crate::http::response::closing_response;
 
 /// What the connection does after a request.
 pub(super) enum After {
-    /// The response allows another request on this connection. With a
-    /// time: the response ended then, and `timer` runs from when the task
-    /// parked (a little earlier); without: `timer` runs from now.
-    Next(Option<Instant>),
+    /// The response allows another request on this connection.
+    Next,
     /// Close it (already answered, or the peer went away).
     Close,
     /// Answer with this final error response, then close (and report why).
     Refuse(Vec<u8>, String),
+}
+
+/// The connection's idle timer: one `Sleep` for its life, never reset on
+/// the per-request path. Each wait (for a request head, or for a busy
+/// handler) records only when it began, on the coarse clock; the timer
+/// may then fire early, and is moved to the real deadline when it does.
+pub(super) struct IdleTimer {
+    pub sleep: Pin<Box<Sleep>>,
+    /// When the current wait began (`clock::mono_ms`); `None` while the
+    /// sleep's own deadline is exact (the first request head).
+    pub since: Option<u64>,
+    pub limit: Duration,
+}
+
+impl IdleTimer {
+    pub fn new(limit: Duration) -> Self {
+        IdleTimer {
+            sleep: Box::pin(sleep(limit)),
+            since: None,
+            limit,
+        }
+    }
+
+    /// Starts a wait now.
+    pub fn restart(&mut self) {
+        self.since = Some(clock::mono_ms());
+    }
+
+    /// `Ready` once the current wait has lasted `limit`.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            let Some(since) = self.since else {
+                return Poll::Ready(());
+            };
+            let deadline = since.saturating_add(self.limit.as_millis() as u64);
+            let now = clock::mono_ms();
+            if now >= deadline {
+                return Poll::Ready(());
+            }
+            // Fired early (set for an earlier wait): on to the real deadline.
+            let left = Duration::from_millis(deadline - now);
+            self.sleep.as_mut().reset(Instant::now() + left);
+        }
+        Poll::Pending
+    }
 }
 
 fn refuse(e: crate::http::body::BodyError) -> After {
@@ -52,7 +98,7 @@ pub(super) async fn serve_one(
     buf: &mut Vec<u8>,
     remote: SocketAddr,
     local: SocketAddr,
-    timer: &mut Pin<Box<Sleep>>,
+    timer: &mut IdleTimer,
     mut closing: Pin<&mut Notified<'_>>,
 ) -> After {
     let cfg = &server.config;
@@ -114,11 +160,9 @@ pub(super) async fn serve_one(
         }
         if park && !armed {
             armed = true;
-            timer
-                .as_mut()
-                .reset(Instant::now() + server.config.handshake_timeout);
+            timer.restart();
         }
-        if park && timer.as_mut().poll(cx).is_ready() {
+        if park && timer.poll_expired(cx).is_ready() {
             // A handler still busy after the idle timeout: no timeout
             // while it works; JS wakes the task when it is done.
             park = false;
@@ -128,14 +172,10 @@ pub(super) async fn serve_one(
     .await;
     match progress {
         Some(done) if done.keep_alive && !server.is_closing() => {
-            let since = done.ended_at.map(Instant::from_std);
-            if since.is_none() {
-                // Learned of the end just now: idle from now.
-                timer
-                    .as_mut()
-                    .reset(Instant::now() + server.config.handshake_timeout);
-            }
-            After::Next(since)
+            // Idle from the response's end (or from now, if that is when
+            // the task learned of it).
+            timer.since = Some(done.ended_at.unwrap_or_else(clock::mono_ms));
+            After::Next
         }
         _ => After::Close,
     }

@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::body::{keep_alive, list_elements, trim_ows};
 use super::head::RequestHead;
@@ -170,9 +169,7 @@ pub fn write_response_head<N: AsRef<str>, V: AsRef<str>>(
 ) -> Framing {
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock::unix_secs();
         if cached.0 != now || cached.1.is_empty() {
             *cached = (now, http_date(now));
         }
