@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::futures::Notified;
 use tokio::time::{sleep, timeout, Instant, Sleep};
 
 use super::exchange::Exchange;
-use super::server::Server;
+use super::server::{CloseWatch, Server};
 use super::sink::Event;
 use crate::clock;
 use crate::http::body::{body_kind, expects_continue, BodyDecoder};
@@ -99,7 +98,7 @@ pub(super) async fn serve_one(
     remote: SocketAddr,
     local: SocketAddr,
     timer: &mut IdleTimer,
-    mut closing: Pin<&mut Notified<'_>>,
+    closing: &CloseWatch<'_>,
 ) -> After {
     let cfg = &server.config;
     let kind = match body_kind(&head) {
@@ -153,7 +152,7 @@ pub(super) async fn serve_one(
         exchange.waker.register(cx.waker());
         // Parking needs a wake-up of its own: the client's next bytes.
         let mut park = buf.is_empty() && stream.poll_read_ready(cx).is_pending();
-        if park && watch_close && closing.as_mut().poll(cx).is_ready() {
+        if park && watch_close && closing.poll(cx).is_ready() {
             // The server closes: wait for JS's wake, then stop.
             watch_close = false;
             park = false;

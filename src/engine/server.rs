@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::conn::Conn;
@@ -73,8 +73,9 @@ pub struct Server {
     /// HTTP, upgraded or not). The server's close event waits for all of
     /// them, so it comes after the listening socket is closed.
     tasks: AtomicUsize,
-    /// Wakes connections idle between HTTP requests when the server closes.
-    pub(super) closed: Notify,
+    /// Connections between HTTP requests (see `CloseWatch`), woken when
+    /// the server closes; keyed by their waker's address.
+    watchers: Mutex<HashMap<usize, Arc<AtomicWaker>>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -151,7 +152,7 @@ impl Server {
             closing: AtomicBool::new(false),
             close_emitted: AtomicBool::new(false),
             tasks: AtomicUsize::new(1), // the accept loop
-            closed: Notify::new(),
+            watchers: Mutex::new(HashMap::new()),
             accept_task: Mutex::new(None),
         });
         let guard = Listening {
@@ -273,7 +274,19 @@ impl Server {
             .collect();
         // HTTP connections waiting for their next request end now; ones
         // with a response in flight end after it (`http::serve_one`).
-        self.closed.notify_waiters();
+        // The fence pairs with `CloseWatch::poll`: either the watcher sees
+        // `closing`, or its waker is in the map by now.
+        fence(Ordering::SeqCst);
+        let watchers: Vec<Arc<AtomicWaker>> = self
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for w in watchers {
+            w.wake();
+        }
         for c in conns {
             // Pending upgrades are refused, open connections start the
             // closing handshake, closing ones are left to finish.
@@ -297,5 +310,49 @@ impl Server {
             code,
             message,
         });
+    }
+}
+
+/// A connection's view of its server closing, while it is plain HTTP.
+///
+/// Registered once per connection rather than per wait: polling costs two
+/// atomic operations (the task's waker does not change), where a fresh
+/// `Notify` waiter per request took a lock to register and another to go.
+pub(super) struct CloseWatch<'a> {
+    server: &'a Server,
+    waker: Arc<AtomicWaker>,
+}
+
+impl<'a> CloseWatch<'a> {
+    pub(super) fn new(server: &'a Server) -> Self {
+        let waker = Arc::new(AtomicWaker::new());
+        server
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Arc::as_ptr(&waker) as usize, waker.clone());
+        CloseWatch { server, waker }
+    }
+
+    /// `Ready` once the server is closing.
+    pub(super) fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.waker.register(cx.waker());
+        // Pairs with the fence in `Server::close` (see there).
+        fence(Ordering::SeqCst);
+        if self.server.is_closing() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
+impl Drop for CloseWatch<'_> {
+    fn drop(&mut self) {
+        self.server
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(Arc::as_ptr(&self.waker) as usize));
     }
 }

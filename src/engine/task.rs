@@ -19,7 +19,7 @@ use tokio::time::{sleep, timeout, Instant, Sleep};
 
 use super::conn::{record, Conn, Phase};
 use super::http::{serve_one, After, IdleTimer};
-use super::server::{error_code, Server};
+use super::server::{error_code, CloseWatch, Server};
 use super::sink::{ConnInfo, Event};
 use super::ServerConfig;
 use crate::http::head::{parse_request_head, HeadError, RequestHead};
@@ -60,9 +60,10 @@ pub(super) async fn run(
     // The request-head and keep-alive idle timeout: one timer for the
     // connection's life (see `IdleTimer`).
     let mut timer = IdleTimer::new(cfg.handshake_timeout);
+    // Dropped before an upgrade: a WebSocket closes by its own handshake.
+    let closing = CloseWatch::new(&server);
     loop {
         let head = {
-            let mut closing = std::pin::pin!(server.closed.notified());
             if server.is_closing() {
                 return; // closed while the last response went out
             }
@@ -71,10 +72,12 @@ pub(super) async fn run(
                 // every connection's task for its whole life (7 KiB in all).
                 let mut read = Box::pin(read_head(&mut stream, &mut buf, cfg.max_header_size));
                 tokio::select! {
+                    // In this order, and without select!'s random start.
+                    biased;
                     h = &mut read => Some(h),
                     _ = poll_fn(|cx| timer.poll_expired(cx)) => None,
                     // Server closing: drop a connection that has no request going.
-                    _ = closing.as_mut() => return,
+                    _ = poll_fn(|cx| closing.poll(cx)) => return,
                 }
             };
             let (head, used) = match head {
@@ -120,7 +123,7 @@ pub(super) async fn run(
                     remote,
                     local,
                     &mut timer,
-                    closing.as_mut(),
+                    &closing,
                 ))
                 .await
                 {
@@ -135,6 +138,7 @@ pub(super) async fn run(
         };
         // An upgrade: the WebSocket takes the connection from here.
         drop(timer);
+        drop(closing);
         return Box::pin(websocket(stream, head, buf, remote, local, server)).await;
     }
 }
