@@ -132,6 +132,22 @@ function lowerName(name) {
   return lower;
 }
 
+// The last head block built, with the headers it came from: handlers tend
+// to set the same few headers on every response, and reusing the block
+// saves building it and, on the native side, flattening it again.
+const LAST_MAX = 8 * 3;
+let lastHeaders = null;
+let lastBlock = '';
+
+function sameAsLast(h) {
+  const last = lastHeaders;
+  if (last === null || last.length !== h.length) return false;
+  for (let i = 0; i < h.length; i += 3) {
+    if (last[i + 1] !== h[i + 1] || last[i + 2] !== h[i + 2]) return false;
+  }
+  return true;
+}
+
 class Response {
   constructor(id) {
     this._id = id;
@@ -222,15 +238,22 @@ class Response {
     this.headersSent = true;
     const h = this._headers;
     if (h === null) return '';
+    if (sameAsLast(h)) return lastBlock;
     let block = '';
+    let plain = true;
     for (let i = 0; i < h.length; i += 3) {
       const name = h[i + 1];
       const value = h[i + 2];
       if (Array.isArray(value)) {
+        plain = false;
         for (const v of value) block = block === '' ? `${name}\n${v}` : `${block}\n${name}\n${v}`;
       } else {
         block = block === '' ? `${name}\n${value}` : `${block}\n${name}\n${value}`;
       }
+    }
+    if (plain && h.length <= LAST_MAX) {
+      lastHeaders = h.slice();
+      lastBlock = block;
     }
     return block;
   }

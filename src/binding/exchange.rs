@@ -122,7 +122,12 @@ pub unsafe extern "C" fn respond(
         let mut spill = Vec::new();
         let mut count = 0;
         if !block.is_empty() {
-            let mut it = block.split('\n');
+            // A byte split: the pieces are short, and cutting UTF-8 at an
+            // ASCII byte leaves each piece valid UTF-8.
+            let mut it = block.as_bytes().split(|&b| b == b'\n').map(|p| {
+                // SAFETY: `p` is `block` cut at '\n' bytes (see above).
+                std::str::from_utf8_unchecked(p)
+            });
             while let (Some(n), Some(v)) = (it.next(), it.next()) {
                 if count < fixed.len() {
                     fixed[count] = (n, v);

@@ -79,7 +79,10 @@ pub struct Exchange {
     /// A response started while the server closes says `Connection: close`.
     server: Arc<super::server::Server>,
     inner: Mutex<Inner>,
-    pub(super) waker: AtomicWaker,
+    /// The connection task's waker, shared by all its exchanges: the task
+    /// registers it once, not anew (a waker clone) per request. A late
+    /// wake from an earlier exchange only costs the task a spurious poll.
+    pub(super) waker: Arc<AtomicWaker>,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -95,6 +98,7 @@ impl Exchange {
         req: RequestInfo,
         server: Arc<super::server::Server>,
         fd: i32,
+        waker: Arc<AtomicWaker>,
     ) -> Arc<Exchange> {
         Arc::new(Exchange {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -113,7 +117,7 @@ impl Exchange {
                 parked: false,
                 ended_at: None,
             }),
-            waker: AtomicWaker::new(),
+            waker,
         })
     }
 

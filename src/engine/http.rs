@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant, Sleep};
@@ -98,6 +99,7 @@ pub(super) async fn serve_one(
     remote: SocketAddr,
     local: SocketAddr,
     timer: &mut IdleTimer,
+    waker: &Arc<AtomicWaker>,
     closing: &CloseWatch<'_>,
 ) -> After {
     let cfg = &server.config;
@@ -135,6 +137,7 @@ pub(super) async fn serve_one(
         RequestInfo::from_head(&head),
         server.clone(),
         super::task::raw_fd(stream),
+        waker.clone(),
     );
     server.sink().push(Event::Request {
         server: server.id,
@@ -149,7 +152,7 @@ pub(super) async fn serve_one(
     let mut armed = false;
     let mut watch_close = true;
     let progress = poll_fn(|cx| {
-        exchange.waker.register(cx.waker());
+        waker.register(cx.waker());
         // Parking needs a wake-up of its own: the client's next bytes.
         let mut park = buf.is_empty() && stream.poll_read_ready(cx).is_pending();
         if park && watch_close && closing.poll(cx).is_ready() {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant, Sleep};
@@ -60,6 +61,8 @@ pub(super) async fn run(
     // The request-head and keep-alive idle timeout: one timer for the
     // connection's life (see `IdleTimer`).
     let mut timer = IdleTimer::new(cfg.handshake_timeout);
+    // Wakes the task for its HTTP responses (see `Exchange::waker`).
+    let waker = Arc::new(AtomicWaker::new());
     // Dropped before an upgrade: a WebSocket closes by its own handshake.
     let closing = CloseWatch::new(&server);
     loop {
@@ -123,6 +126,7 @@ pub(super) async fn run(
                     remote,
                     local,
                     &mut timer,
+                    &waker,
                     &closing,
                 ))
                 .await
