@@ -1371,6 +1371,20 @@ test.describe('bad input', () => {
     assert.equal((await raw.response()).text, 'done /again');
   });
 
+  test.it('a handshakeTimeout beyond any clock (1e15 ms) still serves keep-alive requests', async (t) => {
+    // Adding such a timeout to "now" overflows; the timer must never try.
+    const server = serve(t, { handshakeTimeout: 1e15 }, (req, res) => {
+      setTimeout(() => res.end(req.url), req.url === '/slow' ? 50 : 0);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    for (const url of ['/slow', '/next', '/slow']) {
+      raw.write(`GET ${url} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      assert.equal((await raw.response()).text, url);
+    }
+    assert.ok(await raw.staysOpen(100));
+    assert.deepEqual(server.errors, []);
+  });
+
   test.it('close() with keep-alive connections idle after their responses: close comes at once', async (t) => {
     // handshakeTimeout is long: the close event must not wait for it.
     const server = serve(t, { handshakeTimeout: 10000 }, (req, res) => res.end('ok'));

@@ -45,6 +45,8 @@ pub(super) struct IdleTimer {
     pub limit: Duration,
 }
 
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
 impl IdleTimer {
     pub fn new(limit: Duration) -> Self {
         IdleTimer {
@@ -70,8 +72,9 @@ impl IdleTimer {
             if now >= deadline {
                 return Poll::Ready(());
             }
-            // Fired early (set for an earlier wait): on to the real deadline.
-            let left = Duration::from_millis(deadline - now);
+            // Fired early (set for an earlier wait): on to the real deadline,
+            // a day at a time (an `Instant` cannot hold any `limit`).
+            let left = Duration::from_millis((deadline - now).min(DAY_MS));
             self.sleep.as_mut().reset(Instant::now() + left);
         }
         Poll::Pending
