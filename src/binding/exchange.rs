@@ -111,7 +111,7 @@ pub unsafe extern "C" fn respond(
         let body = argv[4];
         let body_type = js::type_of(env, body);
         if body_type == sys::ValueType::napi_string {
-            read_utf8(env, argv[4], &mut body_text);
+            read_utf8(env, body, &mut body_text);
         }
         // V8 writes well-formed UTF-8 (lone surrogates become U+FFFD).
         let (reason, block) = text.split_at(reason_end.unwrap_or(0));

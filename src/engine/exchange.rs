@@ -155,10 +155,10 @@ impl Exchange {
         if head.is_some() && g.head_sent {
             return Err(ExchangeError::HeadSent);
         }
-        // Nothing queued and a socket to write to (the usual case): build
-        // in this thread's scratch buffer and send from there, so only
-        // what the socket does not take is copied to the queue.
-        let direct = g.out.is_empty() && g.fd >= 0;
+        // The end, nothing queued and a socket to write to (the usual
+        // case): build in this thread's scratch buffer and send from there,
+        // so only what the socket does not take is copied to the queue.
+        let direct = last && g.out.is_empty() && g.fd >= 0;
         let mut scratch = if direct { SCRATCH.take() } else { Vec::new() };
         let g = &mut *g;
         let out = if direct { &mut scratch } else { &mut g.out };
@@ -195,24 +195,20 @@ impl Exchange {
             g.ended = true;
         }
         if direct {
-            let sent = Self::send_direct(g.fd, &scratch, last);
+            let sent = Self::send_direct(g.fd, &scratch);
             g.out.extend_from_slice(&scratch[sent..]);
             scratch.clear();
             if scratch.capacity() <= IDLE_KEEP {
                 SCRATCH.set(scratch);
             }
         } else if last {
-            let sent = Self::send_direct(g.fd, &g.out, true);
+            let sent = Self::send_direct(g.fd, &g.out);
             g.out.drain(..sent);
         }
         if last && g.parked && g.out.is_empty() && g.keep_alive {
             // All out, and the connection stays: the task learns of the
             // end when the next request (or its timer) wakes it.
             g.ended_at = Some(crate::clock::mono_ms());
-            return Ok(());
-        }
-        if !last && direct && g.out.is_empty() {
-            // A part went out whole: the task has nothing to do.
             return Ok(());
         }
         self.wake();
@@ -248,12 +244,12 @@ impl Exchange {
 
     /// Writes `data` straight to socket `fd` when the task still owns one
     /// and is not writing (both known under this exchange's lock); returns
-    /// how much went. Only the end of a response, or a part sent while
-    /// nothing is queued, goes this way: other parts wait for the task.
-    fn send_direct(fd: i32, data: &[u8], allowed: bool) -> usize {
+    /// how much went. Only the end of a response goes this way: earlier
+    /// parts wait for the task.
+    fn send_direct(fd: i32, data: &[u8]) -> usize {
         #[cfg(unix)]
         {
-            if fd < 0 || data.is_empty() || !allowed {
+            if fd < 0 || data.is_empty() {
                 return 0;
             }
             // SAFETY: `fd` is the connection's socket, open while it is set:
@@ -263,7 +259,7 @@ impl Exchange {
         }
         #[cfg(not(unix))]
         {
-            let _ = (fd, data, allowed);
+            let _ = (fd, data);
             0
         }
     }
