@@ -167,8 +167,8 @@ unsafe fn bytes_value(
 unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
     // SAFETY (whole body): on the JS thread of `env`, inside a handle scope.
     unsafe {
-        let mut raw = Vec::with_capacity(info.head.headers.len() * 2);
-        for (n, v) in &info.head.headers {
+        let mut raw = Vec::with_capacity(info.head.header_count() * 2);
+        for (n, v) in info.head.headers() {
             raw.push(js::string(env, n.as_bytes()));
             raw.push(js::string(env, v.as_bytes()));
         }
@@ -180,14 +180,14 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
         js::array(
             env,
             &[
-                js::string(env, info.head.target.as_bytes()),
+                js::string(env, info.head.target().as_bytes()),
                 js::array(env, &raw),
                 js::string(env, info.remote.ip().to_string().as_bytes()),
                 js::number(env, info.remote.port() as f64),
                 js::string(env, info.local.ip().to_string().as_bytes()),
                 js::number(env, info.local.port() as f64),
                 js::array(env, &protocols),
-                js::string(env, info.head.method.as_bytes()),
+                js::string(env, info.head.method().as_bytes()),
                 js::number(env, info.head.minor as f64),
             ],
         )
@@ -283,7 +283,7 @@ unsafe fn deliver_requests(
             let has_body = !body.is_empty()
                 || head.header("content-length").is_some()
                 || head.header("transfer-encoding").is_some();
-            let method = METHODS.iter().position(|m| *m == head.method);
+            let method = METHODS.iter().position(|m| *m == head.method());
             let (remote_n, local_n) = (address_number(remote), address_number(local));
             let needs_extra = has_body || remote_n.is_none() || local_n.is_none();
             let flags = u32::from(head.minor.min(1))
@@ -303,19 +303,10 @@ unsafe fn deliver_requests(
                 text.push(b'\r');
             }
             if method.is_none() {
-                text.extend_from_slice(head.method.as_bytes());
+                text.extend_from_slice(head.method().as_bytes());
                 text.push(b'\n');
             }
-            text.extend_from_slice(head.target.as_bytes());
-            text.push(b'\n');
-            for (j, (name, value)) in head.headers.iter().enumerate() {
-                if j > 0 {
-                    text.push(b'\n');
-                }
-                text.extend_from_slice(name.as_bytes());
-                text.push(b'\n');
-                text.extend_from_slice(value.as_bytes());
-            }
+            text.extend_from_slice(head.target_and_fields().as_bytes());
 
             if needs_extra {
                 if extra.is_null() {

@@ -18,7 +18,7 @@ use super::exchange::Exchange;
 use super::server::{CloseWatch, Server};
 use super::sink::Event;
 use crate::clock;
-use crate::http::body::{body_kind, expects_continue, BodyDecoder};
+use crate::http::body::{body_kind, expects_continue, BodyDecoder, BodyKind};
 use crate::http::framing::{RequestInfo, CONTINUE_100};
 use crate::http::head::RequestHead;
 use crate::http::response::closing_response;
@@ -86,6 +86,40 @@ fn refuse(e: crate::http::body::BodyError) -> After {
     After::Refuse(closing_response(e.status(), None, &[], why.as_bytes()), why)
 }
 
+/// Reads the body of the request `head` (of framing `kind`), from `buf`
+/// and then the socket; `buf` keeps what follows it.
+async fn read_body(
+    stream: &mut TcpStream,
+    server: &Server,
+    head: &RequestHead,
+    kind: BodyKind,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<u8>, After> {
+    let cfg = &server.config;
+    let mut decoder = BodyDecoder::new(kind, cfg.max_body_size);
+    let mut body = Vec::new();
+    let mut continued = false;
+    loop {
+        let (used, done) = decoder.feed(buf, &mut body).map_err(refuse)?;
+        buf.drain(..used);
+        if done {
+            return Ok(body);
+        }
+        // RFC 9110 §10.1.1: invite the body only when it is not coming already.
+        if !continued && expects_continue(head) && decoder.received() == 0 {
+            continued = true;
+            if stream.write_all(CONTINUE_100).await.is_err() {
+                return Err(After::Close);
+            }
+        }
+        buf.reserve(16 * 1024);
+        match timeout(cfg.handshake_timeout, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Err(After::Close),
+        }
+    }
+}
+
 /// Serves one request whose head is `head`; `buf` holds the bytes read
 /// after the head (body, pipelined requests) and keeps what is left.
 ///
@@ -105,36 +139,15 @@ pub(super) async fn serve_one(
     waker: &Arc<AtomicWaker>,
     closing: &CloseWatch<'_>,
 ) -> After {
-    let cfg = &server.config;
-    let kind = match body_kind(&head) {
-        Ok(k) => k,
+    let body = match body_kind(&head) {
+        Ok(BodyKind::None) => Vec::new(),
+        // Boxed: most requests have no body, and this future is big.
+        Ok(kind) => match Box::pin(read_body(stream, server, &head, kind, buf)).await {
+            Ok(body) => body,
+            Err(after) => return after,
+        },
         Err(e) => return refuse(e),
     };
-    let mut decoder = BodyDecoder::new(kind, cfg.max_body_size);
-    let mut body = Vec::new();
-    let mut continued = false;
-    loop {
-        let (used, done) = match decoder.feed(buf, &mut body) {
-            Ok(r) => r,
-            Err(e) => return refuse(e),
-        };
-        buf.drain(..used);
-        if done {
-            break;
-        }
-        // RFC 9110 §10.1.1: invite the body only when it is not coming already.
-        if !continued && expects_continue(&head) && decoder.received() == 0 {
-            continued = true;
-            if stream.write_all(CONTINUE_100).await.is_err() {
-                return After::Close;
-            }
-        }
-        buf.reserve(16 * 1024);
-        match timeout(cfg.handshake_timeout, stream.read_buf(buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return After::Close,
-        }
-    }
 
     let exchange = Exchange::new(
         RequestInfo::from_head(&head),

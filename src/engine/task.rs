@@ -70,18 +70,24 @@ pub(super) async fn run(
             if server.is_closing() {
                 return; // closed while the last response went out
             }
-            let head = {
-                // Sub-futures are boxed: inline, each would add its size to
-                // every connection's task for its whole life (7 KiB in all).
-                let mut read = Box::pin(read_head(&mut stream, &mut buf, cfg.max_header_size));
-                tokio::select! {
+            let max = cfg.max_header_size;
+            // A pipelined request may be here already.
+            let ready = match buf.is_empty() {
+                true => None,
+                false => parse_request_head(&buf, max)
+                    .map_err(HeadFailure::Bad)
+                    .transpose(),
+            };
+            let head = match ready {
+                Some(h) => Some(h),
+                None => tokio::select! {
                     // In this order, and without select!'s random start.
                     biased;
-                    h = &mut read => Some(h),
+                    h = poll_fn(|cx| poll_head(&stream, cx, &mut buf, max)) => Some(h),
                     _ = poll_fn(|cx| timer.poll_expired(cx)) => None,
                     // Server closing: drop a connection that has no request going.
                     _ = poll_fn(|cx| closing.poll(cx)) => return,
-                }
+                },
             };
             let (head, used) = match head {
                 Some(Ok(h)) => h,
@@ -118,7 +124,9 @@ pub(super) async fn run(
                 Box::pin(refuse(stream, &response)).await;
                 return;
             } else {
-                match Box::pin(serve_one(
+                // Inline, not boxed: a box per request costs more than the
+                // few hundred bytes it would keep out of the task.
+                match serve_one(
                     &mut stream,
                     &server,
                     head,
@@ -128,7 +136,7 @@ pub(super) async fn run(
                     &mut timer,
                     &waker,
                     &closing,
-                ))
+                )
                 .await
                 {
                     After::Next => continue,
@@ -159,7 +167,7 @@ async fn websocket(
 ) {
     let cfg = &server.config;
     let up = UpgradeHeaders::scan(head.header_pairs());
-    let key = match up.validate(&head.method, head.minor) {
+    let key = match up.validate(head.method(), head.minor) {
         Ok(k) => k.to_vec(),
         Err(e) => {
             let extra: &[(&str, &str)] = if e.status() == 426 {
@@ -253,33 +261,91 @@ enum HeadFailure {
     Bad(HeadError),
 }
 
-async fn read_head(
-    stream: &mut TcpStream,
+/// Reads until `buf` (which holds no complete head) holds a request head.
+fn poll_head(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
     buf: &mut Vec<u8>,
     max: usize,
-) -> Result<(RequestHead, usize), HeadFailure> {
-    // A pipelined request may be here already.
-    if !buf.is_empty() {
-        if let Some(done) = parse_request_head(buf, max).map_err(HeadFailure::Bad)? {
-            return Ok(done);
-        }
-    }
+) -> Poll<Result<(RequestHead, usize), HeadFailure>> {
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity().max(1024));
         }
-        let n = stream.read_buf(buf).await.map_err(HeadFailure::Io)?;
-        if n == 0 {
-            return Err(if buf.is_empty() {
-                HeadFailure::Closed
-            } else {
-                HeadFailure::Io(std::io::ErrorKind::UnexpectedEof.into())
-            });
-        }
-        if let Some(done) = parse_request_head(buf, max).map_err(HeadFailure::Bad)? {
-            return Ok(done);
+        match recv_into(stream, buf) {
+            Ok(0) => {
+                return Poll::Ready(Err(if buf.is_empty() {
+                    HeadFailure::Closed
+                } else {
+                    HeadFailure::Io(std::io::ErrorKind::UnexpectedEof.into())
+                }))
+            }
+            Ok(_) => {
+                if let Some(done) = parse_request_head(buf, max).map_err(HeadFailure::Bad)? {
+                    return Poll::Ready(Ok(done));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(HeadFailure::Io(e)));
+                }
+            }
+            Err(e) => return Poll::Ready(Err(HeadFailure::Io(e))),
         }
     }
+}
+
+/// One non-blocking read into `buf`'s spare capacity (`WouldBlock` when
+/// tokio knows of no readiness, or the read finds none and clears it).
+#[cfg(target_os = "linux")]
+fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut got = 0;
+    let r = stream.try_io(tokio::io::Interest::READABLE, || {
+        let room = buf.capacity() - buf.len();
+        got = recv_bare(raw_fd(stream), buf)?;
+        // A short read emptied the socket (epoll is edge-triggered; a later
+        // arrival signals anew): drop the readiness now, as tokio's own
+        // `poll_read` does, instead of learning it from one more read.
+        if got > 0 && got < room {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        r => r,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn recv_bare(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // The bare system call, as in `send_now`: libc's `recv` is a
+    // cancellation point, and this thread never cancels.
+    // SAFETY: `fd` is the open socket of the caller's borrowed stream;
+    // `spare` is writable for its length; no address is asked for.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            spare.as_mut_ptr(),
+            spare.len(),
+            0,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel wrote `n` bytes into the spare capacity.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    stream.try_read_buf(buf)
 }
 
 /// Writes a final response, ends our side, and lingers briefly so the

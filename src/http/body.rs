@@ -62,16 +62,8 @@ pub(crate) fn list_elements(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(trim_ows).filter(|e| !e.is_empty())
 }
 
-/// Every value of a header (all lines with that name, in order).
-fn values<'a>(head: &'a RequestHead, name: &'a str) -> impl Iterator<Item = &'a str> {
-    head.headers
-        .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 fn has(head: &RequestHead, name: &str) -> bool {
-    values(head, name).next().is_some()
+    head.values(name).next().is_some()
 }
 
 /// The body framing of a request (RFC 9112 §6.3).
@@ -95,7 +87,7 @@ pub fn body_kind(head: &RequestHead) -> Result<BodyKind, BodyError> {
         if head.minor == 0 {
             return Err(BodyError::Malformed);
         }
-        let codings: Vec<&str> = values(head, "transfer-encoding")
+        let codings: Vec<&str> = head.values("transfer-encoding")
             .flat_map(list_elements)
             .collect();
         // `chunked` takes no parameters: `chunked;x=1` is not it.
@@ -115,7 +107,7 @@ pub fn body_kind(head: &RequestHead) -> Result<BodyKind, BodyError> {
         return Ok(BodyKind::Chunked);
     }
     let mut length: Option<u64> = None;
-    for value in values(head, "content-length") {
+    for value in head.values("content-length") {
         for element in value.split(',').map(trim_ows) {
             if element.is_empty() || !element.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(BodyError::Malformed);
@@ -140,7 +132,7 @@ pub fn body_kind(head: &RequestHead) -> Result<BodyKind, BodyError> {
 /// responding") or Transfer-Encoding in HTTP/1.0 (§6.1).
 pub fn keep_alive(head: &RequestHead) -> bool {
     let (mut close, mut keep) = (false, false);
-    for token in values(head, "connection").flat_map(list_elements) {
+    for token in head.values("connection").flat_map(list_elements) {
         if token.eq_ignore_ascii_case("close") {
             close = true;
         } else if token.eq_ignore_ascii_case("keep-alive") {
@@ -161,7 +153,7 @@ pub fn keep_alive(head: &RequestHead) -> bool {
 /// received any of it yet (it MAY skip the 100 otherwise).
 pub fn expects_continue(head: &RequestHead) -> bool {
     head.minor >= 1
-        && values(head, "expect")
+        && head.values("expect")
             .flat_map(list_elements)
             .any(|e| e.eq_ignore_ascii_case("100-continue"))
 }
@@ -450,15 +442,7 @@ mod tests {
     use super::*;
 
     fn head(minor: u8, headers: &[(&str, &str)]) -> RequestHead {
-        RequestHead {
-            method: "POST".into(),
-            target: "/".into(),
-            minor,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        }
+        RequestHead::new("POST", "/", minor, headers)
     }
 
     type Headers<'a> = &'a [(&'a str, &'a str)];

@@ -18,12 +18,7 @@ fn media_type(value: &str) -> &str {
 /// case-insensitive (§8.3.1). Content-Type is a singleton field: when it is
 /// sent more than once, every line must name the form type.
 pub fn is_urlencoded(head: &RequestHead) -> bool {
-    let mut values = head
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| media_type(v))
-        .peekable();
+    let mut values = head.values("content-type").map(media_type).peekable();
     values.peek().is_some() && values.all(|t| t.eq_ignore_ascii_case(URLENCODED))
 }
 
@@ -32,15 +27,8 @@ mod tests {
     use super::*;
 
     fn head(types: &[&str]) -> RequestHead {
-        RequestHead {
-            method: "POST".into(),
-            target: "/".into(),
-            minor: 1,
-            headers: types
-                .iter()
-                .map(|t| ("Content-Type".to_string(), t.to_string()))
-                .collect(),
-        }
+        let headers: Vec<_> = types.iter().map(|t| ("Content-Type", *t)).collect();
+        RequestHead::new("POST", "/", 1, &headers)
     }
 
     #[test]
@@ -71,11 +59,12 @@ mod tests {
             assert_eq!(is_urlencoded(&head(types)), *want, "{types:?}");
         }
         // Any case of the header name.
-        let mut h = head(&[]);
-        h.headers.push((
-            "content-TYPE".into(),
-            "application/x-www-form-urlencoded".into(),
-        ));
+        let h = RequestHead::new(
+            "POST",
+            "/",
+            1,
+            &[("content-TYPE", "application/x-www-form-urlencoded")],
+        );
         assert!(is_urlencoded(&h));
     }
 }

@@ -29,7 +29,7 @@ impl RequestInfo {
         RequestInfo {
             minor: head.minor,
             // Methods are case-sensitive (RFC 9110 §9.1).
-            head_method: head.method == "HEAD",
+            head_method: head.method() == "HEAD",
             keep_alive: keep_alive(head),
         }
     }
@@ -866,13 +866,9 @@ mod tests {
 
     #[test]
     fn request_info_from_head() {
-        let head = |method: &str, minor, conn: Option<&str>| RequestHead {
-            method: method.into(),
-            target: "/".into(),
-            minor,
-            headers: conn
-                .map(|c| vec![("Connection".to_string(), c.to_string())])
-                .unwrap_or_default(),
+        let head = |method: &str, minor, conn: Option<&str>| {
+            let fields: Vec<_> = conn.map(|c| ("Connection", c)).into_iter().collect();
+            RequestHead::new(method, "/", minor, &fields)
         };
         assert_eq!(
             RequestInfo::from_head(&head("GET", 1, None)),

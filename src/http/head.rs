@@ -3,40 +3,144 @@
 /// Most header lines accepted in one request; more → 431.
 pub const MAX_HEADERS: usize = 128;
 
-/// A parsed request line and header section.
+/// A parsed request line and header section, kept as one string (one
+/// allocation per request, however many headers): method, target, then each
+/// header name and value, every item followed by `\n`. No parsed item can
+/// hold a `\n` (httparse refuses control characters there), so the split is
+/// exact; JS gets the target-and-headers part as it stands (see
+/// `binding::dispatch`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    pub method: String,
-    /// The request-target as sent (path and query).
-    pub target: String,
+    text: String,
+    method_len: u32,
+    /// Where the header names and values begin in `text`.
+    fields_at: u32,
+    count: u32,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
-    /// Names as sent; values decoded as Latin-1, as Node does.
-    pub headers: Vec<(String, String)>,
+}
+
+/// One request item as UTF-8: header values are decoded as Latin-1, as
+/// Node does; everything else httparse passes is ASCII.
+fn push_latin1(text: &mut String, bytes: &[u8]) {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        text.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+    } else {
+        text.extend(bytes.iter().map(|&b| b as char));
+    }
 }
 
 impl RequestHead {
+    /// A head from its parts (names as sent; values already text).
+    pub fn new(method: &str, target: &str, minor: u8, headers: &[(&str, &str)]) -> Self {
+        let mut b = Builder::new(method.as_bytes(), target.as_bytes(), minor, 64);
+        for (n, v) in headers {
+            b.push(n.as_bytes(), v.as_bytes());
+        }
+        b.finish()
+    }
+
+    pub fn method(&self) -> &str {
+        &self.text[..self.method_len as usize]
+    }
+
+    /// The request-target as sent (path and query).
+    pub fn target(&self) -> &str {
+        &self.text[self.method_len as usize + 1..self.fields_at as usize - 1]
+    }
+
+    /// Number of header lines.
+    pub fn header_count(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Header names (as sent) and values, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut items = self.text[self.fields_at as usize..].split_terminator('\n');
+        (0..self.count).map(move |_| {
+            let name = items.next().unwrap_or("");
+            (name, items.next().unwrap_or(""))
+        })
+    }
+
+    /// The target and the header names and values, each followed by `\n`
+    /// except the last: the form `binding::dispatch` hands to JS.
+    pub fn target_and_fields(&self) -> &str {
+        let all = &self.text[self.method_len as usize + 1..];
+        if self.count == 0 {
+            all
+        } else {
+            &all[..all.len() - 1]
+        }
+    }
+
     /// The first value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
+    }
+
+    /// Every value of a header (case-insensitive name), in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     /// Names and values as byte slices, for `handshake::UpgradeHeaders::scan`.
     pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))
+        self.headers().map(|(n, v)| (n, v.as_bytes()))
     }
 
     /// The path without the query string.
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
+        self.target().split('?').next().unwrap_or("")
     }
 
     /// The query string without `?`, if any.
     pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.target().split_once('?').map(|(_, q)| q)
+    }
+}
+
+/// Lays a head out in its one string.
+struct Builder {
+    head: RequestHead,
+}
+
+impl Builder {
+    fn new(method: &[u8], target: &[u8], minor: u8, room: usize) -> Self {
+        let mut text = String::with_capacity(method.len() + target.len() + 2 + room);
+        push_latin1(&mut text, method);
+        let method_len = text.len() as u32;
+        text.push('\n');
+        push_latin1(&mut text, target);
+        text.push('\n');
+        let fields_at = text.len() as u32;
+        Builder {
+            head: RequestHead {
+                text,
+                method_len,
+                fields_at,
+                count: 0,
+                minor,
+            },
+        }
+    }
+
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        let text = &mut self.head.text;
+        push_latin1(text, name);
+        text.push('\n');
+        push_latin1(text, value);
+        text.push('\n');
+        self.head.count += 1;
+    }
+
+    fn finish(self) -> RequestHead {
+        self.head
     }
 }
 
@@ -58,15 +162,6 @@ impl HeadError {
     }
 }
 
-fn latin1(bytes: &[u8]) -> String {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII is valid UTF-8.
-        unsafe { String::from_utf8_unchecked(bytes.to_vec()) }
-    } else {
-        bytes.iter().map(|&b| b as char).collect()
-    }
-}
-
 /// Parses the head at the start of `buf`. `Ok(None)`: incomplete (and still
 /// under `max_size`). `Ok(Some((head, n)))`: the head took `n` bytes.
 pub fn parse_request_head(
@@ -80,17 +175,15 @@ pub fn parse_request_head(
             if n > max_size {
                 return Err(HeadError::TooLarge);
             }
-            let head = RequestHead {
-                method: req.method.unwrap_or_default().to_string(),
-                target: req.path.unwrap_or_default().to_string(),
-                minor: req.version.unwrap_or(1),
-                headers: req
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.to_string(), latin1(h.value)))
-                    .collect(),
-            };
-            Ok(Some((head, n)))
+            let method = req.method.unwrap_or_default().as_bytes();
+            let target = req.path.unwrap_or_default().as_bytes();
+            // The head's own bytes bound its text (request line and CRLFs
+            // included), unless Latin-1 values widen.
+            let mut b = Builder::new(method, target, req.version.unwrap_or(1), n);
+            for h in req.headers.iter() {
+                b.push(h.name.as_bytes(), h.value);
+            }
+            Ok(Some((b.finish(), n)))
         }
         Ok(httparse::Status::Partial) => {
             if buf.len() > max_size {
@@ -122,11 +215,28 @@ mod tests {
         }
         let (h, n) = parse_request_head(REQ, 1 << 14).unwrap().unwrap();
         assert_eq!(n, head_len);
-        assert_eq!(h.method, "GET");
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.target(), "/chat?room=1&x");
         assert_eq!(h.path(), "/chat");
         assert_eq!(h.query(), Some("room=1&x"));
         assert_eq!(h.minor, 1);
         assert_eq!(h.header("x-name"), Some("café"));
+    }
+
+    #[test]
+    fn one_string_layout() {
+        let h = RequestHead::new("PUT", "/a?b", 0, &[("X", ""), ("Y", "2"), ("x", "3")]);
+        assert_eq!(h.method(), "PUT");
+        assert_eq!(h.target(), "/a?b");
+        assert_eq!(h.header_count(), 3);
+        let all: Vec<_> = h.headers().collect();
+        assert_eq!(all, [("X", ""), ("Y", "2"), ("x", "3")]);
+        assert_eq!(h.values("X").collect::<Vec<_>>(), ["", "3"]);
+        assert_eq!(h.target_and_fields(), "/a?b\nX\n\nY\n2\nx\n3");
+        let bare = RequestHead::new("GET", "/", 1, &[]);
+        assert_eq!(bare.headers().count(), 0);
+        assert_eq!(bare.header("host"), None);
+        assert_eq!(bare.target_and_fields(), "/\n");
     }
 
     #[test]
