@@ -228,7 +228,7 @@ fn address_number(a: SocketAddr) -> Option<f64> {
 /// - `extra`: undefined, or an array with per request `[body, remote,
 ///   local]`: the body ArrayBuffer (or undefined), and address strings
 ///   `"<ip> <port>"` for addresses `nums` cannot hold.
-unsafe fn deliver_requests(
+pub(super) unsafe fn deliver_requests(
     env: sys::napi_env,
     state: &EnvState,
     f: sys::napi_value,
@@ -467,6 +467,10 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
             }
             // Delivered in groups by `deliver_requests`.
             Event::Request { exchange, .. } => exchange.abort(),
+            Event::HttpLane { conn } => match state.lane.as_ref() {
+                Some(lane) => lane.adopt(conn),
+                None => conn.hand_back(),
+            },
             Event::ServerClose { server } => {
                 state.servers.borrow_mut().remove(&server);
                 js::call(env, f, &[n(SERVER_CLOSE), n(server as f64)]);

@@ -84,6 +84,8 @@ pub struct EnvState {
     pub conns: RefCell<IdMap<Arc<Conn>>>,
     /// HTTP responses delivered to JS and not ended yet, by exchange id.
     pub exchanges: RefCell<IdMap<Arc<Exchange>>>,
+    /// Keep-alive HTTP connections served on this thread (Linux).
+    pub lane: Option<super::lane::Lane>,
 }
 
 struct StatePtr(*const EnvState);
@@ -155,7 +157,13 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         servers: RefCell::new(IdMap::default()),
         conns: RefCell::new(IdMap::default()),
         exchanges: RefCell::new(IdMap::default()),
+        // SAFETY: inside this call from JS, on its thread.
+        lane: unsafe { super::lane::Lane::new(raw) },
     }));
+    if state.lane.is_some() {
+        super::lane::Lane::bind(state);
+        state.sink.enable_lane(true);
+    }
     let state_ptr: *const EnvState = state;
     // SAFETY: on the JS thread; every out-pointer is valid; the context
     // pointer outlives the function (the state is never freed).
@@ -211,6 +219,11 @@ fn cleanup(state: *const EnvState) {
     // `on_wake` checks before touching the context. Leaking one small struct
     // per environment is the price of never reading freed memory.
     let state = unsafe { &*state };
+    if let Some(lane) = state.lane.as_ref() {
+        // The engine moves no more connections here; those here close.
+        state.sink.enable_lane(false);
+        lane.shutdown();
+    }
     if let Some(t) = state
         .tsfn
         .0

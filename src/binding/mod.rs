@@ -8,6 +8,7 @@ mod env;
 mod exchange;
 mod fast;
 mod js;
+mod lane;
 mod server;
 
 pub use connection::NativeConnection;

@@ -146,9 +146,13 @@ impl NativeServer {
 
     /// Stops listening and closes every connection with `code`.
     #[napi]
-    pub fn close(&self, code: u32, reason: String) {
+    pub fn close(&self, env: Env, code: u32, reason: String) {
         self.server
-            .close(u16::try_from(code).unwrap_or(1001), &reason)
+            .close(u16::try_from(code).unwrap_or(1001), &reason);
+        // Its idle keep-alive connections on this thread close too.
+        if let Some(lane) = EnvState::get(&env).ok().and_then(|s| s.lane.as_ref()) {
+            lane.server_closing(self.server.id);
+        }
     }
 
     /// Open connections.

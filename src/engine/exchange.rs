@@ -83,6 +83,9 @@ pub struct Exchange {
     /// registers it once, not anew (a waker clone) per request. A late
     /// wake from an earlier exchange only costs the task a spurious poll.
     pub(super) waker: Arc<AtomicWaker>,
+    /// Wake on the calling thread, not through the engine's flusher: the
+    /// connection is served by the JS thread's lane (`lane.rs`).
+    wake_here: bool,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -99,6 +102,7 @@ impl Exchange {
         server: Arc<super::server::Server>,
         fd: i32,
         waker: Arc<AtomicWaker>,
+        wake_here: bool,
     ) -> Arc<Exchange> {
         Arc::new(Exchange {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -118,14 +122,30 @@ impl Exchange {
                 ended_at: None,
             }),
             waker,
+            wake_here,
         })
     }
 
     /// Wakes the connection task, once per burst (see `flush`).
     fn wake(&self) {
         if let Some(w) = self.waker.take() {
-            super::flush::schedule(w);
+            if self.wake_here {
+                w.wake();
+            } else {
+                super::flush::schedule(w);
+            }
         }
+    }
+
+    /// Whoever serves the connection learns of the response's end on its
+    /// own (`respond` need not wake it when it ends complete).
+    pub(super) fn set_parked(&self, parked: bool) {
+        self.lock().parked = parked;
+    }
+
+    /// The socket is about to close: no more direct writes.
+    pub(super) fn detach(&self) {
+        self.lock().fd = -1;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -281,6 +301,19 @@ impl Exchange {
         stream: &mut TcpStream,
         park: bool,
     ) -> Poll<Option<Done>> {
+        self.poll_progress_with(
+            |data| std::pin::Pin::new(&mut *stream).poll_write(cx, data),
+            park,
+        )
+    }
+
+    /// `poll_progress` with any writer (`Pending`: the socket is full, and
+    /// the writer arranged to be called again when it is not).
+    pub(super) fn poll_progress_with(
+        &self,
+        mut write: impl FnMut(&[u8]) -> Poll<std::io::Result<usize>>,
+        park: bool,
+    ) -> Poll<Option<Done>> {
         let mut g = self.lock();
         g.parked = false;
         if g.aborted {
@@ -289,7 +322,7 @@ impl Exchange {
         }
         let mut written = 0;
         while written < g.out.len() {
-            match std::pin::Pin::new(&mut *stream).poll_write(cx, &g.out[written..]) {
+            match write(&g.out[written..]) {
                 Poll::Ready(Ok(n)) if n > 0 => written += n,
                 Poll::Ready(_) => {
                     g.fd = -1;

@@ -154,6 +154,7 @@ pub(super) async fn serve_one(
         server.clone(),
         super::task::raw_fd(stream),
         waker.clone(),
+        false,
     );
     server.sink().push(Event::Request {
         server: server.id,

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod exchange;
 pub mod flush;
 mod http;
+pub mod lane;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -178,7 +178,8 @@ impl Server {
                     self.tasks.fetch_add(1, Ordering::AcqRel);
                     let server = self.clone();
                     tokio::spawn(async move {
-                        task::run(stream, remote, local, server.clone()).await;
+                        let buf = Vec::with_capacity(1024);
+                        task::run(stream, remote, local, server.clone(), buf, true).await;
                         server.task_done();
                     });
                 }
@@ -239,7 +240,12 @@ impl Server {
     }
 
     /// A connection task ended; the last one after `close` emits the close event.
-    fn task_done(&self) {
+    /// One more task the close event waits for (see `tasks`).
+    pub(super) fn task_started(&self) {
+        self.tasks.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn task_done(&self) {
         if self.tasks.fetch_sub(1, Ordering::AcqRel) == 1 && self.is_closing() {
             self.emit_closed();
         }
@@ -296,7 +302,7 @@ impl Server {
         }
     }
 
-    pub(super) fn emit_error(
+    pub(crate) fn emit_error(
         &self,
         remote: SocketAddr,
         local: SocketAddr,

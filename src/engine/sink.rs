@@ -85,6 +85,10 @@ pub enum Event {
         remote: SocketAddr,
         local: SocketAddr,
     },
+    /// A keep-alive HTTP connection for this environment's lane.
+    HttpLane {
+        conn: super::lane::LaneConn,
+    },
     /// A connection posted to this environment: hand it to the receiver
     /// registered as `token`, then deliver the events held meanwhile.
     Adopt {
@@ -106,7 +110,10 @@ impl Event {
             Event::Accept { conn, .. } | Event::Open { conn, .. } | Event::Adopt { conn, .. } => {
                 Some(conn.id)
             }
-            Event::ServerError { .. } | Event::ServerClose { .. } | Event::Request { .. } => None,
+            Event::ServerError { .. }
+            | Event::ServerClose { .. }
+            | Event::Request { .. }
+            | Event::HttpLane { .. } => None,
         }
     }
 }
@@ -250,6 +257,9 @@ pub struct EnvSink {
     batch: Mutex<Batch>,
     scheduled: AtomicBool,
     waker: Box<dyn Fn() + Send + Sync>,
+    /// The environment serves keep-alive HTTP connections itself
+    /// (`lane.rs`).
+    lane: AtomicBool,
 }
 
 impl std::fmt::Debug for EnvSink {
@@ -266,7 +276,18 @@ impl EnvSink {
             batch: Mutex::new(Batch::default()),
             scheduled: AtomicBool::new(false),
             waker,
+            lane: AtomicBool::new(false),
         })
+    }
+
+    /// `on`: the environment takes keep-alive HTTP connections
+    /// (`Event::HttpLane`); off again when it goes away.
+    pub fn enable_lane(&self, on: bool) {
+        self.lane.store(on, Ordering::Release);
+    }
+
+    pub fn lane_enabled(&self) -> bool {
+        self.lane.load(Ordering::Acquire)
     }
 
     /// Locks the queue to add several events; wake with [`EnvSink::wake`] after.

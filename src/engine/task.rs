@@ -49,15 +49,18 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
 }
 
+/// Serves a connection: `buf` holds bytes already read from it, `first`
+/// says whether it has had a request yet (a fresh connection, or one that
+/// comes back from the JS thread's lane, `lane.rs`).
 pub(super) async fn run(
     mut stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
     server: Arc<Server>,
+    mut buf: Vec<u8>,
+    mut first: bool,
 ) {
     let cfg = &server.config;
-    let mut buf = Vec::with_capacity(1024);
-    let mut first = true;
     // The request-head and keep-alive idle timeout: one timer for the
     // connection's life (see `IdleTimer`).
     let mut timer = IdleTimer::new(cfg.handshake_timeout);
@@ -112,7 +115,7 @@ pub(super) async fn run(
             };
             first = false;
             buf.drain(..used);
-            if UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket {
+            if head.has("upgrade") && UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket {
                 head
             } else if !server.has_request_handler() {
                 let response = closing_response(
@@ -139,6 +142,13 @@ pub(super) async fn run(
                 )
                 .await
                 {
+                    // Idle between requests with nothing read ahead: the
+                    // JS thread may serve the connection from here on.
+                    After::Next if buf.is_empty() && super::lane::wanted(&server) => {
+                        drop(closing);
+                        super::lane::adopt(stream, remote, local, server);
+                        return;
+                    }
                     After::Next => continue,
                     After::Close => return Box::pin(refuse(stream, b"")).await,
                     After::Refuse(response, why) => {
@@ -317,8 +327,9 @@ fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     }
 }
 
+/// One `recvfrom(2)` into `buf`'s spare capacity, the bare system call.
 #[cfg(target_os = "linux")]
-fn recv_bare(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+pub(super) fn recv_bare(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let spare = buf.spare_capacity_mut();
     // The bare system call, as in `send_now`: libc's `recv` is a
     // cancellation point, and this thread never cancels.
@@ -350,7 +361,7 @@ fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
 
 /// Writes a final response, ends our side, and lingers briefly so the
 /// client reads it before the socket goes away.
-async fn refuse(mut stream: TcpStream, response: &[u8]) {
+pub(super) async fn refuse(mut stream: TcpStream, response: &[u8]) {
     if !response.is_empty() {
         let _ = timeout(Duration::from_secs(5), stream.write_all(response)).await;
     }
@@ -409,6 +420,16 @@ pub(super) fn raw_fd(stream: &TcpStream) -> i32 {
 /// `fd` must be an open socket for the whole call.
 #[cfg(unix)]
 pub(super) unsafe fn send_now(fd: i32, data: &[u8]) -> usize {
+    // SAFETY: as the caller guarantees.
+    unsafe { send_now_raw(fd, data) }.max(0) as usize
+}
+
+/// `send_now`, returning the call's result (negative: see `errno`).
+///
+/// # Safety
+/// `fd` must be an open socket for the whole call.
+#[cfg(unix)]
+pub(super) unsafe fn send_now_raw(fd: i32, data: &[u8]) -> isize {
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     // The bare system call on Linux: libc's `send` wrapper is a
     // cancellation point, and toggling that costs as much as a quarter of
@@ -430,7 +451,7 @@ pub(super) unsafe fn send_now(fd: i32, data: &[u8]) -> usize {
     // SAFETY: as above.
     #[cfg(not(target_os = "linux"))]
     let n = unsafe { libc::send(fd, data.as_ptr() as *const libc::c_void, data.len(), flags) };
-    n.max(0) as usize
+    n
 }
 
 #[cfg(not(unix))]
@@ -892,7 +913,7 @@ mod tests {
             let server =
                 super::super::server::Server::bind("127.0.0.1", 0, Default::default(), sink)
                     .unwrap();
-            let f = super::run(s, a, a, server.clone());
+            let f = super::run(s, a, a, server.clone(), Vec::new(), true);
             let size = std::mem::size_of_val(&f);
             assert!(size <= 1024, "connection future is {size} bytes");
             drop(f);

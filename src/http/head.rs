@@ -16,8 +16,36 @@ pub struct RequestHead {
     /// Where the header names and values begin in `text`.
     fields_at: u32,
     count: u32,
+    /// Which of the [`KNOWN`] names occur: the server's own lookups skip
+    /// the headers entirely for a name that is not there (the usual case).
+    known: u8,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
+}
+
+/// The header names the server itself looks up, by bit.
+const KNOWN: [&str; 6] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "expect",
+    "content-type",
+    "upgrade",
+];
+
+/// The bit of `name` in [`KNOWN`] (any case), or 0.
+fn known_bit(name: &str) -> u8 {
+    let Some(c) = name.as_bytes().first() else {
+        return 0;
+    };
+    // A cheap first cut on the first letter before any comparison.
+    if !matches!(c | 0x20, b'c' | b't' | b'e' | b'u') {
+        return 0;
+    }
+    KNOWN
+        .iter()
+        .position(|k| k.len() == name.len() && k.eq_ignore_ascii_case(name))
+        .map_or(0, |i| 1 << i)
 }
 
 /// One request item as UTF-8: header values are decoded as Latin-1, as
@@ -57,8 +85,13 @@ impl RequestHead {
 
     /// Header names (as sent) and values, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields(self.count)
+    }
+
+    /// The first `lines` headers.
+    fn fields(&self, lines: u32) -> impl Iterator<Item = (&str, &str)> {
         let mut items = self.text[self.fields_at as usize..].split_terminator('\n');
-        (0..self.count).map(move |_| {
+        (0..lines).map(move |_| {
             let name = items.next().unwrap_or("");
             (name, items.next().unwrap_or(""))
         })
@@ -75,16 +108,30 @@ impl RequestHead {
         }
     }
 
+    /// Whether a header may be present: false means it is not (exact
+    /// for the [`KNOWN`] names, always true for others).
+    fn may_have(&self, name: &str) -> bool {
+        let bit = known_bit(name);
+        bit == 0 || self.known & bit != 0
+    }
+
+    /// Whether a header is present (case-insensitive name).
+    pub fn has(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+
     /// The first value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.values(name).next()
     }
 
     /// Every value of a header (case-insensitive name), in order.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.headers()
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
+    where
+        'a: 'n,
+    {
+        let lines = if self.may_have(name) { self.count } else { 0 };
+        self.fields(lines)
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
@@ -125,6 +172,7 @@ impl Builder {
                 method_len,
                 fields_at,
                 count: 0,
+                known: 0,
                 minor,
             },
         }
@@ -132,7 +180,9 @@ impl Builder {
 
     fn push(&mut self, name: &[u8], value: &[u8]) {
         let text = &mut self.head.text;
+        let at = text.len();
         push_latin1(text, name);
+        self.head.known |= known_bit(&text[at..]);
         text.push('\n');
         push_latin1(text, value);
         text.push('\n');
@@ -168,9 +218,11 @@ pub fn parse_request_head(
     buf: &[u8],
     max_size: usize,
 ) -> Result<Option<(RequestHead, usize)>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    match req.parse(buf) {
+    // Uninitialized slots: filling 128 empty headers (4 KiB) for every
+    // request would cost more than parsing a typical head.
+    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => {
             if n > max_size {
                 return Err(HeadError::TooLarge);
@@ -232,6 +284,11 @@ mod tests {
         let all: Vec<_> = h.headers().collect();
         assert_eq!(all, [("X", ""), ("Y", "2"), ("x", "3")]);
         assert_eq!(h.values("X").collect::<Vec<_>>(), ["", "3"]);
+        assert!(!h.has("content-length") && !h.has("Upgrade"));
+        let k = RequestHead::new("GET", "/", 1, &[("UPGRADE", "ws"), ("Content-Length", "0")]);
+        assert_eq!(k.header("upgrade"), Some("ws"));
+        assert_eq!(k.header("content-LENGTH"), Some("0"));
+        assert!(!k.has("connection") && !k.has("expect"));
         assert_eq!(h.target_and_fields(), "/a?b\nX\n\nY\n2\nx\n3");
         let bare = RequestHead::new("GET", "/", 1, &[]);
         assert_eq!(bare.headers().count(), 0);

@@ -1,0 +1,592 @@
+//! The JS thread's half of the HTTP lane (`engine::lane`): a libuv poll
+//! handle per keep-alive connection on this environment's own event loop,
+//! the requests of one loop turn handed to JS in one call, and the idle
+//! sweep. Linux only. libuv's functions are looked up at run time, as
+//! N-API's are; where they are missing there is no lane, and connections
+//! stay on their engine tasks. `SACK_HTTP_LANE=0` turns the lane off (for
+//! comparisons).
+
+use std::alloc::Layout;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_int, c_void};
+use std::ptr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Wake, Waker};
+
+use napi::sys;
+
+use super::env::{EnvState, IdMap};
+use crate::engine::lane::{LaneConn, Progress, Step};
+use crate::engine::sink::Event;
+
+// libuv's handle types and poll events (uv.h).
+const UV_ASYNC: c_int = 1;
+const UV_CHECK: c_int = 2;
+const UV_POLL: c_int = 8;
+const UV_TIMER: c_int = 13;
+const UV_READABLE: c_int = 1;
+const UV_WRITABLE: c_int = 2;
+
+/// Rounds of work per loop turn at most (each may call JS once).
+const MAX_ROUNDS: usize = 64;
+/// Requests per JS call at most, as for the engine's batches.
+const MAX_REQUESTS: usize = 256;
+
+type HandleCb = unsafe extern "C" fn(*mut c_void);
+type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
+
+/// The libuv functions the lane uses, from the running Node.
+struct Uv {
+    handle_size: unsafe extern "C" fn(c_int) -> usize,
+    poll_init: unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int,
+    poll_start: unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int,
+    poll_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
+    close: unsafe extern "C" fn(*mut c_void, Option<HandleCb>),
+    check_init: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int,
+    check_start: unsafe extern "C" fn(*mut c_void, HandleCb) -> c_int,
+    check_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
+    timer_init: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int,
+    timer_start: unsafe extern "C" fn(*mut c_void, HandleCb, u64, u64) -> c_int,
+    timer_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
+    async_init: unsafe extern "C" fn(*mut c_void, *mut c_void, HandleCb) -> c_int,
+    async_send: unsafe extern "C" fn(*mut c_void) -> c_int,
+    unref: unsafe extern "C" fn(*mut c_void),
+}
+
+fn uv() -> Option<&'static Uv> {
+    static UV: OnceLock<Option<Uv>> = OnceLock::new();
+    UV.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        {
+            fn sym(name: &std::ffi::CStr) -> Option<*mut c_void> {
+                // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT
+                // searches the process (Node exports libuv for addons).
+                let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+                (!p.is_null()).then_some(p)
+            }
+            macro_rules! f {
+                ($name:literal) => {
+                    // SAFETY: the symbol is libuv's function of that name,
+                    // whose C signature the field's type spells out.
+                    unsafe { std::mem::transmute::<*mut c_void, _>(sym($name)?) }
+                };
+            }
+            Some(Uv {
+                handle_size: f!(c"uv_handle_size"),
+                poll_init: f!(c"uv_poll_init"),
+                poll_start: f!(c"uv_poll_start"),
+                poll_stop: f!(c"uv_poll_stop"),
+                close: f!(c"uv_close"),
+                check_init: f!(c"uv_check_init"),
+                check_start: f!(c"uv_check_start"),
+                check_stop: f!(c"uv_check_stop"),
+                timer_init: f!(c"uv_timer_init"),
+                timer_start: f!(c"uv_timer_start"),
+                timer_stop: f!(c"uv_timer_stop"),
+                async_init: f!(c"uv_async_init"),
+                async_send: f!(c"uv_async_send"),
+                unref: f!(c"uv_unref"),
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// A zeroed libuv handle of `kind`, freed by [`free_handle`] (a close
+/// callback). Every handle starts with its `void *data`.
+fn alloc_handle(uv: &Uv, kind: c_int) -> *mut c_void {
+    // SAFETY: plain query.
+    let size = unsafe { (uv.handle_size)(kind) };
+    let layout = handle_layout(size);
+    // SAFETY: the layout is not zero-sized.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut c_void;
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    p
+}
+
+fn handle_layout(size: usize) -> Layout {
+    Layout::from_size_align(size.max(64) + 16, 16).unwrap_or(Layout::new::<[u128; 32]>())
+}
+
+/// The close callback of poll handles: frees what `alloc_handle` gave.
+unsafe extern "C" fn free_poll(h: *mut c_void) {
+    if let Some(uv) = uv() {
+        // SAFETY: `h` came from `alloc_handle(uv, UV_POLL)`, and libuv is
+        // done with it (this is its close callback).
+        unsafe {
+            let size = (uv.handle_size)(UV_POLL);
+            std::alloc::dealloc(h as *mut u8, handle_layout(size));
+        }
+    }
+}
+
+fn set_data(h: *mut c_void, data: usize) {
+    // SAFETY: `h` is a live handle; `data` is its first field.
+    unsafe { *(h as *mut usize) = data };
+}
+
+fn data_of(h: *mut c_void) -> usize {
+    // SAFETY: as in `set_data`.
+    unsafe { *(h as *const usize) }
+}
+
+thread_local! {
+    /// The environment of this thread (one per thread: the main one or a
+    /// worker's), for libuv's callbacks.
+    static ENV: Cell<*const EnvState> = const { Cell::new(ptr::null()) };
+}
+
+/// Connections whose response ended after its handler returned: woken from
+/// `Exchange::wake` (on this JS thread), delivered by an async handle.
+struct Woken {
+    /// `None` once the lane is gone.
+    keys: Mutex<Option<Vec<u64>>>,
+    handle: usize,
+    send: unsafe extern "C" fn(*mut c_void) -> c_int,
+}
+
+struct LaneWake {
+    key: u64,
+    woken: Arc<Woken>,
+}
+
+impl Wake for LaneWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut keys = self.woken.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(keys) = keys.as_mut() {
+            keys.push(self.key);
+            // SAFETY: the handle is alive while `keys` is `Some` (the lane
+            // clears it under this lock before closing the handle).
+            unsafe { (self.woken.send)(self.woken.handle as *mut c_void) };
+        }
+    }
+}
+
+struct Slot {
+    conn: LaneConn,
+    poll: *mut c_void,
+    /// The events the poll handle watches now (0: stopped).
+    events: c_int,
+    waker: Waker,
+}
+
+/// This environment's lane.
+pub struct Lane {
+    uv: &'static Uv,
+    loop_: *mut c_void,
+    conns: RefCell<IdMap<Slot>>,
+    next_key: Cell<u64>,
+    /// Connections to look at in the next round, with their poll events.
+    ready: RefCell<Vec<(u64, c_int)>>,
+    woken: Arc<Woken>,
+    check: *mut c_void,
+    check_on: Cell<bool>,
+    timer: *mut c_void,
+    /// The sweep's period (0: stopped).
+    sweep_ms: Cell<u64>,
+    async_ctx: sys::napi_async_context,
+    resource: sys::napi_ref,
+    closed: Cell<bool>,
+}
+
+impl Lane {
+    /// Sets up the lane of environment `env` (on its JS thread, inside a
+    /// call from JS); `None` where there is none.
+    ///
+    /// # Safety
+    /// On the JS thread of `env`, inside a handle scope.
+    pub unsafe fn new(env: sys::napi_env) -> Option<Lane> {
+        if std::env::var_os("SACK_HTTP_LANE").is_some_and(|v| v == "0") {
+            return None;
+        }
+        let uv = uv()?;
+        // SAFETY (whole block): on the JS thread of `env`; out-pointers are
+        // locals; the handles are initialized on this environment's loop
+        // before anything can start them.
+        unsafe {
+            let mut loop_ = ptr::null_mut();
+            if sys::napi_get_uv_event_loop(env, &mut loop_) != sys::Status::napi_ok
+                || loop_.is_null()
+            {
+                return None;
+            }
+            let loop_ = loop_ as *mut c_void;
+            let mut resource = ptr::null_mut();
+            sys::napi_create_object(env, &mut resource);
+            let mut name = ptr::null_mut();
+            sys::napi_create_string_utf8(env, c"sack:http".as_ptr(), 9, &mut name);
+            let mut async_ctx = ptr::null_mut();
+            if sys::napi_async_init(env, resource, name, &mut async_ctx) != sys::Status::napi_ok {
+                return None;
+            }
+            let mut resource_ref = ptr::null_mut();
+            sys::napi_create_reference(env, resource, 1, &mut resource_ref);
+
+            let check = alloc_handle(uv, UV_CHECK);
+            let timer = alloc_handle(uv, UV_TIMER);
+            let wake = alloc_handle(uv, UV_ASYNC);
+            if (uv.check_init)(loop_, check) != 0
+                || (uv.timer_init)(loop_, timer) != 0
+                || (uv.async_init)(loop_, wake, on_async) != 0
+            {
+                return None;
+            }
+            // None of them keeps the process alive: listening servers do.
+            (uv.unref)(check);
+            (uv.unref)(timer);
+            (uv.unref)(wake);
+            Some(Lane {
+                uv,
+                loop_,
+                conns: RefCell::new(IdMap::default()),
+                next_key: Cell::new(1),
+                ready: RefCell::new(Vec::new()),
+                woken: Arc::new(Woken {
+                    keys: Mutex::new(Some(Vec::new())),
+                    handle: wake as usize,
+                    send: uv.async_send,
+                }),
+                check,
+                check_on: Cell::new(false),
+                timer,
+                sweep_ms: Cell::new(0),
+                async_ctx,
+                resource: resource_ref,
+                closed: Cell::new(false),
+            })
+        }
+    }
+
+    /// Makes `state` the environment whose lane libuv's callbacks on this
+    /// thread serve.
+    pub fn bind(state: &'static EnvState) {
+        ENV.with(|e| e.set(state));
+    }
+
+    /// Takes a connection the engine moved here (`Event::HttpLane`).
+    pub fn adopt(&self, conn: LaneConn) {
+        if self.closed.get() || conn.server.is_closing() {
+            return; // dropped: closed
+        }
+        let poll = alloc_handle(self.uv, UV_POLL);
+        // SAFETY: a fresh handle on this loop, for the connection's open
+        // socket; started below with a callback of this module.
+        if unsafe { (self.uv.poll_init)(self.loop_, poll, conn.fd()) } != 0 {
+            // SAFETY: never initialized, so libuv does not know it.
+            unsafe { free_poll(poll) };
+            conn.hand_back();
+            return;
+        }
+        let key = self.next_key.get();
+        self.next_key.set(key + 1);
+        set_data(poll, key as usize);
+        let waker = Waker::from(Arc::new(LaneWake {
+            key,
+            woken: self.woken.clone(),
+        }));
+        self.arm_sweep(conn.limit_ms());
+        let mut slot = Slot {
+            conn,
+            poll,
+            events: 0,
+            waker,
+        };
+        self.watch(&mut slot, UV_READABLE);
+        self.conns.borrow_mut().insert(key, slot);
+    }
+
+    /// Server `id` closes: its idle connections go now; busy ones close
+    /// after their response (which says `Connection: close`).
+    pub fn server_closing(&self, id: u64) {
+        let idle: Vec<u64> = self
+            .conns
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.conn.server.id == id && !s.conn.busy())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in idle {
+            if let Some(conn) = self.remove(key) {
+                drop(conn);
+            }
+        }
+    }
+
+    /// The environment goes away: every connection closes.
+    pub fn shutdown(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        *self.woken.keys.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let keys: Vec<u64> = self.conns.borrow().keys().copied().collect();
+        for key in keys {
+            drop(self.remove(key));
+        }
+        // SAFETY: handles of this loop, closed once (`closed` guards);
+        // their memory is left to the process, as the state's is.
+        unsafe {
+            (self.uv.close)(self.check, None);
+            (self.uv.close)(self.timer, None);
+            (self.uv.close)(self.woken.handle as *mut c_void, None);
+        }
+    }
+
+    fn watch(&self, slot: &mut Slot, events: c_int) {
+        if slot.events == events {
+            return;
+        }
+        // SAFETY: the slot's live poll handle.
+        unsafe {
+            if events == 0 {
+                (self.uv.poll_stop)(slot.poll);
+            } else {
+                (self.uv.poll_start)(slot.poll, events, on_poll);
+            }
+        }
+        slot.events = events;
+    }
+
+    /// Takes a connection out of the lane; its poll handle closes now,
+    /// which also takes the socket out of libuv's epoll.
+    fn remove(&self, key: u64) -> Option<LaneConn> {
+        let slot = self.conns.borrow_mut().remove(&key)?;
+        // SAFETY: the slot's live poll handle, closed once; freed by its
+        // close callback.
+        unsafe { (self.uv.close)(slot.poll, Some(free_poll)) };
+        Some(slot.conn)
+    }
+
+    fn mark(&self, key: u64, events: c_int) {
+        self.ready.borrow_mut().push((key, events));
+        if !self.check_on.replace(true) {
+            // SAFETY: the lane's live check handle.
+            unsafe { (self.uv.check_start)(self.check, on_check) };
+        }
+    }
+
+    fn arm_sweep(&self, limit_ms: u64) {
+        let period = (limit_ms / 4).clamp(20, 1000);
+        let now = self.sweep_ms.get();
+        if now != 0 && now <= period {
+            return;
+        }
+        self.sweep_ms.set(period);
+        // SAFETY: the lane's live timer handle.
+        unsafe { (self.uv.timer_start)(self.timer, on_sweep, period, period) };
+    }
+
+    /// Closes connections idle for their whole timeout (no error: as an
+    /// engine task does for an idle keep-alive connection).
+    fn sweep(&self) {
+        let now = crate::clock::mono_ms();
+        let expired: Vec<u64> = self
+            .conns
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.conn.expired(now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            drop(self.remove(key));
+        }
+        if self.conns.borrow().is_empty() {
+            self.sweep_ms.set(0);
+            // SAFETY: the lane's live timer handle.
+            unsafe { (self.uv.timer_stop)(self.timer) };
+        }
+    }
+
+    /// The check handle's work: every marked connection takes a step;
+    /// the requests found go to JS together; then their responses (most
+    /// ended during the call) are looked at, which may find more.
+    fn run(&self, state: &EnvState) {
+        for _ in 0..MAX_ROUNDS {
+            let items = std::mem::take(&mut *self.ready.borrow_mut());
+            if items.is_empty() {
+                break;
+            }
+            let mut requests = Vec::new();
+            let mut asked = Vec::new();
+            for (key, events) in items {
+                if requests.len() >= MAX_REQUESTS {
+                    self.ready.borrow_mut().push((key, events));
+                    continue;
+                }
+                if let Some(ev) = self.step(key, events) {
+                    requests.push(ev);
+                    asked.push(key);
+                }
+            }
+            if requests.is_empty() {
+                continue;
+            }
+            // SAFETY: on this environment's JS thread, from a libuv callback
+            // (no JS on the stack): the scopes are opened here.
+            unsafe { self.call_js(state, requests) };
+            for key in asked {
+                self.after(key);
+            }
+        }
+        if self.ready.borrow().is_empty() && self.check_on.replace(false) {
+            // SAFETY: the lane's live check handle.
+            unsafe { (self.uv.check_stop)(self.check) };
+        }
+    }
+
+    /// One connection's step; a request for JS, if that is what it found.
+    fn step(&self, key: u64, events: c_int) -> Option<Event> {
+        let mut conns = self.conns.borrow_mut();
+        let slot = conns.get_mut(&key)?;
+        if slot.conn.busy() {
+            match slot.conn.progress() {
+                Progress::Busy => {
+                    self.wait_for_end(slot, 0);
+                    return None;
+                }
+                Progress::Blocked => {
+                    self.wait_for_end(slot, UV_WRITABLE);
+                    return None;
+                }
+                Progress::Idle => {}
+                Progress::Close => {
+                    drop(conns);
+                    self.remove(key)?.close();
+                    return None;
+                }
+            }
+        }
+        // Errors (negative status) show as readable: the read reports them.
+        let readable = events & UV_READABLE != 0 || events < 0;
+        match slot.conn.next(readable) {
+            Step::Request(ev) => Some(ev),
+            Step::Wait => {
+                self.watch(slot, UV_READABLE);
+                None
+            }
+            step => {
+                drop(conns);
+                let conn = self.remove(key)?;
+                match step {
+                    Step::HandBack => conn.hand_back(),
+                    Step::Close => conn.close(),
+                    _ => drop(conn),
+                }
+                None
+            }
+        }
+    }
+
+    /// After JS had the request of `key`: where does its response stand?
+    fn after(&self, key: u64) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(&key) else {
+            return;
+        };
+        match slot.conn.progress() {
+            Progress::Busy => self.wait_for_end(slot, 0),
+            Progress::Blocked => self.wait_for_end(slot, UV_WRITABLE),
+            Progress::Idle => {
+                if slot.conn.has_buffered() {
+                    // A pipelined request: next round.
+                    drop(conns);
+                    self.mark(key, 0);
+                } else {
+                    self.watch(slot, UV_READABLE);
+                }
+            }
+            Progress::Close => {
+                drop(conns);
+                if let Some(conn) = self.remove(key) {
+                    conn.close();
+                }
+            }
+        }
+    }
+
+    /// A response in flight: no reading meanwhile (as on an engine task);
+    /// its end, or (`UV_WRITABLE`) room in the socket, brings it back.
+    fn wait_for_end(&self, slot: &mut Slot, events: c_int) {
+        slot.conn.waker.register(&slot.waker);
+        self.watch(slot, events);
+    }
+
+    /// Hands `requests` to JS in one call, as the engine's batches go.
+    ///
+    /// # Safety
+    /// On this environment's JS thread, with no JS on the stack.
+    unsafe fn call_js(&self, state: &EnvState, requests: Vec<Event>) {
+        let env = state.env;
+        // SAFETY (whole body): as documented; the callback scope makes the
+        // call a proper entry into JS (ticks and microtasks run when it
+        // closes, as after any I/O callback).
+        unsafe {
+            let mut scope = ptr::null_mut();
+            sys::napi_open_handle_scope(env, &mut scope);
+            let mut resource = ptr::null_mut();
+            sys::napi_get_reference_value(env, self.resource, &mut resource);
+            let mut cb_scope = ptr::null_mut();
+            sys::napi_open_callback_scope(env, resource, self.async_ctx, &mut cb_scope);
+            let f = state.dispatcher();
+            crate::engine::flush::begin_batch();
+            super::dispatch::deliver_requests(env, state, f, requests);
+            crate::engine::flush::end_batch();
+            sys::napi_close_callback_scope(env, cb_scope);
+            sys::napi_close_handle_scope(env, scope);
+        }
+    }
+}
+
+/// Runs `f` with this thread's lane, keeping panics out of libuv.
+fn with_lane(f: impl FnOnce(&'static EnvState, &Lane)) {
+    let p = ENV.with(Cell::get);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: set by `bind` to a state that is never freed.
+    let state: &'static EnvState = unsafe { &*p };
+    let Some(lane) = state.lane.as_ref() else {
+        return;
+    };
+    if lane.closed.get() {
+        return;
+    }
+    let run = std::panic::AssertUnwindSafe(|| f(state, lane));
+    if std::panic::catch_unwind(run).is_err() {
+        eprintln!("sack: internal error in the HTTP lane (please report)");
+    }
+}
+
+unsafe extern "C" fn on_poll(h: *mut c_void, status: c_int, events: c_int) {
+    let key = data_of(h) as u64;
+    with_lane(|_, lane| lane.mark(key, if status < 0 { -1 } else { events }));
+}
+
+unsafe extern "C" fn on_check(_: *mut c_void) {
+    with_lane(|state, lane| lane.run(state));
+}
+
+unsafe extern "C" fn on_async(_: *mut c_void) {
+    with_lane(|_, lane| {
+        let keys = {
+            let mut g = lane.woken.keys.lock().unwrap_or_else(|e| e.into_inner());
+            g.as_mut().map(std::mem::take).unwrap_or_default()
+        };
+        for key in keys {
+            lane.mark(key, 0);
+        }
+    });
+}
+
+unsafe extern "C" fn on_sweep(_: *mut c_void) {
+    with_lane(|_, lane| lane.sweep());
+}
