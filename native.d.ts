@@ -52,6 +52,11 @@ export declare class NativeServer {
   setHandlers(accept: boolean, request: boolean): void
   /** Stops listening and closes every connection with `code`. */
   close(code: number, reason: string): void
+  /**
+   * Keep-alive HTTP connections of this server served on this thread
+   * (diagnostics: the HTTP lane).
+   */
+  laneConnections(): number
   /** Open connections. */
   get connections(): number
 }

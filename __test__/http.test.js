@@ -1537,6 +1537,336 @@ test.describe('server.close() and HTTP connections', () => {
 });
 
 // ---------------------------------------------------------------------------
+// The HTTP lane: after its first keep-alive response, a connection is served
+// on the JS thread itself (src/engine/lane.rs, src/binding/lane.rs, Linux).
+// Each test first moves its connection there, then checks that everything
+// off the common path behaves as on an engine task.
+
+const LANE = process.platform === 'linux' && process.env.SACK_HTTP_LANE !== '0';
+
+/** Polls `pred` until it holds. */
+async function until(pred, ms, label) {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${label}`);
+    await delay(2);
+  }
+}
+
+/**
+ * A raw connection that sits in the lane: its task learns that the first
+ * response is out when the second request comes, and moves it then.
+ */
+async function laneConnection(t, server) {
+  const before = LANE ? server._native.laneConnections() : 0;
+  const raw = await Raw.connect(t, portOf(server));
+  for (const p of ['/warm', '/warm2']) {
+    raw.write(`GET ${p} HTTP/1.1\r\nHost: h\r\n\r\n`);
+    await raw.response();
+  }
+  if (LANE) await until(() => server._native.laneConnections() > before, 2000, 'the connection to move to the lane');
+  return raw;
+}
+
+test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
+  test.it('a keep-alive connection moves to the lane after its first response and serves many requests', async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push(req.url);
+      res.setHeader('Content-Type', 'text/plain');
+      res.end(`${req.method} ${req.url} ${req.headers['x-n'] ?? ''}`);
+    });
+    const raw = await laneConnection(t, server);
+    if (LANE) assert.equal(server._native.laneConnections(), 1);
+    for (let i = 0; i < 50; i++) {
+      raw.write(`GET /n${i}?q=${i} HTTP/1.1\r\nHost: h\r\nX-N: ${i}\r\n\r\n`);
+      const res = await raw.response();
+      assert.equal(res.status, 200);
+      assert.equal(res.text, `GET /n${i} ${i}`);
+      assert.equal(res.count('content-length'), 1);
+    }
+    assert.equal(seen.length, 52);
+    assert.ok(await raw.staysOpen(50));
+  });
+
+  test.it('pipelined requests on a lane connection: in order, async ones included, nothing extra', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      const wait = { '/a': 60, '/b': 0, '/c': 20 }[req.url];
+      if (wait === undefined) return res.end(req.url);
+      setTimeout(() => res.end(req.url), wait);
+    });
+    const raw = await laneConnection(t, server);
+    const urls = ['/a', '/b', '/c', '/d', '/e'];
+    raw.write(urls.map((u) => `GET ${u} HTTP/1.1\r\nHost: h\r\n\r\n`).join(''));
+    for (const u of urls) assert.equal((await raw.response()).text, u);
+    // A long pipeline in one write (more than one turn of the lane's loop).
+    const many = Array.from({ length: 150 }, (_, i) => `GET /p${i} HTTP/1.1\r\nHost: h\r\n\r\n`).join('');
+    raw.write(many);
+    for (let i = 0; i < 150; i++) assert.equal((await raw.response()).text, `/p${i}`);
+    assert.equal(raw.buf.length, 0);
+  });
+
+  test.it('async handlers, streamed (chunked) responses and a large body on a lane connection', async (t) => {
+    const big = crypto.randomBytes(6 * 1024 * 1024);
+    const server = serve(t, {}, async (req, res) => {
+      if (req.url === '/later') {
+        await delay(30);
+        res.end('later');
+      } else if (req.url === '/stream') {
+        res.write('a');
+        await delay(5);
+        res.write('b');
+        setTimeout(() => res.end('c'), 5);
+      } else if (req.url === '/big') {
+        res.end(big);
+      } else {
+        res.end('ok');
+      }
+    });
+    const raw = await laneConnection(t, server);
+    raw.write('GET /later HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, 'later');
+    raw.write('GET /stream HTTP/1.1\r\nHost: h\r\n\r\n');
+    const streamed = await raw.response();
+    assert.ok(streamed.chunked);
+    assert.equal(streamed.text, 'abc');
+    // Larger than the socket buffers: written as the client reads.
+    raw.socket.pause();
+    raw.write('GET /big HTTP/1.1\r\nHost: h\r\n\r\n');
+    await delay(100);
+    raw.socket.resume();
+    const res = await raw.response({ ms: 10000 });
+    assert.equal(res.body.length, big.length);
+    assert.ok(res.body.equals(big), 'the large body arrives intact');
+    raw.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, 'ok');
+  });
+
+  test.it('a request with a body, an upgrade, or a malformed head goes back to the engine and is served there', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end(`${req.method} ${req.content ?? '-'}`));
+    server.on('connect', (ws) => ws.send('hi'));
+    // A body (Content-Length, then chunked), then the lane again.
+    const raw = await laneConnection(t, server);
+    raw.write('POST /f HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello');
+    assert.equal((await raw.response()).text, 'POST hello');
+    raw.write('PUT /f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n');
+    assert.equal((await raw.response()).text, 'PUT hi');
+    raw.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, 'GET -');
+    // A malformed head: 400, close, and the error event.
+    const bad = await laneConnection(t, server);
+    bad.write('GET / HTTP/1.1\r\nBad Header\r\n\r\n');
+    const res = await bad.response();
+    assert.equal(res.status, 400);
+    await bad.end();
+    await until(() => server.errors.length > 0, 2000, 'the error event');
+    // An upgrade on a lane connection.
+    const up = await laneConnection(t, server);
+    const key = crypto.randomBytes(16).toString('base64');
+    up.write(
+      `GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    const accept = crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+    await up.wait(() => up.buf.indexOf('\r\n\r\n') >= 0, 2000, 'the 101 response');
+    const head = up.buf.toString('latin1');
+    assert.match(head, /^HTTP\/1\.1 101 /);
+    assert.ok(head.includes(accept), '101 with the right Sec-WebSocket-Accept');
+    await up.wait(() => up.buf.includes(Buffer.from([0x81, 0x02, 0x68, 0x69])), 2000, 'the text frame "hi"');
+    up.socket.destroy(); // the raw client does not answer a close frame
+  });
+
+  test.it('Connection: close on a lane connection closes after the response; so does one the handler closes', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      if (req.url === '/handler-close') res.setHeader('Connection', 'close');
+      res.end('bye');
+    });
+    const a = await laneConnection(t, server);
+    a.write('GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+    const ra = await a.response();
+    assert.equal(ra.text, 'bye');
+    assert.match(ra.header('connection'), /close/i);
+    await a.end();
+    const b = await laneConnection(t, server);
+    b.write('GET /handler-close HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await b.response()).text, 'bye');
+    await b.end();
+    if (LANE) assert.equal(server._native.laneConnections(), 0);
+  });
+
+  test.it('a client that sends its last request and half-closes still gets the response', async (t) => {
+    const server = serve(t, {}, (req, res) => setTimeout(() => res.end(`done ${req.url}`), 10));
+    const raw = await laneConnection(t, server);
+    raw.write('GET /last HTTP/1.1\r\nHost: h\r\n\r\n');
+    raw.socket.end();
+    assert.equal((await raw.response()).text, 'done /last');
+    await raw.end();
+  });
+
+  test.it('idle lane connections close quietly after handshakeTimeout; server.close() ends idle and busy ones', async (t) => {
+    const server = serve(t, { handshakeTimeout: 300 }, (req, res) => {
+      if (req.url === '/slow') setTimeout(() => res.end('slow'), 150);
+      else res.end('ok');
+    });
+    const idle = await laneConnection(t, server);
+    const started = Date.now();
+    await idle.end(3000);
+    const idleFor = Date.now() - started;
+    assert.ok(idleFor >= 250 && idleFor < 2000, `closed after ${idleFor} ms idle`);
+    assert.equal(server.errors.length, 0, 'an idle keep-alive timing out is no error');
+
+    const waiting = await laneConnection(t, server);
+    const busy = await laneConnection(t, server);
+    busy.write('GET /slow HTTP/1.1\r\nHost: h\r\n\r\n');
+    await delay(30);
+    const closed = nextEvent(server, 'close', 3000);
+    server.close();
+    await waiting.end(1000);
+    const res = await busy.response();
+    assert.equal(res.text, 'slow');
+    assert.match(res.header('connection'), /close/i);
+    await busy.end(2000);
+    await closed;
+  });
+
+  test.it('many keep-alive clients at once (Node http agent)', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      if (Number(req.headers['x-i']) % 7 === 0) setImmediate(() => res.end(req.url));
+      else res.end(req.url);
+    });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    t.after(() => agent.destroy());
+    const all = [];
+    for (let i = 0; i < 400; i++) {
+      all.push(request(portOf(server), { path: `/r${i}`, headers: { 'x-i': String(i) }, agent, ms: 10000 }));
+    }
+    const got = await Promise.all(all);
+    got.forEach((r, i) => {
+      assert.equal(r.status, 200);
+      assert.equal(r.text, `/r${i}`);
+    });
+  });
+
+  test.it('a server in a worker thread serves keep-alive requests; the worker exits with connections open', async () => {
+    const code = `
+      const { Worker } = require('node:worker_threads');
+      const net = require('node:net');
+      const w = new Worker(\`
+        const { parentPort } = require('node:worker_threads');
+        const sack = require(process.cwd());
+        const server = sack.Websocket.Server({ address: '127.0.0.1', port: 0 });
+        server.onrequest = (req, res) => res.end('w' + req.url);
+        parentPort.postMessage(server.address().port);
+        parentPort.on('message', (m) => parentPort.postMessage(server._native.laneConnections()));
+      \`, { eval: true });
+      w.once('message', (port) => {
+        const s = net.connect(port, '127.0.0.1');
+        let buf = '';
+        let sent = 0;
+        const next = () => { sent++; s.write('GET /' + sent + ' HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n'); };
+        s.on('data', (d) => {
+          buf += d;
+          const n = (buf.match(/\\r\\n\\r\\nw\\/\\d+/g) || []).length;
+          if (n === sent && sent < 5) next();
+          else if (n === 5 && sent === 5) {
+            sent++;
+            w.postMessage('count');
+            w.once('message', (lane) => {
+              process.stdout.write(JSON.stringify({ ok: true, lane }));
+              w.terminate().then(() => setTimeout(() => process.exit(0), 50));
+            });
+          }
+        });
+        s.on('error', () => {});
+        next();
+      });
+      setTimeout(() => { process.stdout.write('{"stuck":true}'); process.exit(3); }, 8000).unref();
+    `;
+    const r = await runNode(code, 12000);
+    assert.equal(r.code, 0, `child exit ${r.code} ${r.signal}; stderr: ${r.stderr}; stdout: ${r.stdout}`);
+    const out = JSON.parse(r.stdout);
+    assert.ok(out.ok);
+    if (LANE) assert.equal(out.lane, 1, 'the worker serves the connection on its own thread');
+  });
+
+  test.it('a handler that throws on a lane connection: 500, the exception reaches the process, the connection goes on', async () => {
+    const code = `
+      const net = require('node:net');
+      const sack = require('.');
+      const uncaught = [];
+      process.on('uncaughtException', (e) => uncaught.push(e.message));
+      const server = sack.Websocket.Server({ address: '127.0.0.1', port: 0 });
+      server.onrequest = (req, res) => {
+        if (req.url === '/throw') throw new Error('boom on the lane');
+        res.end('fine' + req.url);
+      };
+      const s = net.connect(server.address().port, '127.0.0.1');
+      let buf = '';
+      const steps = ['/a', '/throw', '/b'];
+      let i = 0;
+      const send = () => s.write('GET ' + steps[i] + ' HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n');
+      s.on('data', (d) => {
+        buf += d;
+        const done = buf.split('HTTP/1.1 ').length - 1;
+        if (done > i && /\\r\\n\\r\\n[^]*$/.test(buf)) {
+          i++;
+          if (i < steps.length) setTimeout(send, 10);
+          else {
+            process.stdout.write(JSON.stringify({ buf, uncaught }));
+            s.destroy();
+            server.close();
+          }
+        }
+      });
+      send();
+      setTimeout(() => { process.stdout.write(JSON.stringify({ stuck: true, buf, uncaught })); process.exit(3); }, 6000).unref();
+    `;
+    const r = await runNode(code, 10000);
+    assert.equal(r.code, 0, `child exit ${r.code}; stderr: ${r.stderr}; stdout: ${r.stdout}`);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.uncaught, ['boom on the lane']);
+    assert.match(out.buf, /HTTP\/1\.1 200 OK[^]*fine\/a[^]*HTTP\/1\.1 500 [^]*Internal Server Error[^]*HTTP\/1\.1 200 OK[^]*fine\/b/);
+  });
+
+  test.it('SACK_HTTP_LANE=0 keeps every connection on its engine task, with the same answers', async () => {
+    const code = `
+      const http = require('node:http');
+      const sack = require('.');
+      const server = sack.Websocket.Server({ address: '127.0.0.1', port: 0 });
+      server.onrequest = (req, res) => res.end('x' + req.url);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const get = (p) => new Promise((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: server.address().port, path: p, agent }, (res) => {
+          let b = ''; res.on('data', (d) => (b += d)); res.on('end', () => resolve(b));
+        }).on('error', reject);
+      });
+      (async () => {
+        const bodies = [await get('/1'), await get('/2'), await get('/3')];
+        process.stdout.write(JSON.stringify({ bodies, lane: server._native.laneConnections() }));
+        agent.destroy();
+        server.close();
+      })();
+    `;
+    const r = await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['-e', code], {
+        cwd: ROOT,
+        env: { ...process.env, SACK_HTTP_LANE: '0' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (err += d));
+      child.on('error', reject);
+      child.on('close', (c) => resolve({ code: c, out, err }));
+    });
+    assert.equal(r.code, 0, r.err);
+    const out = JSON.parse(r.out);
+    assert.deepEqual(out.bodies, ['x/1', 'x/2', 'x/3']);
+    assert.equal(out.lane, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------
 // Real clients
 
 test.describe('Node http client', () => {

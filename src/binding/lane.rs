@@ -437,10 +437,26 @@ impl Lane {
                 self.after(key);
             }
         }
-        if self.ready.borrow().is_empty() && self.check_on.replace(false) {
-            // SAFETY: the lane's live check handle.
-            unsafe { (self.uv.check_stop)(self.check) };
+        if self.ready.borrow().is_empty() {
+            if self.check_on.replace(false) {
+                // SAFETY: the lane's live check handle.
+                unsafe { (self.uv.check_stop)(self.check) };
+            }
+        } else {
+            // Work left (a long pipeline): the check handle stays on, and
+            // this wake keeps the loop from blocking before it runs again.
+            // SAFETY: the lane's live async handle.
+            unsafe { (self.woken.send)(self.woken.handle as *mut c_void) };
         }
+    }
+
+    /// How many connections of server `id` this lane serves.
+    pub fn count(&self, id: u64) -> usize {
+        self.conns
+            .borrow()
+            .values()
+            .filter(|s| s.conn.server.id == id)
+            .count()
     }
 
     /// One connection's step; a request for JS, if that is what it found.

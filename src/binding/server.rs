@@ -155,6 +155,16 @@ impl NativeServer {
         }
     }
 
+    /// Keep-alive HTTP connections of this server served on this thread
+    /// (diagnostics: the HTTP lane).
+    #[napi]
+    pub fn lane_connections(&self, env: Env) -> u32 {
+        EnvState::get(&env)
+            .ok()
+            .and_then(|s| s.lane.as_ref())
+            .map_or(0, |l| l.count(self.server.id) as u32)
+    }
+
     /// Open connections.
     #[napi(getter)]
     pub fn connections(&self) -> u32 {

@@ -87,7 +87,8 @@ pub fn body_kind(head: &RequestHead) -> Result<BodyKind, BodyError> {
         if head.minor == 0 {
             return Err(BodyError::Malformed);
         }
-        let codings: Vec<&str> = head.values("transfer-encoding")
+        let codings: Vec<&str> = head
+            .values("transfer-encoding")
             .flat_map(list_elements)
             .collect();
         // `chunked` takes no parameters: `chunked;x=1` is not it.
@@ -153,7 +154,8 @@ pub fn keep_alive(head: &RequestHead) -> bool {
 /// received any of it yet (it MAY skip the 100 otherwise).
 pub fn expects_continue(head: &RequestHead) -> bool {
     head.minor >= 1
-        && head.values("expect")
+        && head
+            .values("expect")
             .flat_map(list_elements)
             .any(|e| e.eq_ignore_ascii_case("100-continue"))
 }
