@@ -1827,6 +1827,39 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     assert.match(out.buf, /HTTP\/1\.1 200 OK[^]*fine\/a[^]*HTTP\/1\.1 500 [^]*Internal Server Error[^]*HTTP\/1\.1 200 OK[^]*fine\/b/);
   });
 
+  test.it('lane connections do not keep the process alive after server.unref()', async () => {
+    const code = `
+      const net = require('node:net');
+      const sack = require('.');
+      const server = sack.Websocket.Server({ address: '127.0.0.1', port: 0 });
+      server.onrequest = (req, res) => res.end('ok');
+      const s = net.connect(server.address().port, '127.0.0.1');
+      let n = 0;
+      let buf = '';
+      const send = () => s.write('GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n');
+      s.on('data', (d) => {
+        buf += d;
+        const done = buf.split('\\r\\n\\r\\nok').length - 1;
+        if (done > n) {
+          n = done;
+          if (n < 3) send();
+          else {
+            process.stdout.write(String(server._native.laneConnections()));
+            // The client end no longer holds the loop; the server neither.
+            s.unref();
+            server.unref();
+          }
+        }
+      });
+      send();
+    `;
+    const started = Date.now();
+    const r = await runNode(code, 8000);
+    assert.equal(r.code, 0, r.stderr);
+    if (LANE) assert.equal(r.stdout, '1');
+    assert.ok(Date.now() - started < 5000, 'exits without waiting for the idle timeout (10 s)');
+  });
+
   test.it('SACK_HTTP_LANE=0 keeps every connection on its engine task, with the same answers', async () => {
     const code = `
       const http = require('node:http');

@@ -64,11 +64,20 @@ fn uv() -> Option<&'static Uv> {
                 let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
                 (!p.is_null()).then_some(p)
             }
+            /// A function pointer of type `F` from a symbol's address.
+            ///
+            /// # Safety
+            /// `F` must be the symbol's C signature as a function pointer.
+            unsafe fn cast<F: Copy>(p: *mut c_void) -> F {
+                assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+                // SAFETY: same size (checked); the caller vouches for the type.
+                unsafe { std::mem::transmute_copy(&p) }
+            }
             macro_rules! f {
                 ($name:literal) => {
                     // SAFETY: the symbol is libuv's function of that name,
                     // whose C signature the field's type spells out.
-                    unsafe { std::mem::transmute::<*mut c_void, _>(sym($name)?) }
+                    unsafe { cast(sym($name)?) }
                 };
             }
             Some(Uv {
@@ -114,11 +123,12 @@ fn handle_layout(size: usize) -> Layout {
     Layout::from_size_align(size.max(64) + 16, 16).unwrap_or(Layout::new::<[u128; 32]>())
 }
 
-/// The close callback of poll handles: frees what `alloc_handle` gave.
+/// Frees a poll handle from `alloc_handle`: the close callback of poll
+/// handles, or for one libuv never knew (its init failed).
 unsafe extern "C" fn free_poll(h: *mut c_void) {
     if let Some(uv) = uv() {
         // SAFETY: `h` came from `alloc_handle(uv, UV_POLL)`, and libuv is
-        // done with it (this is its close callback).
+        // done with it (closed, or never initialized).
         unsafe {
             let size = (uv.handle_size)(UV_POLL);
             std::alloc::dealloc(h as *mut u8, handle_layout(size));
@@ -235,10 +245,18 @@ impl Lane {
             let check = alloc_handle(uv, UV_CHECK);
             let timer = alloc_handle(uv, UV_TIMER);
             let wake = alloc_handle(uv, UV_ASYNC);
-            if (uv.check_init)(loop_, check) != 0
-                || (uv.timer_init)(loop_, timer) != 0
-                || (uv.async_init)(loop_, wake, on_async) != 0
-            {
+            // A handle left initialized would keep a worker's loop from
+            // closing: undo the ones that took if a later one fails.
+            if (uv.check_init)(loop_, check) != 0 {
+                return None;
+            }
+            if (uv.timer_init)(loop_, timer) != 0 {
+                (uv.close)(check, None);
+                return None;
+            }
+            if (uv.async_init)(loop_, wake, on_async) != 0 {
+                (uv.close)(check, None);
+                (uv.close)(timer, None);
                 return None;
             }
             // None of them keeps the process alive: listening servers do.
@@ -287,6 +305,10 @@ impl Lane {
             conn.hand_back();
             return;
         }
+        // Connections do not keep the process alive (`server.unref()`
+        // holds): listening servers and explicit holds do.
+        // SAFETY: the handle just initialized.
+        unsafe { (self.uv.unref)(poll) };
         let key = self.next_key.get();
         self.next_key.set(key + 1);
         set_data(poll, key as usize);
@@ -463,6 +485,10 @@ impl Lane {
     fn step(&self, key: u64, events: c_int) -> Option<Event> {
         let mut conns = self.conns.borrow_mut();
         let slot = conns.get_mut(&key)?;
+        if events < 0 {
+            // libuv stopped the handle itself when it reported the error.
+            slot.events = 0;
+        }
         if slot.conn.busy() {
             match slot.conn.progress() {
                 Progress::Busy => {

@@ -31,6 +31,9 @@ use crate::http::framing::RequestInfo;
 use crate::http::head::parse_request_head;
 use crate::protocol::handshake::UpgradeHeaders;
 
+/// Read buffers larger than this are released once empty.
+const KEEP_BUF: usize = 4096;
+
 /// Whether a connection of `server` may move to its environment's lane.
 pub(super) fn wanted(server: &Server) -> bool {
     cfg!(unix) && !server.is_closing() && server.sink().lane_enabled()
@@ -60,7 +63,10 @@ pub(super) fn adopt(
         exchange: None,
         idle_since: clock::mono_ms(),
     };
-    sink.push(Event::HttpLane { conn });
+    if let Some(conn) = sink.push_to_lane(conn) {
+        // The environment stopped taking them meanwhile: a task again.
+        conn.hand_back();
+    }
 }
 
 /// What a lane connection needs next.
@@ -154,7 +160,7 @@ impl LaneConn {
         // An incomplete head waits for more (the idle sweep ends a client
         // that never completes it, as an engine task's timer would).
         if !self.buf.is_empty() {
-            match self.from_buf() {
+            match self.take_request() {
                 Some(step) => return step,
                 None if !readable => return Step::Wait,
                 None => {}
@@ -167,7 +173,7 @@ impl LaneConn {
             Ok(0) if self.buf.is_empty() => Step::Drop,
             // The peer ended mid-head: the engine reports it.
             Ok(0) => Step::HandBack,
-            Ok(_) => self.from_buf().unwrap_or(Step::Wait),
+            Ok(_) => self.take_request().unwrap_or(Step::Wait),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Step::Wait,
             Err(e) => {
                 let code = super::server::error_code(&e);
@@ -207,7 +213,7 @@ impl LaneConn {
     }
 
     /// A step for the head at the start of `buf`; `None`: incomplete.
-    fn from_buf(&mut self) -> Option<Step> {
+    fn take_request(&mut self) -> Option<Step> {
         let server = &self.server;
         if server.is_closing() {
             return Some(Step::Drop);
@@ -225,6 +231,10 @@ impl LaneConn {
             return Some(Step::HandBack);
         }
         self.buf.drain(..used);
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUF {
+            // An idle connection does not keep a large head's buffer.
+            self.buf = Vec::new();
+        }
         let exchange = Exchange::new(
             RequestInfo::from_head(&head),
             server.clone(),

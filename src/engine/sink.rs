@@ -281,9 +281,28 @@ impl EnvSink {
     }
 
     /// `on`: the environment takes keep-alive HTTP connections
-    /// (`Event::HttpLane`); off again when it goes away.
+    /// (`Event::HttpLane`); off again when it goes away. Under the queue's
+    /// lock, so no connection is queued after the last drain.
     pub fn enable_lane(&self, on: bool) {
+        let _queue = self.lock();
         self.lane.store(on, Ordering::Release);
+    }
+
+    /// Queues a connection for the lane; gives it back when the
+    /// environment no longer takes them.
+    pub fn push_to_lane(
+        self: &Arc<Self>,
+        conn: super::lane::LaneConn,
+    ) -> Option<super::lane::LaneConn> {
+        {
+            let mut queue = self.lock();
+            if !self.lane.load(Ordering::Acquire) {
+                return Some(conn);
+            }
+            queue.events.push_back(Event::HttpLane { conn });
+        }
+        self.wake();
+        None
     }
 
     pub fn lane_enabled(&self) -> bool {
