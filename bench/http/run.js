@@ -9,7 +9,8 @@
 // the other CPU (`taskset -c 1`), and read the server's CPU time (utime +
 // stime of every thread, /proc/<pid>/stat) before and after the measured run.
 // Prints every round, then per server the median round (by requests per
-// server CPU-second) and the sack/node ratios of the medians.
+// server CPU-second), the sack/node ratios of the medians, and the ratios
+// round by round with their median.
 //
 // wrk is the Debian package `wrk`: when it is missing this script installs it
 // with apt-get (running `apt-get update` first if the install fails), and if
@@ -328,6 +329,17 @@ async function main() {
     console.log(
       `reference ${ref.name} / node http: ${fmt(ref.rps / node.rps, 2)}× requests/s, ` +
         `${fmt(ref.perCpu / node.perCpu, 2)}× requests per server CPU-second`,
+    );
+  }
+  // Round by round: within a round the servers run seconds apart, so a
+  // slow spell of the machine that covers one round's servers cancels out
+  // here, where it may not between the medians above.
+  for (const r of [sack, ref].filter(Boolean)) {
+    const ratios = r.all.map((x, k) => x.perCpu / node.all[k].perCpu);
+    const sorted = [...ratios].sort((a, b) => a - b);
+    console.log(
+      `${r.name} / node http per round (requests per server CPU-second): ` +
+        `${ratios.map((x) => `${fmt(x, 2)}×`).join(', ')}; median ${fmt(sorted[(sorted.length - 1) >> 1], 2)}×`,
     );
   }
   for (const r of results) {
