@@ -518,11 +518,9 @@ impl Lane {
             step => {
                 drop(conns);
                 let conn = self.remove(key)?;
-                match step {
-                    Step::HandBack => conn.hand_back(),
-                    Step::Close => conn.close(),
-                    _ => drop(conn),
-                }
+                if let Step::HandBack = step {
+                    conn.hand_back();
+                } // Drop: the peer is gone; the socket closes with `conn`.
                 None
             }
         }

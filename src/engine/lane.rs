@@ -3,7 +3,9 @@
 //! A plain HTTP connection starts on an engine task like any other. Once
 //! it has had a keep-alive response and nothing is read ahead, it moves to
 //! the JS thread of its server's environment, when that environment runs
-//! a lane (the binding's `lane.rs` opts in with [`EnvSink::enable_lane`]).
+//! a lane (the binding's `lane.rs` opts in with `EnvSink::enable_lane`).
+//! The task learns that the response is out when the next request wakes
+//! it, so the move happens then, and the lane serves that request.
 //! There, the JS thread's own event loop watches the socket; requests are
 //! read, parsed and answered on that thread, with no engine wake, no
 //! thread switch and no cross-thread handoff per request: the cost that
@@ -79,8 +81,6 @@ pub enum Step {
     /// Back to an engine task, which serves what is read ahead
     /// ([`LaneConn::hand_back`]).
     HandBack,
-    /// Close it, after what was sent is read ([`LaneConn::close`]).
-    Close,
     /// Gone (the peer closed, or its socket failed): drop it.
     Drop,
 }
