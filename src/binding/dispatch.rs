@@ -214,6 +214,48 @@ fn address_number(a: SocketAddr) -> Option<f64> {
     Some(if mapped { -n - 1.0 } else { n })
 }
 
+/// The Float64Array for a group's numbers, with room for `len`: the
+/// environment's own one, made once and reused (JS reads it only during
+/// the call, and deliveries never nest: they come only from libuv
+/// callbacks), or a new one for a group larger than that.
+///
+/// # Safety
+/// On the JS thread of `env`, inside a handle scope.
+unsafe fn request_numbers(
+    env: sys::napi_env,
+    state: &EnvState,
+    len: usize,
+) -> (sys::napi_value, *mut f64) {
+    const KEPT: usize = MAX_REQUESTS * REQUEST_STRIDE;
+    // SAFETY (whole body): as documented; out-pointers are locals; the kept
+    // array's data stays where it is (JS never detaches it).
+    unsafe {
+        let (kept, kept_data) = state.request_nums.get();
+        if len <= KEPT && !kept.is_null() {
+            let mut v = ptr::null_mut();
+            sys::napi_get_reference_value(env, kept, &mut v);
+            if !v.is_null() {
+                return (v, kept_data);
+            }
+        }
+        let size = if len <= KEPT { KEPT } else { len };
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut ab = ptr::null_mut();
+        let mut v = ptr::null_mut();
+        sys::napi_create_arraybuffer(env, size * 8, &mut data, &mut ab);
+        sys::napi_create_typedarray(env, sys::TypedarrayType::float64_array, size, ab, 0, &mut v);
+        if data.is_null() || v.is_null() {
+            return (v, ptr::null_mut());
+        }
+        if size == KEPT && kept.is_null() {
+            let mut r = ptr::null_mut();
+            sys::napi_create_reference(env, v, 1, &mut r);
+            state.request_nums.set((r, data as *mut f64));
+        }
+        (v, data as *mut f64)
+    }
+}
+
 /// Hands `requests` (all `Event::Request`) to JS in one call:
 /// `dispatch(REQUESTS, count, nums, text, extra)`.
 ///
@@ -242,19 +284,8 @@ pub(super) unsafe fn deliver_requests(
     // `count * REQUEST_STRIDE` doubles, written before JS sees them.
     unsafe {
         let count = requests.len();
-        let mut data: *mut c_void = ptr::null_mut();
-        let mut ab = ptr::null_mut();
-        let mut nums_v = ptr::null_mut();
         let len = count * REQUEST_STRIDE;
-        sys::napi_create_arraybuffer(env, len * 8, &mut data, &mut ab);
-        sys::napi_create_typedarray(
-            env,
-            sys::TypedarrayType::float64_array,
-            len,
-            ab,
-            0,
-            &mut nums_v,
-        );
+        let (nums_v, data) = request_numbers(env, state, len);
         if data.is_null() {
             for ev in requests {
                 if let Event::Request { exchange, .. } = ev {
@@ -263,7 +294,7 @@ pub(super) unsafe fn deliver_requests(
             }
             return;
         }
-        let nums = std::slice::from_raw_parts_mut(data as *mut f64, len);
+        let nums = std::slice::from_raw_parts_mut(data, len);
         let mut text = TEXT.take();
         text.clear();
         let mut extra: sys::napi_value = ptr::null_mut();

@@ -86,6 +86,9 @@ pub struct EnvState {
     pub exchanges: RefCell<IdMap<Arc<Exchange>>>,
     /// Keep-alive HTTP connections served on this thread (Linux).
     pub lane: Option<super::lane::Lane>,
+    /// The Float64Array that carries request groups' numbers, and its data
+    /// (`dispatch::request_numbers`); null until the first group.
+    pub request_nums: Cell<(sys::napi_ref, *mut f64)>,
 }
 
 struct StatePtr(*const EnvState);
@@ -159,6 +162,7 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         exchanges: RefCell::new(IdMap::default()),
         // SAFETY: inside this call from JS, on its thread.
         lane: unsafe { super::lane::Lane::new(raw) },
+        request_nums: Cell::new((ptr::null_mut(), ptr::null_mut())),
     }));
     if state.lane.is_some() {
         super::lane::Lane::bind(state);

@@ -85,7 +85,10 @@ pub unsafe extern "C" fn respond(
         let (argv, state) = js::args::<6>(env, info);
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
-        let Some(ex) = state.exchanges.borrow().get(&(id as u64)).cloned() else {
+        // Borrowed, not cloned, for the call: nothing below reaches JS or
+        // this map, and the reference count stays untouched.
+        let exchanges = state.exchanges.borrow();
+        let Some(ex) = exchanges.get(&(id as u64)) else {
             return js::int(env, status::NOT_OPEN);
         };
         let mut last = false;
@@ -172,8 +175,10 @@ pub unsafe extern "C" fn respond(
         if body_text.capacity() <= 64 * 1024 {
             BODY.set(body_text);
         }
+        let ex_id = ex.id;
+        drop(exchanges);
         if (last && r.is_ok()) || r == Err(ExchangeError::Ended) {
-            state.exchanges.borrow_mut().remove(&ex.id);
+            state.exchanges.borrow_mut().remove(&ex_id);
         }
         js::int(
             env,

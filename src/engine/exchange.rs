@@ -73,6 +73,24 @@ struct Inner {
     ended_at: Option<u64>,
 }
 
+impl Inner {
+    fn fresh(fd: i32, out: Vec<u8>) -> Self {
+        Inner {
+            out,
+            head_sent: false,
+            chunked: false,
+            send_body: false,
+            remaining: None,
+            keep_alive: false,
+            ended: false,
+            aborted: false,
+            fd,
+            parked: false,
+            ended_at: None,
+        }
+    }
+}
+
 pub struct Exchange {
     pub id: u64,
     req: RequestInfo,
@@ -108,22 +126,26 @@ impl Exchange {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             req,
             server,
-            inner: Mutex::new(Inner {
-                out: Vec::new(),
-                head_sent: false,
-                chunked: false,
-                send_body: false,
-                remaining: None,
-                keep_alive: false,
-                ended: false,
-                aborted: false,
-                fd,
-                parked: false,
-                ended_at: None,
-            }),
+            inner: Mutex::new(Inner::fresh(fd, Vec::new())),
             waker,
             wake_here,
         })
+    }
+
+    /// Makes a finished exchange the next request's (same connection), when
+    /// nothing else holds it: a request then costs no allocation for it.
+    /// Returns whether it could.
+    pub(super) fn renew(this: &mut Arc<Exchange>, req: RequestInfo, fd: i32) -> bool {
+        let Some(ex) = Arc::get_mut(this) else {
+            return false;
+        };
+        ex.id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        ex.req = req;
+        let inner = ex.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::mem::take(&mut inner.out);
+        out.clear();
+        *inner = Inner::fresh(fd, out);
+        true
     }
 
     /// Wakes the connection task, once per burst (see `flush`).

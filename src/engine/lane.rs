@@ -63,6 +63,7 @@ pub(super) fn adopt(
         buf: Vec::new(),
         waker: Arc::new(AtomicWaker::new()),
         exchange: None,
+        spare: None,
         idle_since: clock::mono_ms(),
     };
     if let Some(conn) = sink.push_to_lane(conn) {
@@ -113,6 +114,8 @@ pub struct LaneConn {
     pub waker: Arc<AtomicWaker>,
     /// The response in flight, if any.
     exchange: Option<Arc<Exchange>>,
+    /// The last one, ended, for `Exchange::renew`.
+    spare: Option<Arc<Exchange>>,
     /// When the connection became idle (`clock::mono_ms`).
     idle_since: u64,
     /// `handshakeTimeout`: how long it may stay idle.
@@ -235,13 +238,14 @@ impl LaneConn {
             // An idle connection does not keep a large head's buffer.
             self.buf = Vec::new();
         }
-        let exchange = Exchange::new(
-            RequestInfo::from_head(&head),
-            server.clone(),
-            self.fd(),
-            self.waker.clone(),
-            true,
-        );
+        let info = RequestInfo::from_head(&head);
+        let fd = self.fd();
+        let reused = self
+            .spare
+            .take()
+            .and_then(|mut ex| Exchange::renew(&mut ex, info, fd).then_some(ex));
+        let exchange = reused
+            .unwrap_or_else(|| Exchange::new(info, server.clone(), fd, self.waker.clone(), true));
         // Until JS returns, an end that is fully written needs no wake:
         // the lane looks at the response right after the call.
         exchange.set_parked(true);
@@ -278,7 +282,7 @@ impl LaneConn {
             Poll::Pending if blocked => Progress::Blocked,
             Poll::Pending => Progress::Busy,
             Poll::Ready(done) => {
-                self.exchange = None;
+                self.spare = self.exchange.take();
                 match done {
                     Some(d) if d.keep_alive && !self.server.is_closing() => {
                         self.idle_since = d.ended_at.unwrap_or_else(clock::mono_ms);
