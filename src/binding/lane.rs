@@ -483,30 +483,15 @@ impl Lane {
 
     /// One connection's step; a request for JS, if that is what it found.
     fn step(&self, key: u64, events: c_int) -> Option<Event> {
-        let mut conns = self.conns.borrow_mut();
-        let slot = conns.get_mut(&key)?;
         if events < 0 {
             // libuv stopped the handle itself when it reported the error.
-            slot.events = 0;
+            self.conns.borrow_mut().get_mut(&key)?.events = 0;
         }
-        if slot.conn.busy() {
-            match slot.conn.progress() {
-                Progress::Busy => {
-                    self.wait_for_end(slot, 0);
-                    return None;
-                }
-                Progress::Blocked => {
-                    self.wait_for_end(slot, UV_WRITABLE);
-                    return None;
-                }
-                Progress::Idle => {}
-                Progress::Close => {
-                    drop(conns);
-                    self.remove(key)?.close();
-                    return None;
-                }
-            }
+        if !self.settle(key) {
+            return None;
         }
+        let mut conns = self.conns.borrow_mut();
+        let slot = conns.get_mut(&key)?;
         // Errors (negative status) show as readable: the read reports them.
         let readable = events & UV_READABLE != 0 || events < 0;
         match slot.conn.next(readable) {
@@ -528,27 +513,47 @@ impl Lane {
 
     /// After JS had the request of `key`: where does its response stand?
     fn after(&self, key: u64) {
+        if !self.settle(key) {
+            return;
+        }
         let mut conns = self.conns.borrow_mut();
         let Some(slot) = conns.get_mut(&key) else {
             return;
         };
+        if slot.conn.has_buffered() {
+            // A pipelined request: next round.
+            drop(conns);
+            self.mark(key, 0);
+        } else {
+            self.watch(slot, UV_READABLE);
+        }
+    }
+
+    /// Writes what the response of `key` has queued and acts on where it
+    /// stands: waits for its end or for room in the socket, or closes the
+    /// connection. True when the connection is in the lane with no
+    /// response in flight.
+    fn settle(&self, key: u64) -> bool {
+        let mut conns = self.conns.borrow_mut();
+        let Some(slot) = conns.get_mut(&key) else {
+            return false;
+        };
         match slot.conn.progress() {
-            Progress::Busy => self.wait_for_end(slot, 0),
-            Progress::Blocked => self.wait_for_end(slot, UV_WRITABLE),
-            Progress::Idle => {
-                if slot.conn.has_buffered() {
-                    // A pipelined request: next round.
-                    drop(conns);
-                    self.mark(key, 0);
-                } else {
-                    self.watch(slot, UV_READABLE);
-                }
+            Progress::Idle => true,
+            Progress::Busy => {
+                self.wait_for_end(slot, 0);
+                false
+            }
+            Progress::Blocked => {
+                self.wait_for_end(slot, UV_WRITABLE);
+                false
             }
             Progress::Close => {
                 drop(conns);
                 if let Some(conn) = self.remove(key) {
                     conn.close();
                 }
+                false
             }
         }
     }

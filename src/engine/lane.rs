@@ -31,7 +31,6 @@ use crate::clock;
 use crate::http::body::{body_kind, BodyKind};
 use crate::http::framing::RequestInfo;
 use crate::http::head::parse_request_head;
-use crate::protocol::handshake::UpgradeHeaders;
 
 /// Read buffers larger than this are released once empty.
 const KEEP_BUF: usize = 4096;
@@ -93,7 +92,8 @@ pub enum Progress {
     Busy,
     /// Ended, but the socket is full: call again when it is writable.
     Blocked,
-    /// Ended and written; the connection waits for its next request.
+    /// Ended and written (or none in flight); the connection waits for
+    /// its next request.
     Idle,
     /// Ended (or aborted); the connection closes ([`LaneConn::close`]).
     Close,
@@ -229,7 +229,7 @@ impl LaneConn {
         };
         if !matches!(body_kind(&head), Ok(BodyKind::None))
             || !server.has_request_handler()
-            || (head.has("upgrade") && UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket)
+            || super::task::asks_websocket(&head)
         {
             return Some(Step::HandBack);
         }
@@ -348,23 +348,9 @@ impl Drop for LaneConn {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 fn recv(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     super::task::recv_bare(fd, buf)
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-fn recv(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: `fd` is the connection's open socket; `spare` is writable for
-    // its length.
-    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel wrote `n` bytes into the spare capacity.
-    unsafe { buf.set_len(buf.len() + n as usize) };
-    Ok(n as usize)
 }
 
 #[cfg(not(unix))]

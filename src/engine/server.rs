@@ -175,7 +175,7 @@ impl Server {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().unwrap_or(self.local);
-                    self.tasks.fetch_add(1, Ordering::AcqRel);
+                    self.task_started();
                     let server = self.clone();
                     tokio::spawn(async move {
                         let buf = Vec::with_capacity(1024);

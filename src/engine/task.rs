@@ -75,11 +75,12 @@ pub(super) async fn run(
             }
             let max = cfg.max_header_size;
             // A pipelined request may be here already.
-            let ready = match buf.is_empty() {
-                true => None,
-                false => parse_request_head(&buf, max)
+            let ready = if buf.is_empty() {
+                None
+            } else {
+                parse_request_head(&buf, max)
                     .map_err(HeadFailure::Bad)
-                    .transpose(),
+                    .transpose()
             };
             let head = match ready {
                 Some(h) => Some(h),
@@ -115,7 +116,7 @@ pub(super) async fn run(
             };
             first = false;
             buf.drain(..used);
-            if head.has("upgrade") && UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket {
+            if asks_websocket(&head) {
                 head
             } else if !server.has_request_handler() {
                 let response = closing_response(
@@ -264,6 +265,12 @@ async fn websocket(
     server.unregister(conn.id);
 }
 
+/// Whether a request asks for a WebSocket (RFC 6455 §4.2.1 `Upgrade`);
+/// the header check first spares the scan for plain requests.
+pub(super) fn asks_websocket(head: &RequestHead) -> bool {
+    head.has("upgrade") && UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket
+}
+
 enum HeadFailure {
     /// EOF before any byte: a probe or a client that changed its mind.
     Closed,
@@ -327,14 +334,16 @@ fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     }
 }
 
-/// One `recvfrom(2)` into `buf`'s spare capacity, the bare system call.
-#[cfg(target_os = "linux")]
+/// One `recvfrom(2)` into `buf`'s spare capacity (the bare system call on
+/// Linux); from any thread.
+#[cfg(unix)]
 pub(super) fn recv_bare(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let spare = buf.spare_capacity_mut();
-    // The bare system call, as in `send_now`: libc's `recv` is a
-    // cancellation point, and this thread never cancels.
-    // SAFETY: `fd` is the open socket of the caller's borrowed stream;
-    // `spare` is writable for its length; no address is asked for.
+    // The bare system call on Linux, as in `send_now`: libc's `recv` is a
+    // cancellation point, and these threads never cancel.
+    // SAFETY: `fd` is the caller's open socket; `spare` is writable for its
+    // length; no address is asked for.
+    #[cfg(target_os = "linux")]
     let n = unsafe {
         libc::syscall(
             libc::SYS_recvfrom,
@@ -344,8 +353,11 @@ pub(super) fn recv_bare(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
             0,
             std::ptr::null_mut::<libc::sockaddr>(),
             std::ptr::null_mut::<libc::socklen_t>(),
-        )
+        ) as isize
     };
+    // SAFETY: as above.
+    #[cfg(not(target_os = "linux"))]
+    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
