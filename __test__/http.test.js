@@ -573,10 +573,17 @@ test.describe('res', () => {
   test.it('headers cannot change once sent; write after end throws; CR/LF in a header value throws', async (t) => {
     const errors = {};
     const server = serve(t, {}, (req, res) => {
+      // A value that passed just before does not wave the next one through.
+      res.setHeader('X-Good', 'a');
       try {
         res.setHeader('X-Bad', 'a\r\nInjected: yes');
       } catch (e) {
         errors.inject = e;
+      }
+      try {
+        res.setHeader('X-Bad', 'a\0');
+      } catch (e) {
+        errors.nul = e;
       }
       try {
         res.setHeader('Bad Name', 'x');
@@ -603,12 +610,18 @@ test.describe('res', () => {
     });
     const { res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
     assert.ok(errors.inject instanceof TypeError, 'CR/LF in a value → TypeError');
+    assert.equal(errors.inject.code, 'ERR_INVALID_CHAR');
+    assert.ok(errors.nul instanceof TypeError, 'NUL in a value → TypeError');
+    assert.equal(errors.nul.code, 'ERR_INVALID_CHAR');
     assert.ok(errors.name instanceof TypeError, 'invalid header name → TypeError');
+    assert.equal(errors.name.code, 'ERR_INVALID_HTTP_TOKEN');
     assert.ok(errors.late instanceof Error, 'setHeader after the head went out throws');
     assert.ok(errors.lateHead instanceof Error, 'writeHead after the head went out throws');
     assert.ok(errors.afterEnd instanceof Error, 'write after end throws');
     assert.equal(res.status, 200);
     assert.equal(res.count('injected'), 0);
+    assert.equal(res.count('x-bad'), 0);
+    assert.equal(res.header('x-good'), 'a');
     assert.equal(res.count('x-late'), 0);
     assert.equal(res.text, 'ab');
   });

@@ -106,10 +106,17 @@ function checkBody(chunk, what) {
   throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', `${what}: the body must be a string, an ArrayBuffer or an ArrayBufferView`);
 }
 
+// The last value that passed: handlers set the same values (often the very
+// same string) on every response, and an identity check is cheaper than
+// the pattern.
+let lastGood = '';
+
 function checkValue(name, v) {
+  if (v === lastGood) return;
   if (BAD_VALUE.test(v)) {
     throw sackError(TypeError, 'ERR_INVALID_CHAR', `setHeader: invalid character in the value of "${name}"`);
   }
+  if (v.length <= 256) lastGood = v;
 }
 
 function headersSent(what) {
