@@ -3,12 +3,15 @@
 // `npm run bench:http`: plain HTTP throughput of sack's HTTP fallback against
 // Node's `http.createServer`, both answering every request "hello".
 //
-// In each of BENCH_ROUNDS rounds (the servers take turns, so a slow spell
-// of the machine hits both), for each server: start it pinned to one CPU (`taskset -c 0`), check that it
-// answers "hello", warm it up, then run `wrk -t1 -c64 -d<seconds>s` pinned to
-// the other CPU (`taskset -c 1`), and read the server's CPU time (utime +
-// stime of every thread, /proc/<pid>/stat) before and after the measured run.
-// Prints every round, then per server the median round (by requests per
+// Every server is started once, pinned to one CPU (`taskset -c 0`), checked
+// to answer "hello" and warmed up. Then, in each of BENCH_ROUNDS rounds, the
+// servers take turns (in reverse order every other round, so none always
+// goes first): `wrk -t1 -c64 -d<seconds>s` pinned to the other CPU
+// (`taskset -c 1`), with the server's CPU time (every thread's, from
+// /proc/<pid>/task/*/schedstat, or utime + stime when that is missing) read
+// before and after. The turns of one round are seconds apart, so a slow
+// spell of the machine tends to hit the servers of a round alike.
+// Prints every turn, then per server the median round (by requests per
 // server CPU-second), the sack/node ratios of the medians, and the ratios
 // round by round with their median.
 //
@@ -17,9 +20,9 @@
 // that is impossible it says so and exits 0.
 //
 // Environment:
-//   BENCH_SECONDS      measured seconds per server and round (default 5)
-//   BENCH_ROUNDS       rounds (default 3)
-//   BENCH_WARMUP       warm-up seconds per server before measuring (default 1; 0 = none)
+//   BENCH_SECONDS      measured seconds per server and round (default 3)
+//   BENCH_ROUNDS       rounds (default 5)
+//   BENCH_WARMUP       warm-up seconds per server before the rounds (default 2; 0 = none)
 //   BENCH_CONNECTIONS  wrk connections (default 64)
 //   BENCH_SERVER_CPU / BENCH_WRK_CPU  taskset CPU lists (default 0 and 1)
 //
@@ -34,10 +37,10 @@ const path = require('path');
 const HERE = __dirname;
 const env = process.env;
 
-const SECONDS = intEnv('BENCH_SECONDS', 5, 1, 600);
-const WARMUP = intEnv('BENCH_WARMUP', 1, 0, 60);
+const SECONDS = intEnv('BENCH_SECONDS', 3, 1, 600);
+const WARMUP = intEnv('BENCH_WARMUP', 2, 0, 60);
 const CONNECTIONS = intEnv('BENCH_CONNECTIONS', 64, 1, 10000);
-const ROUNDS = intEnv('BENCH_ROUNDS', 3, 1, 50);
+const ROUNDS = intEnv('BENCH_ROUNDS', 5, 1, 50);
 const SERVER_CPU = env.BENCH_SERVER_CPU || '0';
 const WRK_CPU = env.BENCH_WRK_CPU || '1';
 
@@ -124,6 +127,36 @@ const CLK_TCK = (() => {
 
 /** CPU seconds (user + system, all threads) of process `pid`. */
 function cpuSeconds(pid) {
+  return schedSeconds(pid) ?? statSeconds(pid);
+}
+
+// The run time of every thread in nanoseconds (first field of each
+// thread's schedstat): finer than the clock ticks of /proc/<pid>/stat,
+// which matters for turns of a few seconds. Null when it is not there.
+function schedSeconds(pid) {
+  let tasks;
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  let ns = 0;
+  for (const tid of tasks) {
+    let text;
+    try {
+      text = fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8');
+    } catch (e) {
+      if (e.code === 'ENOENT' || e.code === 'ESRCH') continue; // thread ended meanwhile
+      return null;
+    }
+    const v = Number(text.split(' ')[0]);
+    if (!Number.isFinite(v)) return null;
+    ns += v;
+  }
+  return ns / 1e9;
+}
+
+function statSeconds(pid) {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -227,20 +260,14 @@ function parseWrk(out) {
   };
 }
 
-async function bench(spec, pin) {
-  const { child, port } = await startServer(spec, pin);
-  try {
-    await checkHello(port);
-    if (WARMUP > 0) await runWrk(port, WARMUP, pin);
-    const cpu0 = cpuSeconds(child.pid);
-    const t0 = process.hrtime.bigint();
-    const r = await runWrk(port, SECONDS, pin);
-    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-    const cpu = cpuSeconds(child.pid) - cpu0;
-    return { ...r, cpu, wall, cpuPct: (cpu / wall) * 100, perCpu: r.requests / cpu };
-  } finally {
-    await stopServer(child);
-  }
+// One measured turn of a running server.
+async function turn(server, pin) {
+  const cpu0 = cpuSeconds(server.child.pid);
+  const t0 = process.hrtime.bigint();
+  const r = await runWrk(server.port, SECONDS, pin);
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = cpuSeconds(server.child.pid) - cpu0;
+  return { ...r, cpu, wall, cpuPct: (cpu / wall) * 100, perCpu: r.requests / cpu };
 }
 
 function fmt(n, digits = 0) {
@@ -289,13 +316,26 @@ async function main() {
     console.log(`reference: ${uws.version}`);
   }
   const rounds = SERVERS.map(() => []);
-  for (let round = 1; round <= ROUNDS; round++) {
-    for (const [i, spec] of SERVERS.entries()) {
-      process.stdout.write(`  round ${round}/${ROUNDS} ${spec.name}… `);
-      const r = await bench(spec, pin);
-      rounds[i].push(r);
-      console.log(`${fmt(r.rps)} req/s, ${fmt(r.perCpu)} per CPU-s`);
+  const running = [];
+  try {
+    for (const spec of SERVERS) {
+      const server = await startServer(spec, pin);
+      running.push(server);
+      await checkHello(server.port);
+      if (WARMUP > 0) await runWrk(server.port, WARMUP, pin);
     }
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order = SERVERS.map((_, i) => i);
+      if (round % 2 === 0) order.reverse();
+      for (const i of order) {
+        process.stdout.write(`  round ${round}/${ROUNDS} ${SERVERS[i].name}… `);
+        const r = await turn(running[i], pin);
+        rounds[i].push(r);
+        console.log(`${fmt(r.rps)} req/s, ${fmt(r.perCpu)} per CPU-s`);
+      }
+    }
+  } finally {
+    await Promise.all(running.map((s) => stopServer(s.child)));
   }
   // The median round of each server, by requests per server CPU-second.
   const results = SERVERS.map((spec, i) => {
@@ -332,8 +372,8 @@ async function main() {
     );
   }
   // Round by round: within a round the servers run seconds apart, so a
-  // slow spell of the machine that covers one round's servers cancels out
-  // here, where it may not between the medians above.
+  // slow spell of the machine that covers a round cancels out here, where
+  // it may not between the medians above.
   for (const r of [sack, ref].filter(Boolean)) {
     const ratios = r.all.map((x, k) => x.perCpu / node.all[k].perCpu);
     const sorted = [...ratios].sort((a, b) => a - b);
