@@ -261,6 +261,7 @@ export interface HttpRequest {
 
 /** The `res` of the `request` event. The head is sent with the first `write()` or `end()`. */
 export interface HttpResponse {
+  /** Default 200. Checked when the head goes out: outside 100–999, `write()`/`end()` throw `RangeError` (`ERR_HTTP_INVALID_STATUS_CODE`). */
   statusCode: number;
   statusMessage: string | undefined;
   readonly headersSent: boolean;

@@ -570,6 +570,71 @@ test.describe('res', () => {
     assert.equal(res.text, 'teapot');
   });
 
+  test.it('the same headers on response after response, then others, then the same again: every head is right', async (t) => {
+    // The native side keeps the last header block; JS sends `true` for
+    // "the same again". A response whose client left still counts.
+    const late = [];
+    const server = serve(t, {}, (req, res) => {
+      if (req.url === '/late') {
+        late.push(res);
+        return;
+      }
+      const [a, b] = req.url.slice(1).split('-');
+      res.setHeader('X-A', a);
+      if (b) res.setHeader('X-B', b);
+      res.end(req.url);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    for (const v of ['one', 'one', 'one-two', 'one-two', 'three', 'one']) {
+      raw.write(`GET /${v} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      const r = await raw.response();
+      const [a, b] = v.split('-');
+      assert.equal(r.header('x-a'), a, `x-a of /${v}`);
+      assert.equal(r.count('x-b'), b ? 1 : 0, `x-b of /${v}`);
+      assert.equal(r.text, `/${v}`);
+    }
+    const gone = await Raw.connect(t, portOf(server));
+    gone.write('GET /late HTTP/1.1\r\nHost: h\r\n\r\n');
+    await until(() => late.length === 1, 3000, 'the late request');
+    gone.socket.destroy();
+    await delay(50);
+    late[0].setHeader('X-A', 'four');
+    late[0].end('nobody reads this');
+    raw.write('GET /four HTTP/1.1\r\nHost: h\r\n\r\n');
+    const r = await raw.response();
+    assert.equal(r.header('x-a'), 'four');
+    assert.equal(r.count('x-b'), 0);
+    assert.equal(r.text, '/four');
+  });
+
+  test.it('an invalid statusCode set directly makes the first end (or write) throw RangeError, and nothing is sent', async (t) => {
+    const thrown = [];
+    const server = serve(t, {}, (req, res) => {
+      res.statusCode = req.url === '/string' ? '200' : 1500;
+      try {
+        if (req.url === '/write') res.write('x');
+        else res.end('x');
+      } catch (e) {
+        thrown.push(e);
+      }
+      // Nothing went out: the response can still be made right.
+      res.statusCode = 201;
+      res.end(`fixed ${req.url}`);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(['/big', '/string', '/write'].map((p) => `GET ${p} HTTP/1.1\r\nHost: h\r\n\r\n`).join(''));
+    for (const p of ['/big', '/string', '/write']) {
+      const r = await raw.response();
+      assert.equal(r.status, 201);
+      assert.equal(r.text, `fixed ${p}`);
+    }
+    assert.equal(thrown.length, 3);
+    for (const e of thrown) {
+      assert.ok(e instanceof RangeError);
+      assert.equal(e.code, 'ERR_HTTP_INVALID_STATUS_CODE');
+    }
+  });
+
   test.it('headers cannot change once sent; write after end throws; CR/LF in a header value throws', async (t) => {
     const errors = {};
     const server = serve(t, {}, (req, res) => {

@@ -36,9 +36,12 @@ const servers = registry.servers;
 // the group from being handled: the first exception is rethrown at the
 // end (reaching the process like any handler's), later ones on the next tick.
 function requests(count, nums, text, extra) {
-  const parts = text.split('\r');
+  const parts = count === 1 ? [text] : text.split('\r');
   let failed = false;
   let failure;
+  // A group's requests are mostly for one server.
+  let serverId = -1;
+  let server;
   for (let i = 0; i < count; i++) {
     const o = i * STRIDE;
     const flags = nums[o + 2];
@@ -60,7 +63,10 @@ function requests(count, nums, text, extra) {
       if (remote !== remote) remote = extra[i * 3 + 1];
       if (local !== local) local = extra[i * 3 + 2];
     }
-    const server = servers.get(nums[o]);
+    if (nums[o] !== serverId) {
+      serverId = nums[o];
+      server = servers.get(serverId);
+    }
     if (server === undefined) {
       registry.fast.abort(nums[o + 1]);
       continue;

@@ -155,6 +155,20 @@ function sameAsLast(h) {
   return true;
 }
 
+// respond()'s status flag for the part that ends the response
+// (src/binding/exchange.rs, LAST).
+const LAST = 1024;
+
+// The header block last given to respond(): the native side keeps it, and
+// `true` asks for it again instead of a string to read and convert.
+let sentBlock = null;
+
+function blockArg(block) {
+  if (block === sentBlock) return true;
+  sentBlock = block;
+  return block;
+}
+
 class Response {
   constructor(id) {
     this._id = id;
@@ -239,6 +253,16 @@ class Response {
     return this;
   }
 
+  // The status for the head; one set through `statusCode` is checked
+  // here, as writeHead checks its own.
+  _status() {
+    const status = this.statusCode;
+    if (!Number.isInteger(status) || status < 100 || status > 999) {
+      throw sackError(RangeError, 'ERR_HTTP_INVALID_STATUS_CODE', `invalid status code ${status}`);
+    }
+    return status;
+  }
+
   // The headers for the native side: names and values joined by "\n"
   // (setHeader refuses both in names and values). Marks the head sent.
   _head() {
@@ -270,8 +294,8 @@ class Response {
   write(chunk) {
     if (this.finished) throw sackError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'write after end');
     const body = checkBody(chunk, 'write');
-    const head = this.headersSent ? undefined : this._head();
-    fast.respond(this._id, this.statusCode, this.statusMessage ?? null, head, body, false);
+    if (this.headersSent) fast.respond(this._id, 0, null, undefined, body);
+    else fast.respond(this._id, this._status(), this.statusMessage ?? null, blockArg(this._head()), body);
     return true;
   }
 
@@ -280,9 +304,15 @@ class Response {
   end(body) {
     if (this.finished) return this;
     const bytes = checkBody(body, 'end');
-    const head = this.headersSent ? undefined : this._head();
-    this.finished = true;
-    fast.respond(this._id, this.statusCode, this.statusMessage ?? null, head, bytes, true);
+    if (this.headersSent) {
+      this.finished = true;
+      fast.respond(this._id, LAST, null, undefined, bytes);
+    } else {
+      const status = this._status();
+      const head = blockArg(this._head());
+      this.finished = true;
+      fast.respond(this._id, status + LAST, this.statusMessage ?? null, head, bytes);
+    }
     return this;
   }
 

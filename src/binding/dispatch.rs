@@ -338,6 +338,7 @@ pub(super) unsafe fn deliver_requests(
                 text.push(b'\n');
             }
             text.extend_from_slice(head.target_and_fields().as_bytes());
+            head.recycle();
 
             if needs_extra {
                 if extra.is_null() {
@@ -367,8 +368,13 @@ pub(super) unsafe fn deliver_requests(
             }
         }
         // Targets are UTF-8; header values were decoded as Latin-1 into
-        // UTF-8 strings, so the whole text is UTF-8.
-        let text_v = js::string(env, &text);
+        // UTF-8 strings, so the whole text is UTF-8. Mostly it is ASCII,
+        // which V8 takes as Latin-1 without decoding.
+        let text_v = if text.is_ascii() {
+            js::latin1(env, &text)
+        } else {
+            js::string(env, &text)
+        };
         if text.capacity() <= 256 * 1024 {
             TEXT.set(text);
         }

@@ -89,6 +89,18 @@ pub struct EnvState {
     /// The Float64Array that carries request groups' numbers, and its data
     /// (`dispatch::request_numbers`); null until the first group.
     pub request_nums: Cell<(sys::napi_ref, *mut f64)>,
+    /// `exchange::respond`'s buffers, kept between calls so a response
+    /// costs no allocation: the header block last given (JS may pass
+    /// `true` for "the same again"), and the reason and string body.
+    pub response_text: RefCell<ResponseText>,
+}
+
+/// See [`EnvState::response_text`].
+#[derive(Default)]
+pub struct ResponseText {
+    pub block: Vec<u8>,
+    pub reason: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
 struct StatePtr(*const EnvState);
@@ -163,6 +175,7 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         // SAFETY: inside this call from JS, on its thread.
         lane: unsafe { super::lane::Lane::new(raw) },
         request_nums: Cell::new((ptr::null_mut(), ptr::null_mut())),
+        response_text: RefCell::default(),
     }));
     if state.lane.is_some() {
         super::lane::Lane::bind(state);

@@ -13,16 +13,11 @@ use super::fast::binary;
 use super::js;
 use crate::engine::exchange::{ExchangeError, Head};
 
-thread_local! {
-    /// The reason and header text of the response being queued, kept
-    /// between calls so a response costs no allocation for it.
-    static TEXT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-    /// The UTF-8 of a string body, likewise.
-    static BODY: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
 /// `respond` was given a body that is neither a string nor binary.
 pub const BAD_TYPE: i32 = -5;
+
+/// Added to `respond`'s status when the call ends the response.
+pub const LAST: u32 = 1024;
 
 /// Appends the UTF-8 of JS string `v` to `out`, in one N-API call when it
 /// fits the spare capacity (the usual case), in two otherwise.
@@ -66,12 +61,16 @@ unsafe fn read_utf8(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) {
     }
 }
 
-/// `respond(id, status, reason, headers, body, last)`: queues part of the
-/// response of exchange `id`. `headers` is a string of names and values
-/// joined by `\n` (index.js checks they hold no `\n`), or not a string
-/// when the head went out already; `status` and `reason` count only with
-/// it. `body`: a string (sent as UTF-8), binary, or undefined. `last`
-/// ends the response. Returns a status (`connection::status`, [`BAD_TYPE`]).
+/// `respond(id, code, reason, headers, body)`: queues part of the response
+/// of exchange `id`. `code` is the status plus [`LAST`] when this part ends
+/// the response. `headers` is a string of names and values joined by `\n`
+/// (index.js checks they hold no `\n`); `true` for the same block as the
+/// last string given here (in this environment: handlers set the same
+/// headers on every response, and the block is then neither read nor
+/// converted again); anything else when the head went out already.
+/// `status` and `reason` count only with a head. `body`: a string (sent as
+/// UTF-8), binary, or undefined. Returns undefined when queued, else a
+/// status (`connection::status`, [`BAD_TYPE`]).
 ///
 /// # Safety
 /// Called by Node with the data pointer given at creation.
@@ -82,7 +81,19 @@ pub unsafe extern "C" fn respond(
     // SAFETY (whole body): called by Node on the JS thread with valid `env`
     // and `info`; every value read is one of this call's arguments.
     unsafe {
-        let (argv, state) = js::args::<6>(env, info);
+        let (argv, state) = js::args::<5>(env, info);
+        let mut text = state.response_text.borrow_mut();
+        let text = &mut *text;
+        // A new block is kept first, whatever follows: JS counts on it.
+        let with_head = match js::type_of(env, argv[3]) {
+            sys::ValueType::napi_string => {
+                text.block.clear();
+                read_utf8(env, argv[3], &mut text.block);
+                true
+            }
+            sys::ValueType::napi_boolean => true,
+            _ => false,
+        };
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
         // Borrowed, not cloned, for the call: nothing below reaches JS or
@@ -91,35 +102,29 @@ pub unsafe extern "C" fn respond(
         let Some(ex) = exchanges.get(&(id as u64)) else {
             return js::int(env, status::NOT_OPEN);
         };
-        let mut last = false;
-        sys::napi_get_value_bool(env, argv[5], &mut last);
-
-        // The head: reason and header text in one buffer, then split.
-        let mut text = TEXT.take();
-        text.clear();
-        let mut reason_end = None;
-        let with_head = js::type_of(env, argv[3]) == sys::ValueType::napi_string;
         let mut code = 200u32;
-        if with_head {
-            sys::napi_get_value_uint32(env, argv[1], &mut code);
-            if js::type_of(env, argv[2]) == sys::ValueType::napi_string {
-                read_utf8(env, argv[2], &mut text);
-                reason_end = Some(text.len());
-            }
-            read_utf8(env, argv[3], &mut text);
+        sys::napi_get_value_uint32(env, argv[1], &mut code);
+        let last = code & LAST != 0;
+        let code = code & !LAST;
+
+        let mut reason = None;
+        if with_head && js::type_of(env, argv[2]) == sys::ValueType::napi_string {
+            text.reason.clear();
+            read_utf8(env, argv[2], &mut text.reason);
+            // V8 writes well-formed UTF-8 (lone surrogates become U+FFFD).
+            reason = Some(std::str::from_utf8(&text.reason).unwrap_or(""));
         }
-        // A string body is read here too, one call like the rest.
-        let mut body_text = BODY.take();
-        body_text.clear();
         let body = argv[4];
         let body_type = js::type_of(env, body);
         if body_type == sys::ValueType::napi_string {
-            read_utf8(env, body, &mut body_text);
+            text.body.clear();
+            read_utf8(env, body, &mut text.body);
         }
-        // V8 writes well-formed UTF-8 (lone surrogates become U+FFFD).
-        let (reason, block) = text.split_at(reason_end.unwrap_or(0));
-        let reason = reason_end.map(|_| std::str::from_utf8(reason).unwrap_or(""));
-        let block = std::str::from_utf8(block).unwrap_or("");
+        let block = if with_head {
+            std::str::from_utf8(&text.block).unwrap_or("")
+        } else {
+            ""
+        };
         // A few headers fit on the stack; more spill to a vector.
         let mut fixed = [("", ""); 16];
         let mut spill = Vec::new();
@@ -156,7 +161,7 @@ pub unsafe extern "C" fn respond(
 
         let r = match body_type {
             sys::ValueType::napi_string => {
-                let bytes = &body_text[..];
+                let bytes = &text.body[..];
                 ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
             }
             sys::ValueType::napi_undefined | sys::ValueType::napi_null => {
@@ -169,25 +174,24 @@ pub unsafe extern "C" fn respond(
                 None => return js::int(env, BAD_TYPE),
             },
         };
-        if text.capacity() <= 64 * 1024 {
-            TEXT.set(text);
-        }
-        if body_text.capacity() <= 64 * 1024 {
-            BODY.set(body_text);
+        // A large reason or body does not stay with the environment (the
+        // block does: `true` may ask for it again).
+        for v in [&mut text.reason, &mut text.body] {
+            if v.capacity() > 64 * 1024 {
+                *v = Vec::new();
+            }
         }
         let ex_id = ex.id;
         drop(exchanges);
         if (last && r.is_ok()) || r == Err(ExchangeError::Ended) {
             state.exchanges.borrow_mut().remove(&ex_id);
         }
-        js::int(
-            env,
-            match r {
-                Ok(()) => status::OK,
-                Err(ExchangeError::HeadSent) => status::ALREADY_DECIDED,
-                Err(_) => status::NOT_OPEN,
-            },
-        )
+        match r {
+            // Undefined: no value to make on the usual path.
+            Ok(()) => ptr::null_mut(),
+            Err(ExchangeError::HeadSent) => js::int(env, status::ALREADY_DECIDED),
+            Err(_) => js::int(env, status::NOT_OPEN),
+        }
     }
 }
 

@@ -22,6 +22,20 @@ pub unsafe fn string(env: sys::napi_env, s: &[u8]) -> sys::napi_value {
     v
 }
 
+/// A JS string from Latin-1 bytes (ASCII included), which V8 copies as
+/// they are.
+///
+/// # Safety
+/// As [`string`].
+pub unsafe fn latin1(env: sys::napi_env, s: &[u8]) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    // SAFETY: `s` is valid for `s.len()` bytes; the caller guarantees `env`.
+    unsafe {
+        sys::napi_create_string_latin1(env, s.as_ptr() as *const c_char, s.len() as isize, &mut v)
+    };
+    v
+}
+
 /// # Safety
 /// As [`string`].
 pub unsafe fn number(env: sys::napi_env, n: f64) -> sys::napi_value {

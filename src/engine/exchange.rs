@@ -74,7 +74,7 @@ struct Inner {
 }
 
 impl Inner {
-    fn fresh(fd: i32, out: Vec<u8>) -> Self {
+    fn fresh(fd: i32, out: Vec<u8>, parked: bool) -> Self {
         Inner {
             out,
             head_sent: false,
@@ -85,7 +85,7 @@ impl Inner {
             ended: false,
             aborted: false,
             fd,
-            parked: false,
+            parked,
             ended_at: None,
         }
     }
@@ -102,7 +102,9 @@ pub struct Exchange {
     /// wake from an earlier exchange only costs the task a spurious poll.
     pub(super) waker: Arc<AtomicWaker>,
     /// Wake on the calling thread, not through the engine's flusher: the
-    /// connection is served by the JS thread's lane (`lane.rs`).
+    /// connection is served by the JS thread's lane (`lane.rs`). Such an
+    /// exchange starts parked: the lane looks at the response right after
+    /// the handler's call, so an end that is fully written needs no wake.
     wake_here: bool,
 }
 
@@ -126,7 +128,7 @@ impl Exchange {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             req,
             server,
-            inner: Mutex::new(Inner::fresh(fd, Vec::new())),
+            inner: Mutex::new(Inner::fresh(fd, Vec::new(), wake_here)),
             waker,
             wake_here,
         })
@@ -144,7 +146,7 @@ impl Exchange {
         let inner = ex.inner.get_mut().unwrap_or_else(|e| e.into_inner());
         let mut out = std::mem::take(&mut inner.out);
         out.clear();
-        *inner = Inner::fresh(fd, out);
+        *inner = Inner::fresh(fd, out, ex.wake_here);
         true
     }
 
@@ -157,12 +159,6 @@ impl Exchange {
                 super::flush::schedule(w);
             }
         }
-    }
-
-    /// Whoever serves the connection learns of the response's end on its
-    /// own (`respond` need not wake it when it ends complete).
-    pub(super) fn set_parked(&self, parked: bool) {
-        self.lock().parked = parked;
     }
 
     /// The socket is about to close: no more direct writes.

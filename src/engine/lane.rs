@@ -244,11 +244,10 @@ impl LaneConn {
             .spare
             .take()
             .and_then(|mut ex| Exchange::renew(&mut ex, info, fd).then_some(ex));
+        // Parked (a lane exchange starts so): until JS returns, an end that
+        // is fully written needs no wake.
         let exchange = reused
             .unwrap_or_else(|| Exchange::new(info, server.clone(), fd, self.waker.clone(), true));
-        // Until JS returns, an end that is fully written needs no wake:
-        // the lane looks at the response right after the call.
-        exchange.set_parked(true);
         self.exchange = Some(exchange.clone());
         Some(Step::Request(Event::Request {
             server: server.id,

@@ -157,6 +157,45 @@ impl RequestHead {
     }
 }
 
+impl RequestHead {
+    /// Gives the head's string back for a later head on this thread
+    /// (`binding::dispatch` does, once JS has the text): a request then
+    /// costs no allocation for it.
+    pub fn recycle(self) {
+        let mut text = self.text;
+        if text.capacity() > POOL_KEEP {
+            return;
+        }
+        text.clear();
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOL_MAX {
+                pool.push(text);
+            }
+        });
+    }
+}
+
+/// Heads' strings given back on this thread ([`RequestHead::recycle`]).
+const POOL_MAX: usize = 64;
+/// Larger strings are not kept.
+const POOL_KEEP: usize = 4096;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty string with room for `cap` bytes, recycled when one is there.
+fn pooled(cap: usize) -> String {
+    match POOL.try_with(|pool| pool.borrow_mut().pop()) {
+        Ok(Some(mut text)) => {
+            text.reserve(cap);
+            text
+        }
+        _ => String::with_capacity(cap),
+    }
+}
+
 /// Lays a head out in its one string.
 struct Builder {
     head: RequestHead,
@@ -164,7 +203,7 @@ struct Builder {
 
 impl Builder {
     fn new(method: &[u8], target: &[u8], minor: u8, room: usize) -> Self {
-        let mut text = String::with_capacity(method.len() + target.len() + 2 + room);
+        let mut text = pooled(method.len() + target.len() + 2 + room);
         push_latin1(&mut text, method);
         let method_len = text.len() as u32;
         text.push('\n');
@@ -259,6 +298,22 @@ mod tests {
     use super::*;
 
     const REQ: &[u8] = b"GET /chat?room=1&x HTTP/1.1\r\nHost: a\r\nX-Name: caf\xe9\r\n\r\nrest";
+
+    #[test]
+    fn a_recycled_string_carries_nothing_into_the_next_head() {
+        let (long, _) = parse_request_head(REQ, 1 << 14).unwrap().unwrap();
+        let had = long.text.capacity();
+        long.recycle();
+        let (h, _) = parse_request_head(b"PUT /x HTTP/1.0\r\n\r\n", 1 << 14)
+            .unwrap()
+            .unwrap();
+        assert!(h.text.capacity() >= had, "the recycled string is used");
+        assert_eq!(h.method(), "PUT");
+        assert_eq!(h.target(), "/x");
+        assert_eq!(h.header_count(), 0);
+        assert_eq!(h.header("host"), None);
+        assert_eq!(h.target_and_fields(), "/x\n");
+    }
 
     #[test]
     fn complete_at_end_and_partial_before_at_every_split() {
