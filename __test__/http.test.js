@@ -417,6 +417,34 @@ test.describe('req', () => {
     assert.equal(c.localFamily, 'IPv4');
   });
 
+  test.it('a target with raw non-ASCII bytes: url and CGI hold them as Latin-1 (as Node does); the headers after it are exact', async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push({ url: req.url, cgi: { ...req.CGI }, headers: req.rawHeaders });
+      res.end('ok');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    const targets = ['/caf\u00e9/\u{1F600}?q=\u00fc&e=\u{1F600}', '/plain', '/\u{1F600}', '/?x', '/a?', '/caf\u00e9?'];
+    for (const target of targets) {
+      // Twice each: the second goes through the connection's later path.
+      for (let i = 0; i < 2; i++) {
+        raw.write(Buffer.from(`GET ${target} HTTP/1.1\r\nHost: h\r\nX-After: ${i}\r\n\r\n`, 'utf8'));
+        assert.equal((await raw.response()).text, 'ok');
+      }
+    }
+    assert.equal(seen.length, targets.length * 2);
+    const latin1 = (text) => Buffer.from(text, 'utf8').toString('latin1');
+    seen.forEach((s, k) => {
+      const target = latin1(targets[k >> 1]);
+      const q = target.indexOf('?');
+      assert.equal(s.url, q < 0 ? target : target.slice(0, q), `url of ${target}`);
+      assert.deepEqual(s.headers, ['Host', 'h', 'X-After', String(k & 1)], `headers of ${target}`);
+    });
+    assert.deepEqual(seen[0].cgi, { q: latin1('\u00fc'), e: latin1('\u{1F600}') });
+    assert.deepEqual(seen[6].cgi, { x: null });
+    assert.deepEqual(seen[8].cgi, {});
+  });
+
   test.it('an urlencoded form body is merged into CGI; content and bytes hold the body', async (t) => {
     let seen;
     const server = serve(t, {}, (req, res) => {

@@ -24,7 +24,7 @@ const REQUESTS = 12;
 
 // Request groups (src/binding/dispatch.rs, deliver_requests).
 const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
-const STRIDE = 6;
+const STRIDE = 8;
 const METHOD_IN_TEXT = 4;
 const HAS_EXTRA = 8;
 
@@ -54,7 +54,8 @@ function requests(count, nums, text, extra) {
     } else {
       method = METHODS[nums[o + 3]];
     }
-    const nl = p.indexOf('\n');
+    // The target's length and the position of its "?" (-1: none).
+    const targetLength = nums[o + 6];
     let body;
     let remote = nums[o + 4];
     let local = nums[o + 5];
@@ -72,7 +73,8 @@ function requests(count, nums, text, extra) {
       continue;
     }
     try {
-      server._onRequest(nums[o + 1], method, p.slice(0, nl), flags, p.slice(nl + 1), body, remote, local);
+      const target = p.slice(0, targetLength);
+      server._onRequest(nums[o + 1], method, target, nums[o + 7], flags, p.slice(targetLength + 1), body, remote, local);
     } catch (err) {
       if (!failed) {
         failed = true;

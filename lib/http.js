@@ -27,12 +27,12 @@ function address(v) {
   return [v.slice(0, sp), Number(v.slice(sp + 1))];
 }
 
-// `flags`: bit 0 = HTTP/1.1, bit 1 = urlencoded form body. `headers`: names
-// and values joined by "\n". Everything past the request line is built on
-// first use: a handler that reads none of it pays nothing.
+// `q`: the position of "?" in `target` (-1: none). `flags`: bit 0 =
+// HTTP/1.1, bit 1 = urlencoded form body. `headers`: names and values
+// joined by "\n". Everything past the request line is built on first use:
+// a handler that reads none of it pays nothing.
 class Request {
-  constructor(method, target, flags, headers, body, remote, local) {
-    const q = target.indexOf('?');
+  constructor(method, target, q, flags, headers, body, remote, local) {
     const v11 = (flags & 1) !== 0;
     this.method = method;
     this.url = q < 0 ? target : target.slice(0, q);
@@ -155,18 +155,44 @@ function sameAsLast(h) {
   return true;
 }
 
-// respond()'s status flag for the part that ends the response
-// (src/binding/exchange.rs, LAST).
-const LAST = 1024;
+// respond(id, code, reason, head, body) (src/binding/exchange.rs): `code`
+// is the status (below 1024) plus these flags, so the native side need not
+// ask for any argument's type.
+const LAST = 1 << 10; // this part ends the response
+const NEW_HEAD = 1 << 11; // `head` is the header block (a string)
+const SAME_HEAD = 1 << 12; // the head, with the block last given again
+const REASON = 1 << 13; // `reason` is a string
+const TEXT_BODY = 1 << 14; // `body` is a string
+const BINARY_BODY = 1 << 15; // `body` is an ArrayBuffer or a view
 
 // The header block last given to respond(): the native side keeps it, and
-// `true` asks for it again instead of a string to read and convert.
+// SAME_HEAD asks for it again instead of a string to read and convert.
 let sentBlock = null;
 
-function blockArg(block) {
-  if (block === sentBlock) return true;
-  sentBlock = block;
-  return block;
+// Queues part of `res` (the head with the first part); `body` as checkBody
+// returns it.
+function send(res, last, body) {
+  let code = last ? LAST : 0;
+  let block;
+  let reason = null;
+  if (!res.headersSent) {
+    code += res._status();
+    block = res._head();
+    if (block === sentBlock) {
+      code |= SAME_HEAD;
+      block = undefined;
+    } else {
+      sentBlock = block;
+      code |= NEW_HEAD;
+    }
+    if (typeof res.statusMessage === 'string') {
+      code |= REASON;
+      reason = res.statusMessage;
+    }
+  }
+  if (typeof body === 'string') code |= TEXT_BODY;
+  else if (body !== undefined) code |= BINARY_BODY;
+  fast.respond(res._id, code, reason, block, body);
 }
 
 class Response {
@@ -293,9 +319,7 @@ class Response {
   // (HTTP/1.1) or ends with the connection (HTTP/1.0).
   write(chunk) {
     if (this.finished) throw sackError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'write after end');
-    const body = checkBody(chunk, 'write');
-    if (this.headersSent) fast.respond(this._id, 0, null, undefined, body);
-    else fast.respond(this._id, this._status(), this.statusMessage ?? null, blockArg(this._head()), body);
+    send(this, false, checkBody(chunk, 'write'));
     return true;
   }
 
@@ -303,16 +327,8 @@ class Response {
   // and sent as Content-Length.
   end(body) {
     if (this.finished) return this;
-    const bytes = checkBody(body, 'end');
-    if (this.headersSent) {
-      this.finished = true;
-      fast.respond(this._id, LAST, null, undefined, bytes);
-    } else {
-      const status = this._status();
-      const head = blockArg(this._head());
-      this.finished = true;
-      fast.respond(this._id, status + LAST, this.statusMessage ?? null, head, bytes);
-    }
+    send(this, true, checkBody(body, 'end'));
+    this.finished = true;
     return this;
   }
 

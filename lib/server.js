@@ -186,8 +186,8 @@ Server.prototype._onError = function _onError(info, code, message) {
 };
 
 // The arguments come from src/binding/dispatch.rs (Event::Request).
-Server.prototype._onRequest = function _onRequest(exchange, method, target, flags, headers, body, remote, local) {
-  const req = new Request(method, target, flags, headers, body, remote, local);
+Server.prototype._onRequest = function _onRequest(exchange, method, target, q, flags, headers, body, remote, local) {
+  const req = new Request(method, target, q, flags, headers, body, remote, local);
   const res = new Response(exchange);
   try {
     // One property handler (the usual case): a direct call.

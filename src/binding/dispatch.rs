@@ -197,7 +197,18 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
 /// Most HTTP requests handed to JS in one call.
 const MAX_REQUESTS: usize = 256;
 /// Numbers per request in `deliver_requests`'s Float64Array.
-const REQUEST_STRIDE: usize = 6;
+const REQUEST_STRIDE: usize = 8;
+
+/// The length of `s` in UTF-16 units (a JS string's length), and the
+/// position of `?` in it (-1 for none): JS then needs no search.
+fn js_length_and_query(s: &str) -> (f64, f64) {
+    let q = s.find('?');
+    if s.is_ascii() {
+        return (s.len() as f64, q.map_or(-1.0, |q| q as f64));
+    }
+    let units = |t: &str| t.encode_utf16().count() as f64;
+    (units(s), q.map_or(-1.0, |q| units(&s[..q])))
+}
 
 /// Methods index.js knows by number (`lib/dispatch.js` has the same
 /// list); others travel as text.
@@ -263,7 +274,8 @@ unsafe fn request_numbers(
 ///   exchange id, flags (bit 0 HTTP/1.1, bit 1 urlencoded form, bit 2
 ///   method in text, bit 3 has `extra`), method number (index in
 ///   [`METHODS`]), remote and local address ([`address_number`], NaN when
-///   in `extra`).
+///   in `extra`), the target's length and the position of its `?` (-1:
+///   none), both in UTF-16 units.
 /// - `text`: per request `[method "\n"] target "\n" headers`, the headers
 ///   as names and values joined by `\n`; requests joined by `\r`. Neither
 ///   character can occur in a parsed target, name or value.
@@ -312,8 +324,8 @@ pub(super) unsafe fn deliver_requests(
             };
             let form = crate::http::form::is_urlencoded(&head);
             let has_body = !body.is_empty()
-                || head.header("content-length").is_some()
-                || head.header("transfer-encoding").is_some();
+                || head.has_field(crate::http::head::Field::ContentLength)
+                || head.has_field(crate::http::head::Field::TransferEncoding);
             let method = METHODS.iter().position(|m| *m == head.method());
             let (remote_n, local_n) = (address_number(remote), address_number(local));
             let needs_extra = has_body || remote_n.is_none() || local_n.is_none();
@@ -328,6 +340,7 @@ pub(super) unsafe fn deliver_requests(
             nums[o + 3] = method.map_or(-1.0, |m| m as f64);
             nums[o + 4] = remote_n.unwrap_or(f64::NAN);
             nums[o + 5] = local_n.unwrap_or(f64::NAN);
+            (nums[o + 6], nums[o + 7]) = js_length_and_query(head.target());
             state.exchanges.borrow_mut().insert(exchange.id, exchange);
 
             if i > 0 {

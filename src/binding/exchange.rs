@@ -16,8 +16,23 @@ use crate::engine::exchange::{ExchangeError, Head};
 /// `respond` was given a body that is neither a string nor binary.
 pub const BAD_TYPE: i32 = -5;
 
-/// Added to `respond`'s status when the call ends the response.
-pub const LAST: u32 = 1024;
+/// `respond`'s flags, added to the status (lib/http.js has the same).
+pub mod flags {
+    /// The status's bits.
+    pub const STATUS: u32 = (1 << 10) - 1;
+    /// This part ends the response.
+    pub const LAST: u32 = 1 << 10;
+    /// With the head; its header block is the `head` argument (a string).
+    pub const NEW_HEAD: u32 = 1 << 11;
+    /// With the head; its header block is the one last given.
+    pub const SAME_HEAD: u32 = 1 << 12;
+    /// `reason` is a string.
+    pub const REASON: u32 = 1 << 13;
+    /// `body` is a string.
+    pub const TEXT_BODY: u32 = 1 << 14;
+    /// `body` is an ArrayBuffer or a view.
+    pub const BINARY_BODY: u32 = 1 << 15;
+}
 
 /// Appends the UTF-8 of JS string `v` to `out`, in one N-API call when it
 /// fits the spare capacity (the usual case), in two otherwise.
@@ -61,16 +76,16 @@ unsafe fn read_utf8(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) {
     }
 }
 
-/// `respond(id, code, reason, headers, body)`: queues part of the response
-/// of exchange `id`. `code` is the status plus [`LAST`] when this part ends
-/// the response. `headers` is a string of names and values joined by `\n`
-/// (index.js checks they hold no `\n`); `true` for the same block as the
-/// last string given here (in this environment: handlers set the same
-/// headers on every response, and the block is then neither read nor
-/// converted again); anything else when the head went out already.
-/// `status` and `reason` count only with a head. `body`: a string (sent as
-/// UTF-8), binary, or undefined. Returns undefined when queued, else a
-/// status (`connection::status`, [`BAD_TYPE`]).
+/// `respond(id, code, reason, head, body)`: queues part of the response of
+/// exchange `id`. `code` is the status (below 1024) plus flags that say
+/// what the other arguments are ([`flags`]), so no argument's type is
+/// asked for. The head's header block is a string of names and values
+/// joined by `\n` (index.js checks they hold no `\n`); with
+/// [`flags::SAME_HEAD`] it is the block last given in this environment
+/// (handlers set the same headers on every response, and it is then
+/// neither read nor converted again). `body`: a string (sent as UTF-8) or
+/// binary. Returns undefined when queued, else a status
+/// (`connection::status`, [`BAD_TYPE`]).
 ///
 /// # Safety
 /// Called by Node with the data pointer given at creation.
@@ -79,21 +94,21 @@ pub unsafe extern "C" fn respond(
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
     // SAFETY (whole body): called by Node on the JS thread with valid `env`
-    // and `info`; every value read is one of this call's arguments.
+    // and `info`; every value read is one of this call's arguments. A value
+    // not of the type its flag says makes N-API report an error and read
+    // nothing.
     unsafe {
         let (argv, state) = js::args::<5>(env, info);
+        let mut code = 0u32;
+        sys::napi_get_value_uint32(env, argv[1], &mut code);
         let mut text = state.response_text.borrow_mut();
         let text = &mut *text;
         // A new block is kept first, whatever follows: JS counts on it.
-        let with_head = match js::type_of(env, argv[3]) {
-            sys::ValueType::napi_string => {
-                text.block.clear();
-                read_utf8(env, argv[3], &mut text.block);
-                true
-            }
-            sys::ValueType::napi_boolean => true,
-            _ => false,
-        };
+        if code & flags::NEW_HEAD != 0 {
+            text.block.clear();
+            read_utf8(env, argv[3], &mut text.block);
+        }
+        let with_head = code & (flags::NEW_HEAD | flags::SAME_HEAD) != 0;
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
         // Borrowed, not cloned, for the call: nothing below reaches JS or
@@ -102,21 +117,18 @@ pub unsafe extern "C" fn respond(
         let Some(ex) = exchanges.get(&(id as u64)) else {
             return js::int(env, status::NOT_OPEN);
         };
-        let mut code = 200u32;
-        sys::napi_get_value_uint32(env, argv[1], &mut code);
-        let last = code & LAST != 0;
-        let code = code & !LAST;
+        let last = code & flags::LAST != 0;
+        let status = code & flags::STATUS;
 
         let mut reason = None;
-        if with_head && js::type_of(env, argv[2]) == sys::ValueType::napi_string {
+        if with_head && code & flags::REASON != 0 {
             text.reason.clear();
             read_utf8(env, argv[2], &mut text.reason);
             // V8 writes well-formed UTF-8 (lone surrogates become U+FFFD).
             reason = Some(std::str::from_utf8(&text.reason).unwrap_or(""));
         }
         let body = argv[4];
-        let body_type = js::type_of(env, body);
-        if body_type == sys::ValueType::napi_string {
+        if code & flags::TEXT_BODY != 0 {
             text.body.clear();
             read_utf8(env, body, &mut text.body);
         }
@@ -154,25 +166,23 @@ pub unsafe extern "C" fn respond(
             &spill[..]
         };
         let head = with_head.then_some(Head {
-            status: code.min(999) as u16,
+            status: status.min(999) as u16,
             reason,
             headers: pairs,
         });
 
-        let r = match body_type {
-            sys::ValueType::napi_string => {
-                let bytes = &text.body[..];
-                ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
-            }
-            sys::ValueType::napi_undefined | sys::ValueType::napi_null => {
-                ex.respond(head, 0, |_| {}, last)
-            }
-            _ => match binary(env, body) {
+        let r = if code & flags::TEXT_BODY != 0 {
+            let bytes = &text.body[..];
+            ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
+        } else if code & flags::BINARY_BODY != 0 {
+            match binary(env, body) {
                 Some(bytes) => {
                     ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
                 }
                 None => return js::int(env, BAD_TYPE),
-            },
+            }
+        } else {
+            ex.respond(head, 0, |_| {}, last)
         };
         // A large reason or body does not stay with the environment (the
         // block does: `true` may ask for it again).

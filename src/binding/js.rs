@@ -113,15 +113,6 @@ pub unsafe fn call(env: sys::napi_env, f: sys::napi_value, args: &[sys::napi_val
     }
 }
 
-/// # Safety
-/// On the JS thread of `env`.
-pub unsafe fn type_of(env: sys::napi_env, v: sys::napi_value) -> sys::napi_valuetype {
-    let mut t = 0;
-    // SAFETY: the caller guarantees `env`; `v` comes from this call's args.
-    unsafe { sys::napi_typeof(env, v, &mut t) };
-    t
-}
-
 /// The call's arguments and the environment state (the data pointer).
 ///
 /// # Safety

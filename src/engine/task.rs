@@ -23,7 +23,7 @@ use super::http::{serve_one, After, IdleTimer};
 use super::server::{error_code, CloseWatch, Server};
 use super::sink::{ConnInfo, Event};
 use super::ServerConfig;
-use crate::http::head::{parse_request_head, HeadError, RequestHead};
+use crate::http::head::{parse_request_head, Field, HeadError, RequestHead};
 use crate::http::response::closing_response;
 use crate::protocol::close::{self, ClosePayload};
 use crate::protocol::decoder::{Decoder, DecoderConfig, Message, Violation};
@@ -268,7 +268,7 @@ async fn websocket(
 /// Whether a request asks for a WebSocket (RFC 6455 §4.2.1 `Upgrade`);
 /// the header check first spares the scan for plain requests.
 pub(super) fn asks_websocket(head: &RequestHead) -> bool {
-    head.has("upgrade") && UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket
+    head.has_field(Field::Upgrade) && UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket
 }
 
 enum HeadFailure {

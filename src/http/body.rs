@@ -3,7 +3,7 @@
 //! bytes in, body bytes out; what follows the body is the caller's to keep.
 
 use super::framing::is_token;
-use super::head::RequestHead;
+use super::head::{Field, RequestHead};
 
 /// Longest chunk-size line (size, extensions, CRLF) accepted. Clients send a
 /// few bytes; the bound stops a line that never ends.
@@ -62,10 +62,6 @@ pub(crate) fn list_elements(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(trim_ows).filter(|e| !e.is_empty())
 }
 
-fn has(head: &RequestHead, name: &str) -> bool {
-    head.values(name).next().is_some()
-}
-
 /// The body framing of a request (RFC 9112 §6.3).
 ///
 /// - Transfer-Encoding wins over Content-Length (item 3); `keep_alive` then
@@ -83,12 +79,12 @@ fn has(head: &RequestHead, name: &str) -> bool {
 ///   of identical values are one length, differing or invalid ones → 400
 ///   (item 5). A valid number beyond u64 → 413.
 pub fn body_kind(head: &RequestHead) -> Result<BodyKind, BodyError> {
-    if has(head, "transfer-encoding") {
+    if head.has_field(Field::TransferEncoding) {
         if head.minor == 0 {
             return Err(BodyError::Malformed);
         }
         let codings: Vec<&str> = head
-            .values("transfer-encoding")
+            .field(Field::TransferEncoding)
             .flat_map(list_elements)
             .collect();
         // `chunked` takes no parameters: `chunked;x=1` is not it.
@@ -108,7 +104,7 @@ pub fn body_kind(head: &RequestHead) -> Result<BodyKind, BodyError> {
         return Ok(BodyKind::Chunked);
     }
     let mut length: Option<u64> = None;
-    for value in head.values("content-length") {
+    for value in head.field(Field::ContentLength) {
         for element in value.split(',').map(trim_ows) {
             if element.is_empty() || !element.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(BodyError::Malformed);
@@ -133,15 +129,15 @@ pub fn body_kind(head: &RequestHead) -> Result<BodyKind, BodyError> {
 /// responding") or Transfer-Encoding in HTTP/1.0 (§6.1).
 pub fn keep_alive(head: &RequestHead) -> bool {
     let (mut close, mut keep) = (false, false);
-    for token in head.values("connection").flat_map(list_elements) {
+    for token in head.field(Field::Connection).flat_map(list_elements) {
         if token.eq_ignore_ascii_case("close") {
             close = true;
         } else if token.eq_ignore_ascii_case("keep-alive") {
             keep = true;
         }
     }
-    let te = has(head, "transfer-encoding");
-    if close || (te && (head.minor == 0 || has(head, "content-length"))) {
+    let te = head.has_field(Field::TransferEncoding);
+    if close || (te && (head.minor == 0 || head.has_field(Field::ContentLength))) {
         return false;
     }
     head.minor >= 1 || keep
@@ -155,7 +151,7 @@ pub fn keep_alive(head: &RequestHead) -> bool {
 pub fn expects_continue(head: &RequestHead) -> bool {
     head.minor >= 1
         && head
-            .values("expect")
+            .field(Field::Expect)
             .flat_map(list_elements)
             .any(|e| e.eq_ignore_ascii_case("100-continue"))
 }

@@ -2,7 +2,7 @@
 //! `application/x-www-form-urlencoded` body and merges it into `req.CGI`.
 
 use super::body::trim_ows;
-use super::head::RequestHead;
+use super::head::{Field, RequestHead};
 
 const URLENCODED: &str = "application/x-www-form-urlencoded";
 
@@ -18,7 +18,7 @@ fn media_type(value: &str) -> &str {
 /// case-insensitive (§8.3.1). Content-Type is a singleton field: when it is
 /// sent more than once, every line must name the form type.
 pub fn is_urlencoded(head: &RequestHead) -> bool {
-    let mut values = head.values("content-type").map(media_type).peekable();
+    let mut values = head.field(Field::ContentType).map(media_type).peekable();
     values.peek().is_some() && values.all(|t| t.eq_ignore_ascii_case(URLENCODED))
 }
 

@@ -167,18 +167,173 @@ pub fn write_response_head<N: AsRef<str>, V: AsRef<str>>(
     headers: Pairs<'_, N, V>,
     body_len: Option<u64>,
 ) -> Framing {
-    DATE.with(|cell| {
-        let mut cached = cell.borrow_mut();
+    CACHE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        let cache = &mut *cache;
         let now = crate::clock::unix_secs();
-        if cached.0 != now || cached.1.is_empty() {
-            *cached = (now, http_date(now));
+        if cache.date_secs != now || cache.date.is_empty() {
+            cache.date_secs = now;
+            cache.date = http_date(now);
+            cache.last.valid = false; // its Date line is stale
         }
-        build(out, req, status, reason, headers, body_len, Some(&cached.1))
+        // The common response (a body of known length, no framing header
+        // from the user): the head before its Content-Length is the last
+        // one's when status, reason, headers and keep-alive are.
+        let plain = plain_response(req, status, body_len);
+        if let (true, Some(len)) = (plain, body_len) {
+            if cache.last.matches(req, status, reason, headers) {
+                out.extend_from_slice(&cache.last.prefix);
+                return content_length_tail(out, len, cache.last.keep_alive);
+            }
+        }
+        let start = out.len();
+        let (f, length_at) = build(
+            out,
+            req,
+            status,
+            reason,
+            headers,
+            body_len,
+            Some(&cache.date),
+        );
+        if let (true, Some(at)) = (plain, length_at) {
+            cache
+                .last
+                .keep(req, status, reason, headers, &out[start..at], f.keep_alive);
+        }
+        f
     })
 }
 
+/// Whether a response takes the common path of [`build`]: a body of known
+/// length that is sent (so Content-Length is `body_len` unless the user
+/// set one).
+fn plain_response(req: &RequestInfo, status: u16, body_len: Option<u64>) -> bool {
+    body_len.is_some()
+        && !req.head_method
+        && (200..=999).contains(&status)
+        && !matches!(status, 204 | 205 | 304)
+}
+
+/// `Content-Length: {len}` and the empty line; the framing that goes with it.
+fn content_length_tail(out: &mut Vec<u8>, len: u64, keep_alive: bool) -> Framing {
+    out.extend_from_slice(b"Content-Length: ");
+    put_decimal(out, len);
+    out.extend_from_slice(b"\r\n\r\n");
+    Framing {
+        chunked: false,
+        keep_alive,
+        send_body: true,
+        content_length: Some(len),
+    }
+}
+
+/// The per-thread state of [`write_response_head`].
+struct HeadCache {
+    /// The `Date` value, and the second it is for.
+    date_secs: u64,
+    date: String,
+    last: LastHead,
+}
+
+/// The last common head built: its inputs and its bytes up to the
+/// Content-Length line. Handlers send the same headers again and again.
+#[derive(Default)]
+struct LastHead {
+    valid: bool,
+    status: u16,
+    reason: Option<String>,
+    req_keep_alive: bool,
+    /// Each header name and value, length first.
+    headers: Vec<u8>,
+    prefix: Vec<u8>,
+    keep_alive: bool,
+}
+
+/// Larger heads are not kept.
+const LAST_HEAD_MAX: usize = 2048;
+
+impl LastHead {
+    fn matches<N: AsRef<str>, V: AsRef<str>>(
+        &self,
+        req: &RequestInfo,
+        status: u16,
+        reason: Option<&str>,
+        headers: Pairs<'_, N, V>,
+    ) -> bool {
+        if !self.valid
+            || self.status != status
+            || self.req_keep_alive != req.keep_alive
+            || self.reason.as_deref() != reason
+        {
+            return false;
+        }
+        let mut rest = &self.headers[..];
+        for (n, v) in headers {
+            for item in [n.as_ref().as_bytes(), v.as_ref().as_bytes()] {
+                let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+                    return false;
+                };
+                let len = u32::from_le_bytes(*len) as usize;
+                if len != item.len() || tail.get(..len) != Some(item) {
+                    return false;
+                }
+                rest = &tail[len..];
+            }
+        }
+        rest.is_empty()
+    }
+
+    fn keep<N: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        req: &RequestInfo,
+        status: u16,
+        reason: Option<&str>,
+        headers: Pairs<'_, N, V>,
+        prefix: &[u8],
+        keep_alive: bool,
+    ) {
+        self.valid = false;
+        if prefix.len() > LAST_HEAD_MAX {
+            return;
+        }
+        self.headers.clear();
+        for (n, v) in headers {
+            for item in [n.as_ref().as_bytes(), v.as_ref().as_bytes()] {
+                self.headers
+                    .extend_from_slice(&(item.len() as u32).to_le_bytes());
+                self.headers.extend_from_slice(item);
+            }
+        }
+        if self.headers.len() > LAST_HEAD_MAX {
+            return;
+        }
+        self.prefix.clear();
+        self.prefix.extend_from_slice(prefix);
+        self.status = status;
+        self.reason = reason.map(str::to_owned);
+        self.req_keep_alive = req.keep_alive;
+        self.keep_alive = keep_alive;
+        self.valid = true;
+    }
+}
+
 thread_local! {
-    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    static CACHE: RefCell<HeadCache> = const {
+        RefCell::new(HeadCache {
+            date_secs: 0,
+            date: String::new(),
+            last: LastHead {
+                valid: false,
+                status: 0,
+                reason: None,
+                req_keep_alive: false,
+                headers: Vec::new(),
+                prefix: Vec::new(),
+                keep_alive: false,
+            },
+        })
+    };
 }
 
 enum UserLength {
@@ -195,7 +350,8 @@ fn build<N: AsRef<str>, V: AsRef<str>>(
     headers: Pairs<'_, N, V>,
     body_len: Option<u64>,
     date: Option<&str>,
-) -> Framing {
+) -> (Framing, Option<usize>) {
+    let mut length_at = None;
     let status = if (100..=999).contains(&status) {
         status
     } else {
@@ -283,6 +439,11 @@ fn build<N: AsRef<str>, V: AsRef<str>>(
     }
     out.extend_from_slice(b"\r\n");
     if let Some(n) = length {
+        // Where a head of the common path stops being the same (see
+        // `write_response_head`): only when the length is `body_len`.
+        if user_length.is_none() {
+            length_at = Some(out.len());
+        }
         out.extend_from_slice(b"Content-Length: ");
         put_decimal(out, n);
         out.extend_from_slice(b"\r\n");
@@ -291,12 +452,13 @@ fn build<N: AsRef<str>, V: AsRef<str>>(
     }
     out.extend_from_slice(b"\r\n");
 
-    Framing {
+    let framing = Framing {
         chunked,
         keep_alive,
         send_body,
         content_length: if send_body { length } else { None },
-    }
+    };
+    (framing, length_at)
 }
 
 /// `n` in decimal, without going through `core::fmt` (on every response).
@@ -385,8 +547,74 @@ mod tests {
         date: Option<&str>,
     ) -> ResponseHead {
         let mut out = Vec::new();
-        let f = build(&mut out, rq, status, reason, headers, body_len, date);
+        let (f, _) = build(&mut out, rq, status, reason, headers, body_len, date);
         ResponseHead::new(out, f)
+    }
+
+    #[test]
+    fn a_head_from_the_last_head_kept_is_the_head_built_afresh() {
+        let header_sets = [
+            hdrs(&[]),
+            hdrs(&[("Content-Type", "text/plain")]),
+            hdrs(&[("Content-Type", "text/html")]),
+            hdrs(&[("Content-Type", "text/plain"), ("X-A", "1")]),
+            hdrs(&[("Content-Type", "text/plain"), ("X-A", "")]),
+            hdrs(&[("Content-Typ", "etext/plain")]),
+            hdrs(&[("Connection", "close")]),
+            hdrs(&[("Content-Length", "3")]),
+            hdrs(&[("Date", "yesterday")]),
+        ];
+        let mut cases = Vec::new();
+        for headers in &header_sets {
+            for (status, reason) in [
+                (200, None),
+                (200, Some("Fine")),
+                (404, None),
+                (204, None),
+                (304, None),
+            ] {
+                for keep_alive in [true, false] {
+                    for head_method in [false, true] {
+                        for body_len in [Some(5), Some(0), None] {
+                            let rq = RequestInfo {
+                                minor: 1,
+                                head_method,
+                                keep_alive,
+                            };
+                            cases.push((rq, status, reason, headers, body_len));
+                        }
+                    }
+                }
+            }
+        }
+        // Every case after every other kind of case, and twice in a row.
+        let order: Vec<usize> = (0..cases.len())
+            .chain((0..cases.len()).rev())
+            .flat_map(|i| [i, i])
+            .collect();
+        for i in order {
+            let (rq, status, reason, headers, body_len) = &cases[i];
+            let mut out = b"queued".to_vec();
+            let f = write_response_head(&mut out, rq, *status, *reason, headers, *body_len);
+            let date = CACHE.with(|c| c.borrow().date.clone());
+            let mut fresh = b"queued".to_vec();
+            let (g, _) = build(
+                &mut fresh,
+                rq,
+                *status,
+                *reason,
+                headers,
+                *body_len,
+                Some(&date),
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&fresh),
+                "case {i}: {:?}",
+                cases[i]
+            );
+            assert_eq!(f, g, "case {i}");
+        }
     }
 
     fn hdrs(list: &[(&str, &str)]) -> Vec<(String, String)> {

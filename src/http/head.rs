@@ -23,7 +23,31 @@ pub struct RequestHead {
     pub minor: u8,
 }
 
-/// The header names the server itself looks up, by bit.
+/// The header fields the server itself reads: their presence is kept as a
+/// bit per field while parsing, so a lookup of an absent one (the usual
+/// case) costs a bit test, not a scan or a name comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Expect,
+    ContentType,
+    Upgrade,
+}
+
+impl Field {
+    /// The field name, lower-case.
+    pub const fn name(self) -> &'static str {
+        KNOWN[self as usize]
+    }
+
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// The names of [`Field`], in its order.
 const KNOWN: [&str; 6] = [
     "content-length",
     "transfer-encoding",
@@ -33,9 +57,7 @@ const KNOWN: [&str; 6] = [
     "upgrade",
 ];
 
-/// The bit of `name` in [`KNOWN`] (any case), or 0. Inlined: the server's
-/// lookups pass constant names, and the search then folds away.
-#[inline(always)]
+/// The bit of `name` in [`KNOWN`] (any case), or 0.
 fn known_bit(name: &str) -> u8 {
     let Some(c) = name.as_bytes().first() else {
         return 0;
@@ -112,10 +134,26 @@ impl RequestHead {
 
     /// Whether a header may be present: false means it is not (exact
     /// for the [`KNOWN`] names, always true for others).
-    #[inline(always)]
     fn may_have(&self, name: &str) -> bool {
         let bit = known_bit(name);
         bit == 0 || self.known & bit != 0
+    }
+
+    /// Every value of a [`Field`], in order.
+    pub fn field(&self, f: Field) -> impl Iterator<Item = &str> {
+        let lines = if self.known & f.bit() != 0 {
+            self.count
+        } else {
+            0
+        };
+        self.fields(lines)
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(f.name()))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a [`Field`] is present.
+    pub fn has_field(&self, f: Field) -> bool {
+        self.known & f.bit() != 0
     }
 
     /// Whether a header is present (case-insensitive name).
@@ -124,13 +162,11 @@ impl RequestHead {
     }
 
     /// The first value of a header (case-insensitive name).
-    #[inline]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.values(name).next()
     }
 
     /// Every value of a header (case-insensitive name), in order.
-    #[inline]
     pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
     where
         'a: 'n,
@@ -298,6 +334,35 @@ mod tests {
     use super::*;
 
     const REQ: &[u8] = b"GET /chat?room=1&x HTTP/1.1\r\nHost: a\r\nX-Name: caf\xe9\r\n\r\nrest";
+
+    #[test]
+    fn fields_are_found_in_any_case_and_only_when_present() {
+        let h = RequestHead::new(
+            "POST",
+            "/",
+            1,
+            &[
+                ("CONTENT-length", "3"),
+                ("Host", "a"),
+                ("connection", "a"),
+                ("Connection", "b"),
+            ],
+        );
+        assert!(h.has_field(Field::ContentLength));
+        assert_eq!(h.field(Field::ContentLength).collect::<Vec<_>>(), ["3"]);
+        assert_eq!(h.field(Field::Connection).collect::<Vec<_>>(), ["a", "b"]);
+        for absent in [
+            Field::TransferEncoding,
+            Field::Expect,
+            Field::ContentType,
+            Field::Upgrade,
+        ] {
+            assert!(!h.has_field(absent), "{absent:?}");
+            assert_eq!(h.field(absent).count(), 0, "{absent:?}");
+            assert_eq!(h.header(absent.name()), None);
+        }
+        assert_eq!(h.header("host"), Some("a"));
+    }
 
     #[test]
     fn a_recycled_string_carries_nothing_into_the_next_head() {
