@@ -167,6 +167,7 @@ const BINARY_BODY = 1 << 15; // `body` is an ArrayBuffer or a view
 
 // The header block last given to respond(): the native side keeps it, and
 // SAME_HEAD asks for it again instead of a string to read and convert.
+// Both are per environment (a worker loads its own copy of this module).
 let sentBlock = null;
 
 // Queues part of `res` (the head with the first part); `body` as checkBody

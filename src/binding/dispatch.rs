@@ -95,7 +95,7 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
             // SAFETY: as for a single event below.
             unsafe {
                 sys::napi_open_handle_scope(env, &mut scope);
-                deliver_requests(env, state, dispatcher, requests);
+                deliver_requests(env, state, dispatcher, &mut requests);
                 sys::napi_close_handle_scope(env, scope);
             }
             continue;
@@ -286,7 +286,7 @@ pub(super) unsafe fn deliver_requests(
     env: sys::napi_env,
     state: &EnvState,
     f: sys::napi_value,
-    requests: Vec<Event>,
+    requests: &mut Vec<Event>,
 ) {
     thread_local! {
         static TEXT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
@@ -299,7 +299,7 @@ pub(super) unsafe fn deliver_requests(
         let len = count * REQUEST_STRIDE;
         let (nums_v, data) = request_numbers(env, state, len);
         if data.is_null() {
-            for ev in requests {
+            for ev in requests.drain(..) {
                 if let Event::Request { exchange, .. } = ev {
                     exchange.abort();
                 }
@@ -310,7 +310,7 @@ pub(super) unsafe fn deliver_requests(
         let mut text = TEXT.take();
         text.clear();
         let mut extra: sys::napi_value = ptr::null_mut();
-        for (i, ev) in requests.into_iter().enumerate() {
+        for (i, ev) in requests.drain(..).enumerate() {
             let Event::Request {
                 server,
                 exchange,

@@ -98,7 +98,11 @@ pub struct EnvState {
 /// See [`EnvState::response_text`].
 #[derive(Default)]
 pub struct ResponseText {
+    /// The header block (UTF-8; emptied if it was not).
     pub block: Vec<u8>,
+    /// Where its names and values are: (name start, name end, value start,
+    /// value end), found once per block.
+    pub fields: Vec<(u32, u32, u32, u32)>,
     pub reason: Vec<u8>,
     pub body: Vec<u8>,
 }

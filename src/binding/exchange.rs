@@ -76,6 +76,29 @@ unsafe fn read_utf8(env: sys::napi_env, v: sys::napi_value, out: &mut Vec<u8>) {
     }
 }
 
+/// Finds the names and values of header block `block` (joined by `\n`);
+/// a block that is not UTF-8 (V8 writes only UTF-8) is emptied.
+fn find_fields(block: &mut Vec<u8>, fields: &mut Vec<(u32, u32, u32, u32)>) {
+    fields.clear();
+    if std::str::from_utf8(block).is_err() {
+        block.clear();
+    }
+    if block.is_empty() {
+        return;
+    }
+    let mut cuts = block
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i as u32)
+        .chain([block.len() as u32]);
+    let mut start = 0u32;
+    while let (Some(n), Some(v)) = (cuts.next(), cuts.next()) {
+        fields.push((start, n, n + 1, v));
+        start = v + 1;
+    }
+}
+
 /// `respond(id, code, reason, head, body)`: queues part of the response of
 /// exchange `id`. `code` is the status (below 1024) plus flags that say
 /// what the other arguments are ([`flags`]), so no argument's type is
@@ -107,6 +130,7 @@ pub unsafe extern "C" fn respond(
         if code & flags::NEW_HEAD != 0 {
             text.block.clear();
             read_utf8(env, argv[3], &mut text.block);
+            find_fields(&mut text.block, &mut text.fields);
         }
         let with_head = code & (flags::NEW_HEAD | flags::SAME_HEAD) != 0;
         let mut id = 0f64;
@@ -132,38 +156,26 @@ pub unsafe extern "C" fn respond(
             text.body.clear();
             read_utf8(env, body, &mut text.body);
         }
-        let block = if with_head {
-            std::str::from_utf8(&text.block).unwrap_or("")
-        } else {
-            ""
-        };
         // A few headers fit on the stack; more spill to a vector.
         let mut fixed = [("", ""); 16];
         let mut spill = Vec::new();
-        let mut count = 0;
-        if !block.is_empty() {
-            // A byte split: the pieces are short, and cutting UTF-8 at an
-            // ASCII byte leaves each piece valid UTF-8.
-            let mut it = block.as_bytes().split(|&b| b == b'\n').map(|p| {
-                // SAFETY: `p` is `block` cut at '\n' bytes (see above).
-                std::str::from_utf8_unchecked(p)
-            });
-            while let (Some(n), Some(v)) = (it.next(), it.next()) {
-                if count < fixed.len() {
-                    fixed[count] = (n, v);
-                } else {
-                    if spill.is_empty() {
-                        spill.extend_from_slice(&fixed);
-                    }
-                    spill.push((n, v));
-                }
-                count += 1;
+        let fields: &[_] = if with_head { &text.fields } else { &[] };
+        let at = |a: u32, b: u32| {
+            // SAFETY: `find_fields` checked the block is UTF-8 and cut it
+            // only at '\n' bytes, which leaves every piece UTF-8.
+            std::str::from_utf8_unchecked(&text.block[a as usize..b as usize])
+        };
+        if fields.len() > fixed.len() {
+            spill.extend(fields.iter().map(|&(a, b, c, d)| (at(a, b), at(c, d))));
+        } else {
+            for (slot, &(a, b, c, d)) in fixed.iter_mut().zip(fields) {
+                *slot = (at(a, b), at(c, d));
             }
         }
-        let pairs = if count <= fixed.len() {
-            &fixed[..count]
-        } else {
+        let pairs = if fields.len() > fixed.len() {
             &spill[..]
+        } else {
+            &fixed[..fields.len()]
         };
         let head = with_head.then_some(Head {
             status: status.min(999) as u16,
@@ -185,7 +197,7 @@ pub unsafe extern "C" fn respond(
             ex.respond(head, 0, |_| {}, last)
         };
         // A large reason or body does not stay with the environment (the
-        // block does: `true` may ask for it again).
+        // block does: SAME_HEAD may ask for it again).
         for v in [&mut text.reason, &mut text.body] {
             if v.capacity() > 64 * 1024 {
                 *v = Vec::new();

@@ -190,6 +190,14 @@ struct Slot {
     waker: Waker,
 }
 
+/// A round's working lists (see `Lane::run`).
+#[derive(Default)]
+struct Round {
+    items: Vec<(u64, c_int)>,
+    requests: Vec<Event>,
+    asked: Vec<u64>,
+}
+
 /// This environment's lane.
 pub struct Lane {
     uv: &'static Uv,
@@ -198,6 +206,8 @@ pub struct Lane {
     next_key: Cell<u64>,
     /// Connections to look at in the next round, with their poll events.
     ready: RefCell<Vec<(u64, c_int)>>,
+    /// `run`'s vectors, kept between rounds so a round allocates nothing.
+    round: RefCell<Round>,
     woken: Arc<Woken>,
     check: *mut c_void,
     check_on: Cell<bool>,
@@ -269,6 +279,7 @@ impl Lane {
                 conns: RefCell::new(IdMap::default()),
                 next_key: Cell::new(1),
                 ready: RefCell::new(Vec::new()),
+                round: RefCell::default(),
                 woken: Arc::new(Woken {
                     keys: Mutex::new(Some(Vec::new())),
                     handle: wake as usize,
@@ -432,33 +443,34 @@ impl Lane {
     /// the requests found go to JS together; then their responses (most
     /// ended during the call) are looked at, which may find more.
     fn run(&self, state: &EnvState) {
+        // Taken out for the round (no borrow is held while JS runs).
+        let mut round = std::mem::take(&mut *self.round.borrow_mut());
         for _ in 0..MAX_ROUNDS {
-            let items = std::mem::take(&mut *self.ready.borrow_mut());
-            if items.is_empty() {
+            std::mem::swap(&mut round.items, &mut *self.ready.borrow_mut());
+            if round.items.is_empty() {
                 break;
             }
-            let mut requests = Vec::new();
-            let mut asked = Vec::new();
-            for (key, events) in items {
-                if requests.len() >= MAX_REQUESTS {
+            for (key, events) in round.items.drain(..) {
+                if round.requests.len() >= MAX_REQUESTS {
                     self.ready.borrow_mut().push((key, events));
                     continue;
                 }
                 if let Some(ev) = self.step(key, events) {
-                    requests.push(ev);
-                    asked.push(key);
+                    round.requests.push(ev);
+                    round.asked.push(key);
                 }
             }
-            if requests.is_empty() {
+            if round.requests.is_empty() {
                 continue;
             }
             // SAFETY: on this environment's JS thread, from a libuv callback
             // (no JS on the stack): the scopes are opened here.
-            unsafe { self.call_js(state, requests) };
-            for key in asked {
+            unsafe { self.call_js(state, &mut round.requests) };
+            for key in round.asked.drain(..) {
                 self.after(key);
             }
         }
+        *self.round.borrow_mut() = round;
         if self.ready.borrow().is_empty() {
             if self.check_on.replace(false) {
                 // SAFETY: the lane's live check handle.
@@ -569,7 +581,7 @@ impl Lane {
     ///
     /// # Safety
     /// On this environment's JS thread, with no JS on the stack.
-    unsafe fn call_js(&self, state: &EnvState, requests: Vec<Event>) {
+    unsafe fn call_js(&self, state: &EnvState, requests: &mut Vec<Event>) {
         let env = state.env;
         // SAFETY (whole body): as documented; the callback scope makes the
         // call a proper entry into JS (ticks and microtasks run when it
