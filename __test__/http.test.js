@@ -1332,6 +1332,7 @@ test.describe('bad input', () => {
     'non-numeric Content-Length': 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3x\r\n\r\nabc',
     'bad chunk size': 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n',
     'HTTP/1.0 with Transfer-Encoding': 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    'a request target that is not UTF-8': 'GET /caf\xe9 HTTP/1.1\r\nHost: h\r\n\r\n',
   };
   for (const [name, bytes] of Object.entries(malformed)) {
     test.it(`${name} → 400 and close`, async (t) => {
@@ -1680,6 +1681,30 @@ async function laneConnection(t, server) {
 }
 
 test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
+  test.it('requests of several connections in one group: methods, targets and headers are cut right (Latin-1 values, none at all)', async (t) => {
+    const seen = new Map();
+    const server = serve(t, {}, (req, res) => {
+      if (!req.url.startsWith('/warm')) seen.set(req.url, { method: req.method, raw: req.rawHeaders, cgi: { ...req.CGI } });
+      res.end('ok');
+    });
+    const raws = [];
+    for (let i = 0; i < 4; i++) raws.push(await laneConnection(t, server));
+    const heads = [
+      Buffer.from('PURGE /p0?x=1 HTTP/1.1\r\nHost: h\r\nX-L: caf\xe9 \xff\r\n\r\n', 'latin1'),
+      Buffer.from('GET /p1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-B: 2\r\n\r\n', 'latin1'),
+      Buffer.from('OPTIONS /p2?\xc3\xa9=\xc3\xa8 HTTP/1.1\r\nHost: h\r\n\r\n', 'latin1'),
+      Buffer.from('MKCOL /p3 HTTP/1.1\r\nHost: \xe9\xe9\r\nX-Empty:\r\n\r\n', 'latin1'),
+    ];
+    // Written together, so that they tend to reach JS in one group.
+    raws.forEach((raw, i) => raw.write(heads[i]));
+    for (const raw of raws) assert.equal((await raw.response()).text, 'ok');
+    assert.deepEqual(seen.get('/p0'), { method: 'PURGE', raw: ['Host', 'h', 'X-L', 'caf\xe9 \xff'], cgi: { x: '1' } });
+    assert.deepEqual(seen.get('/p1'), { method: 'GET', raw: ['Host', 'h', 'X-A', '1', 'X-B', '2'], cgi: {} });
+    // A UTF-8 target's bytes as Latin-1, as Node's http gives them.
+    assert.deepEqual(seen.get('/p2'), { method: 'OPTIONS', raw: ['Host', 'h'], cgi: { '\xc3\xa9': '\xc3\xa8' } });
+    assert.deepEqual(seen.get('/p3'), { method: 'MKCOL', raw: ['Host', '\xe9\xe9', 'X-Empty', ''], cgi: {} });
+  });
+
   test.it('a keep-alive connection moves to the lane after its first response and serves many requests', async (t) => {
     const seen = [];
     const server = serve(t, {}, (req, res) => {

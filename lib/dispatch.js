@@ -24,7 +24,7 @@ const REQUESTS = 12;
 
 // Request groups (src/binding/dispatch.rs, deliver_requests).
 const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
-const STRIDE = 8;
+const STRIDE = 9;
 const METHOD_IN_TEXT = 4;
 const HAS_EXTRA = 8;
 
@@ -36,26 +36,30 @@ const servers = registry.servers;
 // the group from being handled: the first exception is rethrown at the
 // end (reaching the process like any handler's), later ones on the next tick.
 function requests(count, nums, text, extra) {
-  const parts = count === 1 ? [text] : text.split('\r');
   let failed = false;
   let failure;
   // A group's requests are mostly for one server.
   let serverId = -1;
   let server;
+  // Where request i starts in `text`: lengths come in `nums`, so the text
+  // is cut without searching it.
+  let at = 0;
   for (let i = 0; i < count; i++) {
     const o = i * STRIDE;
     const flags = nums[o + 2];
-    let p = parts[i];
     let method;
     if (flags & METHOD_IN_TEXT) {
-      const nl = p.indexOf('\n');
-      method = p.slice(0, nl);
-      p = p.slice(nl + 1);
+      const nl = text.indexOf('\n', at);
+      method = text.slice(at, nl);
+      at = nl + 1;
     } else {
       method = METHODS[nums[o + 3]];
     }
-    // The target's length and the position of its "?" (-1: none).
-    const targetLength = nums[o + 6];
+    const targetEnd = at + nums[o + 6];
+    const headersEnd = targetEnd + 1 + nums[o + 8];
+    const target = text.slice(at, targetEnd);
+    const headers = text.slice(targetEnd + 1, headersEnd);
+    at = headersEnd + 1;
     let body;
     let remote = nums[o + 4];
     let local = nums[o + 5];
@@ -73,8 +77,7 @@ function requests(count, nums, text, extra) {
       continue;
     }
     try {
-      const target = p.slice(0, targetLength);
-      server._onRequest(nums[o + 1], method, target, nums[o + 7], flags, p.slice(targetLength + 1), body, remote, local);
+      server._onRequest(nums[o + 1], method, target, nums[o + 7], flags, headers, body, remote, local);
     } catch (err) {
       if (!failed) {
         failed = true;

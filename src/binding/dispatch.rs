@@ -197,17 +197,21 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
 /// Most HTTP requests handed to JS in one call.
 const MAX_REQUESTS: usize = 256;
 /// Numbers per request in `deliver_requests`'s Float64Array.
-const REQUEST_STRIDE: usize = 8;
+const REQUEST_STRIDE: usize = 9;
 
-/// The length of `s` in UTF-16 units (a JS string's length), and the
-/// position of `?` in it (-1 for none): JS then needs no search.
-fn js_length_and_query(s: &str) -> (f64, f64) {
-    let q = s.find('?');
+/// The length of `s` in UTF-16 units: a JS string's length.
+fn js_length(s: &str) -> f64 {
     if s.is_ascii() {
-        return (s.len() as f64, q.map_or(-1.0, |q| q as f64));
+        s.len() as f64
+    } else {
+        s.encode_utf16().count() as f64
     }
-    let units = |t: &str| t.encode_utf16().count() as f64;
-    (units(s), q.map_or(-1.0, |q| units(&s[..q])))
+}
+
+/// The position of `?` in `s` in UTF-16 units (-1 for none): JS then needs
+/// no search.
+fn js_query_at(s: &str) -> f64 {
+    s.find('?').map_or(-1.0, |q| js_length(&s[..q]))
 }
 
 /// Methods index.js knows by number (`lib/dispatch.js` has the same
@@ -274,8 +278,9 @@ unsafe fn request_numbers(
 ///   exchange id, flags (bit 0 HTTP/1.1, bit 1 urlencoded form, bit 2
 ///   method in text, bit 3 has `extra`), method number (index in
 ///   [`METHODS`]), remote and local address ([`address_number`], NaN when
-///   in `extra`), the target's length and the position of its `?` (-1:
-///   none), both in UTF-16 units.
+///   in `extra`), the target's length, the position of its `?` (-1:
+///   none) and the headers' length, all in UTF-16 units (so JS cuts
+///   `text` without searching it).
 /// - `text`: per request `[method "\n"] target "\n" headers`, the headers
 ///   as names and values joined by `\n`; requests joined by `\r`. Neither
 ///   character can occur in a parsed target, name or value.
@@ -340,7 +345,10 @@ pub(super) unsafe fn deliver_requests(
             nums[o + 3] = method.map_or(-1.0, |m| m as f64);
             nums[o + 4] = remote_n.unwrap_or(f64::NAN);
             nums[o + 5] = local_n.unwrap_or(f64::NAN);
-            (nums[o + 6], nums[o + 7]) = js_length_and_query(head.target());
+            let target = head.target();
+            nums[o + 6] = js_length(target);
+            nums[o + 7] = js_query_at(target);
+            nums[o + 8] = js_length(&head.target_and_fields()[target.len() + 1..]);
             state.exchanges.borrow_mut().insert(exchange.id, exchange);
 
             if i > 0 {

@@ -208,6 +208,9 @@ pub struct Lane {
     ready: RefCell<Vec<(u64, c_int)>>,
     /// `run`'s vectors, kept between rounds so a round allocates nothing.
     round: RefCell<Round>,
+    /// `clock::mono_ms` at the start of the current round: when the
+    /// responses it looks at ended, near enough for idle timeouts.
+    now: Cell<u64>,
     woken: Arc<Woken>,
     check: *mut c_void,
     check_on: Cell<bool>,
@@ -280,6 +283,7 @@ impl Lane {
                 next_key: Cell::new(1),
                 ready: RefCell::new(Vec::new()),
                 round: RefCell::default(),
+                now: Cell::new(0),
                 woken: Arc::new(Woken {
                     keys: Mutex::new(Some(Vec::new())),
                     handle: wake as usize,
@@ -450,6 +454,7 @@ impl Lane {
             if round.items.is_empty() {
                 break;
             }
+            self.now.set(crate::clock::mono_ms());
             for (key, events) in round.items.drain(..) {
                 if round.requests.len() >= MAX_REQUESTS {
                     self.ready.borrow_mut().push((key, events));
@@ -550,7 +555,7 @@ impl Lane {
         let Some(slot) = conns.get_mut(&key) else {
             return false;
         };
-        match slot.conn.progress() {
+        match slot.conn.progress(self.now.get()) {
             Progress::Idle => true,
             Progress::Busy => {
                 self.wait_for_end(slot, 0);

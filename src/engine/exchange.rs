@@ -27,6 +27,10 @@ thread_local! {
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// An exchange whose queue has this much room (a renewed one) builds its
+/// direct response there rather than in the thread's scratch buffer.
+const OWN_ROOM: usize = 256;
+
 /// Output larger than this is released once written, so a keep-alive
 /// connection does not hold its largest response's buffer.
 const IDLE_KEEP: usize = 16 * 1024;
@@ -195,11 +199,21 @@ impl Exchange {
         }
         // The end, nothing queued and a socket to write to (the usual
         // case): build in this thread's scratch buffer and send from there,
-        // so only what the socket does not take is copied to the queue.
+        // so only what the socket does not take is copied to the queue. A
+        // renewed exchange (the lane's) has room of its own, which does.
         let direct = last && g.out.is_empty() && g.fd >= 0;
-        let mut scratch = if direct { SCRATCH.take() } else { Vec::new() };
+        let own_room = g.out.capacity() >= OWN_ROOM;
+        let mut scratch = if direct && !own_room {
+            SCRATCH.take()
+        } else {
+            Vec::new()
+        };
         let g = &mut *g;
-        let out = if direct { &mut scratch } else { &mut g.out };
+        let out = if direct && !own_room {
+            &mut scratch
+        } else {
+            &mut g.out
+        };
         if let Some(h) = head {
             let mut req = self.req;
             if self.server.is_closing() {
@@ -232,21 +246,31 @@ impl Exchange {
             }
             g.ended = true;
         }
-        if direct {
+        if direct && !own_room {
             let sent = Self::send_direct(g.fd, &scratch);
-            g.out.extend_from_slice(&scratch[sent..]);
+            if sent < scratch.len() {
+                g.out.extend_from_slice(&scratch[sent..]);
+            }
             scratch.clear();
             if scratch.capacity() <= IDLE_KEEP {
                 SCRATCH.set(scratch);
             }
         } else if last {
             let sent = Self::send_direct(g.fd, &g.out);
-            g.out.drain(..sent);
+            if sent == g.out.len() {
+                g.out.clear();
+            } else {
+                g.out.drain(..sent);
+            }
         }
         if last && g.parked && g.out.is_empty() && g.keep_alive {
             // All out, and the connection stays: the task learns of the
-            // end when the next request (or its timer) wakes it.
-            g.ended_at = Some(crate::clock::mono_ms());
+            // end when the next request (or its timer) wakes it, and its
+            // idle time starts now. The lane looks right after the
+            // handler's call and takes the time itself.
+            if !self.wake_here {
+                g.ended_at = Some(crate::clock::mono_ms());
+            }
             return Ok(());
         }
         self.wake();

@@ -260,8 +260,9 @@ impl LaneConn {
     }
 
     /// Writes what the response has queued and says where it stands.
-    /// `Busy` and `Blocked` leave the exchange set to wake the lane.
-    pub fn progress(&mut self) -> Progress {
+    /// `Busy` and `Blocked` leave the exchange set to wake the lane. `now`
+    /// (`clock::mono_ms`, read once per lane round) starts the idle time.
+    pub fn progress(&mut self, now: u64) -> Progress {
         let Some(ex) = self.exchange.as_ref() else {
             return Progress::Idle;
         };
@@ -284,7 +285,7 @@ impl LaneConn {
                 self.spare = self.exchange.take();
                 match done {
                     Some(d) if d.keep_alive && !self.server.is_closing() => {
-                        self.idle_since = d.ended_at.unwrap_or_else(clock::mono_ms);
+                        self.idle_since = d.ended_at.unwrap_or(now);
                         Progress::Idle
                     }
                     _ => Progress::Close,

@@ -573,11 +573,11 @@ mod tests {
                 (204, None),
                 (304, None),
             ] {
-                for keep_alive in [true, false] {
+                for (minor, keep_alive) in [(1, true), (1, false), (0, true), (0, false)] {
                     for head_method in [false, true] {
                         for body_len in [Some(5), Some(0), None] {
                             let rq = RequestInfo {
-                                minor: 1,
+                                minor,
                                 head_method,
                                 keep_alive,
                             };
