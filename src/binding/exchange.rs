@@ -133,15 +133,41 @@ pub unsafe extern "C" fn respond(
             find_fields(&mut text.block, &mut text.fields);
         }
         let with_head = code & (flags::NEW_HEAD | flags::SAME_HEAD) != 0;
+        // The body's bytes (valid until JS runs again, which it does not
+        // before this returns).
+        let body = argv[4];
+        if code & flags::TEXT_BODY != 0 {
+            text.body.clear();
+            read_utf8(env, body, &mut text.body);
+        }
+        let bytes: &[u8] = if code & flags::TEXT_BODY != 0 {
+            &text.body
+        } else if code & flags::BINARY_BODY != 0 {
+            match binary(env, body) {
+                Some(bytes) => bytes,
+                None => return js::int(env, BAD_TYPE),
+            }
+        } else {
+            &[]
+        };
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
-        // Borrowed, not cloned, for the call: nothing below reaches JS or
-        // this map, and the reference count stays untouched.
-        let exchanges = state.exchanges.borrow();
-        let Some(ex) = exchanges.get(&(id as u64)) else {
+        let last = code & flags::LAST != 0;
+        // The last part takes the exchange out of the map (one lookup);
+        // others borrow it. Nothing below reaches JS or this map.
+        let removed = if last {
+            state.exchanges.borrow_mut().remove(&(id as u64))
+        } else {
+            None
+        };
+        let exchanges = (!last).then(|| state.exchanges.borrow());
+        let ex = match &exchanges {
+            Some(map) => map.get(&(id as u64)),
+            None => removed.as_ref(),
+        };
+        let Some(ex) = ex else {
             return js::int(env, status::NOT_OPEN);
         };
-        let last = code & flags::LAST != 0;
         let status = code & flags::STATUS;
 
         let mut reason = None;
@@ -150,11 +176,6 @@ pub unsafe extern "C" fn respond(
             read_utf8(env, argv[2], &mut text.reason);
             // V8 writes well-formed UTF-8 (lone surrogates become U+FFFD).
             reason = Some(std::str::from_utf8(&text.reason).unwrap_or(""));
-        }
-        let body = argv[4];
-        if code & flags::TEXT_BODY != 0 {
-            text.body.clear();
-            read_utf8(env, body, &mut text.body);
         }
         // A few headers fit on the stack; more spill to a vector.
         let mut fixed = [("", ""); 16];
@@ -183,19 +204,7 @@ pub unsafe extern "C" fn respond(
             headers: pairs,
         });
 
-        let r = if code & flags::TEXT_BODY != 0 {
-            let bytes = &text.body[..];
-            ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
-        } else if code & flags::BINARY_BODY != 0 {
-            match binary(env, body) {
-                Some(bytes) => {
-                    ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last)
-                }
-                None => return js::int(env, BAD_TYPE),
-            }
-        } else {
-            ex.respond(head, 0, |_| {}, last)
-        };
+        let r = ex.respond(head, bytes.len(), |out| out.extend_from_slice(bytes), last);
         // A large reason or body does not stay with the environment (the
         // block does: SAME_HEAD may ask for it again).
         for v in [&mut text.reason, &mut text.body] {
@@ -204,8 +213,15 @@ pub unsafe extern "C" fn respond(
             }
         }
         let ex_id = ex.id;
-        drop(exchanges);
-        if (last && r.is_ok()) || r == Err(ExchangeError::Ended) {
+        if last {
+            // Refused (not ended): it stays for a later call.
+            if let (Err(e), Some(ex)) = (r, removed) {
+                if e != ExchangeError::Ended {
+                    state.exchanges.borrow_mut().insert(ex_id, ex);
+                }
+            }
+        } else if r == Err(ExchangeError::Ended) {
+            drop(exchanges);
             state.exchanges.borrow_mut().remove(&ex_id);
         }
         match r {

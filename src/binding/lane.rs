@@ -7,7 +7,7 @@
 //! comparisons).
 
 use std::alloc::Layout;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::ffi::{c_int, c_void};
 use std::ptr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -504,21 +504,17 @@ impl Lane {
             // libuv stopped the handle itself when it reported the error.
             self.conns.borrow_mut().get_mut(&key)?.events = 0;
         }
-        if !self.settle(key) {
-            return None;
-        }
-        let mut conns = self.conns.borrow_mut();
-        let slot = conns.get_mut(&key)?;
+        let mut slot = self.settle(key)?;
         // Errors (negative status) show as readable: the read reports them.
         let readable = events & UV_READABLE != 0 || events < 0;
         match slot.conn.next(readable) {
             Step::Request(ev) => Some(ev),
             Step::Wait => {
-                self.watch(slot, UV_READABLE);
+                self.watch(&mut slot, UV_READABLE);
                 None
             }
             step => {
-                drop(conns);
+                drop(slot);
                 let conn = self.remove(key)?;
                 if let Step::HandBack = step {
                     conn.hand_back();
@@ -530,53 +526,44 @@ impl Lane {
 
     /// After JS had the request of `key`: where does its response stand?
     fn after(&self, key: u64) {
-        if !self.settle(key) {
-            return;
-        }
-        let mut conns = self.conns.borrow_mut();
-        let Some(slot) = conns.get_mut(&key) else {
+        let Some(mut slot) = self.settle(key) else {
             return;
         };
         if slot.conn.has_buffered() {
             // A pipelined request: next round.
-            drop(conns);
+            drop(slot);
             self.mark(key, 0);
         } else {
-            self.watch(slot, UV_READABLE);
+            self.watch(&mut slot, UV_READABLE);
         }
     }
 
     /// Writes what the response of `key` has queued and acts on where it
     /// stands: waits for its end or for room in the socket, or closes the
-    /// connection. True when the connection is in the lane with no
+    /// connection. The connection's slot when it is in the lane with no
     /// response in flight.
-    fn settle(&self, key: u64) -> bool {
-        let mut conns = self.conns.borrow_mut();
-        let Some(slot) = conns.get_mut(&key) else {
-            return false;
-        };
+    fn settle(&self, key: u64) -> Option<RefMut<'_, Slot>> {
+        let mut slot = RefMut::filter_map(self.conns.borrow_mut(), |c| c.get_mut(&key)).ok()?;
         match slot.conn.progress(self.now.get()) {
-            Progress::Idle => true,
+            Progress::Idle => Some(slot),
             Progress::Busy => {
-                self.wait_for_end(slot, 0);
-                false
+                self.wait_for_end(&mut slot, 0);
+                None
             }
             Progress::Blocked => {
-                self.wait_for_end(slot, UV_WRITABLE);
-                false
+                self.wait_for_end(&mut slot, UV_WRITABLE);
+                None
             }
             Progress::Close => {
-                drop(conns);
+                drop(slot);
                 if let Some(conn) = self.remove(key) {
                     conn.close();
                 }
-                false
+                None
             }
         }
     }
 
-    /// A response in flight: no reading meanwhile (as on an engine task);
-    /// its end, or (`UV_WRITABLE`) room in the socket, brings it back.
     fn wait_for_end(&self, slot: &mut Slot, events: c_int) {
         slot.conn.waker.register(&slot.waker);
         self.watch(slot, events);
