@@ -136,11 +136,9 @@ pub unsafe extern "C" fn respond(
         // The body's bytes (valid until JS runs again, which it does not
         // before this returns).
         let body = argv[4];
-        if code & flags::TEXT_BODY != 0 {
+        let bytes: &[u8] = if code & flags::TEXT_BODY != 0 {
             text.body.clear();
             read_utf8(env, body, &mut text.body);
-        }
-        let bytes: &[u8] = if code & flags::TEXT_BODY != 0 {
             &text.body
         } else if code & flags::BINARY_BODY != 0 {
             match binary(env, body) {
@@ -178,25 +176,25 @@ pub unsafe extern "C" fn respond(
             reason = Some(std::str::from_utf8(&text.reason).unwrap_or(""));
         }
         // A few headers fit on the stack; more spill to a vector.
-        let mut fixed = [("", ""); 16];
-        let mut spill = Vec::new();
         let fields: &[_] = if with_head { &text.fields } else { &[] };
-        let at = |a: u32, b: u32| {
+        let pair = |&(a, b, c, d): &(u32, u32, u32, u32)| {
             // SAFETY: `find_fields` checked the block is UTF-8 and cut it
             // only at '\n' bytes, which leaves every piece UTF-8.
-            std::str::from_utf8_unchecked(&text.block[a as usize..b as usize])
+            let at = |from: u32, to: u32| {
+                std::str::from_utf8_unchecked(&text.block[from as usize..to as usize])
+            };
+            (at(a, b), at(c, d))
         };
-        if fields.len() > fixed.len() {
-            spill.extend(fields.iter().map(|&(a, b, c, d)| (at(a, b), at(c, d))));
-        } else {
-            for (slot, &(a, b, c, d)) in fixed.iter_mut().zip(fields) {
-                *slot = (at(a, b), at(c, d));
+        let mut fixed = [("", ""); 16];
+        let spill: Vec<_>;
+        let pairs = if fields.len() <= fixed.len() {
+            for (slot, f) in fixed.iter_mut().zip(fields) {
+                *slot = pair(f);
             }
-        }
-        let pairs = if fields.len() > fixed.len() {
-            &spill[..]
-        } else {
             &fixed[..fields.len()]
+        } else {
+            spill = fields.iter().map(pair).collect();
+            &spill[..]
         };
         let head = with_head.then_some(Head {
             status: status.min(999) as u16,

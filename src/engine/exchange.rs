@@ -201,19 +201,14 @@ impl Exchange {
         // case): build in this thread's scratch buffer and send from there,
         // so only what the socket does not take is copied to the queue. A
         // renewed exchange (the lane's) has room of its own, which does.
-        let direct = last && g.out.is_empty() && g.fd >= 0;
-        let own_room = g.out.capacity() >= OWN_ROOM;
-        let mut scratch = if direct && !own_room {
+        let in_scratch = last && g.out.is_empty() && g.fd >= 0 && g.out.capacity() < OWN_ROOM;
+        let mut scratch = if in_scratch {
             SCRATCH.take()
         } else {
             Vec::new()
         };
         let g = &mut *g;
-        let out = if direct && !own_room {
-            &mut scratch
-        } else {
-            &mut g.out
-        };
+        let out = if in_scratch { &mut scratch } else { &mut g.out };
         if let Some(h) = head {
             let mut req = self.req;
             if self.server.is_closing() {
@@ -246,7 +241,7 @@ impl Exchange {
             }
             g.ended = true;
         }
-        if direct && !own_room {
+        if in_scratch {
             let sent = Self::send_direct(g.fd, &scratch);
             if sent < scratch.len() {
                 g.out.extend_from_slice(&scratch[sent..]);

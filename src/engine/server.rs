@@ -271,25 +271,13 @@ impl Server {
         {
             task.abort();
         }
-        let conns: Vec<Arc<Conn>> = self
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let conns = snapshot(&self.conns);
         // HTTP connections waiting for their next request end now; ones
         // with a response in flight end after it (`http::serve_one`).
         // The fence pairs with `CloseWatch::poll`: either the watcher sees
         // `closing`, or its waker is in the map by now.
         fence(Ordering::SeqCst);
-        let watchers: Vec<Arc<AtomicWaker>> = self
-            .watchers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let watchers = snapshot(&self.watchers);
         for w in watchers {
             w.wake();
         }
@@ -317,6 +305,16 @@ impl Server {
             message,
         });
     }
+}
+
+/// The values of a map behind a lock, copied out so the lock is not held
+/// while they are acted on.
+fn snapshot<K, V: Clone>(map: &Mutex<HashMap<K, V>>) -> Vec<V> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect()
 }
 
 /// A connection's view of its server closing, while it is plain HTTP.

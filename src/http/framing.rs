@@ -215,11 +215,17 @@ fn plain_response(req: &RequestInfo, status: u16, body_len: Option<u64>) -> bool
         && !matches!(status, 204 | 205 | 304)
 }
 
-/// `Content-Length: {len}` and the empty line; the framing that goes with it.
-fn content_length_tail(out: &mut Vec<u8>, len: u64, keep_alive: bool) -> Framing {
+/// The `Content-Length` line.
+fn put_content_length(out: &mut Vec<u8>, len: u64) {
     out.extend_from_slice(b"Content-Length: ");
     put_decimal(out, len);
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Content-Length: {len}` and the empty line; the framing that goes with it.
+fn content_length_tail(out: &mut Vec<u8>, len: u64, keep_alive: bool) -> Framing {
+    put_content_length(out, len);
+    out.extend_from_slice(b"\r\n");
     Framing {
         chunked: false,
         keep_alive,
@@ -238,7 +244,6 @@ struct HeadCache {
 
 /// The last common head built: its inputs and its bytes up to the
 /// Content-Length line. Handlers send the same headers again and again.
-#[derive(Default)]
 struct LastHead {
     valid: bool,
     status: u16,
@@ -444,9 +449,7 @@ fn build<N: AsRef<str>, V: AsRef<str>>(
         if user_length.is_none() {
             length_at = Some(out.len());
         }
-        out.extend_from_slice(b"Content-Length: ");
-        put_decimal(out, n);
-        out.extend_from_slice(b"\r\n");
+        put_content_length(out, n);
     } else if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }

@@ -141,14 +141,7 @@ impl RequestHead {
 
     /// Every value of a [`Field`], in order.
     pub fn field(&self, f: Field) -> impl Iterator<Item = &str> {
-        let lines = if self.known & f.bit() != 0 {
-            self.count
-        } else {
-            0
-        };
-        self.fields(lines)
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(f.name()))
-            .map(|(_, v)| v)
+        self.named(self.has_field(f), f.name())
     }
 
     /// Whether a [`Field`] is present.
@@ -171,7 +164,16 @@ impl RequestHead {
     where
         'a: 'n,
     {
-        let lines = if self.may_have(name) { self.count } else { 0 };
+        self.named(self.may_have(name), name)
+    }
+
+    /// The values of header `name` (any case); none without a scan when
+    /// `present` is false.
+    fn named<'a, 'n>(&'a self, present: bool, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
+    where
+        'a: 'n,
+    {
+        let lines = if present { self.count } else { 0 };
         self.fields(lines)
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
