@@ -293,9 +293,6 @@ pub(super) unsafe fn deliver_requests(
     f: sys::napi_value,
     requests: &mut Vec<Event>,
 ) {
-    thread_local! {
-        static TEXT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-    }
     // SAFETY (whole body): on the JS thread of `env`, inside a handle scope
     // opened by the caller; `data` points to the new ArrayBuffer's
     // `count * REQUEST_STRIDE` doubles, written before JS sees them.
@@ -312,7 +309,7 @@ pub(super) unsafe fn deliver_requests(
             return;
         }
         let nums = std::slice::from_raw_parts_mut(data, len);
-        let mut text = TEXT.take();
+        let mut text = state.request_text.take();
         text.clear();
         let mut extra: sys::napi_value = ptr::null_mut();
         for (i, ev) in requests.drain(..).enumerate() {
@@ -397,7 +394,7 @@ pub(super) unsafe fn deliver_requests(
             js::string(env, &text)
         };
         if text.capacity() <= 256 * 1024 {
-            TEXT.set(text);
+            state.request_text.set(text);
         }
         let extra = if extra.is_null() {
             js::undefined(env)

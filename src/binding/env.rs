@@ -93,6 +93,9 @@ pub struct EnvState {
     /// costs no allocation: the header block last given (JS may pass
     /// `true` for "the same again"), and the reason and string body.
     pub response_text: RefCell<ResponseText>,
+    /// The text of a request group (`dispatch::deliver_requests`), kept
+    /// between groups so a group costs no allocation.
+    pub request_text: Cell<Vec<u8>>,
 }
 
 /// See [`EnvState::response_text`].
@@ -180,6 +183,7 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         lane: unsafe { super::lane::Lane::new(raw) },
         request_nums: Cell::new((ptr::null_mut(), ptr::null_mut())),
         response_text: RefCell::default(),
+        request_text: Cell::default(),
     }));
     if state.lane.is_some() {
         super::lane::Lane::bind(state);
