@@ -294,8 +294,9 @@ pub(super) unsafe fn deliver_requests(
     requests: &mut Vec<Event>,
 ) {
     // SAFETY (whole body): on the JS thread of `env`, inside a handle scope
-    // opened by the caller; `data` points to the new ArrayBuffer's
-    // `count * REQUEST_STRIDE` doubles, written before JS sees them.
+    // opened by the caller; `data` points to at least
+    // `count * REQUEST_STRIDE` doubles of the group's Float64Array
+    // (`request_numbers`), written before JS sees them.
     unsafe {
         let count = requests.len();
         let len = count * REQUEST_STRIDE;

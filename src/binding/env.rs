@@ -90,8 +90,8 @@ pub struct EnvState {
     /// (`dispatch::request_numbers`); null until the first group.
     pub request_nums: Cell<(sys::napi_ref, *mut f64)>,
     /// `exchange::respond`'s buffers, kept between calls so a response
-    /// costs no allocation: the header block last given (JS may pass
-    /// `true` for "the same again"), and the reason and string body.
+    /// costs no allocation: the header block last given (JS asks for it
+    /// again with the `SAME_HEAD` flag), and the reason and string body.
     pub response_text: RefCell<ResponseText>,
     /// The text of a request group (`dispatch::deliver_requests`), kept
     /// between groups so a group costs no allocation.

@@ -243,20 +243,14 @@ impl Exchange {
         }
         if in_scratch {
             let sent = Self::send_direct(g.fd, &scratch);
-            if sent < scratch.len() {
-                g.out.extend_from_slice(&scratch[sent..]);
-            }
+            g.out.extend_from_slice(&scratch[sent..]);
             scratch.clear();
             if scratch.capacity() <= IDLE_KEEP {
                 SCRATCH.set(scratch);
             }
         } else if last {
             let sent = Self::send_direct(g.fd, &g.out);
-            if sent == g.out.len() {
-                g.out.clear();
-            } else {
-                g.out.drain(..sent);
-            }
+            g.out.drain(..sent);
         }
         if last && g.parked && g.out.is_empty() && g.keep_alive {
             // All out, and the connection stays: the task learns of the

@@ -132,13 +132,6 @@ impl RequestHead {
         }
     }
 
-    /// Whether a header may be present: false means it is not (exact
-    /// for the [`KNOWN`] names, always true for others).
-    fn may_have(&self, name: &str) -> bool {
-        let bit = known_bit(name);
-        bit == 0 || self.known & bit != 0
-    }
-
     /// Every value of a [`Field`], in order.
     pub fn field(&self, f: Field) -> impl Iterator<Item = &str> {
         self.named(self.has_field(f), f.name())
@@ -147,11 +140,6 @@ impl RequestHead {
     /// Whether a [`Field`] is present.
     pub fn has_field(&self, f: Field) -> bool {
         self.known & f.bit() != 0
-    }
-
-    /// Whether a header is present (case-insensitive name).
-    pub fn has(&self, name: &str) -> bool {
-        self.header(name).is_some()
     }
 
     /// The first value of a header (case-insensitive name).
@@ -164,7 +152,7 @@ impl RequestHead {
     where
         'a: 'n,
     {
-        self.named(self.may_have(name), name)
+        self.named(true, name)
     }
 
     /// The values of header `name` (any case); none without a scan when
@@ -411,11 +399,11 @@ mod tests {
         let all: Vec<_> = h.headers().collect();
         assert_eq!(all, [("X", ""), ("Y", "2"), ("x", "3")]);
         assert_eq!(h.values("X").collect::<Vec<_>>(), ["", "3"]);
-        assert!(!h.has("content-length") && !h.has("Upgrade"));
+        assert!(h.header("content-length").is_none() && h.header("Upgrade").is_none());
         let k = RequestHead::new("GET", "/", 1, &[("UPGRADE", "ws"), ("Content-Length", "0")]);
         assert_eq!(k.header("upgrade"), Some("ws"));
         assert_eq!(k.header("content-LENGTH"), Some("0"));
-        assert!(!k.has("connection") && !k.has("expect"));
+        assert!(k.header("connection").is_none() && k.header("expect").is_none());
         assert_eq!(h.target_and_fields(), "/a?b\nX\n\nY\n2\nx\n3");
         let bare = RequestHead::new("GET", "/", 1, &[]);
         assert_eq!(bare.headers().count(), 0);
