@@ -63,7 +63,9 @@ export declare class NativeServer {
 
 /**
  * Sets up this environment's event delivery and defines the raw fast-path
- * functions (`send`) on `fast`; index.js calls it once.
+ * functions (`send`, `respond`, `abort`) on `fast`; lib/dispatch.js calls
+ * it when it loads (again, with a newer dispatcher, when another copy of
+ * the JavaScript loads in the same environment).
  */
 export declare function init(dispatcher: (arg?: unknown) => unknown, fast: object): void
 

@@ -21,9 +21,8 @@ const os = require('node:os');
 const net = require('node:net');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const { spawn } = require('node:child_process');
 
-const { HOST, ROOT, scope, withTimeout } = require('./helpers.js');
+const { HOST, ROOT, scope, withTimeout, run, ensureNpmPackage } = require('./helpers.js');
 
 const CHROMIUM = process.env.SACK_CHROMIUM || '/usr/bin/chromium';
 const PW_DIR = process.env.SACK_PLAYWRIGHT_DIR || path.join(ROOT, '.cache', 'playwright');
@@ -42,34 +41,6 @@ const CHROMIUM_ARGS = [
 const PMD = 'permessage-deflate';
 
 // ---------------------------------------------------------------- set-up
-
-/** Runs a command; resolves { code, out } (stdout and stderr, tail). */
-function run(cmd, args, { env, ms }) {
-  return new Promise((resolve) => {
-    let child;
-    try {
-      child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (e) {
-      resolve({ code: -1, out: String(e) });
-      return;
-    }
-    let out = '';
-    const keep = (d) => {
-      out = (out + d).slice(-4000);
-    };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    const timer = setTimeout(() => {
-      out += `\n(killed after ${ms} ms)`;
-      child.kill('SIGKILL');
-    }, ms);
-    child.on('error', (e) => keep(`\n${e}`));
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, out });
-    });
-  });
-}
 
 function isExecutable(file) {
   try {
@@ -107,40 +78,14 @@ async function ensureChromium(log) {
 
 /** playwright-core's `chromium`, installed into PW_DIR if needed. */
 async function ensurePlaywright(log) {
-  const entry = path.join(PW_DIR, 'node_modules', 'playwright-core');
-  const load = () => require(entry).chromium;
-  try {
-    return load();
-  } catch (e) {
-    if (e.code !== 'MODULE_NOT_FOUND') throw e;
-  }
-  if (NO_INSTALL) throw new Error(`playwright-core is not installed in ${PW_DIR} and SACK_NO_INSTALL=1`);
-  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-  // Install into a fresh directory and rename it into place: a concurrent
-  // run or an interrupted install never leaves a half-installed PW_DIR.
-  fs.mkdirSync(path.dirname(PW_DIR), { recursive: true });
-  const tmp = `${PW_DIR}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  const t0 = Date.now();
-  log(`installing playwright-core@${PW_VERSION} into ${PW_DIR}`);
-  const r = await run(
-    npm,
-    ['install', '--prefix', tmp, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--ignore-scripts', `playwright-core@${PW_VERSION}`],
-    { env: { PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' }, ms: 5 * 60000 },
-  );
-  if (r.code !== 0) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw new Error(`npm install playwright-core@${PW_VERSION} failed: ${r.out.slice(-600)}`);
-  }
-  try {
-    fs.renameSync(tmp, PW_DIR);
-  } catch (e) {
-    // Someone else finished first: use theirs.
-    fs.rmSync(tmp, { recursive: true, force: true });
-    if (!fs.existsSync(entry)) throw e;
-  }
-  log(`playwright-core installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  return load();
+  const dir = await ensureNpmPackage({
+    name: 'playwright-core',
+    version: PW_VERSION,
+    dir: PW_DIR,
+    env: { PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' },
+    log,
+  });
+  return require(dir).chromium;
 }
 
 // ---------------------------------------------------------------- page

@@ -4,6 +4,7 @@
 // frames by hand, HTTP response parsing and child Node processes.
 
 const net = require('node:net');
+const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const events = require('node:events');
@@ -547,6 +548,71 @@ function record(ws) {
   return log;
 }
 
+/** Runs a command; resolves { code, out } (stdout and stderr, tail). */
+function run(cmd, args, { env, ms }) {
+  return new Promise((resolve) => {
+    let child;
+    try {
+      child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      resolve({ code: -1, out: String(e) });
+      return;
+    }
+    let out = '';
+    const keep = (d) => {
+      out = (out + d).slice(-4000);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const timer = setTimeout(() => {
+      out += `\n(killed after ${ms} ms)`;
+      child.kill('SIGKILL');
+    }, ms);
+    child.on('error', (e) => keep(`\n${e}`));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, out });
+    });
+  });
+}
+
+/**
+ * The directory of npm package `name@version`, installed into `dir` (its
+ * own prefix, outside node_modules; package.json is not touched) unless it
+ * is there already. SACK_NO_INSTALL=1 forbids the install: then it throws.
+ */
+async function ensureNpmPackage({ name, version, dir, env = {}, log = () => {} }) {
+  const entry = path.join(dir, 'node_modules', name);
+  if (fs.existsSync(path.join(entry, 'package.json'))) return entry;
+  if (process.env.SACK_NO_INSTALL === '1') throw new Error(`${name} is not installed in ${dir} and SACK_NO_INSTALL=1`);
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  // Install into a fresh directory and rename it into place: a concurrent
+  // run or an interrupted install never leaves a half-installed `dir`.
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  const t0 = Date.now();
+  log(`installing ${name}@${version} into ${dir}`);
+  const r = await run(
+    npm,
+    ['install', '--prefix', tmp, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--ignore-scripts', `${name}@${version}`],
+    { env, ms: 5 * 60000 },
+  );
+  if (r.code !== 0) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw new Error(`npm install ${name}@${version} failed: ${r.out.slice(-600)}`);
+  }
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    // Someone else finished first: use theirs.
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(entry)) throw e;
+  }
+  log(`${name} installed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return entry;
+}
+
 module.exports = {
   record,
   startNode,
@@ -578,4 +644,6 @@ module.exports = {
   RawClient,
   rawExchange,
   runNode,
+  run,
+  ensureNpmPackage,
 };

@@ -165,10 +165,10 @@ const REASON = 1 << 13; // `reason` is a string
 const TEXT_BODY = 1 << 14; // `body` is a string
 const BINARY_BODY = 1 << 15; // `body` is an ArrayBuffer or a view
 
-// The header block last given to respond(): the native side keeps it, and
-// SAME_HEAD asks for it again instead of a string to read and convert.
-// Both are per environment (a worker loads its own copy of this module).
-let sentBlock = null;
+// The header block last given to respond() is `registry.sentBlock`: the
+// native side keeps it, and SAME_HEAD asks for it again instead of a
+// string to read and convert. Both are per environment (a worker has its
+// own registry), shared by every copy of this module in one.
 
 // Queues part of `res` (the head with the first part); `body` as checkBody
 // returns it.
@@ -179,11 +179,11 @@ function send(res, last, body) {
   if (!res.headersSent) {
     code += res._status();
     block = res._head();
-    if (block === sentBlock) {
+    if (block === registry.sentBlock) {
       code |= SAME_HEAD;
       block = undefined;
     } else {
-      sentBlock = block;
+      registry.sentBlock = block;
       code |= NEW_HEAD;
     }
     if (typeof res.statusMessage === 'string') {

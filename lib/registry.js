@@ -2,4 +2,30 @@
 // This environment's live servers and connections, by engine id.
 // `fast` receives the raw native fast-path functions (src/binding/fast.rs)
 // when dispatch.js initializes the environment.
-module.exports = { servers: new Map(), conns: new Map(), fast: {} };
+//
+// One registry per environment, kept on the addon's exports: the addon
+// loads once per environment, but this JavaScript may load several times
+// (Jest loads a package's modules afresh for every test file), and every
+// copy must find the servers and connections of the others, since the
+// newest copy's dispatcher receives all events (src/binding/env.rs, init).
+
+const native = require('../native.js');
+
+const KEY = Symbol.for('sack.registry');
+
+if (native[KEY] === undefined) {
+  Object.defineProperty(native, KEY, {
+    value: {
+      servers: new Map(),
+      conns: new Map(),
+      fast: {},
+      // Thread.accept's callbacks, by token (lib/thread.js).
+      receivers: new Map(),
+      // The header block last given to the native respond(), which keeps
+      // one per environment (lib/http.js).
+      sentBlock: null,
+    },
+  });
+}
+
+module.exports = native[KEY];

@@ -8,7 +8,7 @@ const registry = require('./registry.js');
 const { sackError } = require('./errors.js');
 
 // token -> callback, for this environment's one-shot registrations.
-const receivers = new Map();
+const receivers = registry.receivers;
 
 // Adopted connections have no Server object here; this stands in for it.
 const threadHost = {

@@ -157,11 +157,27 @@ impl EnvState {
 }
 
 /// Sets up this environment: `dispatcher(kind, id, a, b, c)` receives every
-/// engine event. Call once per environment (index.js does).
+/// engine event. lib/dispatch.js calls it when it loads.
+///
+/// It may load more than once in one environment: test runners such as
+/// Jest load a package's JavaScript afresh for every test file but its
+/// addon once per process. Then the newest dispatcher takes every event
+/// (an older copy's module scope may belong to a torn-down test), and
+/// lib/registry.js shares the servers and connections among the copies.
 pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Result<()> {
     if let Some(p) = env.get_instance_data::<StatePtr>()? {
         // SAFETY: as in `get`.
-        unsafe { super::fast::install(env.raw(), fast, p.0) };
+        let state = unsafe { &*p.0 };
+        let raw = env.raw();
+        // SAFETY: on the JS thread, inside this call; the old reference is
+        // ours and no longer handed out (a batch being delivered holds the
+        // function itself, which stays valid in its scope).
+        unsafe {
+            let mut dref = ptr::null_mut();
+            check(sys::napi_create_reference(raw, dispatcher, 1, &mut dref))?;
+            sys::napi_delete_reference(raw, state.dispatcher.replace(dref));
+            super::fast::install(raw, fast, p.0);
+        }
         return Ok(());
     }
     let raw = env.raw();

@@ -109,7 +109,9 @@ pub fn listen(
 }
 
 /// Sets up this environment's event delivery and defines the raw fast-path
-/// functions (`send`) on `fast`; index.js calls it once.
+/// functions (`send`, `respond`, `abort`) on `fast`; lib/dispatch.js calls
+/// it when it loads (again, with a newer dispatcher, when another copy of
+/// the JavaScript loads in the same environment).
 #[napi]
 pub fn init(env: Env, dispatcher: Function, fast: Object) -> Result<()> {
     super::env::init(&env, dispatcher.raw(), fast.raw())

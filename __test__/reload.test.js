@@ -1,0 +1,165 @@
+'use strict';
+// sack's JavaScript loaded more than once in one environment, its addon
+// once: what Jest does (every test file gets its modules afresh, native
+// addons come from Node's own require) and what `delete require.cache[…]`
+// does. Every copy must serve its own servers, while the others' go on.
+//
+// The Jest test installs jest (SACK_JEST_VERSION, default below) into
+// .cache/jest/ at the package root if it is not there (SACK_JEST_DIR
+// overrides; SACK_NO_INSTALL=1 forbids it, and the test then skips).
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const http = require('node:http');
+const path = require('node:path');
+
+const { sack, ROOT, HOST, scope, opened, clientMessage, run, runNode, ensureNpmPackage } = require('./helpers.js');
+
+const JEST_DIR = process.env.SACK_JEST_DIR || path.join(ROOT, '.cache', 'jest');
+const JEST_VERSION = process.env.SACK_JEST_VERSION || '29.7.0';
+
+/** A fresh copy of sack's JavaScript (index.js and lib/); the addon stays. */
+function freshCopy() {
+  const lib = path.join(ROOT, 'lib') + path.sep;
+  for (const file of Object.keys(require.cache)) {
+    if (file.startsWith(lib) || file === path.join(ROOT, 'index.js')) delete require.cache[file];
+  }
+  return require(ROOT);
+}
+
+/** GET `pathname` on a fresh connection: { status, headers, body }. */
+function get(port, pathname) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: HOST, port, path: pathname, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+  });
+}
+
+test.describe('two copies of the JavaScript in one environment', () => {
+  test.it('each serves HTTP with its own headers, interleaved, and WebSocket', async (t) => {
+    const s = scope(t);
+    const copy = freshCopy();
+    assert.notEqual(copy.Websocket.Server, sack.Websocket.Server, 'the copy is a copy');
+
+    // One server per copy, alive together; each sets a header block of its
+    // own, so a block kept natively for one copy must not go out for the other.
+    const servers = [sack, copy].map((m, i) => {
+      const server = s.track(m.Websocket.Server({ address: HOST, port: 0 }));
+      server.onrequest = (req, res) => {
+        res.setHeader('X-Copy', String(i));
+        if (i === 1) res.setHeader('Cache-Control', 'no-store');
+        res.end(`copy ${i} ${req.url}`);
+      };
+      server.onconnect = (ws) => {
+        ws.onmessage = (data) => ws.send(`copy ${i}: ${data}`);
+      };
+      return server;
+    });
+    for (let round = 0; round < 3; round++) {
+      for (const i of [0, 1]) {
+        const r = await get(servers[i].address().port, `/r${round}`);
+        assert.equal(r.status, 200);
+        assert.equal(r.body, `copy ${i} /r${round}`);
+        assert.equal(r.headers['x-copy'], String(i));
+        assert.equal(r.headers['cache-control'], i === 1 ? 'no-store' : undefined);
+      }
+    }
+    for (const i of [1, 0]) {
+      const c = s.client(servers[i]);
+      await opened(c);
+      c.send('hi');
+      assert.equal(String((await clientMessage(c)).data), `copy ${i}: hi`);
+      c.close();
+    }
+  });
+
+  test.it('a third copy serves while the first copy’s server keeps serving', async (t) => {
+    const s = scope(t);
+    const first = s.track(sack.Websocket.Server({ address: HOST, port: 0 }));
+    first.onrequest = (req, res) => res.end('first');
+    const third = freshCopy();
+    const server = s.track(third.Websocket.Server({ address: HOST, port: 0 }));
+    server.onrequest = (req, res) => res.end('third');
+    assert.equal((await get(server.address().port, '/')).body, 'third');
+    assert.equal((await get(first.address().port, '/')).body, 'first');
+  });
+
+  test.it('Thread.accept of one copy takes a connection another copy posts', async () => {
+    // In a child process: a registration that never receives keeps its
+    // process alive, and there is no call to withdraw it.
+    const code = `
+      const root = ${JSON.stringify(ROOT)};
+      const WebSocket = require(${JSON.stringify(require.resolve('ws'))});
+      const first = require(root);
+      first.Websocket.Thread.accept('here', (dest, ws) => {
+        ws.onmessage = (data) => ws.send('adopted by the first copy: ' + data);
+      });
+      for (const f of Object.keys(require.cache)) {
+        if (f.startsWith(${JSON.stringify(path.join(ROOT, 'lib') + path.sep)}) || f === ${JSON.stringify(path.join(ROOT, 'index.js'))}) delete require.cache[f];
+      }
+      const copy = require(root);
+      if (copy.Websocket.Server === first.Websocket.Server) throw new Error('not a copy');
+      const server = copy.Websocket.Server({ address: '127.0.0.1', port: 0 });
+      server.onconnect = (ws) => ws.post('here');
+      const c = new WebSocket('ws://127.0.0.1:' + server.address().port + '/');
+      c.on('open', () => c.send('x'));
+      c.on('message', (data) => {
+        console.log(String(data));
+        c.close();
+        server.close();
+      });
+    `;
+    const r = await runNode(code, { ms: 8000 });
+    assert.equal(r.timedOut, false, `child hung; stderr: ${r.stderr}`);
+    assert.equal(r.stdout.trim(), 'adopted by the first copy: x', r.stderr);
+    assert.equal(r.code, 0, r.stderr);
+  });
+});
+
+test.describe('Jest', () => {
+  test.it('runs two test files that each load sack, in one process', { timeout: 10 * 60000 }, async (t) => {
+    let dir;
+    try {
+      dir = await ensureNpmPackage({ name: 'jest', version: JEST_VERSION, dir: JEST_DIR, log: (m) => t.diagnostic(m) });
+    } catch (e) {
+      t.skip(`jest unavailable: ${e.message}`);
+      return;
+    }
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-jest-'));
+    t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+    const out = path.join(tmp, 'seen.jsonl');
+    const report = path.join(tmp, 'report.json');
+    const r = await run(
+      process.execPath,
+      [
+        path.join(dir, 'bin', 'jest.js'),
+        '--runInBand',
+        '--ci',
+        '--rootDir',
+        path.join(__dirname, 'jest'),
+        '--config',
+        JSON.stringify({ transform: {}, cacheDirectory: path.join(tmp, 'cache') }),
+        '--json',
+        '--outputFile',
+        report,
+      ],
+      { env: { SACK_JEST_OUT: out }, ms: 120000 },
+    );
+    assert.equal(r.code, 0, `jest failed:\n${r.out}`);
+    const { numTotalTests, numPassedTests, numTotalTestSuites } = JSON.parse(fs.readFileSync(report, 'utf8'));
+    assert.deepEqual({ numTotalTestSuites, numTotalTests, numPassedTests }, { numTotalTestSuites: 2, numTotalTests: 2, numPassedTests: 2 });
+    // What the two files saw (jest/check.js): one process, the second file
+    // with a copy of sack other than the first's.
+    const seen = fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(seen.map((l) => l.file).sort(), ['first', 'second']);
+    assert.equal(seen[0].pid, seen[1].pid);
+    assert.deepEqual(seen.map((l) => [l.copies, l.sameAsFirst]), [[1, true], [2, false]]);
+  });
+});
