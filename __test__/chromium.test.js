@@ -7,8 +7,8 @@
 // Set-up, done by the first test and idempotent (quick once installed):
 // - /usr/bin/chromium (SACK_CHROMIUM overrides): if missing, and we are root
 //   with apt-get, `apt-get update && apt-get install -y chromium`.
-// - playwright-core (SACK_PLAYWRIGHT_VERSION, default below): if it cannot
-//   be required, `npm install` into .cache/playwright/ at the package root
+// - playwright-core (SACK_PLAYWRIGHT_VERSION, default below): if it is not
+//   there, `npm install` into .cache/playwright/ at the package root
 //   (SACK_PLAYWRIGHT_DIR overrides), outside node_modules, without touching
 //   package.json. playwright-core never downloads a browser.
 // SACK_NO_INSTALL=1 forbids both installs. When Chromium or playwright-core

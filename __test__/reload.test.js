@@ -2,7 +2,9 @@
 // sack's JavaScript loaded more than once in one environment, its addon
 // once: what Jest does (every test file gets its modules afresh, native
 // addons come from Node's own require) and what `delete require.cache[…]`
-// does. Every copy must serve its own servers, while the others' go on.
+// does. Every copy must serve its own servers, while the others' go on,
+// and under Jest the objects a test file's handlers get (errors among them)
+// must come from that file's realm: the newest copy dispatches.
 //
 // The Jest test installs jest (SACK_JEST_VERSION, default below) into
 // .cache/jest/ at the package root if it is not there (SACK_JEST_DIR
@@ -15,23 +17,31 @@ const os = require('node:os');
 const http = require('node:http');
 const path = require('node:path');
 
-const { sack, ROOT, HOST, scope, opened, clientMessage, run, runNode, ensureNpmPackage } = require('./helpers.js');
+const { sack, ROOT, HOST, scope, opened, clientMessage, withTimeout, run, runNode, ensureNpmPackage } = require('./helpers.js');
 
 const JEST_DIR = process.env.SACK_JEST_DIR || path.join(ROOT, '.cache', 'jest');
 const JEST_VERSION = process.env.SACK_JEST_VERSION || '29.7.0';
 
-/** A fresh copy of sack's JavaScript (index.js and lib/); the addon stays. */
-function freshCopy() {
-  const lib = path.join(ROOT, 'lib') + path.sep;
+const LIB = path.join(ROOT, 'lib') + path.sep;
+const INDEX = path.join(ROOT, 'index.js');
+
+/** Forgets sack's JavaScript (index.js, lib/): the next require loads it
+ * afresh; the addon stays. Also run in a child, from its source. */
+const forget = (lib, index) => {
   for (const file of Object.keys(require.cache)) {
-    if (file.startsWith(lib) || file === path.join(ROOT, 'index.js')) delete require.cache[file];
+    if (file.startsWith(lib) || file === index) delete require.cache[file];
   }
+};
+
+/** A fresh copy of sack's JavaScript. */
+function freshCopy() {
+  forget(LIB, INDEX);
   return require(ROOT);
 }
 
 /** GET `pathname` on a fresh connection: { status, headers, body }. */
 function get(port, pathname) {
-  return new Promise((resolve, reject) => {
+  const got = new Promise((resolve, reject) => {
     const req = http.get({ host: HOST, port, path: pathname, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
@@ -40,6 +50,7 @@ function get(port, pathname) {
     });
     req.on('error', reject);
   });
+  return withTimeout(got, 3000, `GET ${pathname}`);
 }
 
 test.describe('two copies of the JavaScript in one environment', () => {
@@ -98,16 +109,20 @@ test.describe('two copies of the JavaScript in one environment', () => {
       const root = ${JSON.stringify(ROOT)};
       const WebSocket = require(${JSON.stringify(require.resolve('ws'))});
       const first = require(root);
+      let posted;
       first.Websocket.Thread.accept('here', (dest, ws) => {
-        ws.onmessage = (data) => ws.send('adopted by the first copy: ' + data);
+        // The newest copy builds the connection (README: it takes the events).
+        const sameClass = Object.getPrototypeOf(ws) === Object.getPrototypeOf(posted);
+        ws.onmessage = (data) => ws.send('adopted by the first copy: ' + data + ', newest class: ' + sameClass);
       });
-      for (const f of Object.keys(require.cache)) {
-        if (f.startsWith(${JSON.stringify(path.join(ROOT, 'lib') + path.sep)}) || f === ${JSON.stringify(path.join(ROOT, 'index.js'))}) delete require.cache[f];
-      }
+      (${forget})(${JSON.stringify(LIB)}, ${JSON.stringify(INDEX)});
       const copy = require(root);
       if (copy.Websocket.Server === first.Websocket.Server) throw new Error('not a copy');
       const server = copy.Websocket.Server({ address: '127.0.0.1', port: 0 });
-      server.onconnect = (ws) => ws.post('here');
+      server.onconnect = (ws) => {
+        posted = ws;
+        ws.post('here');
+      };
       const c = new WebSocket('ws://127.0.0.1:' + server.address().port + '/');
       c.on('open', () => c.send('x'));
       c.on('message', (data) => {
@@ -118,7 +133,7 @@ test.describe('two copies of the JavaScript in one environment', () => {
     `;
     const r = await runNode(code, { ms: 8000 });
     assert.equal(r.timedOut, false, `child hung; stderr: ${r.stderr}`);
-    assert.equal(r.stdout.trim(), 'adopted by the first copy: x', r.stderr);
+    assert.equal(r.stdout.trim(), 'adopted by the first copy: x, newest class: true', r.stderr);
     assert.equal(r.code, 0, r.stderr);
   });
 });

@@ -165,13 +165,9 @@ const REASON = 1 << 13; // `reason` is a string
 const TEXT_BODY = 1 << 14; // `body` is a string
 const BINARY_BODY = 1 << 15; // `body` is an ArrayBuffer or a view
 
-// The header block last given to respond() is `registry.sentBlock`: the
-// native side keeps it, and SAME_HEAD asks for it again instead of a
-// string to read and convert. Both are per environment (a worker has its
-// own registry), shared by every copy of this module in one.
-
 // Queues part of `res` (the head with the first part); `body` as checkBody
-// returns it.
+// returns it. SAME_HEAD asks for the block last given, which the native
+// side keeps per environment, as `registry.sentBlock` is (not per copy).
 function send(res, last, body) {
   let code = last ? LAST : 0;
   let block;

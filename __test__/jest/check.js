@@ -25,6 +25,16 @@ function get(port, path) {
   });
 }
 
+/** Sends a text frame that is not UTF-8; resolves with the close code. */
+function badText(port) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+    ws.on('open', () => ws.send(Buffer.from([0x68, 0xff]), { binary: false }));
+    ws.on('close', (code) => resolve(code));
+    ws.on('error', reject);
+  });
+}
+
 function echo(port, text) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
@@ -52,14 +62,22 @@ async function check(file) {
     res.setHeader('X-File', file);
     res.end(`${file} ${req.url}`);
   };
+  const errors = [];
   server.onconnect = (ws) => {
     ws.onmessage = (data) => ws.send(`${file} ${data}`);
+    ws.onerror = (err) => errors.push(err);
   };
   const { port } = server.address();
   try {
     const r = await get(port, '/one');
     expect(r).toEqual({ status: 200, tag: file, body: `${file} /one` });
     expect(await echo(port, 'hi')).toBe(`${file} hi`);
+    // An error event's object comes from the copy that dispatches it: it
+    // must be this file's (Jest runs each in a realm of its own).
+    expect(await badText(port)).toBe(1007);
+    expect(errors).toHaveLength(1);
+    expect(errors[0].code).toBe('WS_ERR_INVALID_UTF8');
+    expect(errors[0]).toBeInstanceOf(Error);
   } finally {
     await new Promise((resolve) => {
       server.onclose = resolve;
