@@ -136,6 +136,50 @@ test.describe('two copies of the JavaScript in one environment', () => {
     assert.equal(r.stdout.trim(), 'adopted by the first copy: x, newest class: true', r.stderr);
     assert.equal(r.code, 0, r.stderr);
   });
+
+  test.it('the addon loaded again too: both serve keep-alive HTTP on the JS thread', async () => {
+    // Clearing the addon from require.cache as well makes Node load it
+    // again, as an environment of its own on the same thread, with an HTTP
+    // lane of its own. In a child: that cannot be undone.
+    const code = `
+      const http = require('node:http');
+      const root = ${JSON.stringify(ROOT)};
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const get = (port, path) => new Promise((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve(body));
+        });
+        req.on('error', reject);
+      });
+      const load = (name) => {
+        for (const f of Object.keys(require.cache)) if (f.startsWith(root)) delete require.cache[f];
+        const server = require(root).Websocket.Server({ address: '127.0.0.1', port: 0 });
+        server.onrequest = (req, res) => res.end(name + req.url);
+        return server;
+      };
+      (async () => {
+        const a = load('a');
+        const b = load('b');
+        const got = [];
+        for (let i = 0; i < 4; i++) got.push(await get(a.address().port, '/' + i), await get(b.address().port, '/' + i));
+        console.log(got.join(' '));
+        console.log('lane', a._native.laneConnections(), b._native.laneConnections());
+        agent.destroy();
+        a.close();
+        b.close();
+      })();
+    `;
+    const r = await runNode(code, { ms: 8000 });
+    assert.equal(r.timedOut, false, `child hung; stdout: ${r.stdout} stderr: ${r.stderr}`);
+    const [got, lane] = r.stdout.trim().split('\n');
+    assert.equal(got, 'a/0 b/0 a/1 b/1 a/2 b/2 a/3 b/3', r.stderr);
+    // One kept-alive connection each, served by its own environment's lane
+    // where there is one (Linux).
+    if (process.platform === 'linux' && process.env.SACK_HTTP_LANE !== '0') assert.equal(lane, 'lane 1 1');
+    assert.equal(r.code, 0, r.stderr);
+  });
 });
 
 test.describe('Jest', () => {

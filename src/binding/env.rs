@@ -201,8 +201,8 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         response_text: RefCell::default(),
         request_text: Cell::default(),
     }));
-    if state.lane.is_some() {
-        super::lane::Lane::bind(state);
+    if let Some(lane) = state.lane.as_ref() {
+        lane.bind(state);
         state.sink.enable_lane(true);
     }
     let state_ptr: *const EnvState = state;

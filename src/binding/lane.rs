@@ -105,22 +105,40 @@ fn uv() -> Option<&'static Uv> {
     .as_ref()
 }
 
-/// A zeroed libuv handle of `kind`, freed by [`free_handle`] (a close
-/// callback). Every handle starts with its `void *data`.
+/// Bytes in front of every handle the lane allocates. They hold the
+/// handle's owner, the environment whose lane it serves, so libuv's
+/// callbacks find their lane even where one thread has two: the addon
+/// loaded again (with `require.cache` cleared) is an environment of its own.
+const HEADER: usize = 16;
+
+/// A zeroed libuv handle of `kind` with no owner yet, freed by
+/// [`free_poll`] (a close callback). Every handle starts with its
+/// `void *data`.
 fn alloc_handle(uv: &Uv, kind: c_int) -> *mut c_void {
     // SAFETY: plain query.
     let size = unsafe { (uv.handle_size)(kind) };
     let layout = handle_layout(size);
     // SAFETY: the layout is not zero-sized.
-    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut c_void;
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
     if p.is_null() {
         std::alloc::handle_alloc_error(layout);
     }
-    p
+    // SAFETY: HEADER is within the allocation, and keeps its alignment.
+    unsafe { p.add(HEADER) as *mut c_void }
 }
 
 fn handle_layout(size: usize) -> Layout {
-    Layout::from_size_align(size.max(64) + 16, 16).unwrap_or(Layout::new::<[u128; 32]>())
+    Layout::from_size_align(HEADER + size.max(64), 16).unwrap_or(Layout::new::<[u128; 32]>())
+}
+
+fn set_owner(h: *mut c_void, state: *const EnvState) {
+    // SAFETY: `h` came from `alloc_handle`, whose header is ours.
+    unsafe { *((h as *mut u8).sub(HEADER) as *mut *const EnvState) = state };
+}
+
+fn owner_of(h: *mut c_void) -> *const EnvState {
+    // SAFETY: as in `set_owner`.
+    unsafe { *((h as *const u8).sub(HEADER) as *const *const EnvState) }
 }
 
 /// Frees a poll handle from `alloc_handle`: the close callback of poll
@@ -131,7 +149,7 @@ unsafe extern "C" fn free_poll(h: *mut c_void) {
         // done with it (closed, or never initialized).
         unsafe {
             let size = (uv.handle_size)(UV_POLL);
-            std::alloc::dealloc(h as *mut u8, handle_layout(size));
+            std::alloc::dealloc((h as *mut u8).sub(HEADER), handle_layout(size));
         }
     }
 }
@@ -144,12 +162,6 @@ fn set_data(h: *mut c_void, data: usize) {
 fn data_of(h: *mut c_void) -> usize {
     // SAFETY: as in `set_data`.
     unsafe { *(h as *const usize) }
-}
-
-thread_local! {
-    /// The environment of this thread (one per thread: the main one or a
-    /// worker's), for libuv's callbacks.
-    static ENV: Cell<*const EnvState> = const { Cell::new(ptr::null()) };
 }
 
 /// Connections whose response ended after its handler returned: woken from
@@ -220,6 +232,8 @@ pub struct Lane {
     async_ctx: sys::napi_async_context,
     resource: sys::napi_ref,
     closed: Cell<bool>,
+    /// The environment holding this lane (`bind`), null until then.
+    owner: Cell<*const EnvState>,
 }
 
 impl Lane {
@@ -296,14 +310,18 @@ impl Lane {
                 async_ctx,
                 resource: resource_ref,
                 closed: Cell::new(false),
+                owner: Cell::new(ptr::null()),
             })
         }
     }
 
-    /// Makes `state` the environment whose lane libuv's callbacks on this
-    /// thread serve.
-    pub fn bind(state: &'static EnvState) {
-        ENV.with(|e| e.set(state));
+    /// Makes `state`, which holds this lane, the owner of its handles, as
+    /// libuv's callbacks find it.
+    pub fn bind(&self, state: &'static EnvState) {
+        self.owner.set(state);
+        for h in [self.check, self.timer, self.woken.handle as *mut c_void] {
+            set_owner(h, state);
+        }
     }
 
     /// Takes a connection the engine moved here (`Event::HttpLane`).
@@ -327,6 +345,7 @@ impl Lane {
         let key = self.next_key.get();
         self.next_key.set(key + 1);
         set_data(poll, key as usize);
+        set_owner(poll, self.owner.get());
         let waker = Waker::from(Arc::new(LaneWake {
             key,
             woken: self.woken.clone(),
@@ -595,9 +614,9 @@ impl Lane {
     }
 }
 
-/// Runs `f` with this thread's lane, keeping panics out of libuv.
-fn with_lane(f: impl FnOnce(&'static EnvState, &Lane)) {
-    let p = ENV.with(Cell::get);
+/// Runs `f` with the lane of handle `h`, keeping panics out of libuv.
+fn with_lane(h: *mut c_void, f: impl FnOnce(&'static EnvState, &Lane)) {
+    let p = owner_of(h);
     if p.is_null() {
         return;
     }
@@ -617,15 +636,17 @@ fn with_lane(f: impl FnOnce(&'static EnvState, &Lane)) {
 
 unsafe extern "C" fn on_poll(h: *mut c_void, status: c_int, events: c_int) {
     let key = data_of(h) as u64;
-    with_lane(|_, lane| lane.mark(key, if status < 0 { -1 } else { events }));
+    with_lane(h, |_, lane| {
+        lane.mark(key, if status < 0 { -1 } else { events })
+    });
 }
 
-unsafe extern "C" fn on_check(_: *mut c_void) {
-    with_lane(|state, lane| lane.run(state));
+unsafe extern "C" fn on_check(h: *mut c_void) {
+    with_lane(h, |state, lane| lane.run(state));
 }
 
-unsafe extern "C" fn on_async(_: *mut c_void) {
-    with_lane(|_, lane| {
+unsafe extern "C" fn on_async(h: *mut c_void) {
+    with_lane(h, |_, lane| {
         let keys = {
             let mut g = lane.woken.keys.lock().unwrap_or_else(|e| e.into_inner());
             g.as_mut().map(std::mem::take).unwrap_or_default()
@@ -636,6 +657,6 @@ unsafe extern "C" fn on_async(_: *mut c_void) {
     });
 }
 
-unsafe extern "C" fn on_sweep(_: *mut c_void) {
-    with_lane(|_, lane| lane.sweep());
+unsafe extern "C" fn on_sweep(h: *mut c_void) {
+    with_lane(h, |_, lane| lane.sweep());
 }
