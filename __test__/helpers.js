@@ -4,6 +4,7 @@
 // frames by hand, HTTP response parsing and child Node processes.
 
 const net = require('node:net');
+const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
@@ -548,6 +549,39 @@ function record(ws) {
   return log;
 }
 
+/** A Node `http` request; resolves with the response and its body. */
+function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent = false, ms = 3000, setup } = {}) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: HOST, port, method, path: p, headers, agent }, (res) => {
+        const parts = [];
+        res.on('data', (d) => parts.push(d));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode,
+            reason: res.statusMessage,
+            headers: res.headers,
+            rawHeaders: res.rawHeaders,
+            httpVersion: res.httpVersion,
+            body: Buffer.concat(parts),
+            text: Buffer.concat(parts).toString('utf8'),
+            socket: req.socket,
+            events: req.sackEvents,
+          }),
+        );
+        res.on('error', reject);
+      });
+      req.sackEvents = [];
+      req.on('error', reject);
+      if (setup) setup(req);
+      else if (body !== undefined) req.end(body);
+      else req.end();
+    }),
+    ms,
+    `http ${method} ${p}`,
+  );
+}
+
 /** Runs a command; resolves { code, out } (stdout and stderr, tail). */
 function run(cmd, args, { env, ms }) {
   return new Promise((resolve) => {
@@ -644,6 +678,7 @@ module.exports = {
   RawClient,
   rawExchange,
   runNode,
+  request,
   run,
   ensureNpmPackage,
 };

@@ -29,7 +29,7 @@ const ROOT = path.join(__dirname, '..');
 // ---------------------------------------------------------------------------
 // Helpers
 
-const { delay, withTimeout, nextEvent } = require('./helpers.js');
+const { delay, withTimeout, nextEvent, request } = require('./helpers.js');
 
 async function closeServer(server) {
   if (server.readyState === 3) return;
@@ -261,39 +261,6 @@ async function rawOnce(t, port, request, { head = false, close = false } = {}) {
   const res = await raw.response({ head });
   if (close) await raw.end();
   return { raw, res };
-}
-
-/** A Node `http` request; resolves with the response and its body. */
-function request(port, { method = 'GET', path: p = '/', headers = {}, body, agent = false, ms = 3000, setup } = {}) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const req = http.request({ host: HOST, port, method, path: p, headers, agent }, (res) => {
-        const parts = [];
-        res.on('data', (d) => parts.push(d));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode,
-            reason: res.statusMessage,
-            headers: res.headers,
-            rawHeaders: res.rawHeaders,
-            httpVersion: res.httpVersion,
-            body: Buffer.concat(parts),
-            text: Buffer.concat(parts).toString('utf8'),
-            socket: req.socket,
-            events: req.sackEvents,
-          }),
-        );
-        res.on('error', reject);
-      });
-      req.sackEvents = [];
-      req.on('error', reject);
-      if (setup) setup(req);
-      else if (body !== undefined) req.end(body);
-      else req.end();
-    }),
-    ms,
-    `http ${method} ${p}`,
-  );
 }
 
 /** Runs curl; resolves with { code, stdout, stderr } (never rejects on exit code). */

@@ -14,10 +14,9 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
-const http = require('node:http');
 const path = require('node:path');
 
-const { sack, ROOT, HOST, scope, opened, clientMessage, withTimeout, run, runNode, ensureNpmPackage } = require('./helpers.js');
+const { sack, ROOT, HOST, scope, opened, clientMessage, request, run, runNode, ensureNpmPackage } = require('./helpers.js');
 
 const JEST_DIR = process.env.SACK_JEST_DIR || path.join(ROOT, '.cache', 'jest');
 const JEST_VERSION = process.env.SACK_JEST_VERSION || '29.7.0';
@@ -37,20 +36,6 @@ const forget = (lib, index) => {
 function freshCopy() {
   forget(LIB, INDEX);
   return require(ROOT);
-}
-
-/** GET `pathname` on a fresh connection: { status, headers, body }. */
-function get(port, pathname) {
-  const got = new Promise((resolve, reject) => {
-    const req = http.get({ host: HOST, port, path: pathname, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-  });
-  return withTimeout(got, 3000, `GET ${pathname}`);
 }
 
 test.describe('two copies of the JavaScript in one environment', () => {
@@ -75,9 +60,9 @@ test.describe('two copies of the JavaScript in one environment', () => {
     });
     for (let round = 0; round < 3; round++) {
       for (const i of [0, 1]) {
-        const r = await get(servers[i].address().port, `/r${round}`);
+        const r = await request(servers[i].address().port, { path: `/r${round}` });
         assert.equal(r.status, 200);
-        assert.equal(r.body, `copy ${i} /r${round}`);
+        assert.equal(r.text, `copy ${i} /r${round}`);
         assert.equal(r.headers['x-copy'], String(i));
         assert.equal(r.headers['cache-control'], i === 1 ? 'no-store' : undefined);
       }
@@ -98,8 +83,8 @@ test.describe('two copies of the JavaScript in one environment', () => {
     const third = freshCopy();
     const server = s.track(third.Websocket.Server({ address: HOST, port: 0 }));
     server.onrequest = (req, res) => res.end('third');
-    assert.equal((await get(server.address().port, '/')).body, 'third');
-    assert.equal((await get(first.address().port, '/')).body, 'first');
+    assert.equal((await request(server.address().port)).text, 'third');
+    assert.equal((await request(first.address().port)).text, 'first');
   });
 
   test.it('Thread.accept of one copy takes a connection another copy posts', async () => {
@@ -142,8 +127,7 @@ test.describe('two copies of the JavaScript in one environment', () => {
     // again, as an environment of its own on the same thread, with an HTTP
     // lane of its own. In a child: that cannot be undone.
     const code = `
-      const http = require('node:http');
-      const root = ${JSON.stringify(ROOT)};
+            const root = ${JSON.stringify(ROOT)};
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
       const get = (port, path) => new Promise((resolve, reject) => {
         const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {

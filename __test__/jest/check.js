@@ -4,26 +4,14 @@
 // modules, while the addon is loaded once for the whole process.
 
 const fs = require('node:fs');
-const http = require('node:http');
 const WebSocket = require('ws');
 const sack = require('../..');
 const native = require('../../native.js');
+const { request } = require('../helpers.js');
 
 // Kept on the addon's exports, which Jest does not load again: the copies
 // of sack the test files had, in the order they ran.
 const SEEN = Symbol.for('sack.test.jest-copies');
-
-function get(port, path) {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode, tag: res.headers['x-file'], body }));
-    });
-    req.on('error', reject);
-  });
-}
 
 /** Sends a text frame that is not UTF-8; resolves with the close code. */
 function badText(port) {
@@ -69,8 +57,8 @@ async function check(file) {
   };
   const { port } = server.address();
   try {
-    const r = await get(port, '/one');
-    expect(r).toEqual({ status: 200, tag: file, body: `${file} /one` });
+    const r = await request(port, { path: '/one' });
+    expect([r.status, r.headers['x-file'], r.text]).toEqual([200, file, `${file} /one`]);
     expect(await echo(port, 'hi')).toBe(`${file} hi`);
     // An error event's object comes from the copy that dispatches it: it
     // must be this file's (Jest runs each in a realm of its own).
