@@ -566,8 +566,8 @@ test.describe('res', () => {
   });
 
   test.it('the same headers on response after response, then others, then the same again: every head is right', async (t) => {
-    // The native side keeps the last header block; JS sends `true` for
-    // "the same again". A response whose client left still counts.
+    // The native side keeps the last header block; JS asks for it again
+    // with the SAME_HEAD flag. A response whose client left still counts.
     const late = [];
     const server = serve(t, {}, (req, res) => {
       if (req.url === '/late') {
