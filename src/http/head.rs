@@ -225,6 +225,9 @@ fn pooled(cap: usize) -> String {
 /// Lays a head out in its one string.
 struct Builder {
     head: RequestHead,
+    /// `Host` lines seen (saturating), and whether every value was valid.
+    hosts: u8,
+    hosts_valid: bool,
 }
 
 impl Builder {
@@ -245,6 +248,8 @@ impl Builder {
                 known: 0,
                 minor,
             },
+            hosts: 0,
+            hosts_valid: true,
         }
     }
 
@@ -253,6 +258,10 @@ impl Builder {
         let at = text.len();
         push_latin1(text, name);
         self.head.known |= known_bit(&text[at..]);
+        if name.len() == 4 && name.eq_ignore_ascii_case(b"host") {
+            self.hosts = self.hosts.saturating_add(1);
+            self.hosts_valid &= is_host_value(value);
+        }
         text.push('\n');
         push_latin1(text, value);
         text.push('\n');
@@ -262,6 +271,44 @@ impl Builder {
     fn finish(self) -> RequestHead {
         self.head
     }
+
+    /// RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
+    /// without `Host`, and to any request with more than one `Host` line or
+    /// an invalid one.
+    fn host_ok(&self) -> bool {
+        self.hosts_valid && self.hosts <= 1 && (self.hosts == 1 || self.head.minor == 0)
+    }
+}
+
+/// Whether `v` can be a `Host` value, `uri-host [":" port]` (RFC 9110
+/// §7.2, RFC 3986 §3.2.2): the characters of a reg-name, an IP literal in
+/// brackets, or an IPv4 address, with the port's colon. Empty is allowed
+/// (a target without an authority). No space, `/`, `?`, `#` or `@`.
+fn is_host_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
 }
 
 /// Why a head was refused, with its status.
@@ -271,12 +318,14 @@ pub enum HeadError {
     Malformed,
     #[error("request header fields too large")]
     TooLarge,
+    #[error("missing, repeated or invalid Host header")]
+    Host,
 }
 
 impl HeadError {
     pub fn status(self) -> u16 {
         match self {
-            HeadError::Malformed => 400,
+            HeadError::Malformed | HeadError::Host => 400,
             HeadError::TooLarge => 431,
         }
     }
@@ -304,6 +353,9 @@ pub fn parse_request_head(
             let mut b = Builder::new(method, target, req.version.unwrap_or(1), n);
             for h in req.headers.iter() {
                 b.push(h.name.as_bytes(), h.value);
+            }
+            if !b.host_ok() {
+                return Err(HeadError::Host);
             }
             Ok(Some((b.finish(), n)))
         }
@@ -432,5 +484,38 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(parse_request_head(&many, 1 << 20), Err(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn host_is_required_once_in_http_1_1_and_valid() {
+        let parse = |text: &str| parse_request_head(text.as_bytes(), 1 << 14).map(|h| h.is_some());
+        for ok in [
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nhOsT: example.com:8080\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            // Whitespace around the value is not part of it (RFC 9112 §5).
+            "GET / HTTP/1.1\r\nHost: \ta \t\r\n\r\n",
+            // An empty value: a target without an authority (RFC 9112 §3.2).
+            "GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            // HTTP/1.0 clients may leave it out.
+            "GET / HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(parse(ok), Ok(true), "{ok:?}");
+        }
+        for bad in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nX-Host: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a\r\nHOST: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        ] {
+            assert_eq!(parse(bad), Err(HeadError::Host), "{bad:?}");
+        }
+        assert_eq!(HeadError::Host.status(), 400);
+        // Incomplete is still incomplete, whatever the lines so far hold.
+        assert_eq!(parse("GET / HTTP/1.1\r\nX: 1\r\n"), Ok(false));
     }
 }
