@@ -304,13 +304,16 @@ function runNode(code, ms = 10000) {
   });
 }
 
-// RFC 9110 §15 reason phrases.
+// Reason phrases of RFC 9110 §15 and of other registered codes (IANA).
 const REASONS = {
   200: 'OK',
   201: 'Created',
   202: 'Accepted',
   204: 'No Content',
   206: 'Partial Content',
+  207: 'Multi-Status',
+  208: 'Already Reported',
+  226: 'IM Used',
   301: 'Moved Permanently',
   302: 'Found',
   303: 'See Other',
@@ -328,6 +331,8 @@ const REASONS = {
   413: 'Content Too Large',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
+  423: 'Locked',
+  424: 'Failed Dependency',
   426: 'Upgrade Required',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
@@ -336,6 +341,8 @@ const REASONS = {
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
+  507: 'Insufficient Storage',
+  511: 'Network Authentication Required',
 };
 
 // ---------------------------------------------------------------------------
@@ -795,7 +802,7 @@ test.describe('res', () => {
     assert.equal(c.headers['transfer-encoding'], 'chunked');
   });
 
-  test.it('correct reason phrases (RFC 9110) for the standard codes', async (t) => {
+  test.it('correct reason phrases (RFC 9110 and the IANA registry) for the standard codes', async (t) => {
     const server = serve(t, {}, (req, res) => {
       res.statusCode = Number(req.url.slice(1));
       res.end();
@@ -945,7 +952,8 @@ test.describe('HTTP/1.1 semantics', () => {
       seen.push([req.method, req.url, req.content]);
       res.end(`${req.method} ${req.url}`);
     });
-    const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'PROPFIND', 'PURGE'];
+    // CONNECT last: the connection closes after its answer (see below).
+    const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH', 'PROPFIND', 'PURGE', 'CONNECT'];
     const raw = await Raw.connect(t, portOf(server));
     for (const m of methods) {
       const target = m === 'CONNECT' ? 'example.test:443' : m === 'OPTIONS' ? '*' : `/${m.toLowerCase()}`;
@@ -962,6 +970,33 @@ test.describe('HTTP/1.1 semantics', () => {
     assert.equal(seen.find((s) => s[0] === 'PATCH')[2], 'data');
     assert.equal(seen.find((s) => s[0] === 'CONNECT')[1], 'example.test:443');
     assert.equal(seen.find((s) => s[0] === 'OPTIONS')[1], '*');
+  });
+
+  test.it('CONNECT: the handler answers, then the connection closes (a 2xx would make it a tunnel, which sack does not make)', async (t) => {
+    const server = serve(t, {}, (req, res) => res.end('no tunnel'));
+    const raw = await Raw.connect(t, portOf(server));
+    // A pipelined request after it is not read as HTTP.
+    raw.write('CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n');
+    const wire = await raw.end();
+    const res = parseResponse(wire, { ended: true });
+    assert.equal(res.status, 200);
+    assert.equal(res.text, 'no tunnel');
+    assert.match(res.header('connection'), /close/i);
+    assert.equal((wire.toString('latin1').match(/HTTP\/1\.1 /g) || []).length, 1, 'one response only');
+  });
+
+  test.it('a 1xx given as the final status: no body, and the connection closes (the client still waits for a final response)', async (t) => {
+    const server = serve(t, {}, (req, res) => {
+      res.writeHead(req.url === '/early' ? 103 : 200);
+      res.end('body');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /early HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n');
+    const wire = (await raw.end()).toString('latin1');
+    assert.match(wire, /^HTTP\/1\.1 103 Early Hints\r\n/);
+    assert.match(wire, /\r\nConnection: close\r\n/);
+    assert.ok(wire.endsWith('\r\n\r\n'), `no body; got ${JSON.stringify(wire)}`);
+    assert.doesNotMatch(wire, /200 OK/, 'the next request is not answered');
   });
 
   test.it('keep-alive: HTTP/1.1 by default, one connection for many requests', async (t) => {

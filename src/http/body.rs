@@ -126,8 +126,13 @@ pub fn body_kind(head: &RequestHead) -> Result<BodyKind, BodyError> {
 ///
 /// Also no when the framing is suspect: Transfer-Encoding together with
 /// Content-Length (§6.3, item 3: "MUST close the connection after
-/// responding") or Transfer-Encoding in HTTP/1.0 (§6.1).
+/// responding") or Transfer-Encoding in HTTP/1.0 (§6.1). And no after
+/// CONNECT: a 2xx answer turns the connection into a tunnel (§6.3, item
+/// 2), which sack does not make, so the bytes after it are not HTTP.
 pub fn keep_alive(head: &RequestHead) -> bool {
+    if head.method() == "CONNECT" {
+        return false;
+    }
     let (mut close, mut keep) = (false, false);
     for token in head.field(Field::Connection).flat_map(list_elements) {
         if token.eq_ignore_ascii_case("close") {
@@ -574,6 +579,11 @@ mod tests {
                 "1.{minor} {headers:?}"
             );
         }
+        // CONNECT: a 2xx answer would make the connection a tunnel.
+        let connect = |m: &str| keep_alive(&RequestHead::new(m, "a:443", 1, &[("Host", "a:443")]));
+        assert!(!connect("CONNECT"));
+        // Methods are case-sensitive: `connect` is some other method.
+        assert!(connect("connect"));
     }
 
     #[test]

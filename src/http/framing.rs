@@ -426,7 +426,9 @@ fn build<N: AsRef<str>, V: AsRef<str>>(
     };
     let chunked = send_body && length.is_none() && req.minor >= 1;
     let delimited = !send_body || length.is_some() || chunked;
-    let keep_alive = req.keep_alive && !user_close && delimited;
+    // A 1xx given as the final answer leaves the client waiting for one:
+    // the next response on the connection would be taken for it.
+    let keep_alive = req.keep_alive && !user_close && delimited && !informational;
 
     if let (false, false, Some(date)) = (has_date, informational, date) {
         out.extend_from_slice(b"Date: ");
@@ -841,12 +843,14 @@ mod tests {
                 None,
                 (None, false, true, false),
             ),
+            // A 1xx as the final answer: no body, and the connection closes
+            // (the client still waits for a final response).
             (
                 req(1, false, true),
                 103,
                 Some("5"),
                 Some(0),
-                (None, false, true, false),
+                (None, false, false, false),
             ),
             // 205: Content-Length: 0.
             (

@@ -1,10 +1,14 @@
 //! Response framing.
 
-/// The standard reason phrase for a status (RFC 9110 §15), or "Unknown".
+/// The standard reason phrase for a status, or "Unknown": RFC 9110 §15
+/// and the other codes of IANA's HTTP Status Code Registry (WebDAV's,
+/// RFC 6585's, 103 Early Hints of RFC 8297, …), as Node's `STATUS_CODES`.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
@@ -12,11 +16,15 @@ pub fn reason_phrase(status: u16) -> &'static str {
         204 => "No Content",
         205 => "Reset Content",
         206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
         300 => "Multiple Choices",
         301 => "Moved Permanently",
         302 => "Found",
         303 => "See Other",
         304 => "Not Modified",
+        305 => "Use Proxy",
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
@@ -40,6 +48,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         418 => "I'm a Teapot",
         421 => "Misdirected Request",
         422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
         425 => "Too Early",
         426 => "Upgrade Required",
         428 => "Precondition Required",
@@ -52,6 +62,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
         _ => "Unknown",
     }
 }
@@ -87,6 +102,20 @@ pub fn closing_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registered_codes_have_their_phrases() {
+        for (code, phrase) in [
+            (103, "Early Hints"),
+            (207, "Multi-Status"),
+            (413, "Content Too Large"),
+            (422, "Unprocessable Content"),
+            (511, "Network Authentication Required"),
+            (299, "Unknown"),
+        ] {
+            assert_eq!(reason_phrase(code), phrase, "{code}");
+        }
+    }
 
     #[test]
     fn closing_response_is_complete() {
