@@ -1449,6 +1449,35 @@ test.describe('bad input', () => {
     }
   });
 
+  test.it('a body that stalls for handshakeTimeout: 408, close, and an ETIMEDOUT error event; a slow body that keeps coming is read', async (t) => {
+    let called = 0;
+    const server = serve(t, { handshakeTimeout: 300 }, (req, res) => {
+      called++;
+      res.end(req.content);
+    });
+    const port = portOf(server);
+    // Pieces 100 ms apart: each gap is under the timeout, the whole is not.
+    const slow = await Raw.connect(t, port);
+    slow.write('POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n');
+    for (const piece of 'hello') {
+      await delay(100);
+      slow.write(piece);
+    }
+    assert.equal((await slow.response()).text, 'hello');
+    const stalled = await Raw.connect(t, port);
+    stalled.write('POST /stalled HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc');
+    const started = Date.now();
+    const res = parseResponse(await stalled.end(3000), { ended: true });
+    assert.ok(Date.now() - started >= 250, 'not before the timeout');
+    assert.equal(res.status, 408);
+    assert.equal(res.reason, 'Request Timeout');
+    assert.match(res.header('connection'), /close/i);
+    assert.equal(called, 1, 'the handler never saw the stalled request');
+    await until(() => server.errors.length === 1, 2000, 'the error event');
+    assert.equal(server.errors[0].error.code, 'ETIMEDOUT');
+    assert.equal(server.errors[0].remotePort, stalled.localPort);
+  });
+
   test.it('a slow head finished within handshakeTimeout is served; an idle keep-alive is closed quietly', async (t) => {
     const server = serve(t, { handshakeTimeout: 400 }, (req, res) => res.end('ok'));
     const raw = await Raw.connect(t, portOf(server));

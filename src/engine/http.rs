@@ -29,8 +29,9 @@ pub(super) enum After {
     Next,
     /// Close it (already answered, or the peer went away).
     Close,
-    /// Answer with this final error response, then close (and report why).
-    Refuse(Vec<u8>, String),
+    /// Answer with this final error response, then close, and report it
+    /// with an error code and message.
+    Refuse(Vec<u8>, &'static str, String),
 }
 
 /// The connection's idle timer: one `Sleep` for its life, never reset on
@@ -83,7 +84,8 @@ impl IdleTimer {
 
 fn refuse(e: crate::http::body::BodyError) -> After {
     let why = e.to_string();
-    After::Refuse(closing_response(e.status(), None, &[], why.as_bytes()), why)
+    let response = closing_response(e.status(), None, &[], why.as_bytes());
+    After::Refuse(response, "HPE_INVALID", why)
 }
 
 /// Reads the body of the request `head` (of framing `kind`), from `buf`
@@ -115,7 +117,19 @@ async fn read_body(
         buf.reserve(16 * 1024);
         match timeout(cfg.handshake_timeout, stream.read_buf(buf)).await {
             Ok(Ok(n)) if n > 0 => {}
-            _ => return Err(After::Close),
+            // The peer went away mid-body: nobody to answer or report to.
+            Ok(Ok(_)) => return Err(After::Close),
+            Ok(Err(e)) => {
+                let code = super::server::error_code(&e);
+                return Err(After::Refuse(Vec::new(), code, e.to_string()));
+            }
+            // No byte of the body for `handshakeTimeout`: 408 (RFC 9110
+            // §15.5.9), as Node's `requestTimeout` answers.
+            Err(_) => {
+                let why = "request body timeout";
+                let response = closing_response(408, None, &[], why.as_bytes());
+                return Err(After::Refuse(response, "ETIMEDOUT", why.into()));
+            }
         }
     }
 }

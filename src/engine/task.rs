@@ -152,8 +152,8 @@ pub(super) async fn run(
                     }
                     After::Next => continue,
                     After::Close => return Box::pin(refuse(stream, b"")).await,
-                    After::Refuse(response, why) => {
-                        server.emit_error(remote, local, "HPE_INVALID", why);
+                    After::Refuse(response, code, why) => {
+                        server.emit_error(remote, local, code, why);
                         return Box::pin(refuse(stream, &response)).await;
                     }
                 }
