@@ -29,8 +29,8 @@ pub(super) enum After {
     Next,
     /// Close it (already answered, or the peer went away).
     Close,
-    /// Answer with this final error response, then close, and report it
-    /// with an error code and message.
+    /// Answer with this final error response (none when empty: the socket
+    /// failed), then close, and report it with an error code and message.
     Refuse(Vec<u8>, &'static str, String),
 }
 
