@@ -44,7 +44,7 @@ export interface ServerOptions {
   maxHeaderSize?: number;
   /** Largest HTTP request body (request handler); larger is answered 413. Default 10 MiB. */
   maxBodySize?: number;
-  /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). Default 10000. */
+  /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). A request body with no byte for as long is answered 408, with the same event. Default 10000. */
   handshakeTimeout?: number;
   /** Milliseconds of silence before an automatic ping (0 = off); when the next interval passes with nothing received, the connection is closed (close event 1006, reason "ping timeout"). Default 0. */
   pingInterval?: number;
@@ -190,7 +190,7 @@ export interface ServerEvents {
   request: [req: HttpRequest, res: HttpResponse];
   /** A low-level (TLS) failure before HTTP. Not raised in this build. */
   lowError: [code: number, socketInfo: SocketInfo, data: unknown];
-  /** A connection failed before it was upgraded (bad request, handshake timeout, reset). */
+  /** A connection failed before it was upgraded (bad request, handshake or body timeout, reset). */
   error: [socketInfo: SocketInfo];
   /** The listener closed and every connection ended. */
   close: [];
