@@ -1,7 +1,7 @@
 // Type definitions for sack: a WebSocket server for Node.js with a Rust engine.
 // The contract these describe: README.md ("API") and shared/docs/INTERFACE.md.
 
-
+import { EventEmitter } from 'node:events';
 
 export type ReadyState = -1 | 0 | 1 | 2 | 3 | 4;
 
@@ -48,7 +48,7 @@ export interface ServerOptions {
   handshakeTimeout?: number;
   /** Milliseconds of silence before an automatic ping (0 = off); when the next interval passes with nothing received, the connection is closed (close event 1006, reason "ping timeout"). Default 0. */
   pingInterval?: number;
-  /** `send()` returns false once this many bytes wait to be written; `drain` fires when it falls back. Default 16 MiB. */
+  /** `send()` (and an HTTP response's `write()`) returns false once this many bytes wait to be written; `drain` fires when it falls back. Default 16 MiB. */
   maxBackpressure?: number;
   /** Open connections allowed at once (0 = no limit); more are answered 503. Default 0. */
   maxConnections?: number;
@@ -259,8 +259,13 @@ export interface HttpRequest {
   readonly connection: ConnectionInfo;
 }
 
-/** The `res` of the `request` event. The head is sent with the first `write()` or `end()`. */
-export interface HttpResponse {
+/**
+ * The `res` of the `request` event. The head is sent with the first `write()` or `end()`.
+ * An EventEmitter: `'drain'` (after `write()` returned false), `'finish'` (after `end()`,
+ * on the next tick), `'close'` (after `'finish'`, or alone when the connection went first),
+ * and what `readable.pipe(res)` needs.
+ */
+export interface HttpResponse extends EventEmitter {
   /** Default 200. Checked when the head goes out: outside 100–999, `write()`/`end()` throw `RangeError` (`ERR_HTTP_INVALID_STATUS_CODE`). */
   statusCode: number;
   statusMessage: string | undefined;
@@ -273,10 +278,19 @@ export interface HttpResponse {
   hasHeader(name: string): boolean;
   removeHeader(name: string): void;
   getHeaders(): Record<string, string | string[]>;
-  /** Sends part of the body (chunked on HTTP/1.1 when no Content-Length was set). */
+  /** True once `end()` was called. */
+  readonly writableEnded: boolean;
+  /**
+   * Sends part of the body (chunked on HTTP/1.1 when no Content-Length was set). Returns
+   * false once the response's queue is over the server's `maxBackpressure` (`'drain'`
+   * follows when it falls back), and when the connection is gone (the part is dropped;
+   * `'close'` follows). Throws `ERR_STREAM_WRITE_AFTER_END` after `end()`.
+   */
   write(chunk: string | ArrayBuffer | ArrayBufferView): boolean;
   /** Ends the response; a body given here with no earlier `write` gets an exact Content-Length. */
   end(body?: string | ArrayBuffer | ArrayBufferView): this;
+  /** Drops the connection unless the response has ended (as Node's `res.destroy()`); `'close'` follows. */
+  destroy(): this;
 }
 
 /** Moving live connections between threads (`worker_threads`). */

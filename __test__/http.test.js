@@ -2196,3 +2196,273 @@ test.describe('curl', { skip: !HAVE_CURL && 'no /usr/bin/curl' }, () => {
     assert.deepEqual({ ...seen.CGI }, { c: '3', a: '1', b: 'two words' });
   });
 });
+
+// A streamed response: backpressure ('drain'), the client going away
+// ('close'), 'finish', and `readable.pipe(res)`, on a connection's first
+// request (an engine task) and on one in the lane (Linux).
+
+const PERIOD = 251;
+// Byte i of a test stream is i % PERIOD; any piece of it is a slice of REF.
+const REF = Buffer.alloc((1 << 20) + PERIOD, 0).map((_, i) => i % PERIOD);
+const piece = (at, n) => REF.subarray(at % PERIOD, (at % PERIOD) + n);
+
+/** A keep-alive agent whose one connection is in the lane (where there is one). */
+async function agentOnLane(t, server) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const before = LANE ? server._native.laneConnections() : 0;
+  for (const p of ['/warm', '/warm2']) await request(portOf(server), { path: p, agent });
+  if (LANE) await until(() => server._native.laneConnections() > before, 2000, 'the connection to move to the lane');
+  return agent;
+}
+
+/**
+ * GET `path` and check the body against the test stream as it arrives;
+ * the client reads nothing for `pauseMs` first (`onPaused` runs at its end).
+ */
+function streamed(port, path, { agent = false, pauseMs = 0, onPaused = () => {}, ms = 20000 } = {}) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      http
+        .get({ host: HOST, port, path, agent }, (res) => {
+          let n = 0;
+          let good = true;
+          res.on('data', (d) => {
+            for (let at = 0; at < d.length; at += 1 << 20) {
+              const part = d.subarray(at, at + (1 << 20));
+              if (good && !part.equals(piece(n + at, part.length))) good = false;
+            }
+            n += d.length;
+          });
+          res.on('end', () => resolve({ status: res.statusCode, bytes: n, good, headers: res.headers }));
+          res.on('error', reject);
+          if (pauseMs > 0) {
+            res.pause();
+            setTimeout(() => {
+              onPaused();
+              res.resume();
+            }, pauseMs);
+          }
+        })
+        .on('error', reject);
+    }),
+    ms,
+    `streamed GET ${path}`,
+  );
+}
+
+test.describe('res as a stream: backpressure, drain, close, finish, pipe', () => {
+  const LIMIT = 256 * 1024;
+  const CHUNK = 64 * 1024;
+  const where = LANE ? ['engine', 'lane'] : ['engine'];
+
+  for (const on of where) {
+    test.it(`write() returns false over maxBackpressure and 'drain' follows; a client that stops reading holds the handler back (${on})`, async (t) => {
+      const TOTAL = 32 * 1024 * 1024;
+      const stats = { sent: 0, falses: 0, drains: 0, ended: false };
+      const server = serve(t, { maxBackpressure: LIMIT }, (req, res) => {
+        if (req.url.startsWith('/warm')) return res.end('ok');
+        const pump = () => {
+          while (stats.sent < TOTAL) {
+            const ok = res.write(piece(stats.sent, CHUNK));
+            stats.sent += CHUNK;
+            if (!ok) {
+              stats.falses++;
+              res.once('drain', () => {
+                stats.drains++;
+                pump();
+              });
+              return;
+            }
+          }
+          stats.ended = true;
+          res.end();
+        };
+        pump();
+      });
+      const agent = on === 'lane' ? await agentOnLane(t, server) : false;
+      let sentWhilePaused = -1;
+      const r = await streamed(portOf(server), '/big', { agent, pauseMs: 300, onPaused: () => (sentWhilePaused = stats.sent) });
+      // While the client read nothing, the handler was held at what the
+      // socket buffers and the queue hold, far from the whole stream.
+      assert.ok(sentWhilePaused > 0 && sentWhilePaused < TOTAL / 2, `sent ${sentWhilePaused} of ${TOTAL} while the client was paused`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['transfer-encoding'], 'chunked');
+      assert.equal(r.bytes, TOTAL);
+      assert.ok(r.good, 'every byte as written');
+      assert.ok(stats.ended);
+      assert.ok(stats.falses > 0);
+      assert.equal(stats.drains, stats.falses, "one 'drain' per false");
+    });
+
+    test.it(`the client goes away mid-stream: 'close' (no 'finish'), and write() returns false from then on (${on})`, async (t) => {
+      const seen = { events: [], afterClose: [], writes: 0 };
+      let closed;
+      const whenClosed = new Promise((resolve) => (closed = resolve));
+      const server = serve(t, {}, (req, res) => {
+        if (req.url.startsWith('/warm') || req.url === '/after') return res.end('ok');
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.on('finish', () => seen.events.push('finish'));
+        res.on('close', () => {
+          seen.events.push('close');
+          clearInterval(timer);
+          // Later parts are dropped, and say so.
+          seen.afterClose.push(res.write('data: late\n\n'));
+          res.end();
+          closed();
+        });
+        const timer = setInterval(() => {
+          seen.writes++;
+          res.write(`data: ${seen.writes}\n\n`);
+        }, 5);
+      });
+      const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      raw.write('GET /events HTTP/1.1\r\nHost: h\r\n\r\n');
+      await raw.wait(() => raw.buf.includes('data: 2\n\n'), 3000, 'two events');
+      raw.socket.destroy();
+      await withTimeout(whenClosed, 5000, "the response's 'close'");
+      await delay(30);
+      assert.deepEqual(seen.events, ['close']);
+      assert.deepEqual(seen.afterClose, [false]);
+      // The server goes on serving.
+      assert.equal((await request(portOf(server), { path: '/after' })).text, 'ok');
+    });
+
+    test.it(`without a 'close' listener, write() still turns false once the client is gone, and a listener added then still hears 'close' (${on})`, async (t) => {
+      let done;
+      const result = new Promise((resolve) => (done = resolve));
+      const server = serve(t, {}, (req, res) => {
+        if (req.url.startsWith('/warm')) return res.end('ok');
+        res.writeHead(200);
+        let n = 0;
+        const timer = setInterval(() => {
+          n++;
+          if (!res.write(`part ${n};`)) {
+            clearInterval(timer);
+            const events = [];
+            res.on('close', () => events.push('close'));
+            setTimeout(() => done({ n, events, again: res.write('x') }), 30);
+          } else if (n > 2000) {
+            clearInterval(timer);
+            done({ n, events: ['never false'] });
+          }
+        }, 2);
+      });
+      const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      raw.write('GET /s HTTP/1.1\r\nHost: h\r\n\r\n');
+      await raw.wait(() => raw.buf.includes('part 2;'), 3000, 'two parts');
+      raw.socket.destroy();
+      const r = await withTimeout(result, 8000, 'write() to turn false');
+      assert.deepEqual(r.events, ['close']);
+      assert.equal(r.again, false);
+    });
+
+    test.it(`a handler waiting for 'drain' when the client goes is let go: the response leaves the registry, later writes return false (${on})`, async (t) => {
+      const registry = require('../lib/registry.js');
+      const state = { res: null, waiting: false, since: 0 };
+      const server = serve(t, { maxBackpressure: LIMIT }, (req, res) => {
+        if (req.url.startsWith('/warm')) return res.end('ok');
+        res.writeHead(200);
+        state.res = res;
+        let sent = 0;
+        // No 'close' listener: only the drains it waits for.
+        const pump = () => {
+          state.waiting = false;
+          while (res.write(piece(sent, CHUNK))) sent += CHUNK;
+          sent += CHUNK;
+          state.waiting = true;
+          state.since = Date.now();
+          res.once('drain', pump);
+        };
+        pump();
+      });
+      const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      raw.socket.pause();
+      raw.write('GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n');
+      // Stuck for good: the socket's buffers are full too.
+      await until(() => state.waiting && Date.now() - state.since > 200, 5000, 'the handler to wait for a drain that does not come');
+      const { res } = state;
+      assert.equal(registry.responses.get(res._id), res);
+      raw.socket.destroy();
+      await until(() => !registry.responses.has(res._id), 5000, 'the response to leave the registry');
+      assert.equal(state.waiting, true, "no 'drain' came");
+      assert.equal(res.write('more'), false);
+    });
+
+    test.it(`'finish' then 'close' after end(), both after end() returns; the response is exact (${on})`, async (t) => {
+      const events = [];
+      const server = serve(t, {}, (req, res) => {
+        if (req.url.startsWith('/warm')) return res.end('ok');
+        res.on('finish', () => events.push('finish'));
+        res.once('close', () => events.push('close'));
+        res.prependListener('close', () => events.push('close (prepended)'));
+        res.setHeader('Content-Type', 'text/plain');
+        res.end('done');
+        events.push('end returned');
+        assert.equal(res.writableEnded, true);
+      });
+      const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      raw.write('GET /f HTTP/1.1\r\nHost: h\r\n\r\n');
+      const r = await raw.response();
+      assert.equal(r.text, 'done');
+      assert.equal(r.header('content-length'), '4');
+      await delay(20);
+      assert.deepEqual(events, ['end returned', 'finish', 'close (prepended)', 'close']);
+      // The connection stays usable.
+      raw.write('GET /warm3 HTTP/1.1\r\nHost: h\r\n\r\n');
+      assert.equal((await raw.response()).text, 'ok');
+    });
+
+    test.it(`readable.pipe(res) streams every byte with backpressure, then 'finish' (${on})`, async (t) => {
+      const { Readable } = require('node:stream');
+      const TOTAL = 8 * 1024 * 1024;
+      const stats = { falses: 0, finished: false };
+      const server = serve(t, { maxBackpressure: LIMIT }, (req, res) => {
+        if (req.url.startsWith('/warm')) return res.end('ok');
+        let at = 0;
+        const src = new Readable({
+          read() {
+            if (at >= TOTAL) return this.push(null);
+            this.push(Buffer.from(piece(at, CHUNK)));
+            at += CHUNK;
+          },
+        });
+        const write = res.write;
+        res.write = function (chunk) {
+          const ok = write.call(this, chunk);
+          if (!ok) stats.falses++;
+          return ok;
+        };
+        res.on('finish', () => (stats.finished = true));
+        res.setHeader('Content-Type', 'application/octet-stream');
+        src.pipe(res);
+      });
+      const agent = on === 'lane' ? await agentOnLane(t, server) : false;
+      const r = await streamed(portOf(server), '/pipe', { agent, pauseMs: 100 });
+      assert.equal(r.bytes, TOTAL);
+      assert.ok(r.good, 'every byte as read from the stream');
+      assert.ok(stats.falses > 0, 'the pipe met backpressure');
+      await delay(20);
+      assert.ok(stats.finished);
+    });
+
+    test.it(`res.destroy() drops the connection mid-response and emits 'close' (${on})`, async (t) => {
+      const events = [];
+      const server = serve(t, {}, (req, res) => {
+        if (req.url.startsWith('/warm')) return res.end('ok');
+        res.on('close', () => events.push('close'));
+        res.write('partial');
+        setTimeout(() => {
+          res.destroy();
+          events.push(`write after destroy: ${res.write('more')}`);
+        }, 20);
+      });
+      const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      raw.write('GET /d HTTP/1.1\r\nHost: h\r\n\r\n');
+      const buf = await raw.end();
+      assert.match(buf.toString('latin1'), /partial\r\n$/, 'no last chunk: the response is cut');
+      await delay(20);
+      assert.deepEqual(events, ['write after destroy: false', 'close']);
+    });
+  }
+});

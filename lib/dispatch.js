@@ -21,6 +21,8 @@ const SERVER_ERROR = 9;
 const SERVER_CLOSE = 10;
 const ADOPT = 11;
 const REQUESTS = 12;
+const RESPONSE_DRAIN = 13;
+const RESPONSE_CLOSE = 14;
 
 // Request groups (src/binding/dispatch.rs, deliver_requests).
 const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
@@ -139,6 +141,12 @@ function dispatch(kind, id, a, b, c, d) {
     case REQUESTS:
       requests(id, a, b, c);
       return;
+    case RESPONSE_DRAIN:
+    case RESPONSE_CLOSE: {
+      const res = registry.responses.get(id);
+      if (res !== undefined) res._notice(kind === RESPONSE_DRAIN);
+      return;
+    }
     case ADOPT:
       adopt(id, a, b, c, d);
       return;

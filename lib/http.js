@@ -1,6 +1,7 @@
 'use strict';
 // The HTTP fallback: `req` and `res` of the `request` event.
 
+const EventEmitter = require('events');
 const { sackError } = require('./errors.js');
 const { parseQuery, headersFromRaw, connectionInfo } = require('./connection.js');
 const registry = require('./registry.js');
@@ -10,6 +11,13 @@ const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 // Native response calls (src/binding/exchange.rs), installed at start-up.
 const fast = registry.fast;
+// Responses waiting for a native notice (lib/dispatch.js delivers them).
+const responses = registry.responses;
+
+// respond()'s and watch()'s results (src/binding/connection.rs, status).
+const OK = 1;
+const FULL = 0;
+const NOT_OPEN = -1;
 
 // An address from the engine (src/binding/dispatch.rs, address_number):
 // IPv4 as ip * 65536 + port, IPv4-mapped IPv6 as -(that) - 1, others as
@@ -168,6 +176,8 @@ const BINARY_BODY = 1 << 15; // `body` is an ArrayBuffer or a view
 // Queues part of `res` (the head with the first part); `body` as checkBody
 // returns it. SAME_HEAD asks for the block last given, which the native
 // side keeps per environment, as `registry.sentBlock` is (not per copy).
+// Returns respond()'s result: undefined when queued, FULL when queued
+// over `maxBackpressure`, NOT_OPEN when the connection is gone.
 function send(res, last, body) {
   let code = last ? LAST : 0;
   let block;
@@ -189,8 +199,27 @@ function send(res, last, body) {
   }
   if (typeof body === 'string') code |= TEXT_BODY;
   else if (body !== undefined) code |= BINARY_BODY;
-  fast.respond(res._id, code, reason, block, body);
+  return fast.respond(res._id, code, reason, block, body);
 }
+
+// `_flags` of a Response.
+const WATCHED = 1; // the native side sends a close notice
+const CLOSED = 2; // 'close' emitted or on its way
+const GONE = 4; // the connection went (or destroy()) before the end
+
+function emitFinish(res) {
+  res.emit('finish');
+  res._close(true);
+}
+
+function emitClose(res) {
+  res.emit('close');
+}
+
+// `res` is an EventEmitter for the few handlers that listen ('close',
+// 'finish', 'drain', and what `readable.pipe(res)` uses), but none of its
+// state exists until the first listener: EventEmitter's methods create it
+// then, so a response nobody listens to costs nothing for it.
 
 class Response {
   constructor(id) {
@@ -202,6 +231,57 @@ class Response {
     this._headers = null;
     this.headersSent = false;
     this.finished = false;
+    this._flags = 0;
+  }
+
+  // Listening for 'close' asks the native side to say when the connection
+  // goes before the response ends (the other events need no asking).
+  on(name, fn) {
+    EventEmitter.prototype.on.call(this, name, fn);
+    if (name === 'close') this._watch();
+    return this;
+  }
+
+  addListener(name, fn) {
+    return this.on(name, fn);
+  }
+
+  prependListener(name, fn) {
+    EventEmitter.prototype.prependListener.call(this, name, fn);
+    if (name === 'close') this._watch();
+    return this;
+  }
+
+  _watch() {
+    if ((this._flags & (WATCHED | CLOSED)) !== 0 || this.finished) return;
+    this._flags |= WATCHED;
+    if (fast.watch(this._id) === OK) {
+      responses.set(this._id, this);
+    } else {
+      this._flags |= GONE;
+      this._close(false);
+    }
+  }
+
+  // The response is over (ended, or its connection gone): 'close', once,
+  // now (`now`) or on the next tick.
+  _close(now) {
+    if ((this._flags & CLOSED) !== 0) return;
+    this._flags |= CLOSED;
+    if ((this._flags & WATCHED) !== 0 || responses.get(this._id) === this) responses.delete(this._id);
+    if (now) this.emit('close');
+    else process.nextTick(emitClose, this);
+  }
+
+  // A native notice (lib/dispatch.js).
+  _notice(drain) {
+    if (drain) {
+      if ((this._flags & WATCHED) === 0) responses.delete(this._id);
+      this.emit('drain');
+    } else {
+      this._flags |= GONE;
+      this._close(true);
+    }
   }
 
   _find(lower) {
@@ -314,19 +394,61 @@ class Response {
 
   // Sends part of the body; without a Content-Length the body is chunked
   // (HTTP/1.1) or ends with the connection (HTTP/1.0).
+  // Returns false when the part took the response's queue over the
+  // server's `maxBackpressure` ('drain' follows when it falls back), and
+  // when the connection is gone (the part is dropped; 'close' follows).
   write(chunk) {
     if (this.finished) throw sackError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'write after end');
-    send(this, false, checkBody(chunk, 'write'));
+    const body = checkBody(chunk, 'write');
+    if ((this._flags & GONE) !== 0) return false;
+    const r = send(this, false, body);
+    if (r === undefined) return true;
+    if (r === FULL) {
+      responses.set(this._id, this);
+      return false;
+    }
+    if (r === NOT_OPEN) {
+      this._flags |= GONE;
+      this._close(false);
+      return false;
+    }
     return true;
   }
 
   // Ends the response; with no earlier write, the body's length is known
-  // and sent as Content-Length.
+  // and sent as Content-Length. 'finish' and 'close' follow on the next
+  // tick (only 'close' if the connection is gone).
   end(body) {
     if (this.finished) return this;
-    send(this, true, checkBody(body, 'end'));
+    body = checkBody(body, 'end');
+    if ((this._flags & GONE) !== 0) {
+      this.finished = true;
+      return this;
+    }
+    // A bad status throws here, leaving the response open for the 500.
+    const r = send(this, true, body);
     this.finished = true;
+    if (r === NOT_OPEN) {
+      this._flags |= GONE;
+      this._close(false);
+    } else if (this._events !== undefined) process.nextTick(emitFinish, this);
+    else if (this._flags !== 0 || responses.get(this._id) === this) responses.delete(this._id);
     return this;
+  }
+
+  // Drops the connection unless the response has ended (as Node's
+  // `res.destroy()` destroys the socket); 'close' follows.
+  destroy() {
+    if (!this.finished && (this._flags & GONE) === 0) {
+      this._flags |= GONE;
+      fast.abort(this._id);
+    }
+    this._close(false);
+    return this;
+  }
+
+  get writableEnded() {
+    return this.finished;
   }
 
   // The handler threw: a 500 if nothing went out yet, else drop the
@@ -338,10 +460,12 @@ class Response {
       this.statusMessage = undefined;
       this.end('Internal Server Error');
     } else if (!this.finished) {
+      this.destroy();
       this.finished = true;
-      fast.abort(this._id);
     }
   }
 }
+
+Object.setPrototypeOf(Response.prototype, EventEmitter.prototype);
 
 module.exports = { Request, Response };

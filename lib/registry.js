@@ -19,6 +19,9 @@ if (native[KEY] === undefined) {
       servers: new Map(),
       conns: new Map(),
       fast: {},
+      // HTTP responses waiting for a native notice (drain, or their
+      // connection going), by exchange id (lib/http.js).
+      responses: new Map(),
       // Thread.accept's callbacks, by token (lib/thread.js).
       receivers: new Map(),
       // The header block last given to the native respond(), which keeps

@@ -10,6 +10,7 @@ use napi::sys;
 use super::connection::NativeConnection;
 use super::env::EnvState;
 use super::js;
+use crate::engine::exchange::Notice;
 use crate::engine::sink::{ConnInfo, Event};
 use std::net::SocketAddr;
 
@@ -28,6 +29,10 @@ pub mod kind {
     pub const ADOPT: f64 = 11.0;
     /// A group of HTTP requests (`deliver_requests`).
     pub const REQUESTS: f64 = 12.0;
+    /// An HTTP response's queue fell back under `maxBackpressure`.
+    pub const RESPONSE_DRAIN: f64 = 13.0;
+    /// An HTTP response's connection went away before it ended.
+    pub const RESPONSE_CLOSE: f64 = 14.0;
 }
 
 /// The threadsafe function's callback, on the environment's JS thread.
@@ -523,6 +528,13 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
             }
             // Delivered in groups by `deliver_requests`.
             Event::Request { exchange, .. } => exchange.abort(),
+            Event::Response { exchange, notice } => {
+                let kind = match notice {
+                    Notice::Drain => RESPONSE_DRAIN,
+                    Notice::Close => RESPONSE_CLOSE,
+                };
+                js::call(env, f, &[n(kind), n(exchange as f64)]);
+            }
             Event::HttpLane { conn } => match state.lane.as_ref() {
                 Some(lane) => lane.adopt(conn),
                 None => conn.hand_back(),

@@ -108,7 +108,9 @@ fn find_fields(block: &mut Vec<u8>, fields: &mut Vec<(u32, u32, u32, u32)>) {
 /// (handlers set the same headers on every response, and it is then
 /// neither read nor converted again). `body`: a string (sent as UTF-8) or
 /// binary. Returns undefined when queued, else a status
-/// (`connection::status`, [`BAD_TYPE`]).
+/// (`connection::status`, [`BAD_TYPE`]): `FULL` when queued and the queue
+/// is over `maxBackpressure` (a drain notice follows), `NOT_OPEN` when the
+/// response has ended or its connection is gone (nothing was queued).
 ///
 /// # Safety
 /// Called by Node with the data pointer given at creation.
@@ -211,23 +213,63 @@ pub unsafe extern "C" fn respond(
             }
         }
         let ex_id = ex.id;
+        // Ended or its connection gone: no later call can use it.
+        let finished = matches!(r, Err(ExchangeError::Ended | ExchangeError::Closed));
         if last {
-            // Refused (not ended): it stays for a later call.
-            if let (Err(e), Some(ex)) = (r, removed) {
-                if e != ExchangeError::Ended {
-                    state.exchanges.borrow_mut().insert(ex_id, ex);
-                }
+            // Refused for another reason: it stays for a later call.
+            if let (Err(_), Some(ex), false) = (r, removed, finished) {
+                state.exchanges.borrow_mut().insert(ex_id, ex);
             }
-        } else if r == Err(ExchangeError::Ended) {
+        } else if finished {
             drop(exchanges);
             state.exchanges.borrow_mut().remove(&ex_id);
         }
         match r {
             // Undefined: no value to make on the usual path.
-            Ok(()) => ptr::null_mut(),
+            Ok(false) => ptr::null_mut(),
+            Ok(true) => js::int(env, status::FULL),
             Err(ExchangeError::HeadSent) => js::int(env, status::ALREADY_DECIDED),
             Err(_) => js::int(env, status::NOT_OPEN),
         }
+    }
+}
+
+/// `watch(id)`: asks for a close notice should the connection of
+/// exchange `id` go before its response ends. Returns `OK`, or `NOT_OPEN`
+/// when it has gone already (or the response has ended): no notice comes.
+///
+/// # Safety
+/// Called by Node with the data pointer given at creation.
+pub unsafe extern "C" fn watch(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: as in `respond`.
+    let (id, state) = unsafe { id_arg(env, info) };
+    let open = state
+        .exchanges
+        .borrow()
+        .get(&id)
+        .is_some_and(|ex| ex.watch());
+    // SAFETY: on the JS thread of `env`.
+    unsafe { js::int(env, if open { status::OK } else { status::NOT_OPEN }) }
+}
+
+/// The exchange id that is a call's one argument, with the environment's
+/// state.
+///
+/// # Safety
+/// As `js::args`.
+unsafe fn id_arg(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> (u64, &'static super::env::EnvState) {
+    // SAFETY: as the caller guarantees; a non-number reads as 0, no exchange.
+    unsafe {
+        let (argv, state) = js::args::<1>(env, info);
+        let mut id = 0f64;
+        sys::napi_get_value_double(env, argv[0], &mut id);
+        (id as u64, state)
     }
 }
 
@@ -242,10 +284,8 @@ pub unsafe extern "C" fn abort(
 ) -> sys::napi_value {
     // SAFETY (whole body): as in `respond`.
     unsafe {
-        let (argv, state) = js::args::<1>(env, info);
-        let mut id = 0f64;
-        sys::napi_get_value_double(env, argv[0], &mut id);
-        let ex = state.exchanges.borrow_mut().remove(&(id as u64));
+        let (id, state) = id_arg(env, info);
+        let ex = state.exchanges.borrow_mut().remove(&id);
         if let Some(ex) = ex {
             ex.abort();
         }

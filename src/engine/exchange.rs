@@ -44,6 +44,20 @@ pub enum ExchangeError {
     NoHead,
     #[error("the response has already ended")]
     Ended,
+    #[error("the connection is gone")]
+    Closed,
+}
+
+/// What JS hears about a response besides its calls' results: only for
+/// the few responses that asked (see [`Exchange::watch`] and `respond`'s
+/// `Ok(true)`), so the common response costs no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The queue fell back under `maxBackpressure` after a part that
+    /// took it over.
+    Drain,
+    /// The connection went away before the response ended.
+    Close,
 }
 
 /// A response head as the handler set it.
@@ -65,6 +79,15 @@ struct Inner {
     keep_alive: bool,
     ended: bool,
     aborted: bool,
+    /// The connection can no longer carry this response (a write failed,
+    /// or the connection was given up): later parts are dropped.
+    closed: bool,
+    /// JS was told the queue is over `maxBackpressure` and waits for a
+    /// [`Notice::Drain`].
+    over: bool,
+    /// JS wants a [`Notice::Close`] if the connection goes first (it
+    /// gets one also while `over`).
+    watched: bool,
     /// The socket, for direct writes; -1 once the task is done with this
     /// exchange (it may close the socket then) or where there is none.
     fd: i32,
@@ -88,6 +111,9 @@ impl Inner {
             keep_alive: false,
             ended: false,
             aborted: false,
+            closed: false,
+            over: false,
+            watched: false,
             fd,
             parked,
             ended_at: None,
@@ -165,9 +191,46 @@ impl Exchange {
         }
     }
 
-    /// The socket is about to close: no more direct writes.
+    /// The socket is about to close: no more direct writes, and a
+    /// response that has not ended never will on this connection.
     pub(super) fn detach(&self) {
-        self.lock().fd = -1;
+        let mut g = self.lock();
+        g.fd = -1;
+        let notice = Self::close_locked(&mut g);
+        drop(g);
+        self.tell(notice);
+    }
+
+    /// Marks the response as one the connection cannot carry; the notice
+    /// JS asked for, if any (sent once the lock is released).
+    fn close_locked(g: &mut Inner) -> Option<Notice> {
+        if g.ended || g.closed {
+            return None;
+        }
+        g.closed = true;
+        g.out = Vec::new();
+        // A handler waiting for a drain must hear that none will come.
+        (g.watched || g.over).then_some(Notice::Close)
+    }
+
+    fn tell(&self, notice: Option<Notice>) {
+        if let Some(notice) = notice {
+            self.server.sink().push(super::sink::Event::Response {
+                exchange: self.id,
+                notice,
+            });
+        }
+    }
+
+    /// JS listens for the connection going first: `false` when it has
+    /// gone already (or the response has ended), so no notice will come.
+    pub fn watch(&self) -> bool {
+        let mut g = self.lock();
+        if g.closed || g.ended {
+            return false;
+        }
+        g.watched = true;
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -180,16 +243,22 @@ impl Exchange {
     /// length is known and becomes the Content-Length (unless the user set
     /// one); a head sent before the last part means a chunked body on
     /// HTTP/1.1, or one that ends with the connection on HTTP/1.0.
+    ///
+    /// `Ok(true)`: the part is queued and the queue is over the server's
+    /// `maxBackpressure`; a [`Notice::Drain`] follows when it falls back.
     pub fn respond(
         &self,
         head: Option<Head<'_>>,
         body_len: usize,
         fill: impl FnOnce(&mut Vec<u8>),
         last: bool,
-    ) -> Result<(), ExchangeError> {
+    ) -> Result<bool, ExchangeError> {
         let mut g = self.lock();
         if g.ended {
             return Err(ExchangeError::Ended);
+        }
+        if g.closed {
+            return Err(ExchangeError::Closed);
         }
         if head.is_none() && !g.head_sent {
             return Err(ExchangeError::NoHead);
@@ -260,10 +329,16 @@ impl Exchange {
             if !self.wake_here {
                 g.ended_at = Some(crate::clock::mono_ms());
             }
-            return Ok(());
+            return Ok(false);
+        }
+        // Counted before the task writes any of it: what JS has handed
+        // over and the client has not taken yet.
+        let over = !last && g.out.len() >= self.server.config.max_backpressure;
+        if over {
+            g.over = true;
         }
         self.wake();
-        Ok(())
+        Ok(over)
     }
 
     fn body(
@@ -349,6 +424,8 @@ impl Exchange {
         g.parked = false;
         if g.aborted {
             g.fd = -1;
+            g.closed = true;
+            g.out = Vec::new();
             return Poll::Ready(None);
         }
         let mut written = 0;
@@ -357,10 +434,16 @@ impl Exchange {
                 Poll::Ready(Ok(n)) if n > 0 => written += n,
                 Poll::Ready(_) => {
                     g.fd = -1;
+                    let notice = Self::close_locked(&mut g);
+                    drop(g);
+                    self.tell(notice);
                     return Poll::Ready(None);
                 }
                 Poll::Pending => {
                     g.out.drain(..written);
+                    let notice = self.drained(&mut g);
+                    drop(g);
+                    self.tell(notice);
                     return Poll::Pending;
                 }
             }
@@ -370,6 +453,7 @@ impl Exchange {
         } else {
             g.out.clear();
         }
+        let notice = self.drained(&mut g);
         if g.ended {
             g.fd = -1;
             return Poll::Ready(Some(Done {
@@ -378,7 +462,20 @@ impl Exchange {
             }));
         }
         g.parked = park;
+        drop(g);
+        self.tell(notice);
         Poll::Pending
+    }
+
+    /// The drain notice, when the queue is back under the limit after JS
+    /// was told it was over (none once the response has ended: nothing
+    /// more will be written to it).
+    fn drained(&self, g: &mut Inner) -> Option<Notice> {
+        if g.over && !g.ended && g.out.len() < self.server.config.max_backpressure {
+            g.over = false;
+            return Some(Notice::Drain);
+        }
+        None
     }
 }
 

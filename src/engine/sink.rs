@@ -85,6 +85,12 @@ pub enum Event {
         remote: SocketAddr,
         local: SocketAddr,
     },
+    /// Something JS asked to hear about an HTTP response
+    /// (`exchange::Notice`).
+    Response {
+        exchange: u64,
+        notice: super::exchange::Notice,
+    },
     /// A keep-alive HTTP connection for this environment's lane.
     HttpLane {
         conn: super::lane::LaneConn,
@@ -113,6 +119,7 @@ impl Event {
             Event::ServerError { .. }
             | Event::ServerClose { .. }
             | Event::Request { .. }
+            | Event::Response { .. }
             | Event::HttpLane { .. } => None,
         }
     }
