@@ -238,8 +238,14 @@ export interface Server {
   set onclose(fn: Handler<ServerEvents['close'], Server> | null);
 }
 
-/** The `req` of the `request` event. */
-export interface HttpRequest {
+/**
+ * The `req` of the `request` event. The body is here whole (`content`, `bytes`); for
+ * handlers written for Node's `http`, `req` is also an EventEmitter: a `'data'` listener
+ * (or `resume()`) brings the body as one `'data'` chunk (a Buffer, a string after
+ * `setEncoding`) and then `'end'`, on the next tick; `for await (const chunk of req)`
+ * works; `'close'` is the response's.
+ */
+export interface HttpRequest extends EventEmitter, AsyncIterable<Buffer | string> {
   readonly method: string;
   /** Path without the query string. */
   readonly url: string;
@@ -257,6 +263,13 @@ export interface HttpRequest {
   /** True for requests that arrived after `disableSSL()` on a TLS port (not in this build). */
   readonly redirect: boolean;
   readonly connection: ConnectionInfo;
+  /** Always true: the whole request was read before the handler. */
+  readonly complete: boolean;
+  /** True once `'end'` was emitted. */
+  readonly readableEnded: boolean;
+  setEncoding(encoding: BufferEncoding): this;
+  resume(): this;
+  pause(): this;
 }
 
 /**

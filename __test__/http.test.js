@@ -2466,3 +2466,64 @@ test.describe('res as a stream: backpressure, drain, close, finish, pipe', () =>
     });
   }
 });
+
+test.describe('req as a stream (for handlers written for Node http)', () => {
+  test.it("'data' (the whole body, once) then 'end'; setEncoding; no body: only 'end'; for await; a listener added later still gets them", async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      if (req.url === '/iter') {
+        (async () => {
+          const parts = [];
+          for await (const c of req) parts.push(c);
+          res.end(`iter ${parts.length} ${Buffer.concat(parts).toString('latin1')}`);
+        })();
+        return;
+      }
+      if (req.url === '/text') req.setEncoding('utf8');
+      const attach = () => {
+        const chunks = [];
+        req.on('data', (c) => chunks.push(c));
+        req.on('end', () => {
+          seen.push({ url: req.url, chunks, ended: req.readableEnded, complete: req.complete });
+          res.end('ok');
+        });
+      };
+      if (req.url === '/later') setTimeout(attach, 20);
+      else attach();
+    });
+    const port = portOf(server);
+    const bin = Buffer.from([0, 1, 2, 0xff, 0xfe]);
+    assert.equal((await request(port, { method: 'POST', path: '/bin', body: bin })).text, 'ok');
+    assert.equal((await request(port, { method: 'POST', path: '/text', body: 'héllo' })).text, 'ok');
+    assert.equal((await request(port, { path: '/none' })).text, 'ok');
+    assert.equal((await request(port, { method: 'PUT', path: '/later', body: 'late' })).text, 'ok');
+    assert.equal((await request(port, { method: 'POST', path: '/iter', body: 'abc' })).text, 'iter 1 abc');
+    const [b, txt, none, later] = seen;
+    assert.equal(b.chunks.length, 1);
+    assert.ok(Buffer.isBuffer(b.chunks[0]));
+    assert.deepEqual(b.chunks[0], bin);
+    assert.deepEqual(txt.chunks, ['héllo']);
+    assert.deepEqual(none.chunks, []);
+    assert.deepEqual(later.chunks.map(String), ['late']);
+    for (const s of seen) assert.deepEqual([s.ended, s.complete], [true, true]);
+  });
+
+  test.it("req.on('close') fires when the client leaves a streamed response (the response's 'close')", async (t) => {
+    let closed;
+    const whenClosed = new Promise((resolve) => (closed = resolve));
+    const server = serve(t, {}, (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      let n = 0;
+      const timer = setInterval(() => res.write(`data: ${++n}\n\n`), 5);
+      req.on('close', function () {
+        clearInterval(timer);
+        closed(this === req);
+      });
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /events HTTP/1.1\r\nHost: h\r\n\r\n');
+    await raw.wait(() => raw.buf.includes('data: 2\n\n'), 3000, 'two events');
+    raw.socket.destroy();
+    assert.equal(await withTimeout(whenClosed, 5000, "the request's 'close'"), true);
+  });
+});

@@ -60,6 +60,74 @@ class Request {
     this._content = undefined;
     this._cgi = undefined;
     this._connection = undefined;
+    // The Response (set by the server), for req's 'close'.
+    this._res = undefined;
+  }
+
+  // The stream face, for handlers written for Node's `http`: the body is
+  // here whole, so 'data' (once, if there is a body) and 'end' follow on
+  // the next tick once a 'data' listener is added or resume() is called;
+  // 'close' is the response's.
+  on(name, fn) {
+    EventEmitter.prototype.on.call(this, name, fn);
+    this._listening(name);
+    return this;
+  }
+
+  addListener(name, fn) {
+    return this.on(name, fn);
+  }
+
+  prependListener(name, fn) {
+    EventEmitter.prototype.prependListener.call(this, name, fn);
+    this._listening(name);
+    return this;
+  }
+
+  _listening(name) {
+    if (name === 'data') {
+      this.resume();
+    } else if (name === 'close' && this._res !== undefined && this._closeForwarded !== true) {
+      this._closeForwarded = true;
+      this._res.on('close', () => this.emit('close'));
+    }
+  }
+
+  resume() {
+    if (this._flowing !== true) {
+      this._flowing = true;
+      process.nextTick(flow, this);
+    }
+    return this;
+  }
+
+  pause() {
+    return this;
+  }
+
+  setEncoding(encoding) {
+    this._encoding = encoding;
+    return this;
+  }
+
+  get complete() {
+    return true;
+  }
+
+  get readableEnded() {
+    return this._ended === true;
+  }
+
+  async *[Symbol.asyncIterator]() {
+    const chunk = this._chunk();
+    if (chunk !== null) yield chunk;
+  }
+
+  // The body as one 'data' chunk: a Buffer, or a string after setEncoding.
+  _chunk() {
+    if (this.bytes === null || this.bytes.byteLength === 0) return null;
+    const buf = Buffer.from(this.bytes);
+    return this._encoding ? buf.toString(this._encoding) : buf;
   }
 
   get rawHeaders() {
@@ -105,6 +173,13 @@ class Request {
     }
     return this._connection;
   }
+}
+
+function flow(req) {
+  const chunk = req._chunk();
+  if (chunk !== null) req.emit('data', chunk);
+  req._ended = true;
+  req.emit('end');
 }
 
 // A body as the native side takes it: a string, binary, or undefined.
@@ -466,6 +541,7 @@ class Response {
   }
 }
 
+Object.setPrototypeOf(Request.prototype, EventEmitter.prototype);
 Object.setPrototypeOf(Response.prototype, EventEmitter.prototype);
 
 module.exports = { Request, Response };

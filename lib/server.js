@@ -189,6 +189,7 @@ Server.prototype._onError = function _onError(info, code, message) {
 Server.prototype._onRequest = function _onRequest(exchange, method, target, q, flags, headers, body, remote, local) {
   const req = new Request(method, target, q, flags, headers, body, remote, local);
   const res = new Response(exchange);
+  req._res = res;
   try {
     // One property handler (the usual case): a direct call.
     const only = this._ls_request ? null : this._on_request;
