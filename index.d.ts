@@ -268,8 +268,13 @@ export interface HttpRequest extends EventEmitter, AsyncIterable<Buffer | string
   /** True once `'end'` was emitted. */
   readonly readableEnded: boolean;
   setEncoding(encoding: BufferEncoding): this;
+  /** Starts (or restarts) `'data'` and `'end'`. */
   resume(): this;
+  /** Holds `'data'`/`'end'` until `resume()`. */
   pause(): this;
+  isPaused(): boolean;
+  /** Writes the body to `dest` and ends it (unless `{ end: false }`). */
+  pipe<T extends NodeJS.WritableStream>(dest: T, options?: { end?: boolean }): T;
 }
 
 /**
@@ -293,15 +298,25 @@ export interface HttpResponse extends EventEmitter {
   getHeaders(): Record<string, string | string[]>;
   /** True once `end()` was called. */
   readonly writableEnded: boolean;
+  /** True until `end()` (also once the connection is gone, so that a `'close'` without `'finish'` reads as premature). */
+  readonly writable: boolean;
+  /** True once `'finish'` was emitted. */
+  readonly writableFinished: boolean;
+  /** True once the connection went before the end, or after `destroy()`. */
+  readonly destroyed: boolean;
   /**
    * Sends part of the body (chunked on HTTP/1.1 when no Content-Length was set). Returns
    * false once the response's queue is over the server's `maxBackpressure` (`'drain'`
    * follows when it falls back), and when the connection is gone (the part is dropped;
    * `'close'` follows). Throws `ERR_STREAM_WRITE_AFTER_END` after `end()`.
    */
-  write(chunk: string | ArrayBuffer | ArrayBufferView): boolean;
-  /** Ends the response; a body given here with no earlier `write` gets an exact Content-Length. */
-  end(body?: string | ArrayBuffer | ArrayBufferView): this;
+  write(chunk: string | ArrayBuffer | ArrayBufferView, callback?: (err?: Error) => void): boolean;
+  /** `encoding` applies to a string chunk; `callback` runs once the part is queued (`ERR_STREAM_DESTROYED` when the connection is gone). */
+  write(chunk: string | ArrayBuffer | ArrayBufferView, encoding: BufferEncoding, callback?: (err?: Error) => void): boolean;
+  /** Ends the response; a body given here with no earlier `write` gets an exact Content-Length. `callback` runs on `'finish'`. */
+  end(callback?: (err?: Error) => void): this;
+  end(body: string | ArrayBuffer | ArrayBufferView, callback?: (err?: Error) => void): this;
+  end(body: string | ArrayBuffer | ArrayBufferView, encoding: BufferEncoding, callback?: (err?: Error) => void): this;
   /** Drops the connection unless the response has ended (as Node's `res.destroy()`); `'close'` follows. */
   destroy(): this;
 }

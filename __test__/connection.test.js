@@ -628,6 +628,16 @@ test.describe('backpressure', () => {
     await r.waitFor((x) => (x.count >= sent * frameSize ? true : undefined), 10000, 'all queued bytes');
     assert.equal(r.count, sent * frameSize);
   });
+
+  test.it('maxBackpressure 0: every send() returns false, and drain fires once the queue is empty', async (t) => {
+    const { c, ws } = await pair(t, { maxBackpressure: 0 });
+    const got = clientMessage(c);
+    const drained = nextEvent(ws, 'drain', 5000);
+    assert.equal(ws.send('x'), false);
+    await drained;
+    assert.equal(ws.bufferedAmount, 0);
+    await got;
+  });
 });
 
 test.describe('protocol errors', () => {

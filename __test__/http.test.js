@@ -2251,6 +2251,9 @@ function streamed(port, path, { agent = false, pauseMs = 0, onPaused = () => {},
   );
 }
 
+/** How many responses the native side holds open in this thread. */
+const liveResponses = () => require('../lib/registry.js').fast.exchanges();
+
 test.describe('res as a stream: backpressure, drain, close, finish, pipe', () => {
   const LIMIT = 256 * 1024;
   const CHUNK = 64 * 1024;
@@ -2317,6 +2320,7 @@ test.describe('res as a stream: backpressure, drain, close, finish, pipe', () =>
         }, 5);
       });
       const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      const open = liveResponses();
       raw.write('GET /events HTTP/1.1\r\nHost: h\r\n\r\n');
       await raw.wait(() => raw.buf.includes('data: 2\n\n'), 3000, 'two events');
       raw.socket.destroy();
@@ -2324,6 +2328,8 @@ test.describe('res as a stream: backpressure, drain, close, finish, pipe', () =>
       await delay(30);
       assert.deepEqual(seen.events, ['close']);
       assert.deepEqual(seen.afterClose, [false]);
+      // The native side let go of it too.
+      assert.equal(liveResponses(), open);
       // The server goes on serving.
       assert.equal((await request(portOf(server), { path: '/after' })).text, 'ok');
     });
@@ -2377,6 +2383,7 @@ test.describe('res as a stream: backpressure, drain, close, finish, pipe', () =>
         pump();
       });
       const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      const open = liveResponses();
       raw.socket.pause();
       raw.write('GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n');
       // Stuck for good: the socket's buffers are full too.
@@ -2387,6 +2394,7 @@ test.describe('res as a stream: backpressure, drain, close, finish, pipe', () =>
       await until(() => !registry.responses.has(res._id), 5000, 'the response to leave the registry');
       assert.equal(state.waiting, true, "no 'drain' came");
       assert.equal(res.write('more'), false);
+      assert.equal(liveResponses(), open, 'the native side let go of it');
     });
 
     test.it(`'finish' then 'close' after end(), both after end() returns; the response is exact (${on})`, async (t) => {
@@ -2446,6 +2454,50 @@ test.describe('res as a stream: backpressure, drain, close, finish, pipe', () =>
       assert.ok(stats.finished);
     });
 
+    test.it(`stream.finished(res) and pipeline(src, res) report a premature close when the client leaves (${on})`, async (t) => {
+      const { Readable, finished, pipeline } = require('node:stream');
+      const out = {};
+      let settled;
+      const both = new Promise((resolve) => (settled = resolve));
+      const note = (k, err) => {
+        out[k] = err ? err.code : 'ok';
+        if ('finished' in out && 'pipeline' in out) settled();
+      };
+      const server = serve(t, {}, (req, res) => {
+        if (req.url.startsWith('/warm')) return res.end('ok');
+        let n = 0;
+        const src = new Readable({ read() {} });
+        const timer = setInterval(() => src.push(`data: ${++n}\n\n`), 5);
+        src.on('close', () => clearInterval(timer));
+        finished(res, (err) => note('finished', err));
+        pipeline(src, res, (err) => note('pipeline', err));
+      });
+      const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      raw.write('GET /sse HTTP/1.1\r\nHost: h\r\n\r\n');
+      await raw.wait(() => raw.buf.includes('data: 3\n\n'), 3000, 'three events');
+      raw.socket.destroy();
+      await withTimeout(both, 5000, 'finished() and pipeline() to call back');
+      assert.deepEqual(out, { finished: 'ERR_STREAM_PREMATURE_CLOSE', pipeline: 'ERR_STREAM_PREMATURE_CLOSE' });
+    });
+
+    test.it(`listeners added after end() still hear 'finish' and 'close'; stream.finished(res) then calls back without error (${on})`, async (t) => {
+      const { finished } = require('node:stream');
+      const events = [];
+      const server = serve(t, {}, (req, res) => {
+        if (req.url.startsWith('/warm')) return res.end('ok');
+        res.end('bye');
+        res.on('finish', () => events.push('finish'));
+        res.on('close', () => events.push('close'));
+        finished(res, (err) => events.push(err ? err.code : 'finished ok'));
+      });
+      const raw = on === 'lane' ? await laneConnection(t, server) : await Raw.connect(t, portOf(server));
+      raw.write('GET /late HTTP/1.1\r\nHost: h\r\n\r\n');
+      assert.equal((await raw.response()).text, 'bye');
+      await delay(20);
+      assert.deepEqual(events.slice().sort(), ['close', 'finish', 'finished ok']);
+      assert.ok(events.indexOf('finish') < events.indexOf('close'));
+    });
+
     test.it(`res.destroy() drops the connection mid-response and emits 'close' (${on})`, async (t) => {
       const events = [];
       const server = serve(t, {}, (req, res) => {
@@ -2465,6 +2517,63 @@ test.describe('res as a stream: backpressure, drain, close, finish, pipe', () =>
       assert.deepEqual(events, ['write after destroy: false', 'close']);
     });
   }
+});
+
+test.describe('res: Node-style callbacks, encodings, maxBackpressure 0', () => {
+  test.it('write(chunk, cb), write(string, encoding), end(cb), end(body, encoding, cb): callbacks run, bytes are exact', async (t) => {
+    const calls = [];
+    const server = serve(t, {}, (req, res) => {
+      if (req.url === '/a') {
+        res.write('caf\xe9', 'latin1', () => calls.push('write latin1'));
+        res.write(Buffer.from('|'), () => calls.push('write buffer'));
+        res.end('ff00', 'hex', () => calls.push('end hex'));
+      } else {
+        res.setHeader('Content-Length', '2');
+        res.write('ok');
+        res.end(() => calls.push('end cb'));
+      }
+    });
+    const port = portOf(server);
+    const a = await request(port, { path: '/a' });
+    assert.deepEqual(a.body, Buffer.concat([Buffer.from('caf\xe9', 'latin1'), Buffer.from('|'), Buffer.from([0xff, 0x00])]));
+    const b = await request(port, { path: '/b' });
+    assert.equal(b.text, 'ok');
+    await delay(20);
+    assert.deepEqual(calls, ['write latin1', 'write buffer', 'end hex', 'end cb']);
+  });
+
+  test.it("write() to a gone connection calls back with ERR_STREAM_DESTROYED; end(cb) too", async (t) => {
+    let done;
+    const result = new Promise((resolve) => (done = resolve));
+    const server = serve(t, {}, (req, res) => {
+      res.writeHead(200);
+      const timer = setInterval(() => {
+        if (!res.write('tick;')) {
+          clearInterval(timer);
+          res.write('late', (err) => res.end((err2) => done([err && err.code, err2 && err2.code])));
+        }
+      }, 2);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    await raw.wait(() => raw.buf.includes('tick;'), 3000, 'a first part');
+    raw.socket.destroy();
+    assert.deepEqual(await withTimeout(result, 8000, 'the callbacks'), ['ERR_STREAM_DESTROYED', 'ERR_STREAM_DESTROYED']);
+  });
+
+  test.it("maxBackpressure 0: every write() returns false, and 'drain' follows once the queue is empty", async (t) => {
+    const seen = [];
+    const server = serve(t, { maxBackpressure: 0 }, (req, res) => {
+      seen.push(res.write('hello'));
+      res.once('drain', () => {
+        seen.push('drain');
+        res.end();
+      });
+    });
+    const r = await request(portOf(server));
+    assert.equal(r.text, 'hello');
+    assert.deepEqual(seen, [false, 'drain']);
+  });
 });
 
 test.describe('req as a stream (for handlers written for Node http)', () => {
@@ -2506,6 +2615,41 @@ test.describe('req as a stream (for handlers written for Node http)', () => {
     assert.deepEqual(none.chunks, []);
     assert.deepEqual(later.chunks.map(String), ['late']);
     for (const s of seen) assert.deepEqual([s.ended, s.complete], [true, true]);
+  });
+
+  test.it("pause() holds 'end' until resume(); req.pipe(writable) gets the body and ends it", async (t) => {
+    const { Writable } = require('node:stream');
+    const order = [];
+    const server = serve(t, {}, (req, res) => {
+      if (req.url === '/pipe') {
+        const parts = [];
+        const sink = new Writable({
+          write(chunk, _enc, cb) {
+            parts.push(chunk);
+            cb();
+          },
+        });
+        sink.on('finish', () => res.end(`piped ${Buffer.concat(parts).toString()}`));
+        req.pipe(sink);
+        return;
+      }
+      req.on('data', (c) => {
+        order.push(`data ${c}`);
+        req.pause();
+        setTimeout(() => {
+          order.push('resume');
+          req.resume();
+        }, 20);
+      });
+      req.on('end', () => {
+        order.push('end');
+        res.end('ok');
+      });
+    });
+    const port = portOf(server);
+    assert.equal((await request(port, { method: 'POST', path: '/p', body: 'x' })).text, 'ok');
+    assert.deepEqual(order, ['data x', 'resume', 'end']);
+    assert.equal((await request(port, { method: 'POST', path: '/pipe', body: 'body!' })).text, 'piped body!');
   });
 
   test.it("req.on('close') fires when the client leaves a streamed response (the response's 'close')", async (t) => {

@@ -86,7 +86,7 @@ class Request {
 
   _listening(name) {
     if (name === 'data') {
-      this.resume();
+      if (this._paused !== true) this.resume();
     } else if (name === 'close' && this._res !== undefined && this._closeForwarded !== true) {
       this._closeForwarded = true;
       this._res.on('close', () => this.emit('close'));
@@ -94,15 +94,29 @@ class Request {
   }
 
   resume() {
-    if (this._flowing !== true) {
-      this._flowing = true;
+    this._paused = false;
+    if (this._scheduled !== true && (this._step | 0) < 2) {
+      this._scheduled = true;
       process.nextTick(flow, this);
     }
     return this;
   }
 
   pause() {
+    this._paused = true;
     return this;
+  }
+
+  isPaused() {
+    return this._paused === true;
+  }
+
+  // The body into `dest` (a writable), ended unless `{ end: false }`.
+  pipe(dest, { end = true } = {}) {
+    this.on('data', (chunk) => dest.write(chunk));
+    if (end) this.once('end', () => dest.end());
+    if (typeof dest.emit === 'function') dest.emit('pipe', this);
+    return dest;
   }
 
   setEncoding(encoding) {
@@ -175,11 +189,27 @@ class Request {
   }
 }
 
+// Emits the body's 'data' and then 'end', stopping while paused.
 function flow(req) {
-  const chunk = req._chunk();
-  if (chunk !== null) req.emit('data', chunk);
-  req._ended = true;
-  req.emit('end');
+  req._scheduled = false;
+  while (req._paused !== true && (req._step | 0) < 2) {
+    if ((req._step | 0) === 0) {
+      req._step = 1;
+      const chunk = req._chunk();
+      if (chunk !== null) req.emit('data', chunk);
+    } else {
+      req._step = 2;
+      req._ended = true;
+      req.emit('end');
+    }
+  }
+}
+
+// A string chunk in another encoding than UTF-8, as bytes.
+function encoded(chunk, encoding) {
+  if (typeof chunk !== 'string' || encoding === undefined || encoding === null) return chunk;
+  const e = String(encoding).toLowerCase();
+  return e === 'utf8' || e === 'utf-8' ? chunk : Buffer.from(chunk, encoding);
 }
 
 // A body as the native side takes it: a string, binary, or undefined.
@@ -281,10 +311,17 @@ function send(res, last, body) {
 const WATCHED = 1; // the native side sends a close notice
 const CLOSED = 2; // 'close' emitted or on its way
 const GONE = 4; // the connection went (or destroy()) before the end
+const FINISHING = 8; // 'finish' emitted or on its way
+const FINISHED = 16; // 'finish' emitted
 
 function emitFinish(res) {
+  res._flags |= FINISHED;
   res.emit('finish');
   res._close(true);
+}
+
+function destroyedError(what) {
+  return sackError(Error, 'ERR_STREAM_DESTROYED', `${what}: the connection is gone`);
 }
 
 function emitClose(res) {
@@ -309,11 +346,9 @@ class Response {
     this._flags = 0;
   }
 
-  // Listening for 'close' asks the native side to say when the connection
-  // goes before the response ends (the other events need no asking).
   on(name, fn) {
     EventEmitter.prototype.on.call(this, name, fn);
-    if (name === 'close') this._watch();
+    this._listening(name);
     return this;
   }
 
@@ -323,8 +358,21 @@ class Response {
 
   prependListener(name, fn) {
     EventEmitter.prototype.prependListener.call(this, name, fn);
-    if (name === 'close') this._watch();
+    this._listening(name);
     return this;
+  }
+
+  // Listening for 'close' asks the native side to say when the connection
+  // goes before the response ends (the other events need no asking). A
+  // response that ended with nobody listening has 'finish' and 'close'
+  // still to come: the first listener for either brings them.
+  _listening(name) {
+    if (name !== 'close' && name !== 'finish') return;
+    if (name === 'close') this._watch();
+    if (this.finished && (this._flags & (GONE | FINISHING | CLOSED)) === 0) {
+      this._flags |= FINISHING;
+      process.nextTick(emitFinish, this);
+    }
   }
 
   _watch() {
@@ -472,30 +520,57 @@ class Response {
   // Returns false when the part took the response's queue over the
   // server's `maxBackpressure` ('drain' follows when it falls back), and
   // when the connection is gone (the part is dropped; 'close' follows).
-  write(chunk) {
+  // write(chunk, [encoding], [callback]), as Node's: `encoding` applies
+  // to a string chunk; `callback` runs once the part is queued (with an
+  // error when the connection is gone).
+  write(chunk, encoding, cb) {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
     if (this.finished) throw sackError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'write after end');
-    const body = checkBody(chunk, 'write');
-    if ((this._flags & GONE) !== 0) return false;
-    const r = send(this, false, body);
-    if (r === undefined) return true;
-    if (r === FULL) {
-      responses.set(this._id, this);
-      return false;
+    const body = checkBody(encoded(chunk, encoding), 'write');
+    let ok = false;
+    if ((this._flags & GONE) === 0) {
+      const r = send(this, false, body);
+      if (r === FULL) {
+        responses.set(this._id, this);
+      } else if (r === NOT_OPEN) {
+        this._flags |= GONE;
+        this._close(false);
+      } else {
+        ok = true;
+      }
     }
-    if (r === NOT_OPEN) {
-      this._flags |= GONE;
-      this._close(false);
-      return false;
+    if (typeof cb === 'function') {
+      if ((this._flags & GONE) !== 0) process.nextTick(cb, destroyedError('write'));
+      else process.nextTick(cb);
     }
-    return true;
+    return ok;
   }
 
-  // Ends the response; with no earlier write, the body's length is known
-  // and sent as Content-Length. 'finish' and 'close' follow on the next
-  // tick (only 'close' if the connection is gone).
-  end(body) {
-    if (this.finished) return this;
-    body = checkBody(body, 'end');
+  // Ends the response: end([body], [encoding], [callback]), as Node's.
+  // With no earlier write, the body's length is known and sent as
+  // Content-Length. 'finish' and 'close' follow on the next tick (only
+  // 'close' if the connection is gone); `callback` runs on 'finish' (with
+  // an error when the connection is gone).
+  end(body, encoding, cb) {
+    if (typeof body === 'function') {
+      cb = body;
+      body = undefined;
+    } else if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    if (this.finished) {
+      if (typeof cb === 'function') process.nextTick(cb);
+      return this;
+    }
+    body = checkBody(encoded(body, encoding), 'end');
+    if (typeof cb === 'function') {
+      if ((this._flags & GONE) !== 0) process.nextTick(cb, destroyedError('end'));
+      else this.once('finish', () => cb());
+    }
     if ((this._flags & GONE) !== 0) {
       this.finished = true;
       return this;
@@ -506,8 +581,12 @@ class Response {
     if (r === NOT_OPEN) {
       this._flags |= GONE;
       this._close(false);
-    } else if (this._events !== undefined) process.nextTick(emitFinish, this);
-    else if (this._flags !== 0 || responses.get(this._id) === this) responses.delete(this._id);
+    } else if (this._events !== undefined) {
+      this._flags |= FINISHING;
+      process.nextTick(emitFinish, this);
+    } else if (this._flags !== 0 || responses.get(this._id) === this) {
+      responses.delete(this._id);
+    }
     return this;
   }
 
@@ -524,6 +603,21 @@ class Response {
 
   get writableEnded() {
     return this.finished;
+  }
+
+  // As a Writable's, for stream.finished() and pipeline(): true until
+  // end(), even once the connection is gone, so that a 'close' without
+  // 'finish' reads as a premature close (as with Node's res).
+  get writable() {
+    return !this.finished;
+  }
+
+  get writableFinished() {
+    return (this._flags & FINISHED) !== 0;
+  }
+
+  get destroyed() {
+    return (this._flags & GONE) !== 0;
   }
 
   // The handler threw: a 500 if nothing went out yet, else drop the

@@ -531,7 +531,11 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
             Event::Response { exchange, notice } => {
                 let kind = match notice {
                     Notice::Drain => RESPONSE_DRAIN,
-                    Notice::Close => RESPONSE_CLOSE,
+                    Notice::Close => {
+                        // Nothing JS does with it can reach the client now.
+                        state.exchanges.borrow_mut().remove(&exchange);
+                        RESPONSE_CLOSE
+                    }
                 };
                 js::call(env, f, &[n(kind), n(exchange as f64)]);
             }

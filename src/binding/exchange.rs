@@ -251,8 +251,28 @@ pub unsafe extern "C" fn watch(
         .borrow()
         .get(&id)
         .is_some_and(|ex| ex.watch());
+    if !open {
+        // Gone (or ended): no later call can use it.
+        state.exchanges.borrow_mut().remove(&id);
+    }
     // SAFETY: on the JS thread of `env`.
     unsafe { js::int(env, if open { status::OK } else { status::NOT_OPEN }) }
+}
+
+/// `exchanges()`: how many responses this environment holds open (their
+/// handlers may still write), for tests that check none is left behind.
+///
+/// # Safety
+/// Called by Node with the data pointer given at creation.
+pub unsafe extern "C" fn exchanges(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: as in `respond`.
+    unsafe {
+        let (_, state) = js::args::<0>(env, info);
+        js::int(env, state.exchanges.borrow().len() as i32)
+    }
 }
 
 /// The exchange id that is a call's one argument, with the environment's

@@ -122,11 +122,12 @@ pub unsafe extern "C" fn send(
 /// this environment's never-freed state.
 pub unsafe fn install(env: sys::napi_env, target: sys::napi_value, state: *const EnvState) {
     type Raw = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-    let functions: [(&std::ffi::CStr, Raw); 4] = [
+    let functions: [(&std::ffi::CStr, Raw); 5] = [
         (c"send", send),
         (c"respond", super::exchange::respond),
         (c"abort", super::exchange::abort),
         (c"watch", super::exchange::watch),
+        (c"exchanges", super::exchange::exchanges),
     ];
     for (name, f) in functions {
         // SAFETY: as above; `name` is NUL-terminated.

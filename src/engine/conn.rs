@@ -604,7 +604,8 @@ impl Conn {
     /// event is due.
     pub(super) fn written(&self, n: usize) -> bool {
         let left = self.buffered.fetch_sub(n, Ordering::AcqRel) - n;
-        left < self.max_backpressure && self.want_drain.swap(false, Ordering::AcqRel)
+        // An empty queue drains even a limit of 0.
+        (left < self.max_backpressure || left == 0) && self.want_drain.swap(false, Ordering::AcqRel)
     }
 
     pub(super) fn set_closed(&self) {

@@ -471,7 +471,9 @@ impl Exchange {
     /// was told it was over (none once the response has ended: nothing
     /// more will be written to it).
     fn drained(&self, g: &mut Inner) -> Option<Notice> {
-        if g.over && !g.ended && g.out.len() < self.server.config.max_backpressure {
+        let left = g.out.len();
+        // An empty queue drains even a limit of 0.
+        if g.over && !g.ended && (left < self.server.config.max_backpressure || left == 0) {
             g.over = false;
             return Some(Notice::Drain);
         }
