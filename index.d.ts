@@ -300,7 +300,7 @@ export interface HttpResponse extends EventEmitter {
   readonly writableEnded: boolean;
   /** True until `end()` (also once the connection is gone, so that a `'close'` without `'finish'` reads as premature). */
   readonly writable: boolean;
-  /** True once `'finish'` was emitted. */
+  /** True once the whole response is handed to sack (`'finish'` emitted, or due with no listener). */
   readonly writableFinished: boolean;
   /** True once the connection went before the end, or after `destroy()`. */
   readonly destroyed: boolean;

@@ -2561,6 +2561,48 @@ test.describe('res: Node-style callbacks, encodings, maxBackpressure 0', () => {
     assert.deepEqual(await withTimeout(result, 8000, 'the callbacks'), ['ERR_STREAM_DESTROYED', 'ERR_STREAM_DESTROYED']);
   });
 
+  test.it("end(cb): called once, after the end that succeeds (not one that threw), with ERR_STREAM_DESTROYED when end() finds the connection gone, with ERR_STREAM_ALREADY_FINISHED for an end(cb) after 'finish'", async (t) => {
+    let gone;
+    const goneResult = new Promise((resolve) => (gone = resolve));
+    const calls = [];
+    const server = serve(t, {}, (req, res) => {
+      if (req.url === '/retry') {
+        res.statusCode = 99;
+        assert.throws(() => res.end('x', () => calls.push('first')), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+        res.statusCode = 400;
+        res.end('bad', () => {
+          calls.push('second');
+          res.end(() => calls.push('again'));
+          res.end((err) => {
+            calls.push(err.code);
+            assert.equal(res.writableFinished, true);
+            res.destroy();
+            calls.push(`destroyed ${res.destroyed}`);
+          });
+        });
+        return;
+      }
+      res.writeHead(200);
+      // Writes until the engine has seen the client go, then ends.
+      const timer = setInterval(() => {
+        if (!res.write('tick;')) {
+          clearInterval(timer);
+          res.end('tail', (err) => gone(err && err.code));
+        }
+      }, 2);
+    });
+    const r = await request(portOf(server), { path: '/retry' });
+    assert.deepEqual([r.status, r.text], [400, 'bad']);
+    await delay(20);
+    // Not 'first': that end threw.
+    assert.deepEqual(calls, ['second', 'again', 'ERR_STREAM_ALREADY_FINISHED', 'destroyed true']);
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /gone HTTP/1.1\r\nHost: h\r\n\r\n');
+    await raw.wait(() => raw.buf.includes('tick;'), 3000, 'a first part');
+    raw.socket.destroy();
+    assert.equal(await withTimeout(goneResult, 8000, "end()'s callback"), 'ERR_STREAM_DESTROYED');
+  });
+
   test.it("maxBackpressure 0: every write() returns false, and 'drain' follows once the queue is empty", async (t) => {
     const seen = [];
     const server = serve(t, { maxBackpressure: 0 }, (req, res) => {
@@ -2630,6 +2672,8 @@ test.describe('req as a stream (for handlers written for Node http)', () => {
           },
         });
         sink.on('finish', () => res.end(`piped ${Buffer.concat(parts).toString()}`));
+        // pipe() starts a paused request, as Node's does.
+        req.pause();
         req.pipe(sink);
         return;
       }

@@ -116,6 +116,8 @@ class Request {
     this.on('data', (chunk) => dest.write(chunk));
     if (end) this.once('end', () => dest.end());
     if (typeof dest.emit === 'function') dest.emit('pipe', this);
+    // As Node's pipe(): a paused source starts flowing.
+    this.resume();
     return dest;
   }
 
@@ -313,6 +315,7 @@ const CLOSED = 2; // 'close' emitted or on its way
 const GONE = 4; // the connection went (or destroy()) before the end
 const FINISHING = 8; // 'finish' emitted or on its way
 const FINISHED = 16; // 'finish' emitted
+const DESTROYED = 32; // destroy() was called
 
 function emitFinish(res) {
   res._flags |= FINISHED;
@@ -563,31 +566,42 @@ class Response {
       encoding = undefined;
     }
     if (this.finished) {
-      if (typeof cb === 'function') process.nextTick(cb);
+      if (typeof cb === 'function') this._whenFinished(cb);
       return this;
     }
     body = checkBody(encoded(body, encoding), 'end');
-    if (typeof cb === 'function') {
-      if ((this._flags & GONE) !== 0) process.nextTick(cb, destroyedError('end'));
-      else this.once('finish', () => cb());
+    if ((this._flags & GONE) === 0) {
+      // A bad status throws here, leaving the response open for the 500
+      // (and `cb` for the end that succeeds).
+      const r = send(this, true, body);
+      if (r === NOT_OPEN) {
+        this._flags |= GONE;
+        this._close(false);
+      }
     }
-    if ((this._flags & GONE) !== 0) {
-      this.finished = true;
-      return this;
-    }
-    // A bad status throws here, leaving the response open for the 500.
-    const r = send(this, true, body);
     this.finished = true;
-    if (r === NOT_OPEN) {
-      this._flags |= GONE;
-      this._close(false);
-    } else if (this._events !== undefined) {
+    if (typeof cb === 'function') this._whenFinished(cb);
+    // Gone, or 'finish' already on its way (the callback's listener).
+    if ((this._flags & (GONE | FINISHING)) !== 0) return this;
+    if (this._events !== undefined) {
       this._flags |= FINISHING;
       process.nextTick(emitFinish, this);
     } else if (this._flags !== 0 || responses.get(this._id) === this) {
       responses.delete(this._id);
     }
     return this;
+  }
+
+  // end()'s callback, for a response that has ended: on 'finish', or at
+  // once with the error Node gives.
+  _whenFinished(cb) {
+    if ((this._flags & GONE) !== 0) {
+      process.nextTick(cb, destroyedError('end'));
+    } else if ((this._flags & FINISHED) !== 0) {
+      process.nextTick(cb, sackError(Error, 'ERR_STREAM_ALREADY_FINISHED', 'end: the response has finished'));
+    } else {
+      this.once('finish', () => cb());
+    }
   }
 
   // Drops the connection unless the response has ended (as Node's
@@ -597,6 +611,7 @@ class Response {
       this._flags |= GONE;
       fast.abort(this._id);
     }
+    this._flags |= DESTROYED;
     this._close(false);
     return this;
   }
@@ -612,12 +627,14 @@ class Response {
     return !this.finished;
   }
 
+  // Handed to sack whole: 'finish' emitted, or due with nobody to hear it.
   get writableFinished() {
-    return (this._flags & FINISHED) !== 0;
+    const f = this._flags;
+    return (f & FINISHED) !== 0 || (this.finished && (f & (GONE | FINISHING)) === 0);
   }
 
   get destroyed() {
-    return (this._flags & GONE) !== 0;
+    return (this._flags & (GONE | DESTROYED)) !== 0;
   }
 
   // The handler threw: a 500 if nothing went out yet, else drop the

@@ -525,7 +525,9 @@ impl Conn {
     }
 
     fn under_limit(&self) -> bool {
-        if self.buffered.load(Ordering::Acquire) < self.max_backpressure {
+        let queued = self.buffered.load(Ordering::Acquire);
+        // Nothing queued (written out at once) is under any limit, 0 too.
+        if queued < self.max_backpressure || queued == 0 {
             true
         } else {
             self.want_drain.store(true, Ordering::Release);

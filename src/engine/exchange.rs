@@ -333,7 +333,8 @@ impl Exchange {
         }
         // Counted before the task writes any of it: what JS has handed
         // over and the client has not taken yet.
-        let over = !last && g.out.len() >= self.server.config.max_backpressure;
+        let queued = g.out.len();
+        let over = !last && queued > 0 && queued >= self.server.config.max_backpressure;
         if over {
             g.over = true;
         }
