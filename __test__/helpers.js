@@ -615,7 +615,7 @@ function run(cmd, args, { env, ms }) {
  * own prefix, outside node_modules; package.json is not touched) unless it
  * is there already. SACK_NO_INSTALL=1 forbids the install: then it throws.
  */
-async function ensureNpmPackage({ name, version, dir, env = {}, log = () => {} }) {
+async function ensureNpmPackage({ name, version, dir, env = {}, log = () => {}, lock }) {
   const entry = path.join(dir, 'node_modules', name);
   if (fs.existsSync(path.join(entry, 'package.json'))) return entry;
   if (process.env.SACK_NO_INSTALL === '1') throw new Error(`${name} is not installed in ${dir} and SACK_NO_INSTALL=1`);
@@ -627,11 +627,17 @@ async function ensureNpmPackage({ name, version, dir, env = {}, log = () => {} }
   fs.rmSync(tmp, { recursive: true, force: true });
   const t0 = Date.now();
   log(`installing ${name}@${version} into ${dir}`);
-  const r = await run(
-    npm,
-    ['install', '--prefix', tmp, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--ignore-scripts', `${name}@${version}`],
-    { env, ms: 5 * 60000 },
-  );
+  // With `lock` (a directory holding package.json and package-lock.json
+  // for exactly this package), the whole tree is pinned: `npm ci`. Else the
+  // newest versions of its dependencies, which a registry may not hold
+  // consistently (a package published before the one it depends on).
+  let args = ['install', '--prefix', tmp, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--ignore-scripts', `${name}@${version}`];
+  if (lock) {
+    fs.mkdirSync(tmp, { recursive: true });
+    for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(lock, f), path.join(tmp, f));
+    args = ['ci', '--prefix', tmp, '--no-audit', '--no-fund', '--ignore-scripts'];
+  }
+  const r = await run(npm, args, { env, ms: 5 * 60000 });
   if (r.code !== 0) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw new Error(`npm install ${name}@${version} failed: ${r.out.slice(-600)}`);

@@ -8,7 +8,9 @@
 //
 // The Jest test installs jest (SACK_JEST_VERSION, default below) into
 // .cache/jest/ at the package root if it is not there (SACK_JEST_DIR
-// overrides; SACK_NO_INSTALL=1 forbids it, and the test then skips).
+// overrides; SACK_NO_INSTALL=1 forbids it, and the test then skips). The
+// default version installs the dependency tree pinned in jest-deps/
+// (package-lock.json), so a registry's newer releases cannot break it.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -19,7 +21,9 @@ const path = require('node:path');
 const { sack, ROOT, HOST, scope, opened, clientMessage, request, run, runNode, ensureNpmPackage } = require('./helpers.js');
 
 const JEST_DIR = process.env.SACK_JEST_DIR || path.join(ROOT, '.cache', 'jest');
-const JEST_VERSION = process.env.SACK_JEST_VERSION || '29.7.0';
+// The version jest-deps/package-lock.json pins.
+const PINNED_JEST = require('./jest-deps/package.json').dependencies.jest;
+const JEST_VERSION = process.env.SACK_JEST_VERSION || PINNED_JEST;
 
 const LIB = path.join(ROOT, 'lib') + path.sep;
 const INDEX = path.join(ROOT, 'index.js');
@@ -170,7 +174,8 @@ test.describe('Jest', () => {
   test.it('runs two test files that each load sack, in one process', { timeout: 10 * 60000 }, async (t) => {
     let dir;
     try {
-      dir = await ensureNpmPackage({ name: 'jest', version: JEST_VERSION, dir: JEST_DIR, log: (m) => t.diagnostic(m) });
+      const lock = JEST_VERSION === PINNED_JEST ? path.join(__dirname, 'jest-deps') : undefined;
+      dir = await ensureNpmPackage({ name: 'jest', version: JEST_VERSION, dir: JEST_DIR, log: (m) => t.diagnostic(m), lock });
     } catch (e) {
       t.skip(`jest unavailable: ${e.message}`);
       return;
