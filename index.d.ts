@@ -263,6 +263,8 @@ export interface HttpRequest extends EventEmitter, AsyncIterable<Buffer | string
   /** True for requests that arrived after `disableSSL()` on a TLS port (not in this build). */
   readonly redirect: boolean;
   readonly connection: ConnectionInfo;
+  /** The same as `connection` (for `req.socket.remoteAddress`). */
+  readonly socket: ConnectionInfo;
   /** Always true: the whole request was read before the handler. */
   readonly complete: boolean;
   /** True once `'end'` was emitted. */
@@ -296,6 +298,10 @@ export interface HttpResponse extends EventEmitter {
   hasHeader(name: string): boolean;
   removeHeader(name: string): void;
   getHeaders(): Record<string, string | string[]>;
+  /** Lower-case names of the headers set. */
+  getHeaderNames(): string[];
+  /** Sends the head now, before any body (the body that follows is chunked, or ends with the connection on HTTP/1.0). */
+  flushHeaders(): void;
   /** True once `end()` was called. */
   readonly writableEnded: boolean;
   /** True until `end()` (also once the connection is gone, so that a `'close'` without `'finish'` reads as premature). */

@@ -2603,6 +2603,33 @@ test.describe('res: Node-style callbacks, encodings, maxBackpressure 0', () => {
     assert.equal(await withTimeout(goneResult, 8000, "end()'s callback"), 'ERR_STREAM_DESTROYED');
   });
 
+  test.it('flushHeaders() sends the head before any body (server-sent events); getHeaderNames(); req.socket.remoteAddress', async (t) => {
+    const seen = {};
+    let later;
+    const server = serve(t, {}, (req, res) => {
+      res.setHeader('Content-Type', 'text/event-stream');
+      res.setHeader('X-A', '1');
+      seen.names = res.getHeaderNames();
+      seen.remote = [req.socket.remoteAddress, req.socket.remotePort > 0];
+      res.flushHeaders();
+      res.flushHeaders(); // once only
+      seen.sent = res.headersSent;
+      later = () => res.end('data: 1\n\n');
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /sse HTTP/1.1\r\nHost: h\r\n\r\n');
+    await raw.wait(() => raw.buf.includes('\r\n\r\n'), 3000, 'the head');
+    await delay(30);
+    const head = raw.buf.toString('latin1');
+    // The head alone: no chunk (not even a last one) yet.
+    assert.match(head, /^HTTP\/1\.1 200 OK\r\n[^]*Transfer-Encoding: chunked\r\n\r\n$/);
+    assert.equal(head.split('Content-Type').length, 2);
+    later();
+    const r = await raw.response();
+    assert.equal(r.text, 'data: 1\n\n');
+    assert.deepEqual(seen, { names: ['content-type', 'x-a'], remote: ['127.0.0.1', true], sent: true });
+  });
+
   test.it("maxBackpressure 0: every write() returns false, and 'drain' follows once the queue is empty", async (t) => {
     const seen = [];
     const server = serve(t, { maxBackpressure: 0 }, (req, res) => {

@@ -181,6 +181,11 @@ class Request {
     return this._cgi;
   }
 
+  // Node's `req.socket.remoteAddress` and friends: the connection's info.
+  get socket() {
+    return this.connection;
+  }
+
   get connection() {
     if (this._connection === undefined) {
       const [ra, rp] = address(this._remote);
@@ -452,6 +457,27 @@ class Response {
     if (this.headersSent) throw headersSent('removeHeader');
     const i = this._find(String(name).toLowerCase());
     if (i >= 0) this._headers.splice(i, 3);
+  }
+
+  getHeaderNames() {
+    const out = [];
+    const h = this._headers;
+    if (h !== null) for (let i = 0; i < h.length; i += 3) out.push(h[i]);
+    return out;
+  }
+
+  // Sends the head now, before any body (server-sent events do this):
+  // the body that follows is chunked, or ends with the connection.
+  flushHeaders() {
+    if (!this.headersSent && !this.finished && (this._flags & GONE) === 0) {
+      const r = send(this, false, undefined);
+      if (r === NOT_OPEN) {
+        this._flags |= GONE;
+        this._close(false);
+      } else if (r === FULL) {
+        responses.set(this._id, this);
+      }
+    }
   }
 
   getHeaders() {
