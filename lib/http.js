@@ -68,22 +68,6 @@ class Request {
   // here whole, so 'data' (once, if there is a body) and 'end' follow on
   // the next tick once a 'data' listener is added or resume() is called;
   // 'close' is the response's.
-  on(name, fn) {
-    EventEmitter.prototype.on.call(this, name, fn);
-    this._listening(name);
-    return this;
-  }
-
-  addListener(name, fn) {
-    return this.on(name, fn);
-  }
-
-  prependListener(name, fn) {
-    EventEmitter.prototype.prependListener.call(this, name, fn);
-    this._listening(name);
-    return this;
-  }
-
   _listening(name) {
     if (name === 'data') {
       if (this._paused !== true) this.resume();
@@ -321,6 +305,7 @@ const GONE = 4; // the connection went (or destroy()) before the end
 const FINISHING = 8; // 'finish' emitted or on its way
 const FINISHED = 16; // 'finish' emitted
 const DESTROYED = 32; // destroy() was called
+const LISTED = 64; // in `responses`, for a native notice
 
 function emitFinish(res) {
   res._flags |= FINISHED;
@@ -354,22 +339,6 @@ class Response {
     this._flags = 0;
   }
 
-  on(name, fn) {
-    EventEmitter.prototype.on.call(this, name, fn);
-    this._listening(name);
-    return this;
-  }
-
-  addListener(name, fn) {
-    return this.on(name, fn);
-  }
-
-  prependListener(name, fn) {
-    EventEmitter.prototype.prependListener.call(this, name, fn);
-    this._listening(name);
-    return this;
-  }
-
   // Listening for 'close' asks the native side to say when the connection
   // goes before the response ends (the other events need no asking). A
   // response that ended with nobody listening has 'finish' and 'close'
@@ -386,12 +355,41 @@ class Response {
   _watch() {
     if ((this._flags & (WATCHED | CLOSED)) !== 0 || this.finished) return;
     this._flags |= WATCHED;
-    if (fast.watch(this._id) === OK) {
-      responses.set(this._id, this);
-    } else {
-      this._flags |= GONE;
-      this._close(false);
+    if (fast.watch(this._id) === OK) this._list();
+    else this._gone(false);
+  }
+
+  // Into `responses`, where lib/dispatch.js finds it for a native notice.
+  _list() {
+    this._flags |= LISTED;
+    responses.set(this._id, this);
+  }
+
+  _unlist() {
+    if ((this._flags & LISTED) === 0) return;
+    this._flags &= ~LISTED;
+    responses.delete(this._id);
+  }
+
+  // respond()'s result for a part: true when it is queued under the
+  // limit; FULL waits for a drain notice, NOT_OPEN means the connection
+  // is gone.
+  _queued(r) {
+    if (r === FULL) {
+      this._list();
+      return false;
     }
+    if (r === NOT_OPEN) {
+      this._gone(false);
+      return false;
+    }
+    return true;
+  }
+
+  // The connection went before the end: 'close' (now or next tick).
+  _gone(now) {
+    this._flags |= GONE;
+    this._close(now);
   }
 
   // The response is over (ended, or its connection gone): 'close', once,
@@ -399,7 +397,7 @@ class Response {
   _close(now) {
     if ((this._flags & CLOSED) !== 0) return;
     this._flags |= CLOSED;
-    if ((this._flags & WATCHED) !== 0 || responses.get(this._id) === this) responses.delete(this._id);
+    this._unlist();
     if (now) this.emit('close');
     else process.nextTick(emitClose, this);
   }
@@ -407,11 +405,10 @@ class Response {
   // A native notice (lib/dispatch.js).
   _notice(drain) {
     if (drain) {
-      if ((this._flags & WATCHED) === 0) responses.delete(this._id);
+      if ((this._flags & WATCHED) === 0) this._unlist();
       this.emit('drain');
     } else {
-      this._flags |= GONE;
-      this._close(true);
+      this._gone(true);
     }
   }
 
@@ -470,13 +467,7 @@ class Response {
   // the body that follows is chunked, or ends with the connection.
   flushHeaders() {
     if (!this.headersSent && !this.finished && (this._flags & GONE) === 0) {
-      const r = send(this, false, undefined);
-      if (r === NOT_OPEN) {
-        this._flags |= GONE;
-        this._close(false);
-      } else if (r === FULL) {
-        responses.set(this._id, this);
-      }
+      this._queued(send(this, false, undefined));
     }
   }
 
@@ -559,18 +550,7 @@ class Response {
     }
     if (this.finished) throw sackError(Error, 'ERR_STREAM_WRITE_AFTER_END', 'write after end');
     const body = checkBody(encoded(chunk, encoding), 'write');
-    let ok = false;
-    if ((this._flags & GONE) === 0) {
-      const r = send(this, false, body);
-      if (r === FULL) {
-        responses.set(this._id, this);
-      } else if (r === NOT_OPEN) {
-        this._flags |= GONE;
-        this._close(false);
-      } else {
-        ok = true;
-      }
-    }
+    const ok = (this._flags & GONE) === 0 && this._queued(send(this, false, body));
     if (typeof cb === 'function') {
       if ((this._flags & GONE) !== 0) process.nextTick(cb, destroyedError('write'));
       else process.nextTick(cb);
@@ -599,11 +579,7 @@ class Response {
     if ((this._flags & GONE) === 0) {
       // A bad status throws here, leaving the response open for the 500
       // (and `cb` for the end that succeeds).
-      const r = send(this, true, body);
-      if (r === NOT_OPEN) {
-        this._flags |= GONE;
-        this._close(false);
-      }
+      this._queued(send(this, true, body));
     }
     this.finished = true;
     if (typeof cb === 'function') this._whenFinished(cb);
@@ -612,8 +588,8 @@ class Response {
     if (this._events !== undefined) {
       this._flags |= FINISHING;
       process.nextTick(emitFinish, this);
-    } else if (this._flags !== 0 || responses.get(this._id) === this) {
-      responses.delete(this._id);
+    } else {
+      this._unlist();
     }
     return this;
   }
@@ -678,7 +654,27 @@ class Response {
   }
 }
 
-Object.setPrototypeOf(Request.prototype, EventEmitter.prototype);
-Object.setPrototypeOf(Response.prototype, EventEmitter.prototype);
+// Makes `cls` an EventEmitter whose listener additions call
+// `this._listening(name)` (once() and prependOnceListener() go through
+// on() and prependListener()). No EventEmitter constructor runs: its
+// methods create their state with the first listener.
+function emitterWithHook(cls) {
+  const proto = cls.prototype;
+  Object.setPrototypeOf(proto, EventEmitter.prototype);
+  proto.on = function on(name, fn) {
+    EventEmitter.prototype.on.call(this, name, fn);
+    this._listening(name);
+    return this;
+  };
+  proto.addListener = proto.on;
+  proto.prependListener = function prependListener(name, fn) {
+    EventEmitter.prototype.prependListener.call(this, name, fn);
+    this._listening(name);
+    return this;
+  };
+}
+
+emitterWithHook(Request);
+emitterWithHook(Response);
 
 module.exports = { Request, Response };

@@ -19,8 +19,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Mask the server's frames (non-standard; browsers refuse it). Default off.
     pub masking: bool,
-    /// `send()` returns false once this many bytes wait to be written.
-    /// Default 16 MiB: well above a burst, far below memory trouble.
+    /// `send()` (and an HTTP response's `write()`) returns false once this
+    /// many bytes wait to be written ([`under_backpressure`]). Default
+    /// 16 MiB: well above a burst, far below memory trouble.
     pub max_backpressure: usize,
     /// Send a ping after this much silence, close (1001) when the next
     /// interval passes with no pong. Default 0 (off), as `ws`.
@@ -34,6 +35,14 @@ pub struct ServerConfig {
     /// `compress: false` offers are agreed and incoming messages inflated,
     /// but nothing is compressed (`perMessageDeflateAllow`).
     pub deflate: Option<DeflateConfig>,
+}
+
+/// Whether `queued` bytes waiting to be written are under the
+/// `maxBackpressure` limit: below it, or none at all (so a limit of 0 is
+/// under once the queue is empty). Sends return false when not; the drain
+/// is due when they fall back under.
+pub fn under_backpressure(queued: usize, limit: usize) -> bool {
+    queued < limit || queued == 0
 }
 
 impl Default for ServerConfig {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use atomic_waker::AtomicWaker;
 
+use super::config::under_backpressure;
 use super::sink::{Batch, ConnInfo, EnvSink, Event};
 use super::ServerConfig;
 use crate::http::response::closing_response;
@@ -526,8 +527,7 @@ impl Conn {
 
     fn under_limit(&self) -> bool {
         let queued = self.buffered.load(Ordering::Acquire);
-        // Nothing queued (written out at once) is under any limit, 0 too.
-        if queued < self.max_backpressure || queued == 0 {
+        if under_backpressure(queued, self.max_backpressure) {
             true
         } else {
             self.want_drain.store(true, Ordering::Release);
@@ -606,8 +606,8 @@ impl Conn {
     /// event is due.
     pub(super) fn written(&self, n: usize) -> bool {
         let left = self.buffered.fetch_sub(n, Ordering::AcqRel) - n;
-        // An empty queue drains even a limit of 0.
-        (left < self.max_backpressure || left == 0) && self.want_drain.swap(false, Ordering::AcqRel)
+        under_backpressure(left, self.max_backpressure)
+            && self.want_drain.swap(false, Ordering::AcqRel)
     }
 
     pub(super) fn set_closed(&self) {

@@ -15,6 +15,7 @@ use atomic_waker::AtomicWaker;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
+use super::config::under_backpressure;
 use crate::http::framing::{
     write_chunk_header, write_last_chunk, write_response_head, RequestInfo,
 };
@@ -333,8 +334,7 @@ impl Exchange {
         }
         // Counted before the task writes any of it: what JS has handed
         // over and the client has not taken yet.
-        let queued = g.out.len();
-        let over = !last && queued > 0 && queued >= self.server.config.max_backpressure;
+        let over = !last && !under_backpressure(g.out.len(), self.server.config.max_backpressure);
         if over {
             g.over = true;
         }
@@ -425,8 +425,8 @@ impl Exchange {
         g.parked = false;
         if g.aborted {
             g.fd = -1;
-            g.closed = true;
-            g.out = Vec::new();
+            // JS asked for it: no notice.
+            let _ = Self::close_locked(&mut g);
             return Poll::Ready(None);
         }
         let mut written = 0;
@@ -472,9 +472,10 @@ impl Exchange {
     /// was told it was over (none once the response has ended: nothing
     /// more will be written to it).
     fn drained(&self, g: &mut Inner) -> Option<Notice> {
-        let left = g.out.len();
-        // An empty queue drains even a limit of 0.
-        if g.over && !g.ended && (left < self.server.config.max_backpressure || left == 0) {
+        if g.over
+            && !g.ended
+            && under_backpressure(g.out.len(), self.server.config.max_backpressure)
+        {
             g.over = false;
             return Some(Notice::Drain);
         }
