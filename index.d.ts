@@ -138,6 +138,7 @@ export interface Connection {
   /** The agreed extensions (`Sec-WebSocket-Extensions` of the response), or `""`. */
   readonly extensions: string;
   readonly connection: ConnectionInfo;
+  /** OPEN, then CLOSING after `close()` or once the client's close frame is being answered (after the handlers of the messages before it ran), CLOSED at the `close` event. */
   readonly readyState: ReadyState;
   /** Bytes queued and not yet written to the socket. */
   readonly bufferedAmount: number;

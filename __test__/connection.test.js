@@ -129,6 +129,84 @@ test.describe('ordering around close', () => {
     assert.deepEqual(got, ['bye soon']);
   });
 
+  // RFC 6455 §5.5.1 lets the server finish its messages before it answers
+  // a close frame; sack answers once the handlers of the messages before
+  // the close have run, so their replies go out first, whether or not the
+  // close frame came in the same read (it did not always, before).
+  test.it('a reply to the message just before the client’s close frame (same packet) goes out before the answer', async (t) => {
+    const { r, ws } = await rawPair(t);
+    const states = [];
+    ws.onmessage = (m) => {
+      states.push(ws.readyState);
+      assert.equal(ws.send(`echo ${m}`), true);
+    };
+    const closed = nextEvent(ws, 'close');
+    r.write(Buffer.concat([encodeFrame(OP.TEXT, 'one'), encodeFrame(OP.TEXT, 'two'), encodeFrame(OP.CLOSE, closePayload(4001, 'bye'))]));
+    const frames = [await r.readFrame(), await r.readFrame(), await r.readFrame()];
+    assert.deepEqual(
+      frames.map((f) => [f.opcode, f.opcode === OP.CLOSE ? `${f.code} ${f.reason}` : f.payload.toString()]),
+      [
+        [OP.TEXT, 'echo one'],
+        [OP.TEXT, 'echo two'],
+        [OP.CLOSE, '4001 bye'],
+      ],
+    );
+    assert.deepEqual(states, [readyStates.OPEN, readyStates.OPEN]);
+    assert.deepEqual((await closed).args, [4001, 'bye']);
+    await r.waitEnd();
+  });
+
+  test.it('once the client’s close frame is seen, readyState is CLOSING and send() throws WS_ERR_NOT_OPEN', async (t) => {
+    const { r, ws } = await rawPair(t);
+    let later;
+    ws.onmessage = () => {
+      // After this read's events: the close frame has been seen by then.
+      setImmediate(() => {
+        later = { state: ws.readyState };
+        try {
+          ws.send('too late');
+        } catch (e) {
+          later.code = e.code;
+        }
+      });
+    };
+    const closed = nextEvent(ws, 'close');
+    r.write(Buffer.concat([encodeFrame(OP.TEXT, 'x'), encodeFrame(OP.CLOSE, closePayload(1000))]));
+    const f = await r.readFrame();
+    assert.equal(f.opcode, OP.CLOSE, 'nothing but the answer to the close');
+    await closed;
+    assert.deepEqual(later, { state: readyStates.CLOSING, code: 'WS_ERR_NOT_OPEN' });
+  });
+
+  test.it('a JS thread busy past closeTimeout: the engine answers the close itself, and a later send is dropped', async (t) => {
+    const { r, ws } = await rawPair(t, { closeTimeout: 300 });
+    let sent;
+    ws.onmessage = () => {
+      const until = Date.now() + 900;
+      while (Date.now() < until); // busy: the close event waits behind this
+      sent = ws.send('late'); // JS has not seen the close yet: accepted, then dropped
+    };
+    const closed = nextEvent(ws, 'close');
+    r.write(Buffer.concat([encodeFrame(OP.TEXT, 'x'), encodeFrame(OP.CLOSE, closePayload(1000))]));
+    const f = await r.readFrame();
+    assert.equal(f.opcode, OP.CLOSE, `the answer, not ${f.payload}`);
+    assert.equal(f.code, 1000);
+    assert.equal(sent, false);
+    assert.deepEqual((await closed).args, [1000, '']);
+  });
+
+  test.it('a ws client that sends and closes at once gets the reply to its last message', async (t) => {
+    const { c, ws } = await pair(t);
+    ws.onmessage = (m) => ws.send(`re: ${m}`);
+    const got = [];
+    c.on('message', (m) => got.push(m.toString()));
+    const cc = clientClosed(c);
+    c.send('last');
+    c.close(1000, 'done');
+    assert.deepEqual(await cc, { code: 1000, reason: 'done' });
+    assert.deepEqual(got, ['re: last']);
+  });
+
   test.it('bufferedAmount is 0 once closed', async (t) => {
     const { ws } = await pair(t);
     const closed = nextEvent(ws, 'close');

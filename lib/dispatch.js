@@ -23,6 +23,7 @@ const ADOPT = 11;
 const REQUESTS = 12;
 const RESPONSE_DRAIN = 13;
 const RESPONSE_CLOSE = 14;
+const PEER_CLOSE = 15;
 
 // Request groups (src/binding/dispatch.rs, deliver_requests).
 const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
@@ -104,6 +105,12 @@ function dispatch(kind, id, a, b, c, d) {
     case CLOSE: {
       const ws = conns.get(id);
       if (ws !== undefined) ws._closed(a, b);
+      return;
+    }
+    case PEER_CLOSE: {
+      // The client's close frame came and is being answered: no more sends.
+      const ws = conns.get(id);
+      if (ws !== undefined && ws.readyState === ws.OPEN) ws.readyState = ws.CLOSING;
       return;
     }
     case PONG: {

@@ -33,6 +33,8 @@ pub mod kind {
     pub const RESPONSE_DRAIN: f64 = 13.0;
     /// An HTTP response's connection went away before it ended.
     pub const RESPONSE_CLOSE: f64 = 14.0;
+    /// The peer's close frame came; our answer is queued (`Event::PeerClose`).
+    pub const PEER_CLOSE: f64 = 15.0;
 }
 
 /// The threadsafe function's callback, on the environment's JS thread.
@@ -457,6 +459,12 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                     js::string(env, message.as_bytes()),
                 ],
             ),
+            Event::PeerClose { conn, echo } => {
+                // The handlers of the messages before it have run: what they
+                // sent is queued, and our close frame goes after it.
+                conn.answer_close(echo.as_ref().map(|(c, r)| (*c, r.as_str())));
+                js::call(env, f, &[n(PEER_CLOSE), n(conn.id as f64)]);
+            }
             Event::Close { conn, code, reason } => {
                 state.conns.borrow_mut().remove(&conn);
                 js::call(

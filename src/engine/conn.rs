@@ -576,6 +576,15 @@ impl Conn {
         self.enqueue_frame(g, OpCode::Close, &payload);
     }
 
+    /// Answers the peer's close frame (see `Event::PeerClose`), after
+    /// everything queued so far; nothing if our close frame is already out.
+    pub fn answer_close(&self, echo: Option<(u16, &str)>) {
+        let mut g = self.lock();
+        self.queue_close(&mut g, echo);
+        drop(g);
+        self.waker.wake();
+    }
+
     /// Answers a ping (§5.5.2), unless our close frame is already out.
     pub(super) fn queue_pong(&self, payload: &[u8]) {
         let mut g = self.lock();

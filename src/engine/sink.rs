@@ -58,6 +58,14 @@ pub enum Event {
         code: &'static str,
         message: String,
     },
+    /// The peer's close frame came (after the messages before it): the
+    /// receiver answers it with [`Conn::answer_close`](super::conn::Conn::answer_close)
+    /// once JS has seen those messages, so what their handlers send goes
+    /// out before our close frame. `echo` is the answer's code and reason.
+    PeerClose {
+        conn: Arc<Conn>,
+        echo: Option<(u16, String)>,
+    },
     /// The connection is closed; the last event for it.
     Close {
         conn: u64,
@@ -113,9 +121,10 @@ impl Event {
             | Event::Drain { conn }
             | Event::Error { conn, .. }
             | Event::Close { conn, .. } => Some(*conn),
-            Event::Accept { conn, .. } | Event::Open { conn, .. } | Event::Adopt { conn, .. } => {
-                Some(conn.id)
-            }
+            Event::Accept { conn, .. }
+            | Event::Open { conn, .. }
+            | Event::Adopt { conn, .. }
+            | Event::PeerClose { conn, .. } => Some(conn.id),
             Event::ServerError { .. }
             | Event::ServerClose { .. }
             | Event::Request { .. }

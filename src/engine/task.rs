@@ -478,8 +478,22 @@ enum Closing {
     No,
     /// Our close frame is queued; waiting for the peer's (until the deadline).
     Sent,
+    /// The peer's close frame came first. JS hears of the messages before
+    /// it, then of the close (`Event::PeerClose`), and the binding queues
+    /// our answer after whatever those messages' handlers sent: RFC 6455
+    /// §5.5.1 lets an endpoint finish its messages before answering. So a
+    /// reply to a client's last message does not depend on whether its
+    /// close frame came in the same read. Input is discarded meanwhile; if
+    /// JS has not answered by the deadline (busy, or gone), we answer.
+    PeerClosed,
     /// The handshake is complete (or failed): flush what is queued, then end.
     Flush,
+}
+
+/// Our answer to a peer's close: its code and reason (§5.5.1), or an empty
+/// close for an empty one.
+fn echo_of(code: u16, reason: &str) -> Option<(u16, String)> {
+    (code != close::NO_STATUS).then(|| (code, reason.to_owned()))
 }
 
 struct WsLoop {
@@ -620,6 +634,11 @@ impl WsLoop {
                     self.closing = Closing::Sent;
                     self.deadline = Some(Box::pin(sleep(self.close_timeout)));
                 }
+                if g.close_sent && self.closing == Closing::PeerClosed {
+                    // Answered: the handshake is complete once it is out.
+                    self.closing = Closing::Flush;
+                    self.deadline = None;
+                }
                 if self.writing.is_empty() {
                     if !g.out.is_empty() {
                         std::mem::swap(&mut self.writing, &mut g.out);
@@ -674,6 +693,20 @@ impl WsLoop {
             }
             if let Some(d) = self.deadline.as_mut() {
                 if d.as_mut().poll(cx).is_ready() {
+                    if self.closing == Closing::PeerClosed {
+                        // JS did not answer in time: answer now.
+                        self.deadline = None;
+                        let echo = self
+                            .outcome
+                            .as_ref()
+                            .and_then(|(code, reason)| echo_of(*code, reason));
+                        let mut g = self.conn.lock();
+                        self.conn
+                            .queue_close(&mut g, echo.as_ref().map(|(c, r)| (*c, r.as_str())));
+                        drop(g);
+                        self.closing = Closing::Flush;
+                        continue;
+                    }
                     return Poll::Ready(self.abnormal());
                 }
             }
@@ -730,12 +763,12 @@ impl WsLoop {
         if self.ping_timer.is_some() {
             self.last_read = Instant::now();
         }
-        if self.closing == Closing::Flush {
-            return; // the handshake is over or failed: discard input
+        if matches!(self.closing, Closing::Flush | Closing::PeerClosed) {
+            return; // after the peer's close frame, or a failure: discard input
         }
         if self.pending.is_empty() {
             let used = self.process(data);
-            if self.closing != Closing::Flush {
+            if !matches!(self.closing, Closing::Flush | Closing::PeerClosed) {
                 self.pending.extend_from_slice(&data[used..]);
             }
         } else {
@@ -743,7 +776,7 @@ impl WsLoop {
             input.extend_from_slice(data);
             let used = self.process(&mut input);
             input.drain(..used);
-            if self.closing != Closing::Flush {
+            if !matches!(self.closing, Closing::Flush | Closing::PeerClosed) {
                 self.pending = input;
             }
             // A held partial frame that grew big is released once consumed.
@@ -763,6 +796,8 @@ impl WsLoop {
         let max_payload = self.max_payload;
         let mut failure: Option<Violation> = None;
         let mut peer_close: Option<(u16, String)> = None;
+        // Our close frame is out: the peer's completes the handshake.
+        let answered = self.closing == Closing::Sent;
         // All messages of this read go out under one lock and one wake.
         let result = conn.emit_with(|batch| {
             decoder.decode(input, |m| {
@@ -812,10 +847,19 @@ impl WsLoop {
                         });
                     }
                     Message::Close(p) => {
-                        peer_close = Some(match p {
+                        let (code, reason) = match p {
                             ClosePayload::Empty => (close::NO_STATUS, String::new()),
                             ClosePayload::Code(c, r) => (c, r.to_string()),
-                        });
+                        };
+                        if !answered {
+                            // In this read's batch, after its messages: JS
+                            // handles them and the close in one go.
+                            batch.events.push_back(Event::PeerClose {
+                                conn: conn.clone(),
+                                echo: echo_of(code, &reason),
+                            });
+                        }
+                        peer_close = Some((code, reason));
                         return false;
                     }
                 }
@@ -828,14 +872,14 @@ impl WsLoop {
         };
         match result {
             Ok(used) => {
-                if let Some((code, reason)) = peer_close {
-                    // Echo the peer's code (§5.5.1); an empty close gets an empty one.
-                    let echo = (code != close::NO_STATUS).then_some(code);
-                    let mut g = conn.lock();
-                    conn.queue_close(&mut g, echo.map(|c| (c, reason.as_str())));
-                    drop(g);
-                    self.outcome = Some((code, reason));
-                    self.closing = Closing::Flush;
+                if let Some(outcome) = peer_close {
+                    self.outcome = Some(outcome);
+                    if answered {
+                        self.closing = Closing::Flush;
+                    } else {
+                        self.closing = Closing::PeerClosed;
+                        self.deadline = Some(Box::pin(sleep(self.close_timeout)));
+                    }
                 }
                 used
             }
