@@ -5,6 +5,9 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// Invariants for the fuzz targets in `fuzz/` and seeded tests.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod checks;
 pub mod clock;
 pub mod engine;
 pub mod http;

@@ -122,7 +122,8 @@ impl RequestHead {
     }
 
     /// The target and the header names and values, each followed by `\n`
-    /// except the last: the form `binding::dispatch` hands to JS.
+    /// except the last value (with no headers: the target and its `\n`):
+    /// the form `binding::dispatch` hands to JS.
     pub fn target_and_fields(&self) -> &str {
         let all = &self.text[self.method_len as usize + 1..];
         if self.count == 0 {
