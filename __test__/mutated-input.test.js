@@ -1,6 +1,7 @@
 'use strict';
 // Mutated input against a live server. Valid HTTP requests and WebSocket
-// frames get bytes flipped, replaced, inserted, dropped, repeated or cut
+// frames (plain, and compressed with permessage-deflate) get bytes
+// flipped, replaced, inserted, dropped, repeated or cut
 // (seeded, so a failure can be replayed), and go out whole or in pieces,
 // some with the client half-closing after them. Whatever arrives:
 //
@@ -21,6 +22,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const fs = require('node:fs');
+const zlib = require('node:zlib');
 const { spawnSync } = require('node:child_process');
 
 const sack = require('..');
@@ -330,7 +332,7 @@ test.describe(`mutated HTTP requests (${LANE ? 'HTTP lane' : 'engine tasks only'
 });
 
 /** A handshake on a raw socket; resolves with the socket and what followed the 101. */
-function upgraded(port) {
+function upgraded(port, headers) {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: HOST, port });
     let buf = Buffer.alloc(0);
@@ -340,15 +342,23 @@ function upgraded(port) {
       const end = buf.indexOf('\r\n\r\n');
       if (end < 0) return;
       socket.off('data', onData);
-      assert.match(buf.subarray(0, end).toString('latin1'), /^HTTP\/1\.1 101 /);
-      resolve({ socket, rest: buf.subarray(end + 4) });
+      const head = buf.subarray(0, end).toString('latin1');
+      assert.match(head, /^HTTP\/1\.1 101 /);
+      resolve({ socket, head, rest: buf.subarray(end + 4) });
     };
     socket.on('data', onData);
-    socket.write(upgradeRequest('/'));
+    socket.write(upgradeRequest('/', headers));
   });
 }
 
+const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+/** A message payload as a client compresses it (RFC 7692 §7.2.1), no context kept. */
+const deflated = (data) => zlib.deflateRawSync(Buffer.from(data), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4);
+/** A server message payload inflated (§7.2.2); the server keeps no context (serverNoContextTakeover). */
+const inflated = (payload) => zlib.inflateRawSync(Buffer.concat([payload, TAIL]), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+
 const m = (op, payload, opts) => encodeFrame(op, Buffer.from(payload), { maskKey: Buffer.from([1, 2, 3, 4]), ...opts });
+const RSV1 = { rsv: 4 };
 // Valid frames, and what the echo server sends back for them (opcode and
 // payload of each frame, or the close code).
 const WS_SEEDS = [
@@ -362,15 +372,39 @@ const WS_SEEDS = [
   [Buffer.concat([m(1, 'x'.repeat(4000), { fin: false }), m(0, 'y'.repeat(96))]), [1, 'x'.repeat(4000) + 'y'.repeat(96)]],
 ].map(([wire, ...answers]) => ({ wire, answers }));
 
+// The same with permessage-deflate: compressed messages (RSV1 on the first
+// frame only), fragmented, mixed with plain ones, and at maxPayload once
+// inflated (a 2-byte-per-KiB "bomb" over it). Echoes of 1024 bytes or more
+// come back compressed.
+const text2k = 'compress me, '.repeat(160); // 2080 bytes
+const DEFLATE_SEEDS = [
+  [m(1, deflated('hello hello hello'), RSV1), [1, 'hello hello hello']],
+  [Buffer.concat([m(1, deflated(text2k), RSV1), m(2, 'plain')]), [1, text2k], [2, 'plain']],
+  [
+    (() => {
+      const z = deflated('fragmented and compressed');
+      return Buffer.concat([m(1, z.subarray(0, 5), { fin: false, rsv: 4 }), m(9, 'p'), m(0, z.subarray(5))]);
+    })(),
+    [10, 'p'],
+    [1, 'fragmented and compressed'],
+  ],
+  [m(2, deflated(Buffer.alloc(4096, 1)), RSV1), [2, '\x01'.repeat(4096)]],
+  [Buffer.concat([m(2, deflated(Buffer.alloc(100000)), RSV1)]), 1009],
+].map(([wire, ...answers]) => ({ wire, answers }));
+
 /** The server's frames in `buf`, checked; `cut`: the rest, when incomplete. */
-function serverFrames(buf, label) {
+function serverFrames(buf, label, deflate) {
   const frames = [];
   let at = 0;
   while (at < buf.length) {
     const f = decodeFrame(buf.subarray(at));
     if (!f) return { frames, cut: true };
     assert.equal(f.masked, false, `${label}: a masked server frame`);
-    assert.equal(f.rsv, 0, label);
+    assert.equal(f.rsv & 3, 0, `${label}: RSV2/RSV3`);
+    if (f.rsv) {
+      assert.ok(deflate && f.fin && (f.opcode === 1 || f.opcode === 2), `${label}: RSV1 where it may not be`);
+      f.payload = inflated(f.payload);
+    }
     assert.ok([0, 1, 2, 8, 9, 10].includes(f.opcode), `${label}: opcode ${f.opcode}`);
     assert.ok(!frames.some((g) => g.opcode === 8), `${label}: a frame after the close frame`);
     if (f.opcode === 8) {
@@ -387,57 +421,78 @@ function serverFrames(buf, label) {
   return { frames, cut: false };
 }
 
+/** `CASES` mutated inputs from `seeds`, each on its own connection. */
+async function mutatedFrames(t, { seeds, options, headers, deflate, salt }) {
+  const server = makeServer(t, options);
+  const port = server.address().port;
+  await stillServes(server);
+  const fds = fdCount();
+  const codes = new Map();
+  await pool(CASES, async (i) => {
+    const r = rng(SEED ^ (i * 104729) ^ salt);
+    const seed = seeds[r.below(seeds.length)];
+    const intact = r.below(10) === 0;
+    const input = intact ? seed.wire : mutate(r, seed.wire, 1 + r.below(3));
+    const label = `seed ${SEED} case ${i}: ${input.toString('hex')}`;
+    const { socket, head, rest } = await withTimeout(upgraded(port, headers), 3000, `${label}: handshake`);
+    if (deflate) assert.match(head, /\r\nSec-WebSocket-Extensions: permessage-deflate/i);
+    let buf = rest;
+    let ended = false;
+    socket.on('data', (d) => (buf = Buffer.concat([buf, d])));
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.on('end', () => (ended = true));
+    for (const p of split(r, input)) {
+      socket.write(p);
+      await delay(1);
+    }
+    const frames = () => serverFrames(buf, label, deflate).frames;
+    if (intact) {
+      await waitUntil(() => frames().length >= seed.answers.length, 3000, `${label}: the echo`);
+    } else {
+      // A violation closes at once; otherwise the connection may wait
+      // for the rest of a frame, and the client goes after a while.
+      await Promise.race([closed, delay(150)]);
+    }
+    // After its close frame the server closes the TCP connection itself.
+    if (frames().some((f) => f.opcode === 8)) {
+      await withTimeout(closed, 3000, `${label}: the server's TCP close after its close frame`);
+    }
+    socket.destroy();
+    await closed;
+    const got = serverFrames(buf, label, deflate);
+    assert.ok(!(got.cut && ended), `${label}: an incomplete frame before the server's FIN`);
+    const close = got.frames.find((f) => f.opcode === 8);
+    if (close) {
+      assert.ok(ended, `${label}: a close frame, then a reset instead of a FIN`);
+      codes.set(close.code, (codes.get(close.code) || 0) + 1);
+    }
+    if (intact) {
+      const seen = got.frames.map((f) => (f.opcode === 8 ? f.code : [f.opcode, f.payload.toString('latin1')]));
+      const want = seed.answers.map((a) => (typeof a === 'number' ? a : [a[0], Buffer.from(a[1]).toString('latin1')]));
+      assert.deepEqual(seen, want, label);
+    }
+  });
+  t.diagnostic(`close codes: ${JSON.stringify(Object.fromEntries(codes))}`);
+  await stillServes(server);
+  await noLeaks(server, fds);
+  return codes;
+}
+
 test.describe('mutated WebSocket frames', { skip: ONLY_HTTP }, () => {
   test.it(`${CASES} cases, seed ${SEED}: echoes or a valid close, and no connection outlives its client`, async (t) => {
-    const server = makeServer(t);
-    const port = server.address().port;
-    await stillServes(server);
-    const fds = fdCount();
-    const codes = new Map();
-    await pool(CASES, async (i) => {
-      const r = rng(SEED ^ (i * 104729));
-      const seed = WS_SEEDS[r.below(WS_SEEDS.length)];
-      const intact = r.below(10) === 0;
-      const input = intact ? seed.wire : mutate(r, seed.wire, 1 + r.below(3));
-      const label = `seed ${SEED} case ${i}: ${input.toString('hex')}`;
-      const { socket, rest } = await withTimeout(upgraded(port), 3000, `${label}: handshake`);
-      let buf = rest;
-      let ended = false;
-      socket.on('data', (d) => (buf = Buffer.concat([buf, d])));
-      const closed = new Promise((resolve) => socket.on('close', resolve));
-      socket.on('end', () => (ended = true));
-      for (const p of split(r, input)) {
-        socket.write(p);
-        await delay(1);
-      }
-      const sentClose = () => serverFrames(buf, label).frames.some((f) => f.opcode === 8);
-      if (intact) {
-        await waitUntil(() => serverFrames(buf, label).frames.length >= seed.answers.length, 3000, `${label}: the echo`);
-      } else {
-        // A violation closes at once; otherwise the connection may wait
-        // for the rest of a frame, and the client goes after a while.
-        await Promise.race([closed, delay(150)]);
-      }
-      // After its close frame the server closes the TCP connection itself.
-      if (sentClose()) await withTimeout(closed, 3000, `${label}: the server's TCP close after its close frame`);
-      socket.destroy();
-      await closed;
-      const { frames, cut } = serverFrames(buf, label);
-      assert.ok(!(cut && ended), `${label}: an incomplete frame before the server's FIN`);
-      const close = frames.find((f) => f.opcode === 8);
-      if (close) {
-        assert.ok(ended, `${label}: a close frame, then a reset instead of a FIN`);
-        codes.set(close.code, (codes.get(close.code) || 0) + 1);
-      }
-      if (intact) {
-        const got = frames.map((f) => (f.opcode === 8 ? f.code : [f.opcode, f.payload.toString('latin1')]));
-        const want = seed.answers.map((a) => (typeof a === 'number' ? a : [a[0], Buffer.from(a[1]).toString('latin1')]));
-        assert.deepEqual(got, want, label);
-      }
-    });
-    t.diagnostic(`close codes: ${JSON.stringify(Object.fromEntries(codes))}`);
+    const codes = await mutatedFrames(t, { seeds: WS_SEEDS, salt: 0 });
     assert.ok(codes.get(1002) > CASES / 20, 'some protocol errors were answered with 1002');
-    await stillServes(server);
-    await noLeaks(server, fds);
+  });
+
+  test.it(`permessage-deflate, ${CASES} cases: inflated echoes, or a valid close (1007 for bad data, 1009 past maxPayload)`, async (t) => {
+    const codes = await mutatedFrames(t, {
+      seeds: DEFLATE_SEEDS,
+      options: { perMessageDeflate: { serverNoContextTakeover: true } },
+      headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' },
+      deflate: true,
+      salt: 0x5a5a5a,
+    });
+    assert.ok(codes.get(1007) > CASES / 20, 'some bad compressed data was answered with 1007');
+    assert.ok(codes.get(1009) > CASES / 50, 'some messages were too big once inflated');
   });
 });
