@@ -108,6 +108,15 @@ const HTTP_SEEDS = [
   // Content-Length: 0 is an empty body, not none.
   ['OPTIONS * HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n', 'OPTIONS * 0'],
   ['DELETE /chunk HTTP/1.1\r\nHost: a\r\nX-Latin: caf\xe9\r\n\r\n', 'DELETE /chunk -!'],
+  // A keep-alive connection that upgrades on its second request, with a
+  // frame right behind (101: the answer is the switch, frames follow).
+  [
+    `POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nokGET /then HTTP/1.1\r\nHost: a\r\n\r\n${upgradeRequest('/ws')}` +
+      encodeFrame(1, Buffer.from('hi'), { maskKey: Buffer.from([9, 8, 7, 6]) }).toString('latin1'),
+    'POST /first 2',
+    'GET /then -',
+    101,
+  ],
   // At the limits (maxHeaderSize 2048, maxBodySize 4096): a few edits cross them.
   [`GET /big HTTP/1.1\r\nHost: a\r\nX-Pad: ${'p'.repeat(1995)}\r\n\r\n`, 'GET /big -'],
   [`POST /body HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\n\r\n${'b'.repeat(4096)}`, 'POST /body 4096'],
@@ -145,7 +154,10 @@ function checkResponses(buf, label) {
     assert.ok(lengths.length <= 1, `${label}: ${lengths.length} Content-Length lines`);
     assert.ok(!(lengths.length && headers['transfer-encoding']), `${label}: Content-Length and Transfer-Encoding`);
     at = end + 4;
-    if (status === 101) break;
+    if (status === 101) {
+      res.frames = buf.subarray(at); // WebSocket from here on
+      break;
+    }
     // The handler names the method: a HEAD response has no body.
     const head = (headers['x-method'] || [])[0] === 'HEAD';
     if (head || status < 200 || status === 204 || status === 304) continue;
@@ -287,23 +299,27 @@ test.describe(`mutated HTTP requests (${LANE ? 'HTTP lane' : 'engine tasks only'
       const seed = HTTP_SEEDS[r.below(HTTP_SEEDS.length)];
       const input = r.below(10) === 0 ? seed.wire : mutate(r, seed.wire, 1 + r.below(3));
       const label = `seed ${SEED} case ${i}: ${show(input)}`;
+      // An upgraded connection has no timeout: the client's FIN ends it.
+      const halfClose = r.below(2) === 0 || seed.answers.includes(101);
       const got = await withTimeout(
-        exchange(port, split(r, input), { halfClose: r.below(2) === 0, ms: TIMEOUT * 3 + 500 }),
+        exchange(port, split(r, input), { halfClose, ms: TIMEOUT * 3 + 500 }),
         10000,
         label,
       ).catch((e) => {
         throw new Error(`${label}: ${e.message}`);
       });
       const responses = checkResponses(got, label);
-      for (const { status } of responses) {
+      for (const { status, frames } of responses) {
         assert.notEqual(status, 500, `${label}: a 500 without a throwing handler`);
         seen.set(status, (seen.get(status) || 0) + 1);
+        if (frames) serverFrames(frames, label, false);
       }
       if (input === seed.wire) {
         // Unchanged, however cut and whether half-closed: every answer,
         // in order, nothing lost.
         const finals = responses.filter((res) => res.status !== 100);
-        assert.deepEqual(finals.map((res) => `${res.status} ${res.body}`), seed.answers.map((a) => `200 ${a}`), label);
+        const want = seed.answers.map((a) => (a === 101 ? '101 ' : `200 ${a}`));
+        assert.deepEqual(finals.map((res) => `${res.status} ${res.body}`), want, label);
       }
     });
     t.diagnostic(`statuses: ${JSON.stringify(Object.fromEntries([...seen].sort((a, b) => a[0] - b[0])))}`);
