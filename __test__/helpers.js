@@ -486,12 +486,17 @@ function runNode(code, { ms = 10000, args = [], input } = {}) {
  * `line(regex)` waits for a stdout line matching regex (returns the match),
  * `exited(ms)` waits for the exit ({ code, signal }), `kill()` ends it.
  * Register `t.after(() => h.kill())` so no child outlives its test.
+ * `maxFiles`: the child's limit of open file descriptors (`ulimit -n`).
  */
-function startNode(code, { args = [] } = {}) {
-  const child = spawn(process.execPath, [...args, '-e', code], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+function startNode(code, { args = [], maxFiles } = {}) {
+  const argv = [...args, '-e', code];
+  const child =
+    maxFiles === undefined
+      ? spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('/bin/sh', ['-c', `ulimit -n ${Number(maxFiles)} && exec "$@"`, 'sh', process.execPath, ...argv], {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
   const h = {
     child,
     stdout: '',

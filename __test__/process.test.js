@@ -2,12 +2,16 @@
 // Process lifetime, in child Node processes: a listening server keeps the
 // process alive unless unref()ed; the process exits by itself once the
 // server is closed and its clients are gone; a throwing event handler is an
-// uncaught exception like an EventEmitter listener's.
+// uncaught exception like an EventEmitter listener's; running out of file
+// descriptors is survived.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 
-const { ROOT, scope, opened, clientClosed, delay, startNode, runNode } = require('./helpers.js');
+const fs = require('node:fs');
+const net = require('node:net');
+
+const { ROOT, scope, opened, clientClosed, delay, startNode, runNode, request, waitUntil } = require('./helpers.js');
 
 const PRELUDE = `
   const sack = require(${JSON.stringify(ROOT)});
@@ -200,3 +204,56 @@ test.describe('exceptions in handlers', () => {
   });
 });
 
+
+test.describe('out of file descriptors', () => {
+  // The listener's accept fails with EMFILE while the process has no file
+  // descriptor left; the connections wait in the kernel's backlog. The
+  // server must not crash, must not spin on the failing accept, and must
+  // serve again as soon as descriptors are free.
+  test.it('no crash, no busy loop, and served again once connections close', async (t) => {
+    const h = startNode(
+      `${PRELUDE}
+      const s = new Server({ address: '127.0.0.1', port: 0 });
+      s.onrequest = (req, res) => res.end('hi ' + req.url);
+      s.on('error', () => {});
+      console.log('listening ' + s.address().port);
+      `,
+      { maxFiles: 64 },
+    );
+    t.after(() => h.kill());
+    const port = Number((await h.line(/listening (\d+)/))[1]);
+    const get = (path) => request(port, { path, ms: 5000 });
+    assert.equal((await get('/first')).text, 'hi /first');
+
+    // More connections than the child has descriptors left (it uses about
+    // 25 of its 64 for itself), each with a request.
+    const held = [];
+    t.after(() => held.forEach((c) => c.destroy()));
+    for (let i = 0; i < 100; i++) {
+      const c = net.connect({ host: '127.0.0.1', port });
+      c.on('error', () => {});
+      c.write('GET /held HTTP/1.1\r\nHost: a\r\n\r\n');
+      held.push(c);
+    }
+    await waitUntil(() => held.filter((c) => c.bytesRead > 0).length >= 10, 5000, 'the first held requests answered');
+    await delay(300);
+    const answered = held.filter((c) => c.bytesRead > 0).length;
+    assert.ok(answered < held.length, `all ${held.length} answered: the limit was not reached`);
+
+    // While full: the process lives and sleeps between accept attempts.
+    const cpuTicks = () => {
+      const f = fs.readFileSync(`/proc/${h.child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return Number(f[11]) + Number(f[12]); // utime + stime, 1/100 s
+    };
+    const before = cpuTicks();
+    await delay(1000);
+    const used = cpuTicks() - before;
+    assert.ok(used < 50, `the child used ${used}/100 of a CPU-second while out of descriptors`);
+    assert.ok(h.running(), `the child exited: ${h.stderr.slice(0, 2000)}`);
+
+    // Descriptors free again: the backlog and new clients are served.
+    for (const c of held.splice(0)) c.destroy();
+    assert.equal((await get('/after')).text, 'hi /after');
+    assert.ok(h.running());
+  });
+});
