@@ -52,7 +52,7 @@ export interface ServerOptions {
   maxBackpressure?: number;
   /** Open connections allowed at once (0 = no limit); more are answered 503. Default 0. */
   maxConnections?: number;
-  /** Milliseconds to wait for the peer's close frame after ours before dropping the socket. Default 10000. */
+  /** Milliseconds to wait for the peer's close frame after ours, or for a peer that stopped reading to take what is queued once closing, before dropping the socket (close 1006); also how long the answer to a client's close frame waits for a busy JS thread. Default 10000. */
   closeTimeout?: number;
 }
 

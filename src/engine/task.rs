@@ -526,6 +526,8 @@ struct WsLoop {
     ping_timer: Option<Pin<Box<Sleep>>>,
     last_read: Instant,
     awaiting_pong: bool,
+    /// The peer's FIN came after its close frame: nothing more to read.
+    peer_eof: bool,
 }
 
 impl WsLoop {
@@ -575,6 +577,7 @@ impl WsLoop {
             ping_timer: (!cfg.ping_interval.is_zero()).then(|| Box::pin(sleep(cfg.ping_interval))),
             last_read: Instant::now(),
             awaiting_pong: false,
+            peer_eof: false,
         }
     }
 
@@ -635,7 +638,8 @@ impl WsLoop {
                     self.deadline = Some(Box::pin(sleep(self.close_timeout)));
                 }
                 if g.close_sent && self.closing == Closing::PeerClosed {
-                    // Answered: the handshake is complete once it is out.
+                    // Answered: the handshake is complete once it is out
+                    // (within its own closeTimeout, below).
                     self.closing = Closing::Flush;
                     self.deadline = None;
                 }
@@ -689,6 +693,16 @@ impl WsLoop {
                             .unwrap_or((close::ABNORMAL, String::new())),
                     );
                 }
+                // A peer that stops reading must not hold the connection
+                // (and the server's close) forever: closeTimeout bounds
+                // the flush too, and the close then reports 1006.
+                let close_timeout = self.close_timeout;
+                let d = self
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(sleep(close_timeout)));
+                if d.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready((close::ABNORMAL, String::new()));
+                }
                 return Poll::Pending;
             }
             if let Some(d) = self.deadline.as_mut() {
@@ -722,7 +736,7 @@ impl WsLoop {
             }
 
             // Read.
-            if blocked {
+            if blocked || self.peer_eof {
                 return Poll::Pending;
             }
             if reads == READ_BUDGET {
@@ -747,6 +761,12 @@ impl WsLoop {
             });
             match read {
                 Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) if self.closing == Closing::PeerClosed => {
+                    // The peer half-closed after its close frame: it may
+                    // still read. Stop reading, and answer as usual.
+                    self.peer_eof = true;
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(self.abnormal()),
                 Poll::Ready(Ok(_)) => {}
             }
