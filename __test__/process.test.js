@@ -248,10 +248,15 @@ test.describe('out of file descriptors', () => {
     const before = cpuTicks();
     await delay(1000);
     const used = cpuTicks() - before;
-    assert.ok(used < 50, `the child used ${used}/100 of a CPU-second while out of descriptors`);
+    // Idle, it uses about 0; retrying accept without a pause, a whole core.
+    assert.ok(used < 25, `the child used ${used}/100 of a CPU-second while out of descriptors`);
     assert.ok(h.running(), `the child exited: ${h.stderr.slice(0, 2000)}`);
 
-    // Descriptors free again: the backlog and new clients are served.
+    // Descriptors free again: the clients waiting in the backlog are
+    // served, and new ones too.
+    const waiting = held.filter((c) => c.bytesRead === 0);
+    for (const c of held.filter((c) => c.bytesRead > 0)) c.destroy();
+    await waitUntil(() => waiting.some((c) => c.bytesRead > 0), 5000, 'a client from the backlog answered');
     for (const c of held.splice(0)) c.destroy();
     assert.equal((await get('/after')).text, 'hi /after');
     assert.ok(h.running());
