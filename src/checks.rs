@@ -9,15 +9,19 @@
 //! whatever the reads were. The first bytes of an input choose settings and
 //! cuts, so the fuzzer can explore those too.
 
+use crate::http::body::trim_ows;
 use crate::http::body::{body_kind, expects_continue, keep_alive, BodyDecoder, BodyKind};
 use crate::http::form::is_urlencoded;
-use crate::http::framing::{write_chunk, write_last_chunk, write_response_head, RequestInfo};
+use crate::http::framing::{
+    is_field_value, is_token, write_chunk, write_last_chunk, write_response_head, RequestInfo,
+};
 use crate::http::head::{parse_request_head, Field, HeadError, RequestHead, MAX_HEADERS};
+use crate::protocol::close::{is_valid_wire_code, ClosePayload};
 use crate::protocol::decoder::{Decoder, DecoderConfig, Message};
 use crate::protocol::deflate::{
     negotiate, Agreed, DeflateConfig, Deflater, InflateError, Inflater,
 };
-use crate::protocol::frame::{encode_header, OpCode, MAX_HEADER_LEN};
+use crate::protocol::frame::{encode_header, parse_header, write_frame, OpCode, MAX_HEADER_LEN};
 use crate::protocol::handshake::UpgradeHeaders;
 use crate::protocol::mask::{apply_mask, apply_mask_offset, extend_masked};
 use crate::protocol::utf8::{self, Utf8Validator};
@@ -145,15 +149,23 @@ fn same_as_httparse(head: &RequestHead, bytes: &[u8]) {
 
 fn derived(head: &RequestHead) {
     let kind = body_kind(head);
-    if let Ok(BodyKind::Length(_) | BodyKind::Chunked) = kind {
-        // RFC 9112 §6.3: a body is framed by exactly one of the two.
-        assert!(head.has_field(Field::ContentLength) || head.has_field(Field::TransferEncoding));
-    }
-    let _ = (
-        keep_alive(head),
-        expects_continue(head),
-        is_urlencoded(head),
+    let (te, cl) = (
+        head.has_field(Field::TransferEncoding),
+        head.has_field(Field::ContentLength),
     );
+    match kind {
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length (never
+        // a length when both came: the smuggling case), and a connection
+        // that had both closes after the answer.
+        Ok(BodyKind::Length(_)) => assert!(cl && !te),
+        Ok(BodyKind::Chunked) => assert!(te && head.minor == 1),
+        Ok(BodyKind::None) => assert!(!te),
+        Err(_) => assert!(te || cl),
+    }
+    if te && cl {
+        assert!(!keep_alive(head));
+    }
+    let _ = (expects_continue(head), is_urlencoded(head));
     let info = RequestInfo::from_head(head);
     assert_eq!(info.minor, head.minor);
     let upgrade = UpgradeHeaders::scan(head.header_pairs());
@@ -347,6 +359,25 @@ pub fn response_head(data: &[u8]) {
     if f.chunked {
         assert!(f.send_body && req.minor == 1 && f.content_length.is_none());
     }
+    // The user's headers go out as given (trimmed), in order, but for the
+    // framing ones, which are the server's, and those it must refuse.
+    let framing = ["content-length", "transfer-encoding", "connection"];
+    let is_framing = |n: &str| framing.iter().any(|f| n.eq_ignore_ascii_case(f));
+    let want: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (*n, trim_ows(v)))
+        .filter(|(n, v)| is_token(n) && is_field_value(v) && !is_framing(n))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    let user_date = want.iter().any(|(n, _)| n.eq_ignore_ascii_case("date"));
+    let got: Vec<(String, String)> = res
+        .headers
+        .iter()
+        .filter(|h| !is_framing(h.name) && (user_date || !h.name.eq_ignore_ascii_case("date")))
+        .map(|h| (h.name.to_owned(), latin1(h.value)))
+        .collect();
+    assert_eq!(got, want);
+
     let connection = values("connection");
     assert_eq!(connection.len(), 1);
     let keep = connection[0].starts_with("keep-alive");
@@ -387,11 +418,25 @@ fn decode_frames(cfg: DecoderConfig, reads: &[&[u8]]) -> FrameRun {
         let events = &mut run.events;
         let r = d.decode(&mut pending, |m| {
             match &m {
-                Message::Text(t) => assert!(utf8::validate(t).is_ok()),
+                Message::Text(t) => {
+                    assert!(utf8::validate(t).is_ok());
+                    assert!(t.len() <= cfg.max_payload);
+                }
                 Message::Binary(b) => assert!(b.len() <= cfg.max_payload),
-                Message::Compressed { .. } => assert!(cfg.allow_rsv1),
+                Message::Compressed { payload, .. } => {
+                    assert!(cfg.allow_rsv1);
+                    assert!(payload.len() <= cfg.max_payload);
+                }
                 Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= 125),
-                Message::Close(_) => closed = true,
+                Message::Close(p) => {
+                    // Only codes that may be sent (§7.4); the reason is
+                    // text by its type.
+                    if let ClosePayload::Code(code, reason) = p {
+                        assert!(is_valid_wire_code(*code), "close code {code}");
+                        assert!(reason.len() <= 123);
+                    }
+                    closed = true;
+                }
             }
             events.push(format!("{m:?}"));
             !closed
@@ -403,6 +448,7 @@ fn decode_frames(cfg: DecoderConfig, reads: &[&[u8]]) -> FrameRun {
                 run.consumed += used;
             }
             Err(v) => {
+                assert!(matches!(v.code, 1002 | 1007 | 1009), "violation {v:?}");
                 run.consumed = 0;
                 run.failed = Some(v.code);
                 return run;
@@ -439,6 +485,12 @@ pub fn ws_frames(data: &[u8]) {
     };
     let whole = decode_frames(cfg, &[rest]);
     assert_eq!(decode_frames(cfg, &pieces(rest, *cut)), whole);
+    if let Ok(Some(h)) = parse_header(rest, cfg.allow_rsv1) {
+        if cfg.require_mask && h.mask.is_none() {
+            // §5.1: an unmasked client frame fails the connection at once.
+            assert_eq!((whole.failed, whole.events.len()), (Some(1002), 0));
+        }
+    }
 
     // Round trip: messages cut from the input, each in one or more frames.
     let mut wire = Vec::new();
@@ -479,6 +531,54 @@ pub fn ws_frames(data: &[u8]) {
             (run.failed, run.closed, run.consumed),
             (None, false, wire.len())
         );
+    }
+
+    // Every length form (7-bit, 16-bit, 64-bit; §5.2) at its edges, as the
+    // server writes frames (unmasked, read by a client) and as a client
+    // does (masked).
+    let fill = rest.first().copied().unwrap_or(b'a');
+    for len in [0, 1, 125, 126, 127, 65535, 65536] {
+        let payload = vec![fill; len];
+        for mask in [None, Some([*flags, *cut, fill, 1])] {
+            let mut wire = Vec::new();
+            write_frame(&mut wire, OpCode::Binary, false, &payload, mask);
+            let header = parse_header(&wire, false).unwrap().unwrap();
+            assert_eq!(header.payload_len, len as u64);
+            assert_eq!(header.header_len + len, wire.len());
+            let mut d = Decoder::new(DecoderConfig {
+                require_mask: mask.is_some(),
+                ..DecoderConfig::default()
+            });
+            // In two reads, cut anywhere.
+            let at = usize::from(u16::from_le_bytes([*flags, *cut])) % (wire.len() + 1);
+            let (mut first, mut second) = (wire[..at].to_vec(), wire[at..].to_vec());
+            let mut got = Vec::new();
+            let used = d
+                .decode(&mut first, |m| {
+                    got.push(format!("{m:?}"));
+                    true
+                })
+                .unwrap();
+            assert_eq!(used, if at == wire.len() { at } else { 0 });
+            let mut rest_of = first[used..].to_vec();
+            rest_of.append(&mut second);
+            let mut data = None;
+            let used2 = d
+                .decode(&mut rest_of, |m| {
+                    if let Message::Binary(b) = m {
+                        data = Some(b.to_vec());
+                    }
+                    true
+                })
+                .unwrap();
+            assert_eq!(used + used2, wire.len());
+            if used == wire.len() {
+                assert_eq!(got, [format!("{:?}", Message::Binary(&payload))]);
+            } else {
+                assert!(got.is_empty());
+                assert_eq!(data.as_deref(), Some(&payload[..]));
+            }
+        }
     }
 }
 
