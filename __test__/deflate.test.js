@@ -706,6 +706,27 @@ test.describe('incoming compressed messages (raw client)', () => {
     );
   });
 
+  test.it('a client that ends every message with BFINAL may refer back across several messages', async (t) => {
+    // Each message is its own DEFLATE stream, started with the client's
+    // last 32 KiB as the dictionary (§7.2.2 with context takeover): message 3
+    // refers into messages 1 and 2, each shorter than the window.
+    const { r, ws } = await rawPair(t, { perMessageDeflate: true }, PMD);
+    const log = record(ws);
+    const a = Buffer.from(crypto.randomBytes(900).toString('base64'));
+    const b = Buffer.from(crypto.randomBytes(900).toString('base64'));
+    const c = Buffer.concat([b, a]);
+    const wire = [
+      zlib.deflateRawSync(a),
+      zlib.deflateRawSync(b, { dictionary: a }),
+      zlib.deflateRawSync(c, { dictionary: Buffer.concat([a, b]) }),
+    ];
+    assert.ok(wire[2].length < 100, 'message 3 is back-references into messages 1 and 2');
+    for (const p of wire) r.sendFrame(OP.TEXT, p, { rsv: 4 });
+    await waitUntil(() => log.length >= 3, 3000, 'three events');
+    assert.deepEqual(log.map((e) => e[0]), ['message', 'message', 'message']);
+    assert.deepEqual(log.map((e) => e[1]), [a, b, c].map(String));
+  });
+
   test.it('clientNoContextTakeover on the server: independent client messages are inflated', async (t) => {
     const { r, ws, head } = await rawPair(t, { perMessageDeflate: { clientNoContextTakeover: true } }, PMD);
     assert.equal(head.headers['sec-websocket-extensions'], `${PMD}; client_no_context_takeover`);

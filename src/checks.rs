@@ -25,6 +25,7 @@ use crate::protocol::frame::{encode_header, parse_header, write_frame, OpCode, M
 use crate::protocol::handshake::UpgradeHeaders;
 use crate::protocol::mask::{apply_mask, apply_mask_offset, extend_masked};
 use crate::protocol::utf8::{self, Utf8Validator};
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// `data` cut into pieces whose lengths follow `seed` (1 to 16 bytes, or
 /// all in one when `seed` is 0); none when `data` is empty.
@@ -636,6 +637,9 @@ pub fn utf8(data: &[u8]) {
 ///   the limit and one byte.
 /// - Messages compressed by `Deflater` inflate back to themselves, message
 ///   after message, with or without context takeover.
+/// - So do those of a client that ends some messages with BFINAL
+///   (§7.2.3.4) and refers back across them, as long as its first message
+///   ends with BFINAL (see `Inflater`'s history).
 pub fn deflate(data: &[u8]) {
     let [flags, limit, cut, rest @ ..] = data else {
         return;
@@ -676,6 +680,18 @@ pub fn deflate(data: &[u8]) {
             .expect("our own deflate output");
         assert_eq!(out, msg);
     }
+    let takeover = !agreed.client_no_context_takeover;
+    let mut client = FinalSender::new(takeover);
+    let mut inflater = Inflater::new(&agreed);
+    for (n, msg) in pieces(rest, cut.wrapping_add(5)).into_iter().enumerate() {
+        let last = n == 0 || (usize::from(*limit) >> (n % 8)) & 1 != 0;
+        let wire = client.send(msg, last);
+        let mut out = Vec::new();
+        inflater
+            .inflate(&wire, msg.len(), &mut out)
+            .expect("a BFINAL client's output");
+        assert_eq!(out, msg);
+    }
     if let Some(last) = rest.last() {
         // One byte over the limit is refused, without a full inflate.
         let big = vec![*last; 4096 + usize::from(*limit)];
@@ -685,6 +701,80 @@ pub fn deflate(data: &[u8]) {
         let r = Inflater::new(&mirrored).inflate(&wire, big.len() - 1, &mut out);
         assert_eq!(r, Err(InflateError::TooBig));
         assert!(out.len() <= big.len());
+    }
+}
+
+/// A client compressing with plain zlib that ends a message with a final
+/// block (BFINAL) when asked, and a sync flush otherwise. After a final
+/// block it starts a new stream; with context takeover that stream starts
+/// from the last 32 KiB it sent, so later messages may refer back across
+/// the final block, as §7.2.2 allows.
+pub struct FinalSender {
+    stream: Option<Compress>,
+    takeover: bool,
+    sent: Vec<u8>,
+}
+
+impl FinalSender {
+    pub fn new(takeover: bool) -> Self {
+        FinalSender {
+            stream: None,
+            takeover,
+            sent: Vec::new(),
+        }
+    }
+
+    /// One message's payload, as the client puts it on the wire.
+    pub fn send(&mut self, msg: &[u8], last_block: bool) -> Vec<u8> {
+        if !self.takeover {
+            self.stream = None;
+            self.sent.clear();
+        }
+        let stream = self.stream.get_or_insert_with(|| {
+            let mut c = Compress::new(Compression::new(6), false);
+            let from = self.sent.len().saturating_sub(32 * 1024);
+            if from < self.sent.len() {
+                c.set_dictionary(&self.sent[from..]).expect("dictionary");
+            }
+            c
+        });
+        let flush = if last_block {
+            FlushCompress::Finish
+        } else {
+            FlushCompress::Sync
+        };
+        let mut wire = Vec::with_capacity(msg.len() + 64);
+        let mut input = msg;
+        loop {
+            if wire.capacity() - wire.len() < 64 {
+                wire.reserve(wire.capacity().max(64));
+            }
+            let before = stream.total_in();
+            let status = stream
+                .compress_vec(input, &mut wire, flush)
+                .expect("compress");
+            input = &input[(stream.total_in() - before) as usize..];
+            let done = match flush {
+                FlushCompress::Finish => status == Status::StreamEnd,
+                _ => input.is_empty() && wire.len() < wire.capacity(),
+            };
+            if done {
+                break;
+            }
+        }
+        if last_block {
+            // §7.2.3.4: the final block is followed by padding up to a
+            // byte, which zlib already did. A new stream follows.
+            self.stream = None;
+        } else {
+            // §7.2.1: the sync flush's 00 00 FF FF is not sent.
+            assert!(wire.ends_with(&[0, 0, 0xff, 0xff]), "sync flush");
+            wire.truncate(wire.len() - 4);
+        }
+        self.sent.extend_from_slice(msg);
+        let keep = self.sent.len().saturating_sub(32 * 1024);
+        self.sent.drain(..keep);
+        wire
     }
 }
 

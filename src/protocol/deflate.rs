@@ -12,7 +12,8 @@
 //! - [`Inflater`]: a few KiB of state + a 32 KiB window. zlib-rs allocates and
 //!   keeps the full 32 KiB of history whatever w is, written as messages pass:
 //!   resident up to min(32 KiB, bytes received). The window bits we answer
-//!   change the client's memory, not ours.
+//!   change the client's memory, not ours. A client that ends messages with
+//!   BFINAL costs another 32 KiB (the history a new stream starts from).
 //!
 //! Both create their zlib stream lazily, on the first message that needs it,
 //! so a connection that never sends or receives a compressed message costs
@@ -333,6 +334,14 @@ pub struct Inflater {
     stream: Option<Decompress>,
     window_bits: u8,
     no_context_takeover: bool,
+    /// `None` until the client first ends a DEFLATE stream with BFINAL
+    /// (§7.2.3.4). From then on, the last 32 KiB inflated on this
+    /// connection: a new stream starts with them as its dictionary, because
+    /// with context takeover (§7.2.2) the client may refer back to earlier
+    /// messages. zlib's own window cannot be read back through flate2, so
+    /// a client that uses BFINAL pays one copy per message; others pay
+    /// nothing.
+    history: Option<Vec<u8>>,
 }
 
 impl Inflater {
@@ -341,6 +350,7 @@ impl Inflater {
             stream: None,
             window_bits: zlib_bits(agreed.client_max_window_bits),
             no_context_takeover: agreed.client_no_context_takeover,
+            history: None,
         }
     }
 
@@ -365,23 +375,44 @@ impl Inflater {
         let stream = self
             .stream
             .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
-        let result = inflate_message(stream, payload, max, out);
+        let result = inflate_message(stream, &mut self.history, payload, max, out);
         // §7.2.2: with client_no_context_takeover we MAY start each message
         // with an empty window. After an error the stream is unusable.
         if result.is_err() || self.no_context_takeover {
             self.stream = None;
+            self.history = None;
         }
         result
     }
 }
 
+/// The most a DEFLATE distance reaches back (RFC 1951 §2).
+const WINDOW: usize = 32 * 1024;
+
+/// Keeps the last [`WINDOW`] bytes of `history` followed by `more`.
+fn slide(history: &mut Vec<u8>, more: &[u8]) {
+    if more.len() >= WINDOW {
+        history.clear();
+        history.extend_from_slice(&more[more.len() - WINDOW..]);
+    } else {
+        let keep = WINDOW - more.len();
+        if history.len() > keep {
+            history.drain(..history.len() - keep);
+        }
+        history.extend_from_slice(more);
+    }
+}
+
 fn inflate_message(
     d: &mut Decompress,
+    history: &mut Option<Vec<u8>>,
     payload: &[u8],
     max: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), InflateError> {
     let start = out.len();
+    // Output up to here is already in `history`.
+    let mut seen = start;
     // One byte past `max` is what proves a message too big.
     let limit = max.saturating_add(1);
     // §7.2.2 step 1: decompress the payload followed by 00 00 FF FF.
@@ -409,16 +440,17 @@ fn inflate_message(
                 // 0x00 for that). Start a new stream for what follows. A
                 // message that stops right at the final block needs no tail.
                 d.reset(false);
-                // §7.2.2: with context takeover the next message may still
-                // refer back into this one: give the new stream the last
-                // 32 KiB produced as its window. (Output of earlier messages
-                // is not kept, so a message shorter than 32 KiB restores only
-                // its own part of the window.)
-                let produced = &out[start..];
-                let window = &produced[produced.len().saturating_sub(32 * 1024)..];
-                if !window.is_empty() {
-                    d.set_dictionary(window)
-                        .map_err(|_| InflateError::Corrupt)?;
+                // §7.2.2: with context takeover what follows may still refer
+                // back: the new stream gets the last 32 KiB inflated as
+                // its dictionary. At the first BFINAL of a connection only
+                // this message's output is at hand: exact when the stream
+                // began with this message (a client that ends every message
+                // with BFINAL), or when this message fills the window.
+                let h = history.get_or_insert_with(Vec::new);
+                slide(h, &out[seen..]);
+                seen = out.len();
+                if !h.is_empty() {
+                    d.set_dictionary(h).map_err(|_| InflateError::Corrupt)?;
                 }
                 if is_tail || input.is_empty() {
                     return Ok(());
@@ -434,6 +466,9 @@ fn inflate_message(
                 return Err(InflateError::Corrupt);
             }
         }
+    }
+    if let Some(h) = history {
+        slide(h, &out[seen..]);
     }
     Ok(())
 }
@@ -735,6 +770,36 @@ mod tests {
         i.inflate(&p[..7], 100, &mut out).unwrap();
         i.inflate(HELLO, 100, &mut out).unwrap();
         assert_eq!(out, b"HelloHelloHelloHello");
+    }
+
+    #[test]
+    fn bfinal_messages_refer_back_across_streams() {
+        use crate::checks::FinalSender;
+        // Every message ends with BFINAL; each new stream starts from the
+        // client's last 32 KiB, so a repeat is a few bytes of back-reference,
+        // reaching one, two and three messages back.
+        let (a, b, c) = (sample(1000, 1), sample(300, 2), sample(40_000, 3));
+        let msgs: [&[u8]; 6] = [&a, &a, &b, &a, &c, &c];
+        let mut client = FinalSender::new(true);
+        let mut i = Inflater::new(&PLAIN);
+        for (n, msg) in msgs.iter().enumerate() {
+            let wire = client.send(msg, true);
+            if n == 1 || n == 3 {
+                assert!(wire.len() < 20, "message {n} referred back: {}", wire.len());
+            }
+            let mut out = Vec::new();
+            i.inflate(&wire, msg.len(), &mut out).unwrap();
+            assert_eq!(&out, msg, "message {n}");
+        }
+        // A client that switches between sync flushes and final blocks.
+        let mut client = FinalSender::new(true);
+        let mut i = Inflater::new(&PLAIN);
+        for (n, msg) in msgs.iter().enumerate() {
+            let wire = client.send(msg, n % 2 == 0);
+            let mut out = Vec::new();
+            i.inflate(&wire, msg.len(), &mut out).unwrap();
+            assert_eq!(&out, msg, "message {n}");
+        }
     }
 
     #[test]
