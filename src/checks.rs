@@ -710,7 +710,9 @@ pub fn deflate(data: &[u8]) {
 /// from the last 32 KiB it sent, so later messages may refer back across
 /// the final block, as §7.2.2 allows.
 pub struct FinalSender {
-    stream: Option<Compress>,
+    stream: Compress,
+    /// The stream ended with a final block: reset it before the next one.
+    ended: bool,
     takeover: bool,
     sent: Vec<u8>,
 }
@@ -718,7 +720,8 @@ pub struct FinalSender {
 impl FinalSender {
     pub fn new(takeover: bool) -> Self {
         FinalSender {
-            stream: None,
+            stream: Compress::new(Compression::new(6), false),
+            ended: false,
             takeover,
             sent: Vec::new(),
         }
@@ -727,17 +730,17 @@ impl FinalSender {
     /// One message's payload, as the client puts it on the wire.
     pub fn send(&mut self, msg: &[u8], last_block: bool) -> Vec<u8> {
         if !self.takeover {
-            self.stream = None;
             self.sent.clear();
         }
-        let stream = self.stream.get_or_insert_with(|| {
-            let mut c = Compress::new(Compression::new(6), false);
-            let from = self.sent.len().saturating_sub(32 * 1024);
-            if from < self.sent.len() {
-                c.set_dictionary(&self.sent[from..]).expect("dictionary");
+        let stream = &mut self.stream;
+        if self.ended || !self.takeover {
+            // A reset, not a new stream: creating one zeroes ~256 KiB.
+            stream.reset();
+            if !self.sent.is_empty() {
+                stream.set_dictionary(&self.sent).expect("dictionary");
             }
-            c
-        });
+            self.ended = false;
+        }
         let flush = if last_block {
             FlushCompress::Finish
         } else {
@@ -765,7 +768,7 @@ impl FinalSender {
         if last_block {
             // §7.2.3.4: the final block is followed by padding up to a
             // byte, which zlib already did. A new stream follows.
-            self.stream = None;
+            self.ended = true;
         } else {
             // §7.2.1: the sync flush's 00 00 FF FF is not sent.
             assert!(wire.ends_with(&[0, 0, 0xff, 0xff]), "sync flush");
