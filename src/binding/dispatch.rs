@@ -459,10 +459,10 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                     js::string(env, message.as_bytes()),
                 ],
             ),
-            Event::PeerClose { conn, echo } => {
+            Event::PeerClose { conn, code, reason } => {
                 // The handlers of the messages before it have run: what they
                 // sent is queued, and our close frame goes after it.
-                conn.answer_close(echo.as_ref().map(|(c, r)| (*c, r.as_str())));
+                conn.answer_close(code, &reason);
                 js::call(env, f, &[n(PEER_CLOSE), n(conn.id as f64)]);
             }
             Event::Close { conn, code, reason } => {

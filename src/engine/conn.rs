@@ -15,7 +15,7 @@ use super::config::under_backpressure;
 use super::sink::{Batch, ConnInfo, EnvSink, Event};
 use super::ServerConfig;
 use crate::http::response::closing_response;
-use crate::protocol::close::{close_payload, is_valid_wire_code};
+use crate::protocol::close::{close_payload, is_valid_wire_code, NO_STATUS};
 use crate::protocol::frame::{write_frame, OpCode};
 
 /// Write-queue records, used instead of ready frames when outgoing messages
@@ -577,8 +577,11 @@ impl Conn {
     }
 
     /// Answers the peer's close frame (see `Event::PeerClose`), after
-    /// everything queued so far; nothing if our close frame is already out.
-    pub fn answer_close(&self, echo: Option<(u16, &str)>) {
+    /// everything queued so far: its code and reason echoed (§5.5.1), an
+    /// empty close for an empty one; nothing if our close frame is already
+    /// out.
+    pub fn answer_close(&self, code: u16, reason: &str) {
+        let echo = (code != NO_STATUS).then_some((code, reason));
         let mut g = self.lock();
         self.queue_close(&mut g, echo);
         drop(g);

@@ -61,10 +61,12 @@ pub enum Event {
     /// The peer's close frame came (after the messages before it): the
     /// receiver answers it with [`Conn::answer_close`](super::conn::Conn::answer_close)
     /// once JS has seen those messages, so what their handlers send goes
-    /// out before our close frame. `echo` is the answer's code and reason.
+    /// out before our close frame. `code` and `reason` are the peer's
+    /// (`NO_STATUS` for an empty close).
     PeerClose {
         conn: Arc<Conn>,
-        echo: Option<(u16, String)>,
+        code: u16,
+        reason: String,
     },
     /// The connection is closed; the last event for it.
     Close {

@@ -490,10 +490,11 @@ enum Closing {
     Flush,
 }
 
-/// Our answer to a peer's close: its code and reason (§5.5.1), or an empty
-/// close for an empty one.
-fn echo_of(code: u16, reason: &str) -> Option<(u16, String)> {
-    (code != close::NO_STATUS).then(|| (code, reason.to_owned()))
+impl Closing {
+    /// After the peer's close frame, or a failure, input is discarded.
+    fn discards_input(&self) -> bool {
+        matches!(self, Closing::Flush | Closing::PeerClosed)
+    }
 }
 
 struct WsLoop {
@@ -710,14 +711,11 @@ impl WsLoop {
                     if self.closing == Closing::PeerClosed {
                         // JS did not answer in time: answer now.
                         self.deadline = None;
-                        let echo = self
+                        let (code, reason) = self
                             .outcome
                             .as_ref()
-                            .and_then(|(code, reason)| echo_of(*code, reason));
-                        let mut g = self.conn.lock();
-                        self.conn
-                            .queue_close(&mut g, echo.as_ref().map(|(c, r)| (*c, r.as_str())));
-                        drop(g);
+                            .map_or((close::NO_STATUS, ""), |(c, r)| (*c, r.as_str()));
+                        self.conn.answer_close(code, reason);
                         self.closing = Closing::Flush;
                         continue;
                     }
@@ -783,12 +781,12 @@ impl WsLoop {
         if self.ping_timer.is_some() {
             self.last_read = Instant::now();
         }
-        if matches!(self.closing, Closing::Flush | Closing::PeerClosed) {
-            return; // after the peer's close frame, or a failure: discard input
+        if self.closing.discards_input() {
+            return;
         }
         if self.pending.is_empty() {
             let used = self.process(data);
-            if !matches!(self.closing, Closing::Flush | Closing::PeerClosed) {
+            if !self.closing.discards_input() {
                 self.pending.extend_from_slice(&data[used..]);
             }
         } else {
@@ -796,7 +794,7 @@ impl WsLoop {
             input.extend_from_slice(data);
             let used = self.process(&mut input);
             input.drain(..used);
-            if !matches!(self.closing, Closing::Flush | Closing::PeerClosed) {
+            if !self.closing.discards_input() {
                 self.pending = input;
             }
             // A held partial frame that grew big is released once consumed.
@@ -876,7 +874,8 @@ impl WsLoop {
                             // handles them and the close in one go.
                             batch.events.push_back(Event::PeerClose {
                                 conn: conn.clone(),
-                                echo: echo_of(code, &reason),
+                                code,
+                                reason: reason.clone(),
                             });
                         }
                         peer_close = Some((code, reason));
