@@ -19,7 +19,7 @@ use crate::http::head::{parse_request_head, Field, HeadError, RequestHead, MAX_H
 use crate::protocol::close::{is_valid_wire_code, ClosePayload};
 use crate::protocol::decoder::{Decoder, DecoderConfig, Message};
 use crate::protocol::deflate::{
-    negotiate, Agreed, DeflateConfig, Deflater, InflateError, Inflater,
+    negotiate, slide, Agreed, DeflateConfig, Deflater, InflateError, Inflater,
 };
 use crate::protocol::frame::{encode_header, parse_header, write_frame, OpCode, MAX_HEADER_LEN};
 use crate::protocol::handshake::UpgradeHeaders;
@@ -774,9 +774,7 @@ impl FinalSender {
             assert!(wire.ends_with(&[0, 0, 0xff, 0xff]), "sync flush");
             wire.truncate(wire.len() - 4);
         }
-        self.sent.extend_from_slice(msg);
-        let keep = self.sent.len().saturating_sub(32 * 1024);
-        self.sent.drain(..keep);
+        slide(&mut self.sent, msg);
         wire
     }
 }

@@ -387,10 +387,10 @@ impl Inflater {
 }
 
 /// The most a DEFLATE distance reaches back (RFC 1951 §2).
-const WINDOW: usize = 32 * 1024;
+pub(crate) const WINDOW: usize = 32 * 1024;
 
 /// Keeps the last [`WINDOW`] bytes of `history` followed by `more`.
-fn slide(history: &mut Vec<u8>, more: &[u8]) {
+pub(crate) fn slide(history: &mut Vec<u8>, more: &[u8]) {
     if more.len() >= WINDOW {
         history.clear();
         history.extend_from_slice(&more[more.len() - WINDOW..]);
