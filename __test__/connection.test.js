@@ -133,6 +133,9 @@ test.describe('ordering around close', () => {
   // a close frame; sack answers once the handlers of the messages before
   // the close have run, so their replies go out first, whether or not the
   // close frame came in the same read (it did not always, before).
+  const shown = (frames) =>
+    frames.map((f) => [f.opcode, f.opcode === OP.CLOSE ? `${f.code} ${f.reason}` : f.payload.toString()]);
+
   test.it('a reply to the message just before the client’s close frame (same packet) goes out before the answer', async (t) => {
     const { r, ws } = await rawPair(t);
     const states = [];
@@ -144,7 +147,7 @@ test.describe('ordering around close', () => {
     r.write(Buffer.concat([encodeFrame(OP.TEXT, 'one'), encodeFrame(OP.TEXT, 'two'), encodeFrame(OP.CLOSE, closePayload(4001, 'bye'))]));
     const frames = [await r.readFrame(), await r.readFrame(), await r.readFrame()];
     assert.deepEqual(
-      frames.map((f) => [f.opcode, f.opcode === OP.CLOSE ? `${f.code} ${f.reason}` : f.payload.toString()]),
+      shown(frames),
       [
         [OP.TEXT, 'echo one'],
         [OP.TEXT, 'echo two'],
@@ -188,7 +191,7 @@ test.describe('ordering around close', () => {
     r.socket.end(); // FIN right behind the close frame
     const frames = [await r.readFrame(), await r.readFrame()];
     assert.deepEqual(
-      frames.map((f) => [f.opcode, f.opcode === OP.CLOSE ? `${f.code} ${f.reason}` : f.payload.toString()]),
+      shown(frames),
       [
         [OP.TEXT, 'echo hi'],
         [OP.CLOSE, '1000 bye'],

@@ -25,11 +25,9 @@ const fs = require('node:fs');
 const zlib = require('node:zlib');
 const { spawnSync } = require('node:child_process');
 
-const sack = require('..');
-const { delay, withTimeout, nextEvent, waitUntil, encodeFrame, decodeFrame, closePayload, upgradeRequest, request } =
+const { HOST, scope, delay, withTimeout, waitUntil, encodeFrame, decodeFrame, closePayload, upgradeRequest, request } =
   require('./helpers.js');
 
-const HOST = '127.0.0.1';
 const SEED = Number(process.env.SACK_FUZZ_SEED || 20261124);
 const CASES = Number(process.env.SACK_FUZZ_CASES || 300);
 const TIMEOUT = 400; // handshakeTimeout
@@ -234,9 +232,7 @@ async function pool(n, fn) {
 }
 
 function makeServer(t, options = {}) {
-  const server = sack.Websocket.Server({
-    address: HOST,
-    port: 0,
+  const server = scope(t).server({
     handshakeTimeout: TIMEOUT,
     maxHeaderSize: 2048,
     maxBodySize: 4096,
@@ -257,12 +253,6 @@ function makeServer(t, options = {}) {
   server.onconnect = (ws) => {
     ws.onmessage = (m) => ws.send(m);
   };
-  t.after(async () => {
-    if (server.readyState === 3) return;
-    const closed = nextEvent(server, 'close', 5000);
-    server.close();
-    await closed;
-  });
   return server;
 }
 
