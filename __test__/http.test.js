@@ -1901,6 +1901,40 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     await closed;
   });
 
+  test.it('after its first response, a keep-alive connection idles for handshakeTimeout (plus the sweep), not twice that', async (t) => {
+    // The first response ends while the handler runs, so its task learns of
+    // it only when its timer fires, and moves the connection to the lane
+    // then. The idle time still runs from the response's end.
+    const limit = 600;
+    const server = serve(t, { handshakeTimeout: limit }, (req, res) => res.end('ok'));
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, 'ok');
+    const answered = Date.now();
+    await raw.end(5000);
+    const idleFor = Date.now() - answered;
+    // At most a quarter more, for the lane's sweep; twice the limit was the defect.
+    assert.ok(idleFor >= limit - 50 && idleFor < limit * 1.7, `closed after ${idleFor} ms idle`);
+    assert.deepEqual(server.errors, []);
+  });
+
+  test.it('a lane handler that blocks the thread past handshakeTimeout: the idle time starts when it returns', async (t) => {
+    const server = serve(t, { handshakeTimeout: 300 }, (req, res) => {
+      if (req.url === '/busy') {
+        const until = Date.now() + 450;
+        while (Date.now() < until); // synchronous work, longer than the timeout
+      }
+      res.end(req.url);
+    });
+    const raw = await laneConnection(t, server);
+    raw.write('GET /busy HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, '/busy');
+    await delay(50);
+    assert.ok(!raw.ended, 'still open 50 ms after the response');
+    raw.write('GET /next HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.equal((await raw.response()).text, '/next');
+  });
+
   test.it('many keep-alive clients at once (Node http agent)', async (t) => {
     const server = serve(t, {}, (req, res) => {
       if (Number(req.headers['x-i']) % 7 === 0) setImmediate(() => res.end(req.url));

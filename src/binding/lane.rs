@@ -220,8 +220,9 @@ pub struct Lane {
     ready: RefCell<Vec<(u64, c_int)>>,
     /// `run`'s vectors, kept between rounds so a round allocates nothing.
     round: RefCell<Round>,
-    /// `clock::mono_ms` at the start of the current round: when the
-    /// responses it looks at ended, near enough for idle timeouts.
+    /// `clock::mono_ms` at the start of the current round, and again once
+    /// its JS call returns: when the responses it looks at ended, near
+    /// enough for idle timeouts.
     now: Cell<u64>,
     woken: Arc<Woken>,
     check: *mut c_void,
@@ -359,6 +360,11 @@ impl Lane {
         };
         self.watch(&mut slot, UV_READABLE);
         self.conns.borrow_mut().insert(key, slot);
+        // Its task moves it when a request comes (or its timer fires): a
+        // waiting request is served this loop turn, before a sweep could
+        // take the connection for idle (idle time runs from its last
+        // response).
+        self.mark(key, UV_READABLE);
     }
 
     /// Server `id` closes: its idle connections go now; busy ones close
@@ -490,6 +496,9 @@ impl Lane {
             // SAFETY: on this environment's JS thread, from a libuv callback
             // (no JS on the stack): the scopes are opened here.
             unsafe { self.call_js(state, &mut round.requests) };
+            // Responses that ended during the call start their idle time
+            // now, not when the round began: the handlers may have run long.
+            self.now.set(crate::clock::mono_ms());
             for key in round.asked.drain(..) {
                 self.after(key);
             }

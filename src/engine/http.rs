@@ -62,6 +62,13 @@ impl IdleTimer {
         self.since = Some(clock::mono_ms());
     }
 
+    /// Whether the current wait has lasted `limit` already.
+    pub fn is_over(&self) -> bool {
+        self.since.is_some_and(|since| {
+            clock::mono_ms().saturating_sub(since) >= self.limit.as_millis() as u64
+        })
+    }
+
     /// `Ready` once the current wait has lasted `limit`.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while self.sleep.as_mut().poll(cx).is_ready() {

@@ -27,7 +27,6 @@ use atomic_waker::AtomicWaker;
 use super::exchange::Exchange;
 use super::server::Server;
 use super::sink::Event;
-use crate::clock;
 use crate::http::body::{body_kind, BodyKind};
 use crate::http::framing::RequestInfo;
 use crate::http::head::parse_request_head;
@@ -41,11 +40,15 @@ pub(super) fn wanted(server: &Server) -> bool {
 }
 
 /// Moves an idle keep-alive connection (its engine task ends) to the lane.
+/// `idle_since` (`clock::mono_ms`) is when its last response ended: the
+/// idle timeout runs from there, not from the move, which may come much
+/// later (when the task's timer fires).
 pub(super) fn adopt(
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
     server: Arc<Server>,
+    idle_since: u64,
 ) {
     // Leaves the engine's epoll; the socket stays non-blocking.
     let Ok(stream) = stream.into_std() else {
@@ -63,7 +66,7 @@ pub(super) fn adopt(
         waker: Arc::new(AtomicWaker::new()),
         exchange: None,
         spare: None,
-        idle_since: clock::mono_ms(),
+        idle_since,
     };
     if let Some(conn) = sink.push_to_lane(conn) {
         // The environment stopped taking them meanwhile: a task again.
@@ -261,7 +264,8 @@ impl LaneConn {
 
     /// Writes what the response has queued and says where it stands.
     /// `Busy` and `Blocked` leave the exchange set to wake the lane. `now`
-    /// (`clock::mono_ms`, read once per lane round) starts the idle time.
+    /// (`clock::mono_ms`, read by the lane around each JS call) starts the
+    /// idle time.
     pub fn progress(&mut self, now: u64) -> Progress {
         let Some(ex) = self.exchange.as_ref() else {
             return Progress::Idle;

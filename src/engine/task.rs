@@ -144,10 +144,16 @@ pub(super) async fn run(
                 .await
                 {
                     // Idle between requests with nothing read ahead: the
-                    // JS thread may serve the connection from here on.
-                    After::Next if buf.is_empty() && super::lane::wanted(&server) => {
+                    // JS thread may serve the connection from here on. (Not
+                    // when the task learned of the response's end only from
+                    // its timer: the head wait below serves a request that
+                    // came just then, or ends the connection on time.)
+                    After::Next
+                        if buf.is_empty() && !timer.is_over() && super::lane::wanted(&server) =>
+                    {
                         drop(closing);
-                        super::lane::adopt(stream, remote, local, server);
+                        let since = timer.since.unwrap_or_else(crate::clock::mono_ms);
+                        super::lane::adopt(stream, remote, local, server, since);
                         return;
                     }
                     After::Next => continue,
