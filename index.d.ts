@@ -292,8 +292,14 @@ export interface HttpResponse extends EventEmitter {
   statusMessage: string | undefined;
   readonly headersSent: boolean;
   readonly finished: boolean;
+  /**
+   * As Node's: `headers` as an object, or a flat `[name, value, …]` array whose names replace
+   * headers set before and may repeat (each pair is a line; an odd length throws
+   * `ERR_INVALID_ARG_VALUE`).
+   */
   writeHead(status: number, reason?: string, headers?: Record<string, string | number | string[]> | string[]): this;
   writeHead(status: number, headers?: Record<string, string | number | string[]> | string[]): this;
+  /** An `undefined` value (alone or in the array) throws `ERR_HTTP_INVALID_HEADER_VALUE`, as in Node. */
   setHeader(name: string, value: string | number | string[]): this;
   getHeader(name: string): string | string[] | undefined;
   hasHeader(name: string): boolean;

@@ -446,6 +446,46 @@ test.describe('req', () => {
     assert.equal(Buffer.from(seen.bytes).toString('latin1'), body);
   });
 
+  test.it('repeated request headers are combined exactly as Node\'s http combines them', async (t) => {
+    const request =
+      'GET /h HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\nAccept: text/html\r\nAccept: */*\r\n' +
+      'User-Agent: first\r\nUser-Agent: second\r\nAuthorization: Basic one\r\nAuthorization: Basic two\r\n' +
+      'Referer: /r1\r\nReferer: /r2\r\nSet-Cookie: s=1\r\nSet-Cookie: s=2\r\nX-Custom: 1\r\nx-custom: 2\r\n' +
+      'Content-Type: text/plain\r\nContent-Type: text/html\r\nIf-Modified-Since: one\r\nIf-Modified-Since: two\r\n\r\n';
+    let seen;
+    const server = serve(t, {}, (req, res) => {
+      seen = req.headers;
+      res.end();
+    });
+    await rawOnce(t, portOf(server), request);
+    // The same bytes to Node's own server.
+    let nodeSeen;
+    const node = http.createServer((req, res) => {
+      nodeSeen = req.headers;
+      res.end();
+    });
+    await new Promise((resolve) => node.listen(0, HOST, resolve));
+    t.after(() => node.close());
+    await rawOnce(t, node.address().port, request);
+    assert.deepEqual({ ...seen }, { ...nodeSeen });
+    assert.equal(seen.cookie, 'a=1; b=2');
+    assert.equal(seen['user-agent'], 'first');
+    assert.equal(seen.accept, 'text/html, */*');
+  });
+
+  test.it('a long form that repeats one key is read in one pass (no copy per repeat)', async (t) => {
+    // 300,000 repeats: a copy of the array per repeat would take minutes.
+    const n = 300000;
+    const server = serve(t, {}, (req, res) => res.end(String(req.CGI.a.length)));
+    const body = 'a=1&'.repeat(n);
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write(
+      `POST /f HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
+        `Content-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    assert.equal((await raw.response({ ms: 10000 })).text, String(n));
+  });
+
   test.it('a body that is not a form: CGI has only the query; bytes are exact (binary)', async (t) => {
     const seen = [];
     const server = serve(t, {}, (req, res) => {
@@ -540,6 +580,62 @@ test.describe('res', () => {
     assert.equal(b.header('x-arr'), 'a');
     assert.equal(b.header('set-cookie'), 'c=1');
     assert.equal(b.header('x-arr2'), 'b');
+  });
+
+  test.it('writeHead as Node\'s: an undefined or null reason keeps the headers; a flat array replaces earlier headers and may repeat a name', async (t) => {
+    const thrown = [];
+    const server = serve(t, {}, (req, res) => {
+      res.setHeader('Set-Cookie', 'old=1');
+      res.setHeader('X-Kept', 'k');
+      if (req.url === '/undefined') res.writeHead(200, undefined, { 'X-U': 'u' });
+      else if (req.url === '/null') res.writeHead(202, null, { 'X-N': 'n' });
+      else {
+        for (const bad of [['X-Odd'], ['X-Undef', undefined]]) {
+          try {
+            res.writeHead(200, bad);
+          } catch (e) {
+            thrown.push(e.code);
+          }
+        }
+        res.writeHead(200, ['Set-Cookie', 'a=1', 'X-Once', 'o', 'set-cookie', 'b=2']);
+      }
+      res.end();
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /undefined HTTP/1.1\r\nHost: h\r\n\r\n');
+    const u = await raw.response();
+    assert.equal(u.header('x-u'), 'u');
+    assert.equal(u.header('x-kept'), 'k');
+    raw.write('GET /null HTTP/1.1\r\nHost: h\r\n\r\n');
+    const n = await raw.response();
+    assert.equal(n.status, 202);
+    assert.equal(n.reason, 'Accepted');
+    assert.equal(n.header('x-n'), 'n');
+    raw.write('GET /array HTTP/1.1\r\nHost: h\r\n\r\n');
+    const a = await raw.response();
+    assert.deepEqual(a.headers['set-cookie'], ['a=1', 'b=2'], 'both lines, and not the earlier one');
+    assert.equal(a.header('x-once'), 'o');
+    assert.equal(a.header('x-kept'), 'k');
+    assert.deepEqual(thrown, ['ERR_INVALID_ARG_VALUE', 'ERR_HTTP_INVALID_HEADER_VALUE']);
+  });
+
+  test.it('setHeader with an undefined value throws ERR_HTTP_INVALID_HEADER_VALUE (as Node), alone or in an array', async (t) => {
+    const thrown = [];
+    const server = serve(t, {}, (req, res) => {
+      for (const v of [undefined, ['a', undefined]]) {
+        try {
+          res.setHeader('Location', v);
+        } catch (e) {
+          thrown.push([e.name, e.code]);
+        }
+      }
+      res.setHeader('X-Null', null); // Node sends "null"; so does sack
+      res.end();
+    });
+    const { res } = await rawOnce(t, portOf(server), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    assert.deepEqual(thrown, [['TypeError', 'ERR_HTTP_INVALID_HEADER_VALUE'], ['TypeError', 'ERR_HTTP_INVALID_HEADER_VALUE']]);
+    assert.equal(res.count('location'), 0);
+    assert.equal(res.header('x-null'), 'null');
   });
 
   test.it('setHeader, getHeader (any case), removeHeader, statusCode', async (t) => {

@@ -68,8 +68,10 @@ function parseQuery(query, into = Object.create(null)) {
     const key = decode(eq < 0 ? part : part.slice(0, eq));
     const value = eq < 0 ? null : decode(part.slice(eq + 1));
     if (key in into) {
+      // In place: a copy per repeat would make a long form quadratic.
       const prev = into[key];
-      into[key] = Array.isArray(prev) ? prev.concat([value]) : [prev, value];
+      if (Array.isArray(prev)) prev.push(value);
+      else into[key] = [prev, value];
     } else {
       into[key] = value;
     }
@@ -86,16 +88,25 @@ function decode(s) {
   }
 }
 
-// Lower-case header names; repeated headers joined with ", " (set-cookie
-// kept as an array), as Node's http does.
+// Headers whose repeats Node's http drops (the first line counts).
+const FIRST_ONLY = new Set([
+  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from',
+  'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location',
+  'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
+]);
+
+// Lower-case header names, repeats combined as Node's http does: set-cookie
+// kept as an array, cookie joined with "; ", the fields above keep their
+// first line, the others are joined with ", ".
 function headersFromRaw(raw) {
   const h = Object.create(null);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
     const value = raw[i + 1];
     if (name === 'set-cookie') (h[name] || (h[name] = [])).push(value);
-    else if (name in h) h[name] += ', ' + value;
-    else h[name] = value;
+    else if (!(name in h)) h[name] = value;
+    else if (name === 'cookie') h[name] += '; ' + value;
+    else if (!FIRST_ONLY.has(name)) h[name] += ', ' + value;
   }
   return h;
 }

@@ -223,6 +223,21 @@ function checkValue(name, v) {
   if (v.length <= 256) lastGood = v;
 }
 
+// A header value as stored: a string, or an array of strings for
+// repeated lines. `undefined` (alone or in an array) throws, as in Node.
+function headerValue(name, value) {
+  return Array.isArray(value) ? value.map((v) => oneValue(name, v)) : oneValue(name, value);
+}
+
+function oneValue(name, value) {
+  if (value === undefined) {
+    throw sackError(TypeError, 'ERR_HTTP_INVALID_HEADER_VALUE', `setHeader: invalid value "undefined" for header "${name}"`);
+  }
+  const stored = typeof value === 'string' ? value : String(value);
+  checkValue(name, stored);
+  return stored;
+}
+
 function headersSent(what) {
   return sackError(Error, 'ERR_HTTP_HEADERS_SENT', `${what}: cannot change headers after they are sent`);
 }
@@ -420,15 +435,10 @@ class Response {
 
   setHeader(name, value) {
     if (this.headersSent) throw headersSent('setHeader');
-    const lower = lowerName(name);
-    let stored;
-    if (Array.isArray(value)) {
-      stored = value.map(String);
-      for (const v of stored) checkValue(name, v);
-    } else {
-      stored = typeof value === 'string' ? value : String(value);
-      checkValue(name, stored);
-    }
+    return this._set(lowerName(name), name, headerValue(name, value));
+  }
+
+  _set(lower, name, stored) {
     const i = this._find(lower);
     if (i >= 0) {
       this._headers[i + 1] = name;
@@ -486,13 +496,37 @@ class Response {
       throw sackError(RangeError, 'ERR_HTTP_INVALID_STATUS_CODE', `writeHead: invalid status code ${status}`);
     }
     if (typeof reason !== 'string') {
-      headers = reason;
+      // writeHead(status, headers), or a reason left undefined or null.
+      headers ??= reason;
       reason = undefined;
+    }
+    if (Array.isArray(headers) && headers.length % 2 !== 0) {
+      throw sackError(TypeError, 'ERR_INVALID_ARG_VALUE', 'writeHead: a headers array must hold name, value pairs');
     }
     this.statusCode = status;
     if (reason !== undefined) this.statusMessage = reason;
     if (Array.isArray(headers)) {
-      for (let i = 0; i + 1 < headers.length; i += 2) this.setHeader(headers[i], headers[i + 1]);
+      // As in Node: these replace headers set before, and a name given
+      // twice here is sent twice.
+      const names = [];
+      const values = [];
+      for (let i = 0; i < headers.length; i += 2) {
+        names.push(lowerName(headers[i]));
+        values.push(headerValue(headers[i], headers[i + 1]));
+      }
+      for (const lower of names) {
+        const at = this._find(lower);
+        if (at >= 0) this._headers.splice(at, 3);
+      }
+      for (let k = 0; k < names.length; k++) {
+        const at = this._find(names[k]);
+        if (at < 0) {
+          this._set(names[k], headers[2 * k], values[k]);
+        } else {
+          const prev = this._headers[at + 2];
+          this._headers[at + 2] = [].concat(prev, values[k]);
+        }
+      }
     } else if (headers && typeof headers === 'object') {
       for (const [k, v] of Object.entries(headers)) this.setHeader(k, v);
     }
