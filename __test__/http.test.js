@@ -1437,6 +1437,10 @@ test.describe('bad input', () => {
     'two Host lines in HTTP/1.0': 'GET / HTTP/1.0\r\nHost: h\r\nhost: i\r\n\r\n',
     'a Host that is not a host': 'GET / HTTP/1.1\r\nHost: a b/c\r\n\r\n',
     'a POST without Host, body sent': 'POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc',
+    // A lone LF as a line end (Node refuses it too): a CRLF-only proxy would
+    // read the second case as one request with no body and one after it.
+    'lines ending in LF alone': 'GET / HTTP/1.1\nHost: h\n\n',
+    'a lone LF hiding a Content-Length': 'GET /a HTTP/1.1\r\nHost: h\r\nX-Note: x\nContent-Length: 28\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n',
   };
   for (const [name, bytes] of Object.entries(malformed)) {
     test.it(`${name} → 400 and close`, async (t) => {

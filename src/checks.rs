@@ -75,6 +75,9 @@ pub fn http_head(data: &[u8]) {
                 assert_eq!(parse_request_head(&buf[..k], max), Ok(None), "prefix {k}");
             }
             assert_eq!(parse_request_head(&buf[..*n], max), whole);
+            // Every line of an accepted head ends in CRLF (no lone LF).
+            let lf = buf[..*n].iter().enumerate().filter(|(_, &c)| c == b'\n');
+            assert!(lf.clone().all(|(i, _)| i > 0 && buf[i - 1] == b'\r'));
             same_as_httparse(head, &buf[..*n]);
             derived(head);
         }

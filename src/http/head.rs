@@ -332,6 +332,14 @@ impl HeadError {
     }
 }
 
+/// Whether a line of `head` ends in LF alone. RFC 9112 §2.2 lets a server
+/// take that as a line end, and httparse does; Node's parser refuses it, and
+/// a proxy that splits lines only at CRLF would see other headers, or
+/// other requests, in the same bytes (§11.2). So sack refuses it (400).
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+}
+
 /// Parses the head at the start of `buf`. `Ok(None)`: incomplete (and still
 /// under `max_size`). `Ok(Some((head, n)))`: the head took `n` bytes.
 pub fn parse_request_head(
@@ -346,6 +354,9 @@ pub fn parse_request_head(
         Ok(httparse::Status::Complete(n)) => {
             if n > max_size {
                 return Err(HeadError::TooLarge);
+            }
+            if has_bare_lf(&buf[..n]) {
+                return Err(HeadError::Malformed);
             }
             let method = req.method.unwrap_or_default().as_bytes();
             let target = req.path.unwrap_or_default().as_bytes();
@@ -485,6 +496,30 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(parse_request_head(&many, 1 << 20), Err(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn a_line_ending_in_lf_alone_is_refused() {
+        for bad in [
+            &b"GET / HTTP/1.1\nHost: h\n\n"[..],
+            b"GET / HTTP/1.1\r\nHost: h\r\n\n",
+            // A lone LF inside the head: a CRLF-only reader would take
+            // `Content-Length` as part of `X-Note` and frame the body apart.
+            b"GET /a HTTP/1.1\r\nHost: h\r\nX-Note: x\nContent-Length: 3\r\n\r\nabc",
+        ] {
+            assert_eq!(
+                parse_request_head(bad, 1 << 14),
+                Err(HeadError::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // An LF after the head is the body's business.
+        let ok = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n\n";
+        assert_eq!(
+            parse_request_head(ok, 1 << 14).unwrap().unwrap().1,
+            ok.len() - 1
+        );
     }
 
     #[test]
