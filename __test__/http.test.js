@@ -1390,6 +1390,29 @@ test.describe('HTTP/1.1 semantics', () => {
     assert.equal(res.reason, 'Not Implemented');
   });
 
+  test.it('with a request handler, an Upgrade the request does not mean (HTTP/1.0, or not in Connection) reaches the handler, as in Node', async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push(`${req.httpVersion} ${req.headers.upgrade}`);
+      res.end('ok');
+    });
+    // RFC 9110 §7.8: a server MUST ignore Upgrade in an HTTP/1.0 request.
+    const old = await rawOnce(t, portOf(server), 'GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    assert.equal(old.res.status, 200);
+    assert.equal(old.res.text, 'ok');
+    // §7.6.1: an Upgrade not named in Connection is no upgrade; on a new
+    // connection and on one already served (the lane, on Linux).
+    const raw = await Raw.connect(t, portOf(server));
+    for (let i = 0; i < 3; i++) {
+      raw.write('GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n');
+      const res = await raw.response();
+      assert.equal(res.status, 200);
+      assert.equal(res.text, 'ok');
+    }
+    assert.deepEqual(seen, ['1.0 websocket', '1.1 websocket', '1.1 websocket', '1.1 websocket']);
+    assert.deepEqual(server.errors, []);
+  });
+
   test.it('a keep-alive connection may upgrade to WebSocket on a later request', async (t) => {
     const server = serve(t, {}, (req, res) => res.end('plain'));
     const connected = nextEvent(server, 'connect');

@@ -232,7 +232,7 @@ impl LaneConn {
         };
         if !matches!(body_kind(&head), Ok(BodyKind::None))
             || !server.has_request_handler()
-            || super::task::asks_websocket(&head)
+            || super::task::asks_websocket(&head, server)
         {
             return Some(Step::HandBack);
         }

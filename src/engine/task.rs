@@ -116,7 +116,7 @@ pub(super) async fn run(
             };
             first = false;
             buf.drain(..used);
-            if asks_websocket(&head) {
+            if asks_websocket(&head, &server) {
                 head
             } else if !server.has_request_handler() {
                 let response = closing_response(
@@ -271,10 +271,20 @@ async fn websocket(
     server.unregister(conn.id);
 }
 
-/// Whether a request asks for a WebSocket (RFC 6455 §4.2.1 `Upgrade`);
-/// the header check first spares the scan for plain requests.
-pub(super) fn asks_websocket(head: &RequestHead) -> bool {
-    head.has_field(Field::Upgrade) && UpgradeHeaders::scan(head.header_pairs()).upgrade_websocket
+/// Whether a request goes the WebSocket way (RFC 6455 §4.2.1), where a
+/// malformed upgrade gets 400. With a request handler, only a real upgrade
+/// does: `Upgrade: websocket` named in `Connection` (RFC 9110 §7.6.1), on
+/// HTTP/1.1 (§7.8: an HTTP/1.0 `Upgrade` MUST be ignored); other requests
+/// reach the handler, as in Node. Without one, any `Upgrade: websocket`
+/// does, so its 400 says what is wrong rather than a 426. The header check
+/// first spares the scan for plain requests.
+pub(super) fn asks_websocket(head: &RequestHead, server: &Server) -> bool {
+    if !head.has_field(Field::Upgrade) {
+        return false;
+    }
+    let u = UpgradeHeaders::scan(head.header_pairs());
+    u.upgrade_websocket
+        && (!server.has_request_handler() || (u.connection_upgrade && head.minor == 1))
 }
 
 enum HeadFailure {
