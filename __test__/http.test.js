@@ -1366,6 +1366,32 @@ test.describe('HTTP/1.1 semantics', () => {
     assert.equal(res.text, 'got hi');
   });
 
+  test.it('an Expect other than 100-continue → 417 and close, before the handler (as Node); HTTP/1.0 ignores it', async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push(req.url);
+      res.end('ok');
+    });
+    for (const request of [
+      'GET /a HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n',
+      'POST /b HTTP/1.1\r\nHost: h\r\nExpect: something\r\nContent-Length: 5\r\n\r\nhello',
+    ]) {
+      const raw = await Raw.connect(t, portOf(server));
+      raw.write(request);
+      const res = parseResponse(await raw.end(), { ended: true });
+      assert.equal(res.status, 417);
+      assert.equal(res.reason, 'Expectation Failed');
+      assert.match(res.header('connection'), /close/i);
+    }
+    // On a connection already served (the lane, on Linux), the same.
+    const lane = await laneConnection(t, server);
+    lane.write('GET /c HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n');
+    assert.equal(parseResponse(await lane.end(), { ended: true }).status, 417);
+    const old = await rawOnce(t, portOf(server), 'GET /d HTTP/1.0\r\nExpect: 200-ok\r\n\r\n');
+    assert.equal(old.res.text, 'ok');
+    assert.deepEqual(seen, ['/warm', '/warm2', '/d']);
+  });
+
   test.it('Content-Length and Transfer-Encoding together: read as chunked, then the connection closes', async (t) => {
     let seen;
     const server = serve(t, {}, (req, res) => {

@@ -29,7 +29,7 @@ use super::server::Server;
 use super::sink::Event;
 use crate::http::body::{body_kind, BodyKind};
 use crate::http::framing::RequestInfo;
-use crate::http::head::parse_request_head;
+use crate::http::head::{parse_request_head, Field};
 
 /// Read buffers larger than this are released once empty.
 const KEEP_BUF: usize = 4096;
@@ -230,7 +230,9 @@ impl LaneConn {
             // Refused by the engine, with its status and error event.
             Err(_) => return Some(Step::HandBack),
         };
+        // `Expect` (rare) is the engine's too: it answers 100 or 417.
         if !matches!(body_kind(&head), Ok(BodyKind::None))
+            || head.has_field(Field::Expect)
             || !server.has_request_handler()
             || super::task::asks_websocket(&head, server)
         {

@@ -23,6 +23,7 @@ use super::http::{serve_one, After, IdleTimer};
 use super::server::{error_code, CloseWatch, Server};
 use super::sink::{ConnInfo, Event};
 use super::ServerConfig;
+use crate::http::body::unmet_expectation;
 use crate::http::head::{parse_request_head, Field, HeadError, RequestHead};
 use crate::http::response::closing_response;
 use crate::protocol::close::{self, ClosePayload};
@@ -125,6 +126,12 @@ pub(super) async fn run(
                     &[("Upgrade", "websocket")],
                     b"this server speaks WebSocket",
                 );
+                Box::pin(refuse(stream, &response)).await;
+                return;
+            } else if unmet_expectation(&head) {
+                // Before the handler and any body; the connection closes, so
+                // a body the client sends anyway is never read as a request.
+                let response = closing_response(417, None, &[], b"unsupported expectation");
                 Box::pin(refuse(stream, &response)).await;
                 return;
             } else {

@@ -161,6 +161,12 @@ pub fn expects_continue(head: &RequestHead) -> bool {
             .any(|e| e.eq_ignore_ascii_case("100-continue"))
 }
 
+/// An `Expect` the server cannot meet: any but `100-continue`, in an
+/// HTTP/1.1 request (RFC 9110 §10.1.1: a server MAY answer 417; Node does).
+pub fn unmet_expectation(head: &RequestHead) -> bool {
+    head.minor >= 1 && head.has_field(Field::Expect) && !expects_continue(head)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Length {
@@ -602,6 +608,14 @@ mod tests {
             let got = expects_continue(&head(*minor, headers));
             assert_eq!(got, *want, "1.{minor} {headers:?}");
         }
+        let unmet = |minor, headers: Headers| unmet_expectation(&head(minor, headers));
+        assert!(unmet(1, &[("Expect", "200-ok")]));
+        assert!(unmet(1, &[("Expect", "")]));
+        assert!(!unmet(1, &[]));
+        assert!(!unmet(1, &[("Expect", "100-continue")]));
+        assert!(!unmet(1, &[("Expect", "foo, 100-continue")]));
+        // HTTP/1.0 expectations are ignored, as Node ignores them.
+        assert!(!unmet(0, &[("Expect", "200-ok")]));
     }
 
     /// Feeds `wire` in two pieces cut at `cut` (the decoder keeps no input
