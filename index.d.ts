@@ -46,6 +46,8 @@ export interface ServerOptions {
   maxBodySize?: number;
   /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). A request body with no byte for as long is answered 408, with the same event. Default 10000. */
   handshakeTimeout?: number;
+  /** Milliseconds for an HTTP request's whole body to arrive after its head (`handshakeTimeout` bounds each pause); then it is answered 408 and `error` fires (`ETIMEDOUT`). 0 = no limit. Default 300000, as Node's `requestTimeout`. */
+  requestTimeout?: number;
   /** Milliseconds of silence before an automatic ping (0 = off); when the next interval passes with nothing received, the connection is closed (close event 1006, reason "ping timeout"). Default 0. */
   pingInterval?: number;
   /** `send()` (and an HTTP response's `write()`) returns false once this many bytes wait to be written; `drain` fires when it falls back. Default 16 MiB. */

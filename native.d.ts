@@ -85,6 +85,8 @@ export interface ServerOptions {
   maxBodySize?: number
   /** Milliseconds. */
   handshakeTimeout?: number
+  /** Milliseconds; 0 = off. */
+  requestTimeout?: number
   masking?: boolean
   maxBackpressure?: number
   /** Milliseconds. */

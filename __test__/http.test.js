@@ -1627,6 +1627,30 @@ test.describe('bad input', () => {
     assert.equal(server.errors[0].remotePort, stalled.localPort);
   });
 
+  test.it('a body that keeps trickling in past requestTimeout: 408, close and an ETIMEDOUT error event', async (t) => {
+    // Each pause is under handshakeTimeout, so only requestTimeout ends it.
+    let called = 0;
+    const server = serve(t, { handshakeTimeout: 400, requestTimeout: 600 }, (req, res) => {
+      called++;
+      res.end();
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('POST /trickle HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n');
+    const started = Date.now();
+    const trickle = setInterval(() => raw.ended || raw.write('x'), 100);
+    t.after(() => clearInterval(trickle));
+    const res = parseResponse(await raw.end(5000), { ended: true });
+    clearInterval(trickle);
+    const took = Date.now() - started;
+    assert.ok(took >= 550, `not before requestTimeout (${took} ms)`);
+    assert.equal(res.status, 408);
+    assert.match(res.header('connection'), /close/i);
+    assert.equal(called, 0);
+    await until(() => server.errors.length === 1, 2000, 'the error event');
+    assert.equal(server.errors[0].error.code, 'ETIMEDOUT');
+    assert.match(server.errors[0].error.message, /request timeout/);
+  });
+
   test.it('a slow head finished within handshakeTimeout is served; an idle keep-alive is closed quietly', async (t) => {
     const server = serve(t, { handshakeTimeout: 400 }, (req, res) => res.end('ok'));
     const raw = await Raw.connect(t, portOf(server));

@@ -284,6 +284,7 @@ test.describe('bind errors and bad options', () => {
     [{ maxPayload: -1 }, 'maxPayload'],
     [{ maxPayload: 'big' }, 'maxPayload'],
     [{ handshakeTimeout: NaN }, 'handshakeTimeout'],
+    [{ requestTimeout: -5 }, 'requestTimeout'],
     [{ maxBackpressure: Infinity }, 'maxBackpressure'],
     [{ masking: 'yes' }, 'masking'],
     [{ perMessageDeflate: 'x' }, 'perMessageDeflate'],

@@ -12,6 +12,7 @@ const NUMERIC = {
   maxHeaderSize: 16 * 1024,
   maxBodySize: 10 * 1024 * 1024,
   handshakeTimeout: 10000,
+  requestTimeout: 300000,
   pingInterval: 0,
   maxBackpressure: 16 * 1024 * 1024,
   maxConnections: 0,

@@ -20,6 +20,8 @@ pub struct ServerOptions {
     pub max_body_size: Option<f64>,
     /// Milliseconds.
     pub handshake_timeout: Option<f64>,
+    /// Milliseconds; 0 = off.
+    pub request_timeout: Option<f64>,
     pub masking: Option<bool>,
     pub max_backpressure: Option<f64>,
     /// Milliseconds.
@@ -51,6 +53,7 @@ fn config(o: &ServerOptions) -> ServerConfig {
         max_header_size: size(o.max_header_size, d.max_header_size),
         max_body_size: size(o.max_body_size, d.max_body_size),
         handshake_timeout: ms(o.handshake_timeout, d.handshake_timeout),
+        request_timeout: ms(o.request_timeout, d.request_timeout),
         masking: o.masking.unwrap_or(d.masking),
         max_backpressure: size(o.max_backpressure, d.max_backpressure),
         close_timeout: ms(o.close_timeout, d.close_timeout),

@@ -17,6 +17,12 @@ pub struct ServerConfig {
     /// Time allowed for the request head to arrive. Default 10 s: slow
     /// clients get through, idle sockets that never speak do not linger.
     pub handshake_timeout: Duration,
+    /// Time allowed for an HTTP request's body to arrive after its head.
+    /// Default 300 s, as Node's `requestTimeout`: `handshake_timeout`
+    /// bounds each pause, so without this a client sending a byte now and
+    /// then could hold the connection, and up to `max_body_size` of memory,
+    /// for ever. Zero = no limit. → 408.
+    pub request_timeout: Duration,
     /// Mask the server's frames (non-standard; browsers refuse it). Default off.
     pub masking: bool,
     /// `send()` (and an HTTP response's `write()`) returns false once this
@@ -52,6 +58,7 @@ impl Default for ServerConfig {
             max_header_size: 16 * 1024,
             max_body_size: 10 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(300),
             masking: false,
             max_backpressure: 16 * 1024 * 1024,
             ping_interval: Duration::ZERO,

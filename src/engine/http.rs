@@ -108,6 +108,10 @@ async fn read_body(
     let mut decoder = BodyDecoder::new(kind, cfg.max_body_size);
     let mut body = Vec::new();
     let mut continued = false;
+    // `requestTimeout` bounds the whole body; `handshakeTimeout` each pause.
+    let deadline = (!cfg.request_timeout.is_zero())
+        .then(|| Instant::now().checked_add(cfg.request_timeout))
+        .flatten();
     loop {
         let (used, done) = decoder.feed(buf, &mut body).map_err(refuse)?;
         buf.drain(..used);
@@ -122,7 +126,14 @@ async fn read_body(
             }
         }
         buf.reserve(16 * 1024);
-        match timeout(cfg.handshake_timeout, stream.read_buf(buf)).await {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let whole = left.is_some_and(|left| left < cfg.handshake_timeout);
+        let wait = if whole {
+            left.unwrap_or_default()
+        } else {
+            cfg.handshake_timeout
+        };
+        match timeout(wait, stream.read_buf(buf)).await {
             Ok(Ok(n)) if n > 0 => {}
             // The peer went away mid-body: nobody to answer or report to.
             Ok(Ok(_)) => return Err(After::Close),
@@ -130,10 +141,15 @@ async fn read_body(
                 let code = super::server::error_code(&e);
                 return Err(After::Refuse(Vec::new(), code, e.to_string()));
             }
-            // No byte of the body for `handshakeTimeout`: 408 (RFC 9110
-            // §15.5.9), as Node's `requestTimeout` answers.
+            // No byte of the body for `handshakeTimeout`, or not all of it
+            // within `requestTimeout`: 408 (RFC 9110 §15.5.9), as Node's
+            // `requestTimeout` answers.
             Err(_) => {
-                let why = "request body timeout";
+                let why = if whole {
+                    "request timeout"
+                } else {
+                    "request body timeout"
+                };
                 let response = closing_response(408, None, &[], why.as_bytes());
                 return Err(After::Refuse(response, "ETIMEDOUT", why.into()));
             }
