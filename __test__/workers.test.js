@@ -216,6 +216,78 @@ test('a pool of 4 workers: each gets sockets, re-registering after each', async 
   await Promise.all(pool.map((p) => p.worker.terminate()));
 });
 
+test('a socket blocked before post reaches the receiver reading; the old object no longer blocks it', async (t) => {
+  const { worker, ready } = echoWorker('unblock-dest');
+  t.after(() => worker.terminate());
+  await ready;
+  const server = listen();
+  t.after(() => server.close());
+  let old;
+  server.onconnect = (ws) => {
+    old = ws;
+    ws.block(); // backpressure on this thread, then handed on
+    assert.equal(ws.post('unblock-dest'), true);
+    ws.block(); // no longer this thread's socket: no effect
+    ws.noDelay = false;
+  };
+  const c = await open(server);
+  t.after(() => c.terminate());
+  for (const text of ['one', 'two']) {
+    const echo = new Promise((resolve) => c.once('message', (d) => resolve(String(d))));
+    c.send(text);
+    assert.equal(await within(echo, TIMEOUT, `the echo of ${text}`), text);
+  }
+  old.resume();
+  assert.equal(old.readyState, 3);
+  c.close();
+  await closed(c);
+  server.close();
+  await serverClosed(server);
+  await worker.terminate();
+});
+
+test('a worker that exits keeps the sockets it posted to another thread open there', async (t) => {
+  // The worker listens and hands every connection to the main thread.
+  const w = new Worker(`
+    const { parentPort } = require('node:worker_threads');
+    const sack = require(${JSON.stringify(ROOT)});
+    const server = sack.Websocket.Server({ address: '127.0.0.1', port: 0 });
+    server.onconnect = (ws) => ws.post('to-main');
+    parentPort.postMessage(server.address().port);
+  `, { eval: true });
+  t.after(() => w.terminate());
+  const port = await within(new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  }));
+  const got = [];
+  const accept = () => sack.Websocket.Thread.accept('to-main', (d, ws) => {
+    got.push(ws);
+    ws.onmessage = (m) => ws.send('main:' + m);
+  });
+  accept();
+  const c = new WebSocket(`ws://127.0.0.1:${port}/`);
+  t.after(() => c.terminate());
+  await within(new Promise((resolve, reject) => {
+    c.once('open', resolve);
+    c.once('error', reject);
+  }));
+  const echo = (text) => within(new Promise((resolve) => {
+    c.once('message', (d) => resolve(String(d)));
+    c.send(text);
+  }), TIMEOUT, `the echo of ${text}`);
+  assert.equal(await echo('before'), 'main:before');
+  let closedWith = null;
+  c.on('close', (code) => { closedWith = code; });
+  await w.terminate();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(closedWith, null, 'still open after the worker is gone');
+  assert.equal(await echo('after'), 'main:after');
+  assert.equal(got.length, 1);
+  c.close();
+  await closed(c);
+});
+
 function runChild(code) {
   return spawnSync(process.execPath, ['-e', code], { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
 }

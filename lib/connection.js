@@ -134,6 +134,7 @@ class Connection {
     this._held = false;
     this._deciding = false;
     this._connectPending = false;
+    this._moved = false;
     // Handler slots exist from the start, so every connection object has
     // one shape and the message path stays monomorphic.
     this._on_message = null;
@@ -222,12 +223,14 @@ class Connection {
     this._h.terminate();
   }
 
+  // After post() the socket is another thread's: this object no longer
+  // acts on it (as send() and close() do not).
   block() {
-    this._h.setBlocked(true);
+    if (!this._moved) this._h.setBlocked(true);
   }
 
   resume() {
-    this._h.setBlocked(false);
+    if (!this._moved) this._h.setBlocked(false);
   }
 
   get noDelay() {
@@ -235,6 +238,7 @@ class Connection {
   }
 
   set noDelay(on) {
+    if (this._moved) return;
     this._noDelay = !!on;
     this._h.setNoDelay(!!on);
   }

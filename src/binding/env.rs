@@ -16,7 +16,6 @@ use crate::engine::exchange::Exchange;
 use crate::engine::registry;
 use crate::engine::server::Server;
 use crate::engine::sink::{Batch, EnvSink, Event};
-use crate::protocol::close::GOING_AWAY;
 
 /// The threadsafe function, shared with the engine's waker. `None` once the
 /// environment is being torn down: the engine must stop calling it first
@@ -278,13 +277,13 @@ fn cleanup(state: *const EnvState) {
     }
     registry::unregister_env(&state.sink);
     for server in state.servers.take().into_values() {
-        server.close(GOING_AWAY, "");
+        server.close_for_gone_env(&state.sink);
     }
     // Connections of this environment, including ones posted here whose
     // arrival was not delivered yet.
     let mut leftover = state.current.take();
     let mut queued = Batch::default();
-    state.sink.take(&mut queued);
+    state.sink.shut(&mut queued);
     leftover.append(queued);
     let mut conns = state.conns.take();
     // Responses nobody will end: their connections are dropped.
@@ -304,9 +303,7 @@ fn cleanup(state: *const EnvState) {
         conns.insert(conn.id, conn);
     }
     for conn in conns.into_values() {
-        if conn.close(GOING_AWAY, "").is_err() {
-            conn.terminate();
-        }
+        crate::engine::sink::close_for_gone(&conn, &state.sink);
     }
     state.spare.take();
 }

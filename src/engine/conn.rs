@@ -609,6 +609,15 @@ impl Conn {
         self.waker.wake();
     }
 
+    /// A posted connection reaches its receiver reading: a `block()` of the
+    /// old thread is not the new one's to know of or undo.
+    pub(super) fn unblock_for_move(&self) {
+        let was = std::mem::replace(&mut self.lock().blocked, false);
+        if was {
+            self.waker.wake();
+        }
+    }
+
     pub fn set_nodelay(&self, on: bool) {
         self.lock().nodelay = Some(on);
         self.waker.wake();

@@ -68,6 +68,7 @@ pub fn post(conn: &Arc<Conn>, destination: &str, undelivered: impl FnOnce(&mut B
         let _ = conn.accept(None);
     }
     conn.begin_move(rx.sink.clone());
+    conn.unblock_for_move();
     let mut earlier = Batch::default();
     undelivered(&mut earlier);
     conn.prepend_held(earlier);
@@ -77,4 +78,71 @@ pub fn post(conn: &Arc<Conn>, destination: &str, undelivered: impl FnOnce(&mut B
         conn: conn.clone(),
     });
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::engine::sink::ConnInfo;
+    use crate::http::head::RequestHead;
+
+    fn open_conn(sink: Arc<EnvSink>) -> Arc<Conn> {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let info = Arc::new(ConnInfo {
+            head: RequestHead::new("GET", "/", 1, &[]),
+            remote: addr,
+            local: addr,
+            protocols: Vec::new(),
+        });
+        let key = b"dGhlIHNhbXBsZSBub25jZQ==".to_vec();
+        let conn = Conn::new(
+            1,
+            &Default::default(),
+            sink,
+            key,
+            info,
+            String::new(),
+            false,
+        );
+        conn.accept(None).unwrap();
+        conn
+    }
+
+    /// The receiver's environment tears down between the registry lookup
+    /// and the delivery: the socket is closed with 1001, not left open with
+    /// nobody to read its events, and what comes later is not kept.
+    #[test]
+    fn a_socket_posted_to_an_environment_that_goes_away_meanwhile_is_closed() {
+        let home = EnvSink::new(Box::new(|| {}));
+        let away = EnvSink::new(Box::new(|| {}));
+        let conn = open_conn(home);
+        conn.set_blocked(true);
+        register("registry-test-gone", away.clone());
+        let mut last = Batch::default();
+        let posted = post(&conn, "registry-test-gone", |_| {
+            // The environment's clean-up, at the worst moment.
+            unregister_env(&away);
+            away.shut(&mut last);
+        });
+        assert!(posted);
+        assert!(last.is_empty(), "the adoption came after the last drain");
+        assert!(
+            !conn.lock().blocked,
+            "a moved socket reaches its receiver reading"
+        );
+        let until = Instant::now() + Duration::from_secs(5);
+        while !conn.lock().close_sent {
+            assert!(Instant::now() < until, "closed with 1001 by the engine");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Events still coming for it are discarded, not queued for ever.
+        conn.emit(Event::Drain { conn: conn.id });
+        assert!(away.lock().events.is_empty());
+        assert!(
+            !post(&conn, "registry-test-gone", |_| {}),
+            "no receiver is left"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use super::conn::Conn;
 use super::sink::{EnvSink, Event};
 use super::{runtime, task, ServerConfig};
+use crate::protocol::close::GOING_AWAY;
 
 static NEXT_SERVER: AtomicU64 = AtomicU64::new(1);
 
@@ -260,6 +261,17 @@ impl Server {
     /// Stops listening and closes every connection with `code`; emits
     /// `ServerClose` once the last one has ended.
     pub fn close(&self, code: u16, reason: &str) {
+        self.close_where(code, reason, |_| true);
+    }
+
+    /// The server's environment is going away (`sink`): stops listening
+    /// and closes, with 1001, the connections whose events go there. Ones
+    /// posted to other threads stay open there.
+    pub fn close_for_gone_env(&self, sink: &Arc<EnvSink>) {
+        self.close_where(GOING_AWAY, "", |c| Arc::ptr_eq(&c.sink(), sink));
+    }
+
+    fn close_where(&self, code: u16, reason: &str, mine: impl Fn(&Conn) -> bool) {
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -281,7 +293,7 @@ impl Server {
         for w in watchers {
             w.wake();
         }
-        for c in conns {
+        for c in conns.into_iter().filter(|c| mine(c)) {
             // Pending upgrades are refused, open connections start the
             // closing handshake, closing ones are left to finish.
             if c.close(code, reason).is_err() {

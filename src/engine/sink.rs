@@ -278,6 +278,8 @@ pub struct EnvSink {
     /// The environment serves keep-alive HTTP connections itself
     /// (`lane.rs`).
     lane: AtomicBool,
+    /// The environment is gone ([`EnvSink::shut`]): what comes is discarded.
+    dead: AtomicBool,
 }
 
 impl std::fmt::Debug for EnvSink {
@@ -295,6 +297,7 @@ impl EnvSink {
             scheduled: AtomicBool::new(false),
             waker,
             lane: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
         })
     }
 
@@ -337,11 +340,30 @@ impl EnvSink {
         self.wake();
     }
 
+    /// The environment goes away: takes what is queued into `out` (empty)
+    /// for its last clean-up. Events queued from now on are discarded as
+    /// they come ([`discard`]): a connection still ending, or one posted
+    /// here just now, would otherwise fill a queue nobody reads.
+    pub fn shut(&self, out: &mut Batch) {
+        let mut queue = self.lock();
+        self.dead.store(true, Ordering::Release);
+        std::mem::swap(&mut *queue, out);
+    }
+
     /// Wakes the environment unless a wake is already pending. On the
     /// engine thread the wake is deferred to the end of the runtime's round
     /// (see [`defer`]), so JS gets every event of the round in one batch
     /// instead of being switched to after the first connection's.
     pub fn wake(self: &Arc<Self>) {
+        // Every push wakes, so this sees what was queued after `shut` (its
+        // lock orders the flag before any later push).
+        if self.dead.load(Ordering::Acquire) {
+            let queued = std::mem::take(&mut *self.lock());
+            if !queued.is_empty() {
+                discard(queued, self.clone());
+            }
+            return;
+        }
         if !self.scheduled.swap(true, Ordering::AcqRel) && !defer(self) {
             (self.waker)();
         }
@@ -356,5 +378,36 @@ impl EnvSink {
     pub fn take(&self, spare: &mut Batch) {
         self.scheduled.store(false, Ordering::Release);
         std::mem::swap(&mut *self.lock(), spare);
+    }
+}
+
+/// Ends what events queued for a gone environment (`sink`) stand for:
+/// connections close with 1001 (their held events dropped), responses are
+/// aborted, the rest is dropped. On the engine thread, not the caller's
+/// stack, which may hold a connection's lock.
+fn discard(batch: Batch, sink: Arc<EnvSink>) {
+    let Ok(rt) = super::runtime::handle() else {
+        return; // the process is ending
+    };
+    rt.spawn(async move {
+        for ev in batch.events {
+            match ev {
+                Event::Adopt { conn, .. }
+                | Event::Accept { conn, .. }
+                | Event::Open { conn, .. } => close_for_gone(&conn, &sink),
+                Event::Request { exchange, .. } => exchange.abort(),
+                _ => {}
+            }
+        }
+    });
+}
+
+/// Closes `conn`, whose environment (`sink`) is gone, with 1001. Events
+/// held for a move there are dropped, and later ones go to the dead queue,
+/// which discards them.
+pub fn close_for_gone(conn: &Conn, sink: &Arc<EnvSink>) {
+    while conn.take_held(sink).is_some() {}
+    if conn.close(crate::protocol::close::GOING_AWAY, "").is_err() {
+        conn.terminate();
     }
 }
