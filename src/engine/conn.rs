@@ -609,9 +609,22 @@ impl Conn {
         self.waker.wake();
     }
 
-    /// A posted connection reaches its receiver reading: a `block()` of the
-    /// old thread is not the new one's to know of or undo.
-    pub(super) fn unblock_for_move(&self) {
+    /// A posted connection reaches its receiver as a new one would:
+    /// reading, with TCP_NODELAY (what its new object reports). The old
+    /// thread's `block()` or `noDelay = false` is not the receiver's to
+    /// know of or undo.
+    pub(super) fn reset_for_move(&self) {
+        {
+            let mut g = self.lock();
+            g.blocked = false;
+            g.nodelay = Some(true);
+        }
+        self.waker.wake();
+    }
+
+    /// Reading again, whatever `block()` said: a connection closed for a
+    /// gone environment must read the peer's answer to its close frame.
+    pub(super) fn unblock(&self) {
         let was = std::mem::replace(&mut self.lock().blocked, false);
         if was {
             self.waker.wake();

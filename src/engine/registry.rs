@@ -68,7 +68,7 @@ pub fn post(conn: &Arc<Conn>, destination: &str, undelivered: impl FnOnce(&mut B
         let _ = conn.accept(None);
     }
     conn.begin_move(rx.sink.clone());
-    conn.unblock_for_move();
+    conn.reset_for_move();
     let mut earlier = Batch::default();
     undelivered(&mut earlier);
     conn.prepend_held(earlier);
@@ -132,6 +132,7 @@ mod tests {
             !conn.lock().blocked,
             "a moved socket reaches its receiver reading"
         );
+        assert_eq!(conn.lock().nodelay, Some(true), "and with TCP_NODELAY");
         let until = Instant::now() + Duration::from_secs(5);
         while !conn.lock().close_sent {
             assert!(Instant::now() < until, "closed with 1001 by the engine");
@@ -144,5 +145,18 @@ mod tests {
             !post(&conn, "registry-test-gone", |_| {}),
             "no receiver is left"
         );
+    }
+
+    /// A blocked socket closed for its gone environment reads again, so the
+    /// client's answer to the 1001 completes the close.
+    #[test]
+    fn a_blocked_socket_closed_for_a_gone_environment_reads_again() {
+        let home = EnvSink::new(Box::new(|| {}));
+        let conn = open_conn(home.clone());
+        conn.set_blocked(true);
+        crate::engine::sink::close_for_gone(&conn, &home);
+        let g = conn.lock();
+        assert!(!g.blocked);
+        assert!(g.close_sent);
     }
 }

@@ -386,8 +386,19 @@ impl EnvSink {
 /// aborted, the rest is dropped. On the engine thread, not the caller's
 /// stack, which may hold a connection's lock.
 fn discard(batch: Batch, sink: Arc<EnvSink>) {
+    let owns = |ev: &Event| {
+        matches!(
+            ev,
+            Event::Adopt { .. } | Event::Accept { .. } | Event::Open { .. } | Event::Request { .. }
+        )
+    };
+    if !batch.events.iter().any(owns) {
+        return; // messages and notices: dropped here
+    }
+    // The engine runs (these events came from it), so this only clones
+    // its handle.
     let Ok(rt) = super::runtime::handle() else {
-        return; // the process is ending
+        return;
     };
     rt.spawn(async move {
         for ev in batch.events {
@@ -407,6 +418,7 @@ fn discard(batch: Batch, sink: Arc<EnvSink>) {
 /// which discards them.
 pub fn close_for_gone(conn: &Conn, sink: &Arc<EnvSink>) {
     while conn.take_held(sink).is_some() {}
+    conn.unblock();
     if conn.close(crate::protocol::close::GOING_AWAY, "").is_err() {
         conn.terminate();
     }
