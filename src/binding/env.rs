@@ -15,7 +15,7 @@ use crate::engine::conn::Conn;
 use crate::engine::exchange::Exchange;
 use crate::engine::registry;
 use crate::engine::server::Server;
-use crate::engine::sink::{Batch, EnvSink, Event};
+use crate::engine::sink::{Batch, EnvSink};
 
 /// The threadsafe function, shared with the engine's waker. `None` once the
 /// environment is being torn down: the engine must stop calling it first
@@ -291,12 +291,8 @@ fn cleanup(state: *const EnvState) {
         ex.abort();
     }
     for ev in leftover.events {
-        match ev {
-            Event::Adopt { conn, .. } | Event::Accept { conn, .. } | Event::Open { conn, .. } => {
-                conns.insert(conn.id, conn);
-            }
-            Event::Request { exchange, .. } => exchange.abort(),
-            _ => {}
+        if let Some(conn) = crate::engine::sink::end_for_gone(ev) {
+            conns.insert(conn.id, conn);
         }
     }
     for conn in state.moving.take() {

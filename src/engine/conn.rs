@@ -609,28 +609,6 @@ impl Conn {
         self.waker.wake();
     }
 
-    /// A posted connection reaches its receiver as a new one would:
-    /// reading, with TCP_NODELAY (what its new object reports). The old
-    /// thread's `block()` or `noDelay = false` is not the receiver's to
-    /// know of or undo.
-    pub(super) fn reset_for_move(&self) {
-        {
-            let mut g = self.lock();
-            g.blocked = false;
-            g.nodelay = Some(true);
-        }
-        self.waker.wake();
-    }
-
-    /// Reading again, whatever `block()` said: a connection closed for a
-    /// gone environment must read the peer's answer to its close frame.
-    pub(super) fn unblock(&self) {
-        let was = std::mem::replace(&mut self.lock().blocked, false);
-        if was {
-            self.waker.wake();
-        }
-    }
-
     pub fn set_nodelay(&self, on: bool) {
         self.lock().nodelay = Some(on);
         self.waker.wake();

@@ -62,20 +62,24 @@ impl IdleTimer {
         self.since = Some(clock::mono_ms());
     }
 
+    /// When the current wait ends (`clock::mono_ms`), if it began on the
+    /// coarse clock.
+    fn deadline(&self) -> Option<u64> {
+        let since = self.since?;
+        Some(since.saturating_add(self.limit.as_millis() as u64))
+    }
+
     /// Whether the current wait has lasted `limit` already.
     pub fn is_over(&self) -> bool {
-        self.since.is_some_and(|since| {
-            clock::mono_ms().saturating_sub(since) >= self.limit.as_millis() as u64
-        })
+        self.deadline().is_some_and(|d| clock::mono_ms() >= d)
     }
 
     /// `Ready` once the current wait has lasted `limit`.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         while self.sleep.as_mut().poll(cx).is_ready() {
-            let Some(since) = self.since else {
+            let Some(deadline) = self.deadline() else {
                 return Poll::Ready(());
             };
-            let deadline = since.saturating_add(self.limit.as_millis() as u64);
             let now = clock::mono_ms();
             if now >= deadline {
                 return Poll::Ready(());

@@ -68,7 +68,11 @@ pub fn post(conn: &Arc<Conn>, destination: &str, undelivered: impl FnOnce(&mut B
         let _ = conn.accept(None);
     }
     conn.begin_move(rx.sink.clone());
-    conn.reset_for_move();
+    // The socket reaches its receiver as a new one would: reading, with
+    // TCP_NODELAY (what its new object reports). The old thread's `block()`
+    // or `noDelay = false` is not the receiver's to know of or undo.
+    conn.set_blocked(false);
+    conn.set_nodelay(true);
     let mut earlier = Batch::default();
     undelivered(&mut earlier);
     conn.prepend_held(earlier);

@@ -402,15 +402,27 @@ fn discard(batch: Batch, sink: Arc<EnvSink>) {
     };
     rt.spawn(async move {
         for ev in batch.events {
-            match ev {
-                Event::Adopt { conn, .. }
-                | Event::Accept { conn, .. }
-                | Event::Open { conn, .. } => close_for_gone(&conn, &sink),
-                Event::Request { exchange, .. } => exchange.abort(),
-                _ => {}
+            if let Some(conn) = end_for_gone(ev) {
+                close_for_gone(&conn, &sink);
             }
         }
     });
+}
+
+/// An event queued for an environment that is gone: its response (if it
+/// carries one) is aborted, and the connection it hands over (if any) is
+/// returned, to be closed with [`close_for_gone`].
+pub fn end_for_gone(ev: Event) -> Option<Arc<Conn>> {
+    match ev {
+        Event::Adopt { conn, .. } | Event::Accept { conn, .. } | Event::Open { conn, .. } => {
+            Some(conn)
+        }
+        Event::Request { exchange, .. } => {
+            exchange.abort();
+            None
+        }
+        _ => None,
+    }
 }
 
 /// Closes `conn`, whose environment (`sink`) is gone, with 1001. Events
@@ -418,7 +430,9 @@ fn discard(batch: Batch, sink: Arc<EnvSink>) {
 /// which discards them.
 pub fn close_for_gone(conn: &Conn, sink: &Arc<EnvSink>) {
     while conn.take_held(sink).is_some() {}
-    conn.unblock();
+    // Reading again, whatever `block()` said: the peer's answer to the
+    // close frame must be read.
+    conn.set_blocked(false);
     if conn.close(crate::protocol::close::GOING_AWAY, "").is_err() {
         conn.terminate();
     }
