@@ -437,6 +437,41 @@ test.describe('messages', () => {
     assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => String(i)));
   });
 
+  test.it('a flood of messages for a slow handler leaves the event loop its turns: timers run, in order', async (t) => {
+    // 300 messages × 2 ms of handler = 0.6 s of JS. Node's own sockets give
+    // the loop a turn after every read; sack's delivery yields after about
+    // 10 ms, so a 5 ms interval keeps ticking (without the yield: 0 ticks).
+    const { c, ws } = await pair(t);
+    const N = 300;
+    const got = [];
+    let ticks = 0;
+    let ticksAtFirst = -1;
+    let immediates = 0;
+    const interval = setInterval(() => ticks++, 5);
+    t.after(() => clearInterval(interval));
+    ws.onmessage = (m) => {
+      if (got.length === 0) {
+        ticksAtFirst = ticks;
+        // A setImmediate chain counts loop turns.
+        (function spin() {
+          if (got.length < N) {
+            immediates++;
+            setImmediate(spin);
+          }
+        })();
+      }
+      got.push(m);
+      const until = Date.now() + 2;
+      while (Date.now() < until);
+    };
+    for (let i = 0; i < N; i++) c.send(`m${i}`);
+    await waitUntil(() => got.length === N, 10000, `${N} messages`);
+    const during = ticks - ticksAtFirst;
+    assert.deepEqual(got, Array.from({ length: N }, (_, i) => `m${i}`));
+    assert.ok(during >= 10, `interval ticks while the messages were handled: ${during}`);
+    assert.ok(immediates >= 10, `loop turns while the messages were handled: ${immediates}`);
+  });
+
   test.it('onmessage = fn / onmessage(fn) set the single property handler', async (t) => {
     const { c, ws } = await pair(t);
     const calls = [];

@@ -1952,6 +1952,31 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     assert.equal(raw.buf.length, 0);
   });
 
+  test.it('a long pipeline for a slow handler leaves the event loop its turns', async (t) => {
+    // 300 requests × 2 ms of handler in one write: the lane (or the engine's
+    // delivery) hands the loop back after about 10 ms, so a 5 ms interval
+    // keeps ticking while they are answered.
+    const N = 300;
+    let handled = 0;
+    let ticks = 0;
+    let ticksAtFirst = -1;
+    const interval = setInterval(() => ticks++, 5);
+    t.after(() => clearInterval(interval));
+    const server = serve(t, {}, (req, res) => {
+      if (req.url.startsWith('/warm')) return res.end('ok');
+      if (handled++ === 0) ticksAtFirst = ticks;
+      const until = Date.now() + 2;
+      while (Date.now() < until);
+      res.end(req.url);
+    });
+    const raw = await laneConnection(t, server);
+    raw.write(Array.from({ length: N }, (_, i) => `GET /s${i} HTTP/1.1\r\nHost: h\r\n\r\n`).join(''));
+    for (let i = 0; i < N; i++) assert.equal((await raw.response({ ms: 10000 })).text, `/s${i}`);
+    const during = ticks - ticksAtFirst;
+    assert.equal(handled, N);
+    assert.ok(during >= 15, `interval ticks while the requests were handled: ${during}`);
+  });
+
   test.it('async handlers, streamed (chunked) responses and a large body on a lane connection', async (t) => {
     const big = crypto.randomBytes(6 * 1024 * 1024);
     const server = serve(t, {}, async (req, res) => {

@@ -1,6 +1,10 @@
 //! Delivering engine events to JS: one threadsafe-function wake drains the
-//! whole batch, calling the environment's dispatcher once per event.
+//! whole batch, calling the environment's dispatcher once per event. A
+//! delivery that runs past [`TURN_BUDGET_MS`] stops and goes on in the
+//! event loop's next turn ([`Resume`]), so timers, immediates and other I/O
+//! are not starved by a flood of events for slow handlers.
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -10,6 +14,7 @@ use napi::sys;
 use super::connection::NativeConnection;
 use super::env::EnvState;
 use super::js;
+use super::uv::{self, Uv, UV_ASYNC};
 use crate::engine::exchange::Notice;
 use crate::engine::sink::{ConnInfo, Event};
 use std::net::SocketAddr;
@@ -62,22 +67,61 @@ pub unsafe extern "C" fn on_wake(
     }
 }
 
-/// Delivers every queued event of this environment.
+/// How long one delivery may keep the JS thread before the event loop gets
+/// a turn: Node's own I/O callbacks hand back after one read, and a flood of
+/// events for slow handlers must not hold timers, immediates and other
+/// sockets for seconds (Node's threadsafe function calls again at once
+/// while more is queued). Long enough that a busy server yields a few
+/// hundred times a second at most, where a yield costs microseconds.
+pub const TURN_BUDGET_MS: u64 = 10;
+/// Events delivered between two looks at the (coarse) clock: a few at
+/// first, more while they go by fast (a clock read costs about as much as
+/// a cheap event), back to a few when they take a millisecond.
+const CHECK_FIRST: u32 = 4;
+const CHECK_MOST: u32 = 64;
+
+/// Delivers queued events of this environment: what was left by a delivery
+/// that yielded, then one batch from the engine, until [`TURN_BUDGET_MS`]
+/// has passed.
 ///
 /// # Safety
 /// As `on_wake`, with `env` and `context` not null.
 unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
     // SAFETY: see above; the state is never freed.
     let state = unsafe { &*(context as *const EnvState) };
-    {
-        let mut batch = state.spare.take();
-        state.sink.take(&mut batch);
-        *state.current.borrow_mut() = batch;
+    if state.resume.as_ref().is_some_and(|r| r.pending.get()) {
+        // A delivery yielded: its resume goes on, in order, and takes the
+        // engine's queue after what it left.
+        return;
+    }
+    // Left over from a delivery that yielded (its events come first), or
+    // the engine's queue.
+    let mut took = false;
+    if state.current.borrow().events.is_empty() {
+        refill(state);
+        took = true;
     }
     // Obtained in the callback's own scope, so valid in every per-event one.
     let dispatcher = state.dispatcher();
+    let started = crate::clock::mono_ms();
+    let mut checked = started;
+    let mut every = CHECK_FIRST;
+    let mut count = 0u32;
     crate::engine::flush::begin_batch();
     loop {
+        if count >= every {
+            count = 0;
+            let now = crate::clock::mono_ms();
+            if now.wrapping_sub(started) >= TURN_BUDGET_MS && state.yield_turn(took) {
+                break;
+            }
+            every = if now == checked {
+                (every * 2).min(CHECK_MOST)
+            } else {
+                CHECK_FIRST
+            };
+            checked = now;
+        }
         let mut requests = Vec::new();
         let next = {
             let mut cur = state.current.borrow_mut();
@@ -98,6 +142,8 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
             ev
         };
         if !requests.is_empty() {
+            // A group may have run long: the clock is looked at next.
+            count = every;
             let mut scope = ptr::null_mut();
             // SAFETY: as for a single event below.
             unsafe {
@@ -113,8 +159,15 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
             if release_moving(state) {
                 continue;
             }
+            if !took {
+                // The leftovers are done: now the engine's queue.
+                refill(state);
+                took = true;
+                continue;
+            }
             break;
         };
+        count += 1;
         // A scope per event keeps the handles of a large batch from piling up.
         let mut scope = ptr::null_mut();
         // SAFETY: on the JS thread of `env`; every value is created in this
@@ -126,9 +179,136 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
         }
     }
     crate::engine::flush::end_batch();
-    let mut batch = state.current.take();
-    batch.clear();
-    state.spare.replace(batch);
+    let done = state.current.borrow().events.is_empty();
+    if done {
+        let mut batch = state.current.take();
+        batch.clear();
+        state.spare.replace(batch);
+    }
+}
+
+/// Makes the engine's queue the current batch (the current one must be
+/// delivered) and clears the wake flag, so what the engine queues from now
+/// on wakes this environment again.
+fn refill(state: &EnvState) {
+    let mut batch = state.spare.take();
+    state.sink.take(&mut batch);
+    let mut old = std::mem::replace(&mut *state.current.borrow_mut(), batch);
+    old.clear();
+    state.spare.replace(old);
+}
+
+/// The means to go on with a delivery in the event loop's next turn: a
+/// libuv async handle of the environment's loop (Linux; elsewhere a
+/// delivery runs to its end, as before). Only this JS thread sends it.
+pub struct Resume {
+    uv: &'static Uv,
+    handle: *mut c_void,
+    entry: js::Entry,
+    /// A delivery yielded and the handle is sent: the next delivery is the
+    /// resume's, not a threadsafe-function wake's.
+    pending: Cell<bool>,
+    closed: Cell<bool>,
+}
+
+impl Resume {
+    /// # Safety
+    /// On the JS thread of `env`, inside a handle scope.
+    pub unsafe fn new(env: sys::napi_env) -> Option<Resume> {
+        let uv = uv::uv()?;
+        // SAFETY (whole block): as documented; the handle is initialized on
+        // this environment's loop before anything can send it.
+        unsafe {
+            let mut loop_ = ptr::null_mut();
+            if sys::napi_get_uv_event_loop(env, &mut loop_) != sys::Status::napi_ok
+                || loop_.is_null()
+            {
+                return None;
+            }
+            let entry = js::Entry::new(env, c"sack:events")?;
+            let handle = uv::alloc_handle(uv, UV_ASYNC);
+            if (uv.async_init)(loop_ as *mut c_void, handle, on_resume) != 0 {
+                return None;
+            }
+            // Holds the loop only while a resume is pending (`yield_turn`).
+            (uv.unref)(handle);
+            Some(Resume {
+                uv,
+                handle,
+                entry,
+                pending: Cell::new(false),
+                closed: Cell::new(false),
+            })
+        }
+    }
+
+    /// Makes `state`, which holds this resume, the owner of its handle.
+    pub fn bind(&self, state: &'static EnvState) {
+        uv::set_owner(self.handle, state);
+    }
+
+    /// The environment goes away; what is left is its clean-up's.
+    pub fn close(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        // SAFETY: the live handle of this loop, closed once; its memory is
+        // left to the process, as the state's is.
+        unsafe { (self.uv.close)(self.handle, None) };
+    }
+}
+
+impl EnvState {
+    /// The delivery ran out of its turn: asks for the rest to come in the
+    /// loop's next turn. False where it cannot (no resume handle), or when
+    /// nothing is left (`took`: the engine's queue was taken already).
+    fn yield_turn(&self, took: bool) -> bool {
+        let Some(r) = self.resume.as_ref() else {
+            return false;
+        };
+        let left = !self.current.borrow().events.is_empty() || !self.moving.borrow().is_empty();
+        if r.closed.get() || (took && !left) {
+            return false;
+        }
+        r.pending.set(true);
+        // SAFETY: the live handle (not closed), on its loop's thread. A
+        // pending resume holds the loop: the events left are owed to JS.
+        unsafe {
+            (r.uv.ref_)(r.handle);
+            (r.uv.async_send)(r.handle);
+        }
+        true
+    }
+}
+
+/// The resume handle's callback: goes on with the delivery that yielded.
+unsafe extern "C" fn on_resume(h: *mut c_void) {
+    let p = uv::owner_of(h);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: set by `Resume::bind` to a state that is never freed.
+    let state: &'static EnvState = unsafe { &*p };
+    let Some(r) = state.resume.as_ref() else {
+        return;
+    };
+    if r.closed.get() || !r.pending.replace(false) {
+        return;
+    }
+    // SAFETY: the live handle, on its loop's thread.
+    unsafe { (r.uv.unref)(h) };
+    let run = std::panic::AssertUnwindSafe(|| {
+        // SAFETY: a libuv callback on the environment's JS thread, with no
+        // JS on the stack; the state is the drain's context.
+        unsafe {
+            r.entry.run(state.env, || {
+                drain(state.env, state as *const EnvState as *mut c_void)
+            })
+        }
+    });
+    if std::panic::catch_unwind(run).is_err() {
+        eprintln!("sack: internal error while delivering events (please report)");
+    }
 }
 
 /// Moves held events of arriving connections into the current batch.

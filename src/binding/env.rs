@@ -85,6 +85,8 @@ pub struct EnvState {
     pub exchanges: RefCell<IdMap<Arc<Exchange>>>,
     /// Keep-alive HTTP connections served on this thread (Linux).
     pub lane: Option<super::lane::Lane>,
+    /// Goes on with a delivery that yielded to the event loop.
+    pub resume: Option<super::dispatch::Resume>,
     /// The Float64Array that carries request groups' numbers, and its data
     /// (`dispatch::request_numbers`); null until the first group.
     pub request_nums: Cell<(sys::napi_ref, *mut f64)>,
@@ -196,6 +198,8 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         exchanges: RefCell::new(IdMap::default()),
         // SAFETY: inside this call from JS, on its thread.
         lane: unsafe { super::lane::Lane::new(raw) },
+        // SAFETY: as above.
+        resume: unsafe { super::dispatch::Resume::new(raw) },
         request_nums: Cell::new((ptr::null_mut(), ptr::null_mut())),
         response_text: RefCell::default(),
         request_text: Cell::default(),
@@ -203,6 +207,9 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
     if let Some(lane) = state.lane.as_ref() {
         lane.bind(state);
         state.sink.enable_lane(true);
+    }
+    if let Some(resume) = state.resume.as_ref() {
+        resume.bind(state);
     }
     let state_ptr: *const EnvState = state;
     // SAFETY: on the JS thread; every out-pointer is valid; the context
@@ -263,6 +270,9 @@ fn cleanup(state: *const EnvState) {
         // The engine moves no more connections here; those here close.
         state.sink.enable_lane(false);
         lane.shutdown();
+    }
+    if let Some(resume) = state.resume.as_ref() {
+        resume.close();
     }
     if let Some(t) = state
         .tsfn

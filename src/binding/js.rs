@@ -147,3 +147,64 @@ pub unsafe fn int(env: sys::napi_env, code: i32) -> sys::napi_value {
     unsafe { sys::napi_create_int32(env, code, &mut v) };
     v
 }
+
+/// An async resource for calling JS from sack's own libuv callbacks, where
+/// no Node callback scope is open (the threadsafe function opens its own).
+pub struct Entry {
+    ctx: sys::napi_async_context,
+    resource: sys::napi_ref,
+}
+
+impl Entry {
+    /// A resource named `name` (shown by `async_hooks`).
+    ///
+    /// # Safety
+    /// On the JS thread of `env`, inside a handle scope.
+    pub unsafe fn new(env: sys::napi_env, name: &std::ffi::CStr) -> Option<Entry> {
+        // SAFETY (whole block): as documented; out-pointers are locals.
+        unsafe {
+            let mut resource = ptr::null_mut();
+            sys::napi_create_object(env, &mut resource);
+            let mut js_name = ptr::null_mut();
+            sys::napi_create_string_utf8(
+                env,
+                name.as_ptr(),
+                name.count_bytes() as isize,
+                &mut js_name,
+            );
+            let mut ctx = ptr::null_mut();
+            if sys::napi_async_init(env, resource, js_name, &mut ctx) != sys::Status::napi_ok {
+                return None;
+            }
+            let mut resource_ref = ptr::null_mut();
+            sys::napi_create_reference(env, resource, 1, &mut resource_ref);
+            Some(Entry {
+                ctx,
+                resource: resource_ref,
+            })
+        }
+    }
+
+    /// Runs `f` in a handle scope and a callback scope: a proper entry into
+    /// JS, so ticks and microtasks run when it returns, as after any I/O
+    /// callback.
+    ///
+    /// # Safety
+    /// On the JS thread of `env` (this entry's), with no JS on the stack.
+    pub unsafe fn run<R>(&self, env: sys::napi_env, f: impl FnOnce() -> R) -> R {
+        // SAFETY (whole block): as documented; the scopes close in reverse
+        // order of opening, after `f` (which keeps no handle past them).
+        unsafe {
+            let mut scope = ptr::null_mut();
+            sys::napi_open_handle_scope(env, &mut scope);
+            let mut resource = ptr::null_mut();
+            sys::napi_get_reference_value(env, self.resource, &mut resource);
+            let mut cb_scope = ptr::null_mut();
+            sys::napi_open_callback_scope(env, resource, self.ctx, &mut cb_scope);
+            let r = f();
+            sys::napi_close_callback_scope(env, cb_scope);
+            sys::napi_close_handle_scope(env, scope);
+            r
+        }
+    }
+}

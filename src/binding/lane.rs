@@ -6,163 +6,27 @@
 //! stay on their engine tasks. `SACK_HTTP_LANE=0` turns the lane off (for
 //! comparisons).
 
-use std::alloc::Layout;
 use std::cell::{Cell, RefCell, RefMut};
 use std::ffi::{c_int, c_void};
 use std::ptr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 
 use napi::sys;
 
 use super::env::{EnvState, IdMap};
+use super::js::Entry;
+use super::uv::{
+    alloc_handle, data_of, free_poll, owner_of, set_data, set_owner, uv, Uv, UV_ASYNC, UV_CHECK,
+    UV_POLL, UV_READABLE, UV_TIMER, UV_WRITABLE,
+};
 use crate::engine::lane::{LaneConn, Progress, Step};
 use crate::engine::sink::Event;
-
-// libuv's handle types and poll events (uv.h).
-const UV_ASYNC: c_int = 1;
-const UV_CHECK: c_int = 2;
-const UV_POLL: c_int = 8;
-const UV_TIMER: c_int = 13;
-const UV_READABLE: c_int = 1;
-const UV_WRITABLE: c_int = 2;
 
 /// Rounds of work per loop turn at most (each may call JS once).
 const MAX_ROUNDS: usize = 64;
 /// Requests per JS call at most, as for the engine's batches.
 const MAX_REQUESTS: usize = 256;
-
-type HandleCb = unsafe extern "C" fn(*mut c_void);
-type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
-
-/// The libuv functions the lane uses, from the running Node.
-struct Uv {
-    handle_size: unsafe extern "C" fn(c_int) -> usize,
-    poll_init: unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int,
-    poll_start: unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int,
-    poll_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
-    close: unsafe extern "C" fn(*mut c_void, Option<HandleCb>),
-    check_init: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int,
-    check_start: unsafe extern "C" fn(*mut c_void, HandleCb) -> c_int,
-    check_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
-    timer_init: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int,
-    timer_start: unsafe extern "C" fn(*mut c_void, HandleCb, u64, u64) -> c_int,
-    timer_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
-    async_init: unsafe extern "C" fn(*mut c_void, *mut c_void, HandleCb) -> c_int,
-    async_send: unsafe extern "C" fn(*mut c_void) -> c_int,
-    unref: unsafe extern "C" fn(*mut c_void),
-}
-
-fn uv() -> Option<&'static Uv> {
-    static UV: OnceLock<Option<Uv>> = OnceLock::new();
-    UV.get_or_init(|| {
-        #[cfg(target_os = "linux")]
-        {
-            fn sym(name: &std::ffi::CStr) -> Option<*mut c_void> {
-                // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT
-                // searches the process (Node exports libuv for addons).
-                let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-                (!p.is_null()).then_some(p)
-            }
-            /// A function pointer of type `F` from a symbol's address.
-            ///
-            /// # Safety
-            /// `F` must be the symbol's C signature as a function pointer.
-            unsafe fn cast<F: Copy>(p: *mut c_void) -> F {
-                assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
-                // SAFETY: same size (checked); the caller vouches for the type.
-                unsafe { std::mem::transmute_copy(&p) }
-            }
-            macro_rules! f {
-                ($name:literal) => {
-                    // SAFETY: the symbol is libuv's function of that name,
-                    // whose C signature the field's type spells out.
-                    unsafe { cast(sym($name)?) }
-                };
-            }
-            Some(Uv {
-                handle_size: f!(c"uv_handle_size"),
-                poll_init: f!(c"uv_poll_init"),
-                poll_start: f!(c"uv_poll_start"),
-                poll_stop: f!(c"uv_poll_stop"),
-                close: f!(c"uv_close"),
-                check_init: f!(c"uv_check_init"),
-                check_start: f!(c"uv_check_start"),
-                check_stop: f!(c"uv_check_stop"),
-                timer_init: f!(c"uv_timer_init"),
-                timer_start: f!(c"uv_timer_start"),
-                timer_stop: f!(c"uv_timer_stop"),
-                async_init: f!(c"uv_async_init"),
-                async_send: f!(c"uv_async_send"),
-                unref: f!(c"uv_unref"),
-            })
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            None
-        }
-    })
-    .as_ref()
-}
-
-/// Bytes in front of every handle the lane allocates. They hold the
-/// handle's owner, the environment whose lane it serves, so libuv's
-/// callbacks find their lane even where one thread has two: the addon
-/// loaded again (with `require.cache` cleared) is an environment of its own.
-const HEADER: usize = 16;
-
-/// A zeroed libuv handle of `kind` with no owner yet, freed by
-/// [`free_poll`] (a close callback). Every handle starts with its
-/// `void *data`.
-fn alloc_handle(uv: &Uv, kind: c_int) -> *mut c_void {
-    // SAFETY: plain query.
-    let size = unsafe { (uv.handle_size)(kind) };
-    let layout = handle_layout(size);
-    // SAFETY: the layout is not zero-sized.
-    let p = unsafe { std::alloc::alloc_zeroed(layout) };
-    if p.is_null() {
-        std::alloc::handle_alloc_error(layout);
-    }
-    // SAFETY: HEADER is within the allocation, and keeps its alignment.
-    unsafe { p.add(HEADER) as *mut c_void }
-}
-
-fn handle_layout(size: usize) -> Layout {
-    Layout::from_size_align(HEADER + size.max(64), 16).unwrap_or(Layout::new::<[u128; 32]>())
-}
-
-fn set_owner(h: *mut c_void, state: *const EnvState) {
-    // SAFETY: `h` came from `alloc_handle`, whose header is ours.
-    unsafe { *((h as *mut u8).sub(HEADER) as *mut *const EnvState) = state };
-}
-
-fn owner_of(h: *mut c_void) -> *const EnvState {
-    // SAFETY: as in `set_owner`.
-    unsafe { *((h as *const u8).sub(HEADER) as *const *const EnvState) }
-}
-
-/// Frees a poll handle from `alloc_handle`: the close callback of poll
-/// handles, or for one libuv never knew (its init failed).
-unsafe extern "C" fn free_poll(h: *mut c_void) {
-    if let Some(uv) = uv() {
-        // SAFETY: `h` came from `alloc_handle(uv, UV_POLL)`, and libuv is
-        // done with it (closed, or never initialized).
-        unsafe {
-            let size = (uv.handle_size)(UV_POLL);
-            std::alloc::dealloc((h as *mut u8).sub(HEADER), handle_layout(size));
-        }
-    }
-}
-
-fn set_data(h: *mut c_void, data: usize) {
-    // SAFETY: `h` is a live handle; `data` is its first field.
-    unsafe { *(h as *mut usize) = data };
-}
-
-fn data_of(h: *mut c_void) -> usize {
-    // SAFETY: as in `set_data`.
-    unsafe { *(h as *const usize) }
-}
 
 /// Connections whose response ended after its handler returned: woken from
 /// `Exchange::wake` (on this JS thread), delivered by an async handle.
@@ -230,8 +94,7 @@ pub struct Lane {
     timer: *mut c_void,
     /// The sweep's period (0: stopped).
     sweep_ms: Cell<u64>,
-    async_ctx: sys::napi_async_context,
-    resource: sys::napi_ref,
+    entry: Entry,
     closed: Cell<bool>,
     /// The environment holding this lane (`bind`), null until then.
     owner: Cell<*const EnvState>,
@@ -259,16 +122,7 @@ impl Lane {
                 return None;
             }
             let loop_ = loop_ as *mut c_void;
-            let mut resource = ptr::null_mut();
-            sys::napi_create_object(env, &mut resource);
-            let mut name = ptr::null_mut();
-            sys::napi_create_string_utf8(env, c"sack:http".as_ptr(), 9, &mut name);
-            let mut async_ctx = ptr::null_mut();
-            if sys::napi_async_init(env, resource, name, &mut async_ctx) != sys::Status::napi_ok {
-                return None;
-            }
-            let mut resource_ref = ptr::null_mut();
-            sys::napi_create_reference(env, resource, 1, &mut resource_ref);
+            let entry = Entry::new(env, c"sack:http")?;
 
             let check = alloc_handle(uv, UV_CHECK);
             let timer = alloc_handle(uv, UV_TIMER);
@@ -308,8 +162,7 @@ impl Lane {
                 check_on: Cell::new(false),
                 timer,
                 sweep_ms: Cell::new(0),
-                async_ctx,
-                resource: resource_ref,
+                entry,
                 closed: Cell::new(false),
                 owner: Cell::new(ptr::null()),
             })
@@ -474,6 +327,7 @@ impl Lane {
     fn run(&self, state: &EnvState) {
         // Taken out for the round (no borrow is held while JS runs).
         let mut round = std::mem::take(&mut *self.round.borrow_mut());
+        let started = crate::clock::mono_ms();
         for _ in 0..MAX_ROUNDS {
             std::mem::swap(&mut round.items, &mut *self.ready.borrow_mut());
             if round.items.is_empty() {
@@ -501,6 +355,11 @@ impl Lane {
             self.now.set(crate::clock::mono_ms());
             for key in round.asked.drain(..) {
                 self.after(key);
+            }
+            // Slow handlers and long pipelines: the loop's other work goes
+            // first, as for the engine's deliveries.
+            if self.now.get().wrapping_sub(started) >= super::dispatch::TURN_BUDGET_MS {
+                break;
             }
         }
         *self.round.borrow_mut() = round;
@@ -602,23 +461,14 @@ impl Lane {
     /// # Safety
     /// On this environment's JS thread, with no JS on the stack.
     unsafe fn call_js(&self, state: &EnvState, requests: &mut Vec<Event>) {
-        let env = state.env;
-        // SAFETY (whole body): as documented; the callback scope makes the
-        // call a proper entry into JS (ticks and microtasks run when it
-        // closes, as after any I/O callback).
+        // SAFETY: as documented.
         unsafe {
-            let mut scope = ptr::null_mut();
-            sys::napi_open_handle_scope(env, &mut scope);
-            let mut resource = ptr::null_mut();
-            sys::napi_get_reference_value(env, self.resource, &mut resource);
-            let mut cb_scope = ptr::null_mut();
-            sys::napi_open_callback_scope(env, resource, self.async_ctx, &mut cb_scope);
-            let f = state.dispatcher();
-            crate::engine::flush::begin_batch();
-            super::dispatch::deliver_requests(env, state, f, requests);
-            crate::engine::flush::end_batch();
-            sys::napi_close_callback_scope(env, cb_scope);
-            sys::napi_close_handle_scope(env, scope);
+            self.entry.run(state.env, || {
+                let f = state.dispatcher();
+                crate::engine::flush::begin_batch();
+                super::dispatch::deliver_requests(state.env, state, f, requests);
+                crate::engine::flush::end_batch();
+            })
         }
     }
 }

@@ -10,6 +10,7 @@ mod fast;
 mod js;
 mod lane;
 mod server;
+mod uv;
 
 pub use connection::NativeConnection;
 pub use server::{NativeServer, ServerOptions};
