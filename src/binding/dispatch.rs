@@ -1,8 +1,8 @@
 //! Delivering engine events to JS: one threadsafe-function wake drains the
-//! whole batch, calling the environment's dispatcher once per event. A
-//! delivery that runs past [`TURN_BUDGET_MS`] stops and goes on in the
-//! event loop's next turn ([`Resume`]), so timers, immediates and other I/O
-//! are not starved by a flood of events for slow handlers.
+//! whole batch, calling the environment's dispatcher once per event. The
+//! deliveries of one event-loop turn that run past [`TURN_BUDGET_MS`] stop
+//! and go on in the loop's next turn ([`Resume`]), so timers, immediates
+//! and other I/O are not starved by a flood of events for slow handlers.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -14,7 +14,7 @@ use napi::sys;
 use super::connection::NativeConnection;
 use super::env::EnvState;
 use super::js;
-use super::uv::{self, Uv, UV_ASYNC};
+use super::uv::{self, Uv, UV_ASYNC, UV_CHECK};
 use crate::engine::exchange::Notice;
 use crate::engine::sink::{ConnInfo, Event};
 use std::net::SocketAddr;
@@ -64,25 +64,25 @@ pub unsafe extern "C" fn on_wake(
     });
     if std::panic::catch_unwind(run).is_err() {
         eprintln!("sack: internal error while delivering events (please report)");
+        // SAFETY: as in `drain`.
+        unsafe { &*(context as *const EnvState) }.recover();
     }
 }
 
-/// How long one delivery may keep the JS thread before the event loop gets
-/// a turn: Node's own I/O callbacks hand back after one read, and a flood of
-/// events for slow handlers must not hold timers, immediates and other
-/// sockets for seconds (Node's threadsafe function calls again at once
-/// while more is queued). Long enough that a busy server yields a few
-/// hundred times a second at most, where a yield costs microseconds.
+/// How long the deliveries of one event-loop turn may keep the JS thread
+/// before the loop gets its other work done: Node's own I/O callbacks hand
+/// back after one read, and a flood of events for slow handlers must not
+/// hold timers, immediates and other sockets for seconds (Node's
+/// threadsafe function calls again at once, in the same turn, while more
+/// is queued). Long enough that a busy server yields a few hundred times a
+/// second at most, where a yield costs microseconds.
 pub const TURN_BUDGET_MS: u64 = 10;
-/// Events delivered between two looks at the (coarse) clock: a few at
-/// first, more while they go by fast (a clock read costs about as much as
-/// a cheap event), back to a few when they take a millisecond.
-const CHECK_FIRST: u32 = 4;
-const CHECK_MOST: u32 = 64;
 
 /// Delivers queued events of this environment: what was left by a delivery
-/// that yielded, then one batch from the engine, until [`TURN_BUDGET_MS`]
-/// has passed.
+/// that yielded, then the engine's queue, until the turn's deliveries have
+/// run for [`TURN_BUDGET_MS`]. The clock is looked at before every event
+/// (a coarse clock read costs nanoseconds, an event far more); one group
+/// of HTTP requests is one JS call and is not cut.
 ///
 /// # Safety
 /// As `on_wake`, with `env` and `context` not null.
@@ -103,24 +103,17 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
     }
     // Obtained in the callback's own scope, so valid in every per-event one.
     let dispatcher = state.dispatcher();
-    let started = crate::clock::mono_ms();
-    let mut checked = started;
-    let mut every = CHECK_FIRST;
-    let mut count = 0u32;
+    // The turn's budget, shared by every delivery of the turn: Node may
+    // call several in a row.
+    let started = match state.resume.as_ref() {
+        Some(r) => r.turn_start(),
+        None => crate::clock::mono_ms(),
+    };
     crate::engine::flush::begin_batch();
     loop {
-        if count >= every {
-            count = 0;
-            let now = crate::clock::mono_ms();
-            if now.wrapping_sub(started) >= TURN_BUDGET_MS && state.yield_turn(took) {
-                break;
-            }
-            every = if now == checked {
-                (every * 2).min(CHECK_MOST)
-            } else {
-                CHECK_FIRST
-            };
-            checked = now;
+        if crate::clock::mono_ms().wrapping_sub(started) >= TURN_BUDGET_MS && state.yield_turn(took)
+        {
+            break;
         }
         let mut requests = Vec::new();
         let next = {
@@ -142,14 +135,10 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
             ev
         };
         if !requests.is_empty() {
-            // A group may have run long: the clock is looked at next.
-            count = every;
-            let mut scope = ptr::null_mut();
             // SAFETY: as for a single event below.
             unsafe {
-                sys::napi_open_handle_scope(env, &mut scope);
+                let _scope = js::Scope::open(env);
                 deliver_requests(env, state, dispatcher, &mut requests);
-                sys::napi_close_handle_scope(env, scope);
             }
             continue;
         }
@@ -167,15 +156,12 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
             }
             break;
         };
-        count += 1;
-        // A scope per event keeps the handles of a large batch from piling up.
-        let mut scope = ptr::null_mut();
-        // SAFETY: on the JS thread of `env`; every value is created in this
-        // scope and used before it closes.
+        // A scope per event keeps the handles of a large batch from piling
+        // up. SAFETY: on the JS thread of `env`; every value is created in
+        // this scope and used before it closes.
         unsafe {
-            sys::napi_open_handle_scope(env, &mut scope);
+            let _scope = js::Scope::open(env);
             deliver(env, state, dispatcher, ev);
-            sys::napi_close_handle_scope(env, scope);
         }
     }
     crate::engine::flush::end_batch();
@@ -201,13 +187,24 @@ fn refill(state: &EnvState) {
 /// The means to go on with a delivery in the event loop's next turn: a
 /// libuv async handle of the environment's loop (Linux; elsewhere a
 /// delivery runs to its end, as before). Only this JS thread sends it.
+///
+/// The async handle is created before the threadsafe function's (env.rs):
+/// libuv runs the async handles of one wake-up in creation order, so a
+/// resume sent from a threadsafe-function call runs in the next turn, not
+/// later in the same pass.
 pub struct Resume {
     uv: &'static Uv,
     handle: *mut c_void,
+    /// A check handle, started by a turn's first delivery: the check phase
+    /// follows the poll phase (where deliveries run), so it ends the turn's
+    /// account of time.
+    turn_end: *mut c_void,
     entry: js::Entry,
     /// A delivery yielded and the handle is sent: the next delivery is the
     /// resume's, not a threadsafe-function wake's.
     pending: Cell<bool>,
+    /// When this turn's first delivery began (`clock::mono_ms`).
+    turn_began: Cell<Option<u64>>,
     closed: Cell<bool>,
 }
 
@@ -216,8 +213,8 @@ impl Resume {
     /// On the JS thread of `env`, inside a handle scope.
     pub unsafe fn new(env: sys::napi_env) -> Option<Resume> {
         let uv = uv::uv()?;
-        // SAFETY (whole block): as documented; the handle is initialized on
-        // this environment's loop before anything can send it.
+        // SAFETY (whole block): as documented; the handles are initialized
+        // on this environment's loop before anything can send or start them.
         unsafe {
             let mut loop_ = ptr::null_mut();
             if sys::napi_get_uv_event_loop(env, &mut loop_) != sys::Status::napi_ok
@@ -230,21 +227,45 @@ impl Resume {
             if (uv.async_init)(loop_ as *mut c_void, handle, on_resume) != 0 {
                 return None;
             }
-            // Holds the loop only while a resume is pending (`yield_turn`).
+            let turn_end = uv::alloc_handle(uv, UV_CHECK);
+            if (uv.check_init)(loop_ as *mut c_void, turn_end) != 0 {
+                (uv.close)(handle, None);
+                return None;
+            }
+            // Neither holds the loop: the async one only while a resume is
+            // pending (`yield_turn`), the check one never.
             (uv.unref)(handle);
+            (uv.unref)(turn_end);
             Some(Resume {
                 uv,
                 handle,
+                turn_end,
                 entry,
                 pending: Cell::new(false),
+                turn_began: Cell::new(None),
                 closed: Cell::new(false),
             })
         }
     }
 
-    /// Makes `state`, which holds this resume, the owner of its handle.
+    /// Makes `state`, which holds this resume, the owner of its handles.
     pub fn bind(&self, state: &'static EnvState) {
         uv::set_owner(self.handle, state);
+        uv::set_owner(self.turn_end, state);
+    }
+
+    /// When this loop turn's deliveries began: now, for the turn's first.
+    fn turn_start(&self) -> u64 {
+        if let Some(t) = self.turn_began.get() {
+            return t;
+        }
+        let now = crate::clock::mono_ms();
+        if !self.closed.get() {
+            self.turn_began.set(Some(now));
+            // SAFETY: the live check handle, on its loop's thread.
+            unsafe { (self.uv.check_start)(self.turn_end, on_turn_end) };
+        }
+        now
     }
 
     /// The environment goes away; what is left is its clean-up's.
@@ -252,22 +273,28 @@ impl Resume {
         if self.closed.replace(true) {
             return;
         }
-        // SAFETY: the live handle of this loop, closed once; its memory is
-        // left to the process, as the state's is.
-        unsafe { (self.uv.close)(self.handle, None) };
+        // SAFETY: the live handles of this loop, closed once; their memory
+        // is left to the process, as the state's is.
+        unsafe {
+            (self.uv.close)(self.handle, None);
+            (self.uv.close)(self.turn_end, None);
+        }
     }
 }
 
 impl EnvState {
     /// The delivery ran out of its turn: asks for the rest to come in the
     /// loop's next turn. False where it cannot (no resume handle), or when
-    /// nothing is left (`took`: the engine's queue was taken already).
+    /// nothing is left (`took`: the engine's queue was taken already, and
+    /// the engine has queued nothing since).
     fn yield_turn(&self, took: bool) -> bool {
         let Some(r) = self.resume.as_ref() else {
             return false;
         };
-        let left = !self.current.borrow().events.is_empty() || !self.moving.borrow().is_empty();
-        if r.closed.get() || (took && !left) {
+        let left = !self.current.borrow().events.is_empty()
+            || !self.moving.borrow().is_empty()
+            || self.sink.is_scheduled();
+        if r.closed.get() || r.pending.get() || (took && !left) {
             return false;
         }
         r.pending.set(true);
@@ -278,6 +305,33 @@ impl EnvState {
             (r.uv.async_send)(r.handle);
         }
         true
+    }
+
+    /// After an internal error (a caught panic) in a delivery: what is left
+    /// goes on in the next turn rather than waiting for a wake that the
+    /// engine, seeing its flag set, will not send.
+    fn recover(&self) {
+        if let Some(r) = self.resume.as_ref() {
+            r.pending.set(false);
+        }
+        self.yield_turn(false);
+    }
+}
+
+/// The check handle's callback: the turn's deliveries are over.
+unsafe extern "C" fn on_turn_end(h: *mut c_void) {
+    let p = uv::owner_of(h);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: set by `Resume::bind` to a state that is never freed.
+    let state: &'static EnvState = unsafe { &*p };
+    if let Some(r) = state.resume.as_ref() {
+        r.turn_began.set(None);
+        if !r.closed.get() {
+            // SAFETY: the live check handle, on its loop's thread.
+            unsafe { (r.uv.check_stop)(h) };
+        }
     }
 }
 
@@ -308,6 +362,7 @@ unsafe extern "C" fn on_resume(h: *mut c_void) {
     });
     if std::panic::catch_unwind(run).is_err() {
         eprintln!("sack: internal error while delivering events (please report)");
+        state.recover();
     }
 }
 

@@ -212,6 +212,10 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         resume.bind(state);
     }
     let state_ptr: *const EnvState = state;
+    // Registered before anything below can fail: the lane's and the
+    // resume's handles are live and must be closed when the environment
+    // goes, or a worker's loop would not close.
+    env.add_env_cleanup_hook(state_ptr as usize, |p| cleanup(p as *const EnvState))?;
     // SAFETY: on the JS thread; every out-pointer is valid; the context
     // pointer outlives the function (the state is never freed).
     unsafe {
@@ -246,7 +250,6 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
     env.set_instance_data(StatePtr(state_ptr), (), |_| {})?;
     // SAFETY: on the JS thread; `fast` is an object of this call.
     unsafe { super::fast::install(raw, fast, state_ptr) };
-    env.add_env_cleanup_hook(state_ptr as usize, |p| cleanup(p as *const EnvState))?;
     Ok(())
 }
 

@@ -187,24 +187,53 @@ impl Entry {
 
     /// Runs `f` in a handle scope and a callback scope: a proper entry into
     /// JS, so ticks and microtasks run when it returns, as after any I/O
-    /// callback.
+    /// callback. The scopes close even if `f` panics.
     ///
     /// # Safety
     /// On the JS thread of `env` (this entry's), with no JS on the stack.
     pub unsafe fn run<R>(&self, env: sys::napi_env, f: impl FnOnce() -> R) -> R {
+        /// Closes the callback scope when dropped.
+        struct CallbackScope(sys::napi_env, sys::napi_callback_scope);
+        impl Drop for CallbackScope {
+            fn drop(&mut self) {
+                // SAFETY: opened in `run` on this thread, closed once.
+                unsafe { sys::napi_close_callback_scope(self.0, self.1) };
+            }
+        }
         // SAFETY (whole block): as documented; the scopes close in reverse
-        // order of opening, after `f` (which keeps no handle past them).
+        // order of opening (locals drop in reverse), after `f`, which keeps
+        // no handle past them.
         unsafe {
-            let mut scope = ptr::null_mut();
-            sys::napi_open_handle_scope(env, &mut scope);
+            let _scope = Scope::open(env);
             let mut resource = ptr::null_mut();
             sys::napi_get_reference_value(env, self.resource, &mut resource);
             let mut cb_scope = ptr::null_mut();
             sys::napi_open_callback_scope(env, resource, self.ctx, &mut cb_scope);
-            let r = f();
-            sys::napi_close_callback_scope(env, cb_scope);
-            sys::napi_close_handle_scope(env, scope);
-            r
+            let _cb = CallbackScope(env, cb_scope);
+            f()
         }
+    }
+}
+
+/// A handle scope, closed when dropped (also when a panic unwinds through
+/// it: an unclosed scope would break every later call into JS).
+pub struct Scope(sys::napi_env, sys::napi_handle_scope);
+
+impl Scope {
+    /// # Safety
+    /// On the JS thread of `env`; the scope must be dropped on it too, in
+    /// reverse order of other scopes opened there.
+    pub unsafe fn open(env: sys::napi_env) -> Scope {
+        let mut scope = ptr::null_mut();
+        // SAFETY: as documented.
+        unsafe { sys::napi_open_handle_scope(env, &mut scope) };
+        Scope(env, scope)
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        // SAFETY: opened by `open` on this thread, closed once.
+        unsafe { sys::napi_close_handle_scope(self.0, self.1) };
     }
 }

@@ -369,6 +369,12 @@ impl EnvSink {
         }
     }
 
+    /// Whether the engine queued events since the last [`EnvSink::take`]
+    /// (a wake is on its way, or deferred to the end of the engine's round).
+    pub fn is_scheduled(&self) -> bool {
+        self.scheduled.load(Ordering::Acquire)
+    }
+
     fn wake_now(&self) {
         (self.waker)();
     }
