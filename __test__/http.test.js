@@ -1858,6 +1858,58 @@ test.describe('server.close() and HTTP connections', () => {
   });
 });
 
+/**
+ * A handler that answers `req.url` after `ms` of busy work (/warm requests
+ * at once), counting requests (`handled`) and, once `tick()` runs, 5 ms
+ * interval ticks from the next slow request on (`during()`).
+ */
+function slowHandler(t, ms) {
+  let ticks = 0;
+  let atFirst = -1;
+  let counting = false;
+  const h = (req, res) => {
+    if (req.url.startsWith('/warm')) return res.end('ok');
+    h.handled++;
+    if (counting && atFirst < 0) atFirst = ticks;
+    const until = Date.now() + ms;
+    while (Date.now() < until);
+    res.end(req.url);
+  };
+  h.handled = 0;
+  h.tick = () => {
+    counting = true;
+    const interval = setInterval(() => ticks++, 5);
+    t.after(() => clearInterval(interval));
+  };
+  h.during = () => ticks - atFirst;
+  return h;
+}
+
+test.describe('fairness', () => {
+  test.it('one request on each of many new connections, for a slow handler: groups shrink and the loop gets its turns', { skip: process.platform !== 'linux' && 'yielding to the event loop is Linux-only' }, async (t) => {
+    // First requests × 3 ms, queued by the engine together. A group is one
+    // JS call, which the turn's budget cannot cut, and the first slow group
+    // after fast ones may hold many (as Node's http reads every socket of
+    // one poll in the same turn); from then on groups hold about a
+    // millisecond's worth, with the loop's turns between. The second wave
+    // is measured. (With groups of up to 256 each time: 1 tick in 0.24 s.)
+    const N = 80;
+    const slow = slowHandler(t, 3);
+    const server = serve(t, {}, slow);
+    const wave = async (name) => {
+      const raws = [];
+      for (let i = 0; i < N; i++) raws.push(await Raw.connect(t, portOf(server)));
+      raws.forEach((raw, i) => raw.write(`GET /${name}${i} HTTP/1.1\r\nHost: h\r\n\r\n`));
+      for (let i = 0; i < N; i++) assert.equal((await raws[i].response({ ms: 10000 })).text, `/${name}${i}`);
+    };
+    await wave('a');
+    slow.tick();
+    await wave('b');
+    assert.equal(slow.handled, 2 * N);
+    assert.ok(slow.during() >= 10, `interval ticks while the requests were handled: ${slow.during()}`);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // The HTTP lane: after its first keep-alive response, a connection is served
 // on the JS thread itself (src/engine/lane.rs, src/binding/lane.rs, Linux).
@@ -1975,6 +2027,26 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     const during = ticks - ticksAtFirst;
     assert.equal(handled, N);
     assert.ok(during >= 15, `interval ticks while the requests were handled: ${during}`);
+  });
+
+  test.it('one request on each of many lane connections, for a slow handler: groups shrink and the loop gets its turns', async (t) => {
+    // As for new connections (see there), with the requests of one lane
+    // round: the first wave brings the group size down, the second is
+    // measured. (With groups of up to 256 each time: 1 tick in 0.24 s.)
+    const N = 80;
+    const slow = slowHandler(t, 3);
+    const server = serve(t, {}, slow);
+    const raws = [];
+    for (let i = 0; i < N; i++) raws.push(await laneConnection(t, server));
+    const wave = async (name) => {
+      raws.forEach((raw, i) => raw.write(`GET /${name}${i} HTTP/1.1\r\nHost: h\r\n\r\n`));
+      for (let i = 0; i < N; i++) assert.equal((await raws[i].response({ ms: 10000 })).text, `/${name}${i}`);
+    };
+    await wave('a');
+    slow.tick();
+    await wave('b');
+    assert.equal(slow.handled, 2 * N);
+    assert.ok(slow.during() >= 10, `interval ticks while the requests were handled: ${slow.during()}`);
   });
 
   test.it('async handlers, streamed (chunked) responses and a large body on a lane connection', async (t) => {

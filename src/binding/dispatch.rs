@@ -122,7 +122,7 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
             // HTTP requests in a row go to JS in one call.
             if let Some(Event::Request { .. }) = ev {
                 requests.extend(ev.take());
-                while requests.len() < MAX_REQUESTS
+                while requests.len() < state.group.get()
                     && matches!(cur.events.front(), Some(Event::Request { .. }))
                 {
                     requests.extend(cur.events.pop_front());
@@ -438,6 +438,38 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
 
 /// Most HTTP requests handed to JS in one call.
 const MAX_REQUESTS: usize = 256;
+/// Requests in the first group: a group is one JS call, which the turn's
+/// budget cannot cut, so the size grows only while handlers are fast.
+const FIRST_GROUP: usize = 16;
+
+/// How many HTTP requests go to JS in one call (both the engine's
+/// deliveries and the lane's rounds): doubling up to [`MAX_REQUESTS`]
+/// while groups take under 2 ms, cut to about a millisecond's worth when
+/// one took longer. Slow handlers then come one or a few per call, and the
+/// turn's budget can stop between calls.
+pub struct GroupSize(Cell<usize>);
+
+impl Default for GroupSize {
+    fn default() -> Self {
+        GroupSize(Cell::new(FIRST_GROUP))
+    }
+}
+
+impl GroupSize {
+    pub fn get(&self) -> usize {
+        self.0.get()
+    }
+
+    /// A group of `n` requests took `ms` milliseconds (coarse clock).
+    fn took(&self, n: usize, ms: u64) {
+        let next = if ms >= 2 {
+            (n / ms as usize).max(1)
+        } else {
+            (self.0.get() * 2).min(MAX_REQUESTS)
+        };
+        self.0.set(next);
+    }
+}
 /// Numbers per request in `deliver_requests`'s Float64Array.
 const REQUEST_STRIDE: usize = 9;
 
@@ -644,6 +676,7 @@ pub(super) unsafe fn deliver_requests(
         } else {
             extra
         };
+        let started = crate::clock::mono_ms();
         js::call(
             env,
             f,
@@ -655,6 +688,8 @@ pub(super) unsafe fn deliver_requests(
                 extra,
             ],
         );
+        let took = crate::clock::mono_ms().wrapping_sub(started);
+        state.group.took(count, took);
     }
 }
 

@@ -97,6 +97,8 @@ pub struct EnvState {
     /// The text of a request group (`dispatch::deliver_requests`), kept
     /// between groups so a group costs no allocation.
     pub request_text: Cell<Vec<u8>>,
+    /// How many requests the next group may hold.
+    pub group: super::dispatch::GroupSize,
 }
 
 /// See [`EnvState::response_text`].
@@ -203,6 +205,7 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
         request_nums: Cell::new((ptr::null_mut(), ptr::null_mut())),
         response_text: RefCell::default(),
         request_text: Cell::default(),
+        group: Default::default(),
     }));
     if let Some(lane) = state.lane.as_ref() {
         lane.bind(state);

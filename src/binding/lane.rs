@@ -25,8 +25,6 @@ use crate::engine::sink::Event;
 
 /// Rounds of work per loop turn at most (each may call JS once).
 const MAX_ROUNDS: usize = 64;
-/// Requests per JS call at most, as for the engine's batches.
-const MAX_REQUESTS: usize = 256;
 
 /// Connections whose response ended after its handler returned: woken from
 /// `Exchange::wake` (on this JS thread), delivered by an async handle.
@@ -335,7 +333,7 @@ impl Lane {
             }
             self.now.set(crate::clock::mono_ms());
             for (key, events) in round.items.drain(..) {
-                if round.requests.len() >= MAX_REQUESTS {
+                if round.requests.len() >= state.group.get() {
                     self.ready.borrow_mut().push((key, events));
                     continue;
                 }
