@@ -57,6 +57,11 @@ export declare class NativeServer {
    * (diagnostics: the HTTP lane).
    */
   laneConnections(): number
+  /**
+   * Entries waiting for the HTTP lane's next round on this thread, of
+   * every server (diagnostics: one per connection at most).
+   */
+  laneWaiting(): number
   /** Open connections. */
   get connections(): number
 }

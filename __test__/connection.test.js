@@ -509,9 +509,13 @@ test.describe('messages', () => {
         c.on('open', () => c.send('0'));
         c.on('message', () => (++i < ${ROUNDS} ? c.send(String(i)) : c.close()));
       }`;
-    const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
     t.after(() => child.kill());
-    await waitUntil(() => got === CLIENTS * ROUNDS, 15000, `${CLIENTS * ROUNDS} messages`);
+    await waitUntil(() => got === CLIENTS * ROUNDS, 15000, `${CLIENTS * ROUNDS} messages`).catch((e) => {
+      throw new Error(`${e.message}; the clients' stderr: ${stderr}`);
+    });
     const during = ticks - ticksAtFirst;
     assert.ok(during >= 10, `interval ticks while the messages were handled: ${during}`);
   });

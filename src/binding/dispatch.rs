@@ -191,7 +191,9 @@ fn refill(state: &EnvState) {
 /// The async handle is created before the threadsafe function's (env.rs):
 /// libuv runs the async handles of one wake-up in creation order, so a
 /// resume sent from a threadsafe-function call runs in the next turn, not
-/// later in the same pass.
+/// later in the same pass. (When one `epoll_wait` fills libuv's event
+/// array, it polls again in the same turn and the resume may run there:
+/// it then finds the turn's budget spent and yields again at once.)
 pub struct Resume {
     uv: &'static Uv,
     handle: *mut c_void,
@@ -351,6 +353,9 @@ unsafe extern "C" fn on_resume(h: *mut c_void) {
     }
     // SAFETY: the live handle, on its loop's thread.
     unsafe { (r.uv.unref)(h) };
+    // A resume starts its own account, so it always delivers something,
+    // even should the turn's check handle not have run since the yield.
+    r.turn_began.set(None);
     let run = std::panic::AssertUnwindSafe(|| {
         // SAFETY: a libuv callback on the environment's JS thread, with no
         // JS on the stack; the state is the drain's context.
@@ -444,9 +449,9 @@ const FIRST_GROUP: usize = 16;
 
 /// How many HTTP requests go to JS in one call (both the engine's
 /// deliveries and the lane's rounds): doubling up to [`MAX_REQUESTS`]
-/// while groups take under 2 ms, cut to about a millisecond's worth when
-/// one took longer. Slow handlers then come one or a few per call, and the
-/// turn's budget can stop between calls.
+/// while full groups take under 2 ms, cut to about a millisecond's worth
+/// when one took longer. Slow handlers then come one or a few per call, and
+/// the turn's budget can stop between calls.
 pub struct GroupSize(Cell<usize>);
 
 impl Default for GroupSize {
@@ -460,16 +465,20 @@ impl GroupSize {
         self.0.get()
     }
 
-    /// A group of `n` requests took `ms` milliseconds (coarse clock).
-    fn took(&self, n: usize, ms: u64) {
-        let next = if ms >= 2 {
-            (n / ms as usize).max(1)
-        } else {
-            (self.0.get() * 2).min(MAX_REQUESTS)
-        };
-        self.0.set(next);
+    /// A group of `n` requests took `took`. (A precise clock: the coarse
+    /// one steps by 4 ms or more, too coarse for groups of a millisecond.)
+    fn took(&self, n: usize, took: std::time::Duration) {
+        let us = took.as_micros() as usize;
+        let size = self.0.get();
+        if us >= 2000 {
+            self.0.set((n * 1000 / us).max(1));
+        } else if n >= size {
+            // Only a full group says that more would have been fast too.
+            self.0.set((size * 2).min(MAX_REQUESTS));
+        }
     }
 }
+
 /// Numbers per request in `deliver_requests`'s Float64Array.
 const REQUEST_STRIDE: usize = 9;
 
@@ -676,7 +685,7 @@ pub(super) unsafe fn deliver_requests(
         } else {
             extra
         };
-        let started = crate::clock::mono_ms();
+        let started = std::time::Instant::now();
         js::call(
             env,
             f,
@@ -688,8 +697,7 @@ pub(super) unsafe fn deliver_requests(
                 extra,
             ],
         );
-        let took = crate::clock::mono_ms().wrapping_sub(started);
-        state.group.took(count, took);
+        state.group.took(count, started.elapsed());
     }
 }
 

@@ -61,13 +61,18 @@ struct Slot {
     poll: *mut c_void,
     /// The events the poll handle watches now (0: stopped).
     events: c_int,
+    /// Poll events gathered while the connection waits in `ready` (`None`:
+    /// not there). One entry per connection: libuv reports a readable
+    /// socket every turn while it waits (level-triggered), and a round
+    /// may leave it waiting when its group is full.
+    queued: Option<c_int>,
     waker: Waker,
 }
 
 /// A round's working lists (see `Lane::run`).
 #[derive(Default)]
 struct Round {
-    items: Vec<(u64, c_int)>,
+    items: Vec<u64>,
     requests: Vec<Event>,
     asked: Vec<u64>,
 }
@@ -78,8 +83,9 @@ pub struct Lane {
     loop_: *mut c_void,
     conns: RefCell<IdMap<Slot>>,
     next_key: Cell<u64>,
-    /// Connections to look at in the next round, with their poll events.
-    ready: RefCell<Vec<(u64, c_int)>>,
+    /// Connections to look at in the next round, in the order they came
+    /// (their events are in their slots: `Slot::queued`).
+    ready: RefCell<Vec<u64>>,
     /// `run`'s vectors, kept between rounds so a round allocates nothing.
     round: RefCell<Round>,
     /// `clock::mono_ms` at the start of the current round, and again once
@@ -207,6 +213,7 @@ impl Lane {
             conn,
             poll,
             events: 0,
+            queued: None,
             waker,
         };
         self.watch(&mut slot, UV_READABLE);
@@ -279,8 +286,21 @@ impl Lane {
         Some(slot.conn)
     }
 
+    /// Puts connection `key` in the next round with poll `events` (0: none,
+    /// negative: an error), or adds them to its entry already there.
     fn mark(&self, key: u64, events: c_int) {
-        self.ready.borrow_mut().push((key, events));
+        {
+            let mut conns = self.conns.borrow_mut();
+            let Some(slot) = conns.get_mut(&key) else {
+                return; // gone
+            };
+            if let Some(q) = slot.queued {
+                slot.queued = Some(if q < 0 || events < 0 { -1 } else { q | events });
+                return;
+            }
+            slot.queued = Some(events);
+        }
+        self.ready.borrow_mut().push(key);
         if !self.check_on.replace(true) {
             // SAFETY: the lane's live check handle.
             unsafe { (self.uv.check_start)(self.check, on_check) };
@@ -332,11 +352,20 @@ impl Lane {
                 break;
             }
             self.now.set(crate::clock::mono_ms());
-            for (key, events) in round.items.drain(..) {
+            for key in round.items.drain(..) {
                 if round.requests.len() >= state.group.get() {
-                    self.ready.borrow_mut().push((key, events));
+                    // The group is full: next round, its events kept.
+                    self.ready.borrow_mut().push(key);
                     continue;
                 }
+                let queued = self
+                    .conns
+                    .borrow_mut()
+                    .get_mut(&key)
+                    .and_then(|s| s.queued.take());
+                let Some(events) = queued else {
+                    continue; // gone
+                };
                 if let Some(ev) = self.step(key, events) {
                     round.requests.push(ev);
                     round.asked.push(key);
@@ -381,6 +410,11 @@ impl Lane {
             .values()
             .filter(|s| s.conn.server.id == id)
             .count()
+    }
+
+    /// Entries waiting for the next round.
+    pub fn waiting(&self) -> usize {
+        self.ready.borrow().len()
     }
 
     /// One connection's step; a request for JS, if that is what it found.

@@ -170,6 +170,16 @@ impl NativeServer {
             .map_or(0, |l| l.count(self.server.id) as u32)
     }
 
+    /// Entries waiting for the HTTP lane's next round on this thread, of
+    /// every server (diagnostics: one per connection at most).
+    #[napi]
+    pub fn lane_waiting(&self, env: Env) -> u32 {
+        EnvState::get(&env)
+            .ok()
+            .and_then(|s| s.lane.as_ref())
+            .map_or(0, |l| l.waiting() as u32)
+    }
+
     /// Open connections.
     #[napi(getter)]
     pub fn connections(&self) -> u32 {
