@@ -218,19 +218,14 @@ impl Resume {
         // SAFETY (whole block): as documented; the handles are initialized
         // on this environment's loop before anything can send or start them.
         unsafe {
-            let mut loop_ = ptr::null_mut();
-            if sys::napi_get_uv_event_loop(env, &mut loop_) != sys::Status::napi_ok
-                || loop_.is_null()
-            {
-                return None;
-            }
+            let loop_ = uv::event_loop(env)?;
             let entry = js::Entry::new(env, c"sack:events")?;
             let handle = uv::alloc_handle(uv, UV_ASYNC);
-            if (uv.async_init)(loop_ as *mut c_void, handle, on_resume) != 0 {
+            if (uv.async_init)(loop_, handle, on_resume) != 0 {
                 return None;
             }
             let turn_end = uv::alloc_handle(uv, UV_CHECK);
-            if (uv.check_init)(loop_ as *mut c_void, turn_end) != 0 {
+            if (uv.check_init)(loop_, turn_end) != 0 {
                 (uv.close)(handle, None);
                 return None;
             }
@@ -320,15 +315,20 @@ impl EnvState {
     }
 }
 
-/// The check handle's callback: the turn's deliveries are over.
-unsafe extern "C" fn on_turn_end(h: *mut c_void) {
+/// The environment owning handle `h` of a resume, and that resume.
+fn resume_of(h: *mut c_void) -> Option<(&'static EnvState, &'static Resume)> {
     let p = uv::owner_of(h);
     if p.is_null() {
-        return;
+        return None;
     }
     // SAFETY: set by `Resume::bind` to a state that is never freed.
     let state: &'static EnvState = unsafe { &*p };
-    if let Some(r) = state.resume.as_ref() {
+    Some((state, state.resume.as_ref()?))
+}
+
+/// The check handle's callback: the turn's deliveries are over.
+unsafe extern "C" fn on_turn_end(h: *mut c_void) {
+    if let Some((_, r)) = resume_of(h) {
         r.turn_began.set(None);
         if !r.closed.get() {
             // SAFETY: the live check handle, on its loop's thread.
@@ -339,13 +339,7 @@ unsafe extern "C" fn on_turn_end(h: *mut c_void) {
 
 /// The resume handle's callback: goes on with the delivery that yielded.
 unsafe extern "C" fn on_resume(h: *mut c_void) {
-    let p = uv::owner_of(h);
-    if p.is_null() {
-        return;
-    }
-    // SAFETY: set by `Resume::bind` to a state that is never freed.
-    let state: &'static EnvState = unsafe { &*p };
-    let Some(r) = state.resume.as_ref() else {
+    let Some((state, r)) = resume_of(h) else {
         return;
     };
     if r.closed.get() || !r.pending.replace(false) {

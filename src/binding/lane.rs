@@ -119,13 +119,7 @@ impl Lane {
         // locals; the handles are initialized on this environment's loop
         // before anything can start them.
         unsafe {
-            let mut loop_ = ptr::null_mut();
-            if sys::napi_get_uv_event_loop(env, &mut loop_) != sys::Status::napi_ok
-                || loop_.is_null()
-            {
-                return None;
-            }
-            let loop_ = loop_ as *mut c_void;
+            let loop_ = super::uv::event_loop(env)?;
             let entry = Entry::new(env, c"sack:http")?;
 
             let check = alloc_handle(uv, UV_CHECK);
@@ -358,15 +352,7 @@ impl Lane {
                     self.ready.borrow_mut().push(key);
                     continue;
                 }
-                let queued = self
-                    .conns
-                    .borrow_mut()
-                    .get_mut(&key)
-                    .and_then(|s| s.queued.take());
-                let Some(events) = queued else {
-                    continue; // gone
-                };
-                if let Some(ev) = self.step(key, events) {
+                if let Some(ev) = self.step(key) {
                     round.requests.push(ev);
                     round.asked.push(key);
                 }
@@ -417,12 +403,19 @@ impl Lane {
         self.ready.borrow().len()
     }
 
-    /// One connection's step; a request for JS, if that is what it found.
-    fn step(&self, key: u64, events: c_int) -> Option<Event> {
-        if events < 0 {
-            // libuv stopped the handle itself when it reported the error.
-            self.conns.borrow_mut().get_mut(&key)?.events = 0;
-        }
+    /// One connection's step, with the poll events it gathered while it
+    /// waited in `ready`; a request for JS, if that is what it found.
+    fn step(&self, key: u64) -> Option<Event> {
+        let events = {
+            let mut conns = self.conns.borrow_mut();
+            let slot = conns.get_mut(&key)?; // gone
+            let events = slot.queued.take()?;
+            if events < 0 {
+                // libuv stopped the handle itself when it reported the error.
+                slot.events = 0;
+            }
+            events
+        };
         let mut slot = self.settle(key)?;
         // Errors (negative status) show as readable: the read reports them.
         let readable = events & UV_READABLE != 0 || events < 0;

@@ -93,6 +93,17 @@ pub fn uv() -> Option<&'static Uv> {
     .as_ref()
 }
 
+/// The libuv loop of environment `env`, if N-API gives one.
+///
+/// # Safety
+/// On the JS thread of `env`.
+pub unsafe fn event_loop(env: napi::sys::napi_env) -> Option<*mut c_void> {
+    let mut loop_ = std::ptr::null_mut();
+    // SAFETY: as documented; the out-pointer is a local.
+    let status = unsafe { napi::sys::napi_get_uv_event_loop(env, &mut loop_) };
+    (status == napi::sys::Status::napi_ok && !loop_.is_null()).then_some(loop_ as *mut c_void)
+}
+
 /// Bytes in front of every handle sack allocates. They hold the handle's
 /// owner, the environment it serves, so libuv's callbacks find their state
 /// even where one thread has two: the addon loaded again (with
