@@ -23,8 +23,8 @@ const {
   encodeFrame,
   upgradeRequest,
   record,
+  background,
 } = require('./helpers.js');
-const { spawn } = require('node:child_process');
 
 // Deliveries yield to the event loop through libuv, which sack reaches on
 // Linux only; elsewhere a delivery runs to its end.
@@ -509,13 +509,8 @@ test.describe('messages', () => {
         c.on('open', () => c.send('0'));
         c.on('message', () => (++i < ${ROUNDS} ? c.send(String(i)) : c.close()));
       }`;
-    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    t.after(() => child.kill());
-    await waitUntil(() => got === CLIENTS * ROUNDS, 15000, `${CLIENTS * ROUNDS} messages`).catch((e) => {
-      throw new Error(`${e.message}; the clients' stderr: ${stderr}`);
-    });
+    const clients = background(t, script);
+    await clients.explain(waitUntil(() => got === CLIENTS * ROUNDS, 15000, `${CLIENTS * ROUNDS} messages`));
     const during = ticks - ticksAtFirst;
     assert.ok(during >= 10, `interval ticks while the messages were handled: ${during}`);
   });

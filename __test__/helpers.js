@@ -658,6 +658,24 @@ async function ensureNpmPackage({ name, version, dir, env = {}, log = () => {}, 
   return entry;
 }
 
+/**
+ * Runs `script` (`node -e`) in another process while test `t` lasts (it is
+ * killed after). `explain(promise)` rejects as `promise` does, with the
+ * script's stderr added, so a client that failed says why.
+ */
+function background(t, script) {
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  t.after(() => child.kill());
+  return {
+    explain: (promise) =>
+      promise.catch((e) => {
+        throw new Error(`${e.message}; the script's stderr: ${stderr}`);
+      }),
+  };
+}
+
 module.exports = {
   record,
   startNode,
@@ -689,6 +707,7 @@ module.exports = {
   RawClient,
   rawExchange,
   runNode,
+  background,
   request,
   run,
   ensureNpmPackage,

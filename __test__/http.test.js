@@ -29,7 +29,7 @@ const ROOT = path.join(__dirname, '..');
 // ---------------------------------------------------------------------------
 // Helpers
 
-const { delay, withTimeout, nextEvent, request } = require('./helpers.js');
+const { delay, withTimeout, nextEvent, request, background } = require('./helpers.js');
 
 async function closeServer(server) {
   if (server.readyState === 3) return;
@@ -1885,6 +1885,20 @@ function slowHandler(t, ms) {
   return h;
 }
 
+/**
+ * Two waves of one request per connection for `slow`, on the connections
+ * `connections()` gives for each: the first wave brings the group size
+ * down, the second is measured (from `slow.tick()`).
+ */
+async function slowWaves(slow, connections) {
+  for (const name of ['a', 'b']) {
+    if (name === 'b') slow.tick();
+    const raws = await connections();
+    raws.forEach((raw, i) => raw.write(`GET /${name}${i} HTTP/1.1\r\nHost: h\r\n\r\n`));
+    for (let i = 0; i < raws.length; i++) assert.equal((await raws[i].response({ ms: 10000 })).text, `/${name}${i}`);
+  }
+}
+
 test.describe('fairness', () => {
   test.it('one request on each of many new connections, for a slow handler: groups shrink and the loop gets its turns', { skip: process.platform !== 'linux' && 'yielding to the event loop is Linux-only' }, async (t) => {
     // First requests × 3 ms, queued by the engine together. A group is one
@@ -1896,15 +1910,11 @@ test.describe('fairness', () => {
     const N = 80;
     const slow = slowHandler(t, 3);
     const server = serve(t, {}, slow);
-    const wave = async (name) => {
+    await slowWaves(slow, async () => {
       const raws = [];
       for (let i = 0; i < N; i++) raws.push(await Raw.connect(t, portOf(server)));
-      raws.forEach((raw, i) => raw.write(`GET /${name}${i} HTTP/1.1\r\nHost: h\r\n\r\n`));
-      for (let i = 0; i < N; i++) assert.equal((await raws[i].response({ ms: 10000 })).text, `/${name}${i}`);
-    };
-    await wave('a');
-    slow.tick();
-    await wave('b');
+      return raws;
+    });
     assert.equal(slow.handled, 2 * N);
     assert.ok(slow.during() >= 6, `interval ticks while the requests were handled: ${slow.during()}`);
   });
@@ -2009,24 +2019,14 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     // delivery) hands the loop back after about 10 ms, so a 5 ms interval
     // keeps ticking while they are answered.
     const N = 300;
-    let handled = 0;
-    let ticks = 0;
-    let ticksAtFirst = -1;
-    const interval = setInterval(() => ticks++, 5);
-    t.after(() => clearInterval(interval));
-    const server = serve(t, {}, (req, res) => {
-      if (req.url.startsWith('/warm')) return res.end('ok');
-      if (handled++ === 0) ticksAtFirst = ticks;
-      const until = Date.now() + 2;
-      while (Date.now() < until);
-      res.end(req.url);
-    });
+    const slow = slowHandler(t, 2);
+    const server = serve(t, {}, slow);
     const raw = await laneConnection(t, server);
+    slow.tick();
     raw.write(Array.from({ length: N }, (_, i) => `GET /s${i} HTTP/1.1\r\nHost: h\r\n\r\n`).join(''));
     for (let i = 0; i < N; i++) assert.equal((await raw.response({ ms: 10000 })).text, `/s${i}`);
-    const during = ticks - ticksAtFirst;
-    assert.equal(handled, N);
-    assert.ok(during >= 15, `interval ticks while the requests were handled: ${during}`);
+    assert.equal(slow.handled, N);
+    assert.ok(slow.during() >= 15, `interval ticks while the requests were handled: ${slow.during()}`);
   });
 
   test.it('one request on each of many lane connections, for a slow handler: groups shrink and the loop gets its turns', async (t) => {
@@ -2038,13 +2038,7 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     const server = serve(t, {}, slow);
     const raws = [];
     for (let i = 0; i < N; i++) raws.push(await laneConnection(t, server));
-    const wave = async (name) => {
-      raws.forEach((raw, i) => raw.write(`GET /${name}${i} HTTP/1.1\r\nHost: h\r\n\r\n`));
-      for (let i = 0; i < N; i++) assert.equal((await raws[i].response({ ms: 10000 })).text, `/${name}${i}`);
-    };
-    await wave('a');
-    slow.tick();
-    await wave('b');
+    await slowWaves(slow, async () => raws);
     assert.equal(slow.handled, 2 * N);
     assert.ok(slow.during() >= 6, `interval ticks while the requests were handled: ${slow.during()}`);
   });
@@ -2072,13 +2066,8 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
         s.on('connect', next);
         s.on('data', () => (i < ${REQUESTS} ? next() : s.end()));
       }`;
-    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    t.after(() => child.kill());
-    await until(() => slow.handled === CLIENTS * REQUESTS, 15000, `${CLIENTS * REQUESTS} requests`).catch((e) => {
-      throw new Error(`${e.message}; the clients' stderr: ${stderr}`);
-    });
+    const clients = background(t, script);
+    await clients.explain(until(() => slow.handled === CLIENTS * REQUESTS, 15000, `${CLIENTS * REQUESTS} requests`));
     clearInterval(interval);
     assert.ok(most > 1, `connections waiting for a round at most: ${most}`);
     assert.ok(most <= CLIENTS, `entries waiting for a round at most: ${most} (${CLIENTS} connections)`);
