@@ -291,6 +291,11 @@ export interface HttpRequest extends EventEmitter, AsyncIterable<Buffer | string
 export interface HttpResponse extends EventEmitter {
   /** Default 200. Checked when the head goes out: outside 100–999, `write()`/`end()` throw `RangeError` (`ERR_HTTP_INVALID_STATUS_CODE`). */
   statusCode: number;
+  /**
+   * The reason phrase. As Node's: `undefined` until set, or until `writeHead()` or the head going
+   * out fixes the status; then the standard phrase sack sends for it (`"Unknown"` for a code
+   * without one). A string set here or given to `writeHead()` is sent instead.
+   */
   statusMessage: string | undefined;
   readonly headersSent: boolean;
   readonly finished: boolean;

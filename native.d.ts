@@ -81,6 +81,12 @@ export declare function keepAlive(on: boolean): void
 export declare function listen(address: string, port: number, options: ServerOptions): NativeServer
 
 /**
+ * The reason phrase sack sends for `status` ("Unknown" for a code
+ * without one): `res.statusMessage` reads it once the status is fixed.
+ */
+export declare function reasonPhrase(status: number): string
+
+/**
  * Settings index.js has already checked; absent fields keep their defaults
  * (see `engine::config`).
  */

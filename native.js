@@ -840,5 +840,6 @@ module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.init = nativeBinding.init
 module.exports.keepAlive = nativeBinding.keepAlive
 module.exports.listen = nativeBinding.listen
+module.exports.reasonPhrase = nativeBinding.reasonPhrase
 module.exports.threadAccept = nativeBinding.threadAccept
 module.exports.threadPost = nativeBinding.threadPost

@@ -619,6 +619,44 @@ test.describe('res', () => {
     assert.deepEqual(thrown, ['ERR_INVALID_ARG_VALUE', 'ERR_HTTP_INVALID_HEADER_VALUE']);
   });
 
+  test.it('statusMessage as Node\'s: undefined until writeHead() or the head going out, then the phrase sent; one set stays', async (t) => {
+    const seen = new Map();
+    const server = serve(t, {}, (req, res) => {
+      const log = [res.statusMessage];
+      if (req.url === '/writeHead') {
+        res.writeHead(404);
+        log.push(res.statusMessage);
+      } else if (req.url === '/implicit') {
+        res.statusCode = 418;
+        log.push(res.statusMessage);
+      } else if (req.url === '/set') {
+        res.statusMessage = 'Mine';
+        res.writeHead(200);
+        log.push(res.statusMessage);
+      } else if (req.url === '/unknown') {
+        res.writeHead(599, { 'X-A': 'a' });
+        log.push(res.statusMessage);
+      }
+      res.end();
+      log.push(res.statusMessage);
+      seen.set(req.url, log);
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    const want = {
+      '/writeHead': [[undefined, 'Not Found', 'Not Found'], 404],
+      '/implicit': [[undefined, undefined, "I'm a Teapot"], 418],
+      '/set': [[undefined, 'Mine', 'Mine'], 200],
+      '/unknown': [[undefined, 'Unknown', 'Unknown'], 599],
+    };
+    for (const [url, [log, status]] of Object.entries(want)) {
+      raw.write(`GET ${url} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      const res = await raw.response();
+      assert.equal(res.status, status, url);
+      assert.deepEqual(seen.get(url), log, url);
+      assert.equal(res.reason, log.at(-1), `${url}: statusMessage is what was sent`);
+    }
+  });
+
   test.it('setHeader with an undefined value throws ERR_HTTP_INVALID_HEADER_VALUE (as Node), alone or in an array', async (t) => {
     const thrown = [];
     const server = serve(t, {}, (req, res) => {

@@ -3,7 +3,7 @@
 
 const EventEmitter = require('events');
 const { sackError } = require('./errors.js');
-const { parseQuery, headersFromRaw, connectionInfo } = require('./connection.js');
+const { parseQuery, headersFromRaw, connectionInfo, native } = require('./connection.js');
 const registry = require('./registry.js');
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -303,9 +303,9 @@ function send(res, last, body) {
       registry.sentBlock = block;
       code |= NEW_HEAD;
     }
-    if (typeof res.statusMessage === 'string') {
+    if (typeof res._reason === 'string') {
       code |= REASON;
-      reason = res.statusMessage;
+      reason = res._reason;
     }
   }
   if (typeof body === 'string') code |= TEXT_BODY;
@@ -321,6 +321,7 @@ const FINISHING = 8; // 'finish' emitted or on its way
 const FINISHED = 16; // 'finish' emitted
 const DESTROYED = 32; // destroy() was called
 const LISTED = 64; // in `responses`, for a native notice
+const HEADED = 128; // writeHead() was called
 
 function emitFinish(res) {
   res._flags |= FINISHED;
@@ -345,7 +346,9 @@ class Response {
   constructor(id) {
     this._id = id;
     this.statusCode = 200;
-    this.statusMessage = undefined;
+    // `statusMessage` as set; the getter below gives the standard phrase
+    // once the status is fixed.
+    this._reason = undefined;
     // [lower-case name, name, value, …] in the order set: a response has
     // few headers, and a flat array beats a Map at that size.
     this._headers = null;
@@ -504,7 +507,8 @@ class Response {
       throw sackError(TypeError, 'ERR_INVALID_ARG_VALUE', 'writeHead: a headers array must hold name, value pairs');
     }
     this.statusCode = status;
-    if (reason !== undefined) this.statusMessage = reason;
+    if (reason !== undefined) this._reason = reason;
+    this._flags |= HEADED;
     if (Array.isArray(headers)) {
       // As in Node: these replace headers set before, and a name given
       // twice here is sent twice.
@@ -652,6 +656,19 @@ class Response {
     return this;
   }
 
+  // As Node's: undefined until set, or until writeHead() or the head going
+  // out fixes the status; then the phrase sent for it (src/http/response.rs
+  // has the table, so the two cannot differ).
+  get statusMessage() {
+    if (this._reason !== undefined) return this._reason;
+    if (!this.headersSent && (this._flags & HEADED) === 0) return undefined;
+    return native.reasonPhrase(this.statusCode);
+  }
+
+  set statusMessage(value) {
+    this._reason = value;
+  }
+
   get writableEnded() {
     return this.finished;
   }
@@ -679,7 +696,8 @@ class Response {
     if (!this.headersSent) {
       this._headers = null;
       this.statusCode = 500;
-      this.statusMessage = undefined;
+      this._reason = undefined;
+      this._flags &= ~HEADED;
       this.end('Internal Server Error');
     } else if (!this.finished) {
       this.destroy();

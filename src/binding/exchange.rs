@@ -314,3 +314,10 @@ pub unsafe extern "C" fn abort(
         v
     }
 }
+
+/// The reason phrase sack sends for `status` ("Unknown" for a code
+/// without one): `res.statusMessage` reads it once the status is fixed.
+#[napi_derive::napi]
+pub fn reason_phrase(status: u32) -> &'static str {
+    u16::try_from(status).map_or("Unknown", crate::http::response::reason_phrase)
+}
