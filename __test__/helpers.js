@@ -453,12 +453,14 @@ async function rawExchange(port, request, ms = 3000) {
 /**
  * Runs `code` in a child Node process (cwd = the package root). Resolves with
  * { code, signal, stdout, stderr, timedOut }; a child still running after
- * `ms` is killed (by its pid) and reported with timedOut = true.
+ * `ms` is killed (by its pid) and reported with timedOut = true. `env`:
+ * variables added to this process's for the child.
  */
-function runNode(code, { ms = 10000, args = [], input } = {}) {
+function runNode(code, { ms = 10000, args = [], input, env } = {}) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...args, '-e', code], {
       cwd: ROOT,
+      env: env ? { ...process.env, ...env } : process.env,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -15,7 +15,6 @@ const net = require('node:net');
 const http = require('node:http');
 const fs = require('node:fs');
 const crypto = require('node:crypto');
-const path = require('node:path');
 const { spawn } = require('node:child_process');
 
 const sack = require('..');
@@ -24,12 +23,11 @@ const { Server } = sack.Websocket;
 const HOST = '127.0.0.1';
 const CURL = '/usr/bin/curl';
 const HAVE_CURL = fs.existsSync(CURL);
-const ROOT = path.join(__dirname, '..');
 
 // ---------------------------------------------------------------------------
 // Helpers
 
-const { delay, withTimeout, nextEvent, request, background } = require('./helpers.js');
+const { delay, withTimeout, nextEvent, request, background, runNode, waitUntil } = require('./helpers.js');
 
 async function closeServer(server) {
   if (server.readyState === 3) return;
@@ -282,26 +280,6 @@ function curl(args, { input, ms = 8000 } = {}) {
     ms,
     `curl ${args.join(' ')}`,
   );
-}
-
-/** A child Node process running `code`; resolves with { code, signal, stdout, stderr }. */
-function runNode(code, ms = 10000) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = [];
-    const err = [];
-    child.stdout.on('data', (d) => out.push(d));
-    child.stderr.on('data', (d) => err.push(d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`child process still running after ${ms} ms; stderr: ${Buffer.concat(err)}`));
-    }, ms);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
 }
 
 // Reason phrases of RFC 9110 §15 and of other registered codes (IANA).
@@ -736,7 +714,7 @@ test.describe('res', () => {
     }
     const gone = await Raw.connect(t, portOf(server));
     gone.write('GET /late HTTP/1.1\r\nHost: h\r\n\r\n');
-    await until(() => late.length === 1, 3000, 'the late request');
+    await waitUntil(() => late.length === 1, 3000, 'the late request');
     gone.socket.destroy();
     await delay(50);
     late[0].setHeader('X-A', 'four');
@@ -1660,7 +1638,7 @@ test.describe('bad input', () => {
     assert.equal(res.reason, 'Request Timeout');
     assert.match(res.header('connection'), /close/i);
     assert.equal(called, 1, 'the handler never saw the stalled request');
-    await until(() => server.errors.length === 1, 2000, 'the error event');
+    await waitUntil(() => server.errors.length === 1, 2000, 'the error event');
     assert.equal(server.errors[0].error.code, 'ETIMEDOUT');
     assert.equal(server.errors[0].remotePort, stalled.localPort);
   });
@@ -1684,7 +1662,7 @@ test.describe('bad input', () => {
     assert.equal(res.status, 408);
     assert.match(res.header('connection'), /close/i);
     assert.equal(called, 0);
-    await until(() => server.errors.length === 1, 2000, 'the error event');
+    await waitUntil(() => server.errors.length === 1, 2000, 'the error event');
     assert.equal(server.errors[0].error.code, 'ETIMEDOUT');
     assert.match(server.errors[0].error.message, /request timeout/);
   });
@@ -1796,7 +1774,7 @@ test.describe('bad input', () => {
       })();
       setTimeout(() => { process.stdout.write(JSON.stringify({ ...out, stuck: true })); process.exit(3); }, 6000).unref();
     `;
-    const r = await runNode(code, 10000);
+    const r = await runNode(code, { ms: 10000 });
     assert.equal(r.code, 0, `child exit ${r.code} ${r.signal}; stderr: ${r.stderr}; stdout: ${r.stdout}`);
     const out = JSON.parse(r.stdout);
     assert.equal(out.thrown.status, 500, JSON.stringify(out));
@@ -1966,15 +1944,6 @@ test.describe('fairness', () => {
 
 const LANE = process.platform === 'linux' && process.env.SACK_HTTP_LANE !== '0';
 
-/** Polls `pred` until it holds. */
-async function until(pred, ms, label) {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${label}`);
-    await delay(2);
-  }
-}
-
 /**
  * A raw connection that sits in the lane: its task learns that the first
  * response is out when the second request comes, and moves it then.
@@ -1986,7 +1955,7 @@ async function laneConnection(t, server) {
     raw.write(`GET ${p} HTTP/1.1\r\nHost: h\r\n\r\n`);
     await raw.response();
   }
-  if (LANE) await until(() => server._native.laneConnections() > before, 2000, 'the connection to move to the lane');
+  if (LANE) await waitUntil(() => server._native.laneConnections() > before, 2000, 'the connection to move to the lane');
   return raw;
 }
 
@@ -2105,7 +2074,7 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
         s.on('data', () => (i < ${REQUESTS} ? next() : s.end()));
       }`;
     const clients = background(t, script);
-    await clients.explain(until(() => slow.handled === CLIENTS * REQUESTS, 15000, `${CLIENTS * REQUESTS} requests`));
+    await clients.explain(waitUntil(() => slow.handled === CLIENTS * REQUESTS, 15000, `${CLIENTS * REQUESTS} requests`));
     clearInterval(interval);
     assert.ok(most > 1, `connections waiting for a round at most: ${most}`);
     assert.ok(most <= CLIENTS, `entries waiting for a round at most: ${most} (${CLIENTS} connections)`);
@@ -2164,7 +2133,7 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     const res = await bad.response();
     assert.equal(res.status, 400);
     await bad.end();
-    await until(() => server.errors.length > 0, 2000, 'the error event');
+    await waitUntil(() => server.errors.length > 0, 2000, 'the error event');
     // An upgrade on a lane connection.
     const up = await laneConnection(t, server);
     const key = crypto.randomBytes(16).toString('base64');
@@ -2320,7 +2289,7 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
       });
       setTimeout(() => { process.stdout.write('{"stuck":true}'); process.exit(3); }, 8000).unref();
     `;
-    const r = await runNode(code, 12000);
+    const r = await runNode(code, { ms: 12000 });
     assert.equal(r.code, 0, `child exit ${r.code} ${r.signal}; stderr: ${r.stderr}; stdout: ${r.stdout}`);
     const out = JSON.parse(r.stdout);
     assert.ok(out.ok);
@@ -2359,7 +2328,7 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
       send();
       setTimeout(() => { process.stdout.write(JSON.stringify({ stuck: true, buf, uncaught })); process.exit(3); }, 6000).unref();
     `;
-    const r = await runNode(code, 10000);
+    const r = await runNode(code, { ms: 10000 });
     assert.equal(r.code, 0, `child exit ${r.code}; stderr: ${r.stderr}; stdout: ${r.stdout}`);
     const out = JSON.parse(r.stdout);
     assert.deepEqual(out.uncaught, ['boom on the lane']);
@@ -2393,7 +2362,7 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
       send();
     `;
     const started = Date.now();
-    const r = await runNode(code, 8000);
+    const r = await runNode(code, { ms: 8000 });
     assert.equal(r.code, 0, r.stderr);
     if (LANE) assert.equal(r.stdout, '1');
     assert.ok(Date.now() - started < 5000, 'exits without waiting for the idle timeout (10 s)');
@@ -2418,21 +2387,9 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
         server.close();
       })();
     `;
-    const r = await new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['-e', code], {
-        cwd: ROOT,
-        env: { ...process.env, SACK_HTTP_LANE: '0' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (err += d));
-      child.on('error', reject);
-      child.on('close', (c) => resolve({ code: c, out, err }));
-    });
-    assert.equal(r.code, 0, r.err);
-    const out = JSON.parse(r.out);
+    const r = await runNode(code, { env: { SACK_HTTP_LANE: '0' } });
+    assert.equal(r.code, 0, `child exit ${r.code} ${r.signal}; stderr: ${r.stderr}`);
+    const out = JSON.parse(r.stdout);
     assert.deepEqual(out.bodies, ['x/1', 'x/2', 'x/3']);
     assert.equal(out.lane, 0);
   });
@@ -2578,7 +2535,7 @@ async function agentOnLane(t, server) {
   t.after(() => agent.destroy());
   const before = LANE ? server._native.laneConnections() : 0;
   for (const p of ['/warm', '/warm2']) await request(portOf(server), { path: p, agent });
-  if (LANE) await until(() => server._native.laneConnections() > before, 2000, 'the connection to move to the lane');
+  if (LANE) await waitUntil(() => server._native.laneConnections() > before, 2000, 'the connection to move to the lane');
   return agent;
 }
 
@@ -2753,11 +2710,11 @@ test.describe('res as a stream: backpressure, drain, close, finish, pipe', () =>
       raw.socket.pause();
       raw.write('GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n');
       // Stuck for good: the socket's buffers are full too.
-      await until(() => state.waiting && Date.now() - state.since > 200, 5000, 'the handler to wait for a drain that does not come');
+      await waitUntil(() => state.waiting && Date.now() - state.since > 200, 5000, 'the handler to wait for a drain that does not come');
       const { res } = state;
       assert.equal(registry.responses.get(res._id), res);
       raw.socket.destroy();
-      await until(() => !registry.responses.has(res._id), 5000, 'the response to leave the registry');
+      await waitUntil(() => !registry.responses.has(res._id), 5000, 'the response to leave the registry');
       assert.equal(state.waiting, true, "no 'drain' came");
       assert.equal(res.write('more'), false);
       assert.equal(liveResponses(), open, 'the native side let go of it');
