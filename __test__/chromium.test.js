@@ -22,7 +22,7 @@ const net = require('node:net');
 const path = require('node:path');
 const crypto = require('node:crypto');
 
-const { HOST, ROOT, scope, withTimeout, run, ensureNpmPackage } = require('./helpers.js');
+const { HOST, ROOT, scope, withTimeout, run, ensureNpmPackage, compressibleText } = require('./helpers.js');
 
 const CHROMIUM = process.env.SACK_CHROMIUM || '/usr/bin/chromium';
 const PW_DIR = process.env.SACK_PLAYWRIGHT_DIR || path.join(ROOT, '.cache', 'playwright');
@@ -90,30 +90,6 @@ async function ensurePlaywright(log) {
 
 // ---------------------------------------------------------------- page
 
-/**
- * Deterministic, compressible text of exactly `bytes` UTF-8 bytes (with
- * multi-byte characters). Runs in Node and, by its source, in the page.
- */
-function makeText(bytes, seed) {
-  const words = ['alpha ', 'beta ', 'gamma ', 'delta ', 'jörg ', '€uro ', '😀 ', 'epsilon '];
-  const enc = new TextEncoder();
-  const lens = words.map((w) => enc.encode(w).length);
-  let x = seed >>> 0 || 1;
-  const parts = [];
-  let n = 0;
-  for (;;) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    const k = x % words.length;
-    if (n + lens[k] > bytes) break;
-    parts.push(words[k]);
-    n += lens[k];
-  }
-  return parts.join('') + 'x'.repeat(bytes - n);
-}
-
 // In the page: open a WebSocket, send each message of `plan`, check each
 // echo exactly, report the results. `plan`: [{ kind: 'text' | 'binary' |
 // 'random', bytes, seed }]; 'random' is incompressible binary.
@@ -158,7 +134,7 @@ function pageScript() {
           ? Promise.reject(new Error(`closed ${closed.code}`))
           : new Promise((resolve, reject) => waiting.push({ resolve, reject }));
     const messages = plan.map((p) =>
-      p.kind === 'text' ? makeText(p.bytes, p.seed) : p.kind === 'binary' ? new TextEncoder().encode(makeText(p.bytes, p.seed)).buffer : randomBytes(p.bytes),
+      p.kind === 'text' ? compressibleText(p.bytes, p.seed) : p.kind === 'binary' ? new TextEncoder().encode(compressibleText(p.bytes, p.seed)).buffer : randomBytes(p.bytes),
     );
     // All sent at once, the echoes read in order.
     for (const m of messages) ws.send(m);
@@ -189,7 +165,7 @@ const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>loading</title></head>
 <body><p>sack permessage-deflate test page</p>
 <script>
-${makeText.toString()}
+${compressibleText.toString()}
 (${pageScript.toString()})();
 </script></body></html>`;
 
@@ -387,7 +363,7 @@ test.describe('Chromium (headless) with permessage-deflate', { concurrency: fals
       assert.equal(r.length, p.bytes, `message ${i} (${p.kind} ${p.bytes}) length`);
       assert.ok(r.equal, `message ${i} (${p.kind} ${p.bytes}) came back exactly`);
       assert.equal(r.sha, r.sentSha);
-      if (p.kind !== 'random') assert.equal(r.sha, sha(Buffer.from(makeText(p.bytes, p.seed))), `message ${i}: the same bytes Node generates`);
+      if (p.kind !== 'random') assert.equal(r.sha, sha(Buffer.from(compressibleText(p.bytes, p.seed))), `message ${i}: the same bytes Node generates`);
       // What the server received is what the page sent.
       assert.equal(seen.received[i].sha, r.sentSha, `message ${i} at the server`);
       assert.equal(seen.received[i].type, r.type);

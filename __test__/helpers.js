@@ -448,6 +448,31 @@ async function rawExchange(port, request, ms = 3000) {
   }
 }
 
+/**
+ * Deterministic, compressible text of exactly `bytes` UTF-8 bytes (with
+ * multi-byte characters), words repeated at all distances. Self-contained:
+ * chromium.test.js runs it in the page by its source.
+ */
+function compressibleText(bytes, seed = 1) {
+  const words = ['alpha ', 'beta ', 'gamma ', 'delta ', 'jörg ', '€uro ', '😀 ', 'epsilon '];
+  const enc = new TextEncoder();
+  const lens = words.map((w) => enc.encode(w).length);
+  let x = seed >>> 0 || 1;
+  const parts = [];
+  let n = 0;
+  for (;;) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    const k = x % words.length;
+    if (n + lens[k] > bytes) break;
+    parts.push(words[k]);
+    n += lens[k];
+  }
+  return parts.join('') + 'x'.repeat(bytes - n);
+}
+
 // ---------------------------------------------------------------- processes
 
 /**
@@ -713,4 +738,5 @@ module.exports = {
   request,
   run,
   ensureNpmPackage,
+  compressibleText,
 };

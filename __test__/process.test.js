@@ -21,6 +21,18 @@ const PRELUDE = `
 // A stand-in server object for scope().client(): only address() is used.
 const at = (port) => ({ address: () => ({ port }) });
 
+/**
+ * Runs `script` (after PRELUDE) in a child process, which prints
+ * "port N" once its server listens, and connects a `ws` client to it.
+ */
+async function childServer(t, script) {
+  const child = startNode(`${PRELUDE}${script}`);
+  t.after(() => child.kill());
+  const port = Number((await child.line(/port (\d+)/))[1]);
+  const c = scope(t).client(at(port));
+  return { child, c };
+}
+
 test.describe('process lifetime', () => {
   test.it('stays alive while a server listens', async () => {
     const r = await runNode(
@@ -67,7 +79,7 @@ test.describe('process lifetime', () => {
   });
 
   test.it('exits by itself once server.close() is done and its clients are closed', async (t) => {
-    const child = startNode(`${PRELUDE}
+    const { child, c } = await childServer(t, `
       const s = new Server({ address: '127.0.0.1', port: 0 });
       s.on('connect', (ws) => {
         ws.on('message', (m) => { if (m === 'close-now') s.close(); });
@@ -76,10 +88,6 @@ test.describe('process lifetime', () => {
       s.on('close', () => console.log('server closed'));
       console.log('port ' + s.address().port);
     `);
-    t.after(() => child.kill());
-    const port = Number((await child.line(/port (\d+)/))[1]);
-    const $ = scope(t);
-    const c = $.client(at(port));
     await opened(c);
     const closed = clientClosed(c);
     c.send('close-now');
@@ -109,7 +117,7 @@ test.describe('process lifetime', () => {
   });
 
   test.it('an open connection keeps an unref()ed server\'s process alive until it closes', async (t) => {
-    const child = startNode(`${PRELUDE}
+    const { child, c } = await childServer(t, `
       const s = new Server({ address: '127.0.0.1', port: 0 });
       s.unref();
       // keeps the process up until the client is in; then only the connection does
@@ -121,10 +129,6 @@ test.describe('process lifetime', () => {
       });
       console.log('port ' + s.address().port);
     `);
-    t.after(() => child.kill());
-    const port = Number((await child.line(/port (\d+)/))[1]);
-    const $ = scope(t);
-    const c = $.client(at(port));
     await opened(c);
     await child.line(/connected/);
     await delay(500);
@@ -139,7 +143,7 @@ test.describe('process lifetime', () => {
 
 test.describe('exceptions in handlers', () => {
   test.it('a throwing connect handler reaches process "uncaughtException"; later events still arrive', async (t) => {
-    const child = startNode(`${PRELUDE}
+    const { child, c } = await childServer(t, `
       process.on('uncaughtException', (e) => console.log('caught ' + e.message));
       const s = new Server({ address: '127.0.0.1', port: 0 });
       s.on('connect', (ws) => {
@@ -154,10 +158,6 @@ test.describe('exceptions in handlers', () => {
       });
       console.log('port ' + s.address().port);
     `);
-    t.after(() => child.kill());
-    const port = Number((await child.line(/port (\d+)/))[1]);
-    const $ = scope(t);
-    const c = $.client(at(port));
     await opened(c);
     await child.line(/caught boom-connect/);
     c.send('one');
@@ -171,16 +171,12 @@ test.describe('exceptions in handlers', () => {
   });
 
   test.it('a throwing accept handler reaches process "uncaughtException"', async (t) => {
-    const child = startNode(`${PRELUDE}
+    const { child, c } = await childServer(t, `
       const s = new Server({ address: '127.0.0.1', port: 0 });
       process.on('uncaughtException', (e) => { console.log('caught ' + e.message); s.close(); });
       s.on('accept', () => { throw new Error('boom-accept'); });
       console.log('port ' + s.address().port);
     `);
-    t.after(() => child.kill());
-    const port = Number((await child.line(/port (\d+)/))[1]);
-    const $ = scope(t);
-    const c = $.client(at(port));
     c.on('error', () => {});
     await child.line(/caught boom-accept/);
     const exit = await child.exited(6000);
@@ -188,15 +184,11 @@ test.describe('exceptions in handlers', () => {
   });
 
   test.it('without an uncaughtException handler a throwing handler ends the process with an error', async (t) => {
-    const child = startNode(`${PRELUDE}
+    const { child, c } = await childServer(t, `
       const s = new Server({ address: '127.0.0.1', port: 0 });
       s.on('connect', () => { throw new Error('fatal-boom'); });
       console.log('port ' + s.address().port);
     `);
-    t.after(() => child.kill());
-    const port = Number((await child.line(/port (\d+)/))[1]);
-    const $ = scope(t);
-    const c = $.client(at(port));
     c.on('error', () => {});
     const exit = await child.exited(6000);
     assert.notEqual(exit.code, 0);
