@@ -611,6 +611,11 @@ test.describe('res', () => {
         res.statusMessage = 'Mine';
         res.writeHead(200);
         log.push(res.statusMessage);
+      } else if (req.url === '/null') {
+        res.statusMessage = null;
+        log.push(res.statusMessage);
+        res.writeHead(201);
+        log.push(res.statusMessage);
       } else if (req.url === '/unknown') {
         res.writeHead(599, { 'X-A': 'a' });
         log.push(res.statusMessage);
@@ -624,6 +629,7 @@ test.describe('res', () => {
       '/writeHead': [[undefined, 'Not Found', 'Not Found'], 404],
       '/implicit': [[undefined, undefined, "I'm a Teapot"], 418],
       '/set': [[undefined, 'Mine', 'Mine'], 200],
+      '/null': [[undefined, null, 'Created', 'Created'], 201],
       '/unknown': [[undefined, 'Unknown', 'Unknown'], 599],
     };
     for (const [url, [log, status]] of Object.entries(want)) {

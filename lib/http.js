@@ -656,12 +656,13 @@ class Response {
     return this;
   }
 
-  // As Node's: undefined until set, or until writeHead() or the head going
-  // out fixes the status; then the phrase sent for it (src/http/response.rs
-  // has the table, so the two cannot differ).
+  // As Node's: what was set, or undefined, until writeHead() or the head
+  // going out fixes the status; then the phrase sent: a string set, else
+  // the standard one (src/http/response.rs has the table, so the two
+  // cannot differ).
   get statusMessage() {
-    if (this._reason !== undefined) return this._reason;
-    if (!this.headersSent && (this._flags & HEADED) === 0) return undefined;
+    const set = this._reason;
+    if (typeof set === 'string' || (!this.headersSent && (this._flags & HEADED) === 0)) return set;
     return native.reasonPhrase(this.statusCode);
   }
 
