@@ -91,6 +91,12 @@ export interface ConnectionInfo {
   headers: Record<string, string | string[]>;
 }
 
+/** An HTTP request's `connection` (and `socket`). */
+export interface RequestConnectionInfo extends ConnectionInfo {
+  /** Drops the connection, as `res.destroy()` (for Node's `req.socket.destroy()`). */
+  destroy(): this;
+}
+
 export interface SocketInfo {
   remoteAddress: string;
   remotePort: number;
@@ -265,9 +271,13 @@ export interface HttpRequest extends EventEmitter, AsyncIterable<Buffer | string
   readonly bytes: ArrayBuffer | null;
   /** True for requests that arrived after `disableSSL()` on a TLS port (not in this build). */
   readonly redirect: boolean;
-  readonly connection: ConnectionInfo;
-  /** The same as `connection` (for `req.socket.remoteAddress`). */
-  readonly socket: ConnectionInfo;
+  readonly connection: RequestConnectionInfo;
+  /** The same as `connection` (for `req.socket.remoteAddress`, `req.socket.destroy()`). */
+  readonly socket: RequestConnectionInfo;
+  /** Drops the connection, as `res.destroy()` (Node's `req.destroy()`). */
+  destroy(): this;
+  /** The response's `destroyed`: the connection went, or `destroy()` was called. */
+  readonly destroyed: boolean;
   /** Always true: the whole request was read before the handler. */
   readonly complete: boolean;
   /** True once `'end'` was emitted. */

@@ -3070,4 +3070,22 @@ test.describe('req as a stream (for handlers written for Node http)', () => {
     raw.socket.destroy();
     assert.equal(await withTimeout(whenClosed, 5000, "the request's 'close'"), true);
   });
+
+  test.it("req.destroy() and req.socket.destroy() drop the connection, as Node's; 'close' follows and destroyed is true", async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      const before = req.destroyed;
+      req.on('close', () => seen.push(`${req.url} close ${req.destroyed} ${res.destroyed}`));
+      const ret = req.url === '/req' ? req.destroy() : req.socket.destroy();
+      seen.push(`${req.url} ${before} ${ret === (req.url === '/req' ? req : req.socket)}`);
+    });
+    for (const url of ['/req', '/socket']) {
+      const raw = await Raw.connect(t, portOf(server));
+      raw.write(`GET ${url} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      const buf = await withTimeout(raw.end(), 5000, `${url}: the connection to close`);
+      assert.equal(buf.length, 0, `${url}: no response, the connection is dropped`);
+    }
+    await waitUntil(() => seen.length === 4, 3000, "both requests' 'close'");
+    assert.deepEqual(seen, ['/req false true', '/req close true true', '/socket false true', '/socket close true true']);
+  });
 });

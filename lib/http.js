@@ -165,7 +165,19 @@ class Request {
     return this._cgi;
   }
 
-  // Node's `req.socket.remoteAddress` and friends: the connection's info.
+  // As Node's `req.destroy()`: drops the connection, as `res.destroy()`
+  // does (which see, also for after `end()`).
+  destroy() {
+    if (this._res !== undefined) this._res.destroy();
+    return this;
+  }
+
+  get destroyed() {
+    return this._res !== undefined && this._res.destroyed;
+  }
+
+  // Node's `req.socket.remoteAddress` and friends: the connection's info,
+  // and `req.socket.destroy()`.
   get socket() {
     return this.connection;
   }
@@ -174,7 +186,12 @@ class Request {
     if (this._connection === undefined) {
       const [ra, rp] = address(this._remote);
       const [la, lp] = address(this._local);
-      this._connection = connectionInfo([undefined, undefined, ra, rp, la, lp], this.headers);
+      const info = connectionInfo([undefined, undefined, ra, rp, la, lp], this.headers);
+      info.destroy = () => {
+        this.destroy();
+        return info;
+      };
+      this._connection = info;
     }
     return this._connection;
   }
