@@ -318,6 +318,15 @@ export interface HttpResponse extends EventEmitter {
   writeHead(status: number, headers?: Record<string, string | number | string[]> | string[]): this;
   /** An `undefined` value (alone or in the array) throws `ERR_HTTP_INVALID_HEADER_VALUE`, as in Node. */
   setHeader(name: string, value: string | number | string[]): this;
+  /** As Node's: adds to the header's values instead of replacing them. */
+  appendHeader(name: string, value: string | number | string[]): this;
+  /** As Node's: every entry of a `Headers` or a `Map` (each `Set-Cookie` of a `Headers` kept). */
+  setHeaders(headers: Headers | Map<string, string | number | string[]>): this;
+  /** The request this answers (Node's `res.req`). */
+  readonly req: HttpRequest;
+  /** The request's connection info (Node's `res.socket`); `connection` is the same. */
+  readonly socket: RequestConnectionInfo;
+  readonly connection: RequestConnectionInfo;
   getHeader(name: string): string | string[] | undefined;
   hasHeader(name: string): boolean;
   removeHeader(name: string): void;

@@ -641,6 +641,50 @@ test.describe('res', () => {
     }
   });
 
+  test.it("appendHeader, setHeaders (a Map or a Headers), res.req and res.socket, as Node's", async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      seen.push(res.req === req, res.socket === req.socket, res.connection === req.socket);
+      const chained = res.setHeader('X-Chain', '1').appendHeader('X-Chain', ['2', '3']).appendHeader('X-New', 'n');
+      seen.push(chained === res);
+      if (req.url === '/map') {
+        res.setHeaders(new Map([['X-Map', 'm'], ['Set-Cookie', ['a=1', 'b=2']]]));
+      } else {
+        const h = new Headers();
+        h.append('Set-Cookie', 'c=3');
+        h.append('Set-Cookie', 'd=4');
+        h.set('X-Web', 'w');
+        res.setHeaders(h);
+      }
+      for (const bad of [undefined, 'x', { a: 1 }]) {
+        try {
+          res.setHeaders(bad);
+        } catch (e) {
+          seen.push(e.code);
+        }
+      }
+      res.end();
+      try {
+        res.appendHeader('X-Late', '1');
+      } catch (e) {
+        seen.push(e.code);
+      }
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('GET /map HTTP/1.1\r\nHost: h\r\n\r\n');
+    const a = await raw.response();
+    assert.deepEqual(a.headers['x-chain'], ['1', '2', '3']);
+    assert.equal(a.header('x-new'), 'n');
+    assert.equal(a.header('x-map'), 'm');
+    assert.deepEqual(a.headers['set-cookie'], ['a=1', 'b=2']);
+    raw.write('GET /headers HTTP/1.1\r\nHost: h\r\n\r\n');
+    const b = await raw.response();
+    assert.deepEqual(b.headers['set-cookie'], ['c=3', 'd=4'], 'each Set-Cookie of the Headers');
+    assert.equal(b.header('x-web'), 'w');
+    const once = [true, true, true, true, 'ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_TYPE', 'ERR_HTTP_HEADERS_SENT'];
+    assert.deepEqual(seen, [...once, ...once]);
+  });
+
   test.it('setHeader with an undefined value throws ERR_HTTP_INVALID_HEADER_VALUE (as Node), alone or in an array', async (t) => {
     const thrown = [];
     const server = serve(t, {}, (req, res) => {

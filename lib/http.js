@@ -372,6 +372,17 @@ class Response {
     this.headersSent = false;
     this.finished = false;
     this._flags = 0;
+    // The Request (set by the server), as Node's `res.req`.
+    this.req = undefined;
+  }
+
+  // As Node's `res.socket`: the request's connection info.
+  get socket() {
+    return this.req === undefined ? null : this.req.socket;
+  }
+
+  get connection() {
+    return this.socket;
   }
 
   // Listening for 'close' asks the native side to say when the connection
@@ -467,6 +478,34 @@ class Response {
       this._headers = [lower, name, stored];
     } else {
       this._headers.push(lower, name, stored);
+    }
+    return this;
+  }
+
+  // As Node's: adds to a header's values instead of replacing them.
+  appendHeader(name, value) {
+    if (this.headersSent) throw headersSent('appendHeader');
+    const lower = lowerName(name);
+    const stored = headerValue(name, value);
+    const i = this._find(lower);
+    if (i < 0) return this._set(lower, name, stored);
+    this._headers[i + 2] = [].concat(this._headers[i + 2], stored);
+    return this;
+  }
+
+  // As Node's: every [name, value] of a Headers or a Map; a name that
+  // comes again (Headers gives each Set-Cookie apart) adds its value.
+  setHeaders(headers) {
+    if (this.headersSent) throw headersSent('setHeaders');
+    if (headers === null || typeof headers !== 'object' || typeof headers[Symbol.iterator] !== 'function') {
+      throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'setHeaders: headers must be a Headers or a Map');
+    }
+    const seen = new Set();
+    for (const [name, value] of headers) {
+      const lower = lowerName(name);
+      if (seen.has(lower)) this.appendHeader(name, value);
+      else this._set(lower, name, headerValue(name, value));
+      seen.add(lower);
     }
     return this;
   }

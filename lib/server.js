@@ -190,6 +190,7 @@ Server.prototype._onRequest = function _onRequest(exchange, method, target, q, f
   const req = new Request(method, target, q, flags, headers, body, remote, local);
   const res = new Response(exchange);
   req._res = res;
+  res.req = req;
   try {
     // One property handler (the usual case): a direct call.
     const only = this._ls_request ? null : this._on_request;
