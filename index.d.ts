@@ -95,6 +95,8 @@ export interface ConnectionInfo {
 export interface RequestConnectionInfo extends ConnectionInfo {
   /** Drops the connection, as `res.destroy()` (for Node's `req.socket.destroy()`). */
   destroy(): this;
+  /** The connection went, or was dropped (the response's `destroyed`). */
+  readonly destroyed: boolean;
 }
 
 export interface SocketInfo {
@@ -274,9 +276,12 @@ export interface HttpRequest extends EventEmitter, AsyncIterable<Buffer | string
   readonly connection: RequestConnectionInfo;
   /** The same as `connection` (for `req.socket.remoteAddress`, `req.socket.destroy()`). */
   readonly socket: RequestConnectionInfo;
-  /** Drops the connection, as `res.destroy()` (Node's `req.destroy()`). */
-  destroy(): this;
-  /** The response's `destroyed`: the connection went, or `destroy()` was called. */
+  /**
+   * As Node's `req.destroy()`: drops the connection (as `res.destroy()`) unless the body was
+   * read to its `'end'`; `error` goes to the request's `'error'` listeners, if there are any.
+   */
+  destroy(error?: Error): this;
+  /** True after `destroy()`, or once the connection went (the response's `destroyed`). */
   readonly destroyed: boolean;
   /** Always true: the whole request was read before the handler. */
   readonly complete: boolean;
@@ -302,9 +307,12 @@ export interface HttpResponse extends EventEmitter {
   /** Default 200. Checked when the head goes out: outside 100–999, `write()`/`end()` throw `RangeError` (`ERR_HTTP_INVALID_STATUS_CODE`). */
   statusCode: number;
   /**
-   * The reason phrase. As Node's: `undefined` until set, or until `writeHead()` or the head going
-   * out fixes the status; then the standard phrase sack sends for it (`"Unknown"` for a code
-   * without one). A string set here or given to `writeHead()` is sent instead.
+   * The reason phrase. As Node's: what was set (or `undefined`) until `writeHead()` or the head
+   * going out fixes the status; then the phrase the head carries: a string set here or given to
+   * `writeHead()` when it is non-empty and sendable (no CR, LF or other controls, nothing past
+   * U+00FF), else the standard phrase (`"Unknown"` for a code without one, where Node says
+   * `"unknown"`). Node throws `ERR_INVALID_CHAR` for an unsendable reason; sack sends the
+   * standard phrase instead.
    */
   statusMessage: string | undefined;
   readonly headersSent: boolean;
@@ -324,9 +332,6 @@ export interface HttpResponse extends EventEmitter {
   setHeaders(headers: Headers | Map<string, string | number | string[]>): this;
   /** The request this answers (Node's `res.req`). */
   readonly req: HttpRequest;
-  /** The request's connection info (Node's `res.socket`); `connection` is the same. */
-  readonly socket: RequestConnectionInfo;
-  readonly connection: RequestConnectionInfo;
   getHeader(name: string): string | string[] | undefined;
   hasHeader(name: string): boolean;
   removeHeader(name: string): void;

@@ -81,10 +81,12 @@ export declare function keepAlive(on: boolean): void
 export declare function listen(address: string, port: number, options: ServerOptions): NativeServer
 
 /**
- * The reason phrase sack sends for `status` ("Unknown" for a code
- * without one): `res.statusMessage` reads it once the status is fixed.
+ * The reason phrase a head for `status` carries with `reason` set by the
+ * handler (the standard one when `reason` is absent, empty or not
+ * sendable; "Unknown" for a code without one): `res.statusMessage` reads
+ * it once the head is fixed, so the two cannot differ.
  */
-export declare function reasonPhrase(status: number): string
+export declare function reasonPhrase(status: number, reason?: string | undefined | null): string
 
 /**
  * Settings index.js has already checked; absent fields keep their defaults

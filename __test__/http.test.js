@@ -597,7 +597,7 @@ test.describe('res', () => {
     assert.deepEqual(thrown, ['ERR_INVALID_ARG_VALUE', 'ERR_HTTP_INVALID_HEADER_VALUE']);
   });
 
-  test.it('statusMessage as Node\'s: undefined until writeHead() or the head going out, then the phrase sent; one set stays', async (t) => {
+  test.it('statusMessage as Node\'s: undefined until writeHead() or the head going out, then the phrase sent (one set, if it can be sent)', async (t) => {
     const seen = new Map();
     const server = serve(t, {}, (req, res) => {
       const log = [res.statusMessage];
@@ -619,9 +619,19 @@ test.describe('res', () => {
       } else if (req.url === '/unknown') {
         res.writeHead(599, { 'X-A': 'a' });
         log.push(res.statusMessage);
+      } else if (req.url === '/empty') {
+        res.statusMessage = '';
+        res.statusCode = 202;
+      } else if (req.url === '/crlf') {
+        res.writeHead(404, 'a\r\nb');
+        log.push(res.statusMessage);
       }
       res.end();
       log.push(res.statusMessage);
+      if (req.url === '/empty') {
+        res.statusCode = 'x'; // after the head: it no longer counts
+        log.push(res.statusMessage);
+      }
       seen.set(req.url, log);
     });
     const raw = await Raw.connect(t, portOf(server));
@@ -631,6 +641,8 @@ test.describe('res', () => {
       '/set': [[undefined, 'Mine', 'Mine'], 200],
       '/null': [[undefined, null, 'Created', 'Created'], 201],
       '/unknown': [[undefined, 'Unknown', 'Unknown'], 599],
+      '/empty': [[undefined, 'Accepted', 'Accepted'], 202],
+      '/crlf': [[undefined, 'Not Found', 'Not Found'], 404],
     };
     for (const [url, [log, status]] of Object.entries(want)) {
       raw.write(`GET ${url} HTTP/1.1\r\nHost: h\r\n\r\n`);
@@ -641,14 +653,14 @@ test.describe('res', () => {
     }
   });
 
-  test.it("appendHeader, setHeaders (a Map or a Headers), res.req and res.socket, as Node's", async (t) => {
+  test.it("appendHeader, setHeaders (a Map or a Headers), res.req, as Node's", async (t) => {
     const seen = [];
     const server = serve(t, {}, (req, res) => {
-      seen.push(res.req === req, res.socket === req.socket, res.connection === req.socket);
+      seen.push(res.req === req);
       const chained = res.setHeader('X-Chain', '1').appendHeader('X-Chain', ['2', '3']).appendHeader('X-New', 'n');
       seen.push(chained === res);
       if (req.url === '/map') {
-        res.setHeaders(new Map([['X-Map', 'm'], ['Set-Cookie', ['a=1', 'b=2']]]));
+        res.setHeaders(new Map([['X-Map', 'm'], ['Set-Cookie', ['a=1', 'b=2']], ['X-Twice', '1'], ['x-twice', '2']]));
       } else {
         const h = new Headers();
         h.append('Set-Cookie', 'c=3');
@@ -656,7 +668,7 @@ test.describe('res', () => {
         h.set('X-Web', 'w');
         res.setHeaders(h);
       }
-      for (const bad of [undefined, 'x', { a: 1 }]) {
+      for (const bad of [undefined, 'x', { a: 1 }, [['X-Arr', 'a']]]) {
         try {
           res.setHeaders(bad);
         } catch (e) {
@@ -677,11 +689,12 @@ test.describe('res', () => {
     assert.equal(a.header('x-new'), 'n');
     assert.equal(a.header('x-map'), 'm');
     assert.deepEqual(a.headers['set-cookie'], ['a=1', 'b=2']);
+    assert.equal(a.header('x-twice'), '2', 'the last of a name given twice, as setHeader');
     raw.write('GET /headers HTTP/1.1\r\nHost: h\r\n\r\n');
     const b = await raw.response();
     assert.deepEqual(b.headers['set-cookie'], ['c=3', 'd=4'], 'each Set-Cookie of the Headers');
     assert.equal(b.header('x-web'), 'w');
-    const once = [true, true, true, true, 'ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_TYPE', 'ERR_HTTP_HEADERS_SENT'];
+    const once = [true, true, ...Array(4).fill('ERR_INVALID_ARG_TYPE'), 'ERR_HTTP_HEADERS_SENT'];
     assert.deepEqual(seen, [...once, ...once]);
   });
 
@@ -3118,8 +3131,8 @@ test.describe('req as a stream (for handlers written for Node http)', () => {
   test.it("req.destroy() and req.socket.destroy() drop the connection, as Node's; 'close' follows and destroyed is true", async (t) => {
     const seen = [];
     const server = serve(t, {}, (req, res) => {
-      const before = req.destroyed;
-      req.on('close', () => seen.push(`${req.url} close ${req.destroyed} ${res.destroyed}`));
+      const before = `${req.destroyed} ${req.socket.destroyed}`;
+      req.on('close', () => seen.push(`${req.url} close ${req.destroyed} ${res.destroyed} ${req.socket.destroyed}`));
       const ret = req.url === '/req' ? req.destroy() : req.socket.destroy();
       seen.push(`${req.url} ${before} ${ret === (req.url === '/req' ? req : req.socket)}`);
     });
@@ -3130,6 +3143,31 @@ test.describe('req as a stream (for handlers written for Node http)', () => {
       assert.equal(buf.length, 0, `${url}: no response, the connection is dropped`);
     }
     await waitUntil(() => seen.length === 4, 3000, "both requests' 'close'");
-    assert.deepEqual(seen, ['/req false true', '/req close true true', '/socket false true', '/socket close true true']);
+    assert.deepEqual(seen, [
+      '/req false false true',
+      '/req close true true true',
+      '/socket false false true',
+      '/socket close true true true',
+    ]);
+  });
+
+  test.it("req.destroy(error) after the body's 'end' keeps the connection (as Node's) and gives the error to 'error' listeners", async (t) => {
+    const seen = [];
+    const server = serve(t, {}, (req, res) => {
+      req.on('error', (e) => seen.push(`error ${e.message}`));
+      req.on('data', () => {});
+      req.on('end', () => {
+        req.destroy(new Error('done with it'));
+        seen.push(`destroyed ${req.destroyed}`);
+        res.end(`read ${req.content}`);
+      });
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc');
+    assert.equal((await raw.response()).text, 'read abc');
+    raw.write('GET /b HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nz');
+    assert.equal((await raw.response()).text, 'read z', 'the same connection serves the next request');
+    await waitUntil(() => seen.length === 4, 3000, 'the error events');
+    assert.deepEqual(seen, ['destroyed true', 'error done with it', 'destroyed true', 'error done with it']);
   });
 });

@@ -165,15 +165,20 @@ class Request {
     return this._cgi;
   }
 
-  // As Node's `req.destroy()`: drops the connection, as `res.destroy()`
-  // does (which see, also for after `end()`).
-  destroy() {
-    if (this._res !== undefined) this._res.destroy();
+  // As Node's `req.destroy([error])`: drops the connection (as
+  // `res.destroy()`, which see) unless the body was read to its 'end';
+  // `error` goes to the request's 'error' listeners, if any.
+  destroy(error) {
+    if (this._destroyed !== true) {
+      this._destroyed = true;
+      if (!this.readableEnded && this._res !== undefined) this._res.destroy();
+      if (error != null && this.listenerCount('error') > 0) process.nextTick(() => this.emit('error', error));
+    }
     return this;
   }
 
   get destroyed() {
-    return this._res !== undefined && this._res.destroyed;
+    return this._destroyed === true || (this._res !== undefined && this._res.destroyed);
   }
 
   // Node's `req.socket.remoteAddress` and friends: the connection's info,
@@ -187,10 +192,16 @@ class Request {
       const [ra, rp] = address(this._remote);
       const [la, lp] = address(this._local);
       const info = connectionInfo([undefined, undefined, ra, rp, la, lp], this.headers);
-      info.destroy = () => {
-        this.destroy();
-        return info;
-      };
+      // Node's `req.socket.destroy()` and `destroyed`: the connection's.
+      Object.defineProperties(info, {
+        destroy: {
+          value: () => {
+            this._res?.destroy();
+            return info;
+          },
+        },
+        destroyed: { get: () => this._res?.destroyed ?? false },
+      });
       this._connection = info;
     }
     return this._connection;
@@ -311,7 +322,9 @@ function send(res, last, body) {
   let block;
   let reason = null;
   if (!res.headersSent) {
-    code += res._status();
+    const status = res._status();
+    code += status;
+    res._sentStatus = status;
     block = res._head();
     if (block === registry.sentBlock) {
       code |= SAME_HEAD;
@@ -366,23 +379,18 @@ class Response {
     // `statusMessage` as set; the getter below gives the standard phrase
     // once the status is fixed.
     this._reason = undefined;
+    // The status the head went out with.
+    this._sentStatus = 0;
     // [lower-case name, name, value, …] in the order set: a response has
     // few headers, and a flat array beats a Map at that size.
     this._headers = null;
     this.headersSent = false;
     this.finished = false;
     this._flags = 0;
-    // The Request (set by the server), as Node's `res.req`.
+    // The Request (set by the server), as Node's `res.req`. There is no
+    // `res.socket`: libraries that find one (on-finished) take it for a
+    // net.Socket and listen on it.
     this.req = undefined;
-  }
-
-  // As Node's `res.socket`: the request's connection info.
-  get socket() {
-    return this.req === undefined ? null : this.req.socket;
-  }
-
-  get connection() {
-    return this.socket;
   }
 
   // Listening for 'close' asks the native side to say when the connection
@@ -493,20 +501,20 @@ class Response {
     return this;
   }
 
-  // As Node's: every [name, value] of a Headers or a Map; a name that
-  // comes again (Headers gives each Set-Cookie apart) adds its value.
+  // As Node's: every [name, value] of a Headers or a Map.
   setHeaders(headers) {
     if (this.headersSent) throw headersSent('setHeaders');
-    if (headers === null || typeof headers !== 'object' || typeof headers[Symbol.iterator] !== 'function') {
+    if (!headers || Array.isArray(headers) || typeof headers.keys !== 'function' || typeof headers.get !== 'function') {
       throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'setHeaders: headers must be a Headers or a Map');
     }
-    const seen = new Set();
+    // A Headers gives each Set-Cookie apart (its get() would join them
+    // with commas): they are gathered into one array, as Node does.
+    let cookies = null;
     for (const [name, value] of headers) {
-      const lower = lowerName(name);
-      if (seen.has(lower)) this.appendHeader(name, value);
-      else this._set(lower, name, headerValue(name, value));
-      seen.add(lower);
+      if (name === 'set-cookie') (cookies ??= []).push(...[].concat(value));
+      else this.setHeader(name, value);
     }
+    if (cookies !== null) this.setHeader('set-cookie', cookies);
     return this;
   }
 
@@ -713,13 +721,16 @@ class Response {
   }
 
   // As Node's: what was set, or undefined, until writeHead() or the head
-  // going out fixes the status; then the phrase sent: a string set, else
-  // the standard one (src/http/response.rs has the table, so the two
-  // cannot differ).
+  // going out fixes the status; then the phrase the head carries (the
+  // native side decides it, so the two cannot differ): a string set when
+  // it can be sent, else the standard one.
   get statusMessage() {
     const set = this._reason;
-    if (typeof set === 'string' || (!this.headersSent && (this._flags & HEADED) === 0)) return set;
-    return native.reasonPhrase(this.statusCode);
+    let status;
+    if (this.headersSent) status = this._sentStatus;
+    else if ((this._flags & HEADED) !== 0) status = this.statusCode;
+    else return set;
+    return native.reasonPhrase(typeof status === 'number' ? status : 0, typeof set === 'string' ? set : undefined);
   }
 
   set statusMessage(value) {

@@ -315,9 +315,12 @@ pub unsafe extern "C" fn abort(
     }
 }
 
-/// The reason phrase sack sends for `status` ("Unknown" for a code
-/// without one): `res.statusMessage` reads it once the status is fixed.
+/// The reason phrase a head for `status` carries with `reason` set by the
+/// handler (the standard one when `reason` is absent, empty or not
+/// sendable; "Unknown" for a code without one): `res.statusMessage` reads
+/// it once the head is fixed, so the two cannot differ.
 #[napi_derive::napi]
-pub fn reason_phrase(status: u32) -> &'static str {
-    u16::try_from(status).map_or("Unknown", crate::http::response::reason_phrase)
+pub fn reason_phrase(status: u32, reason: Option<String>) -> String {
+    let status = u16::try_from(status).unwrap_or(0);
+    crate::http::framing::status_reason(status, reason.as_deref()).to_owned()
 }

@@ -102,6 +102,14 @@ pub fn is_field_value(s: &str) -> bool {
         .all(|c| matches!(c, '\t' | ' '..='~' | '\u{80}'..='\u{ff}'))
 }
 
+/// The reason phrase a head carries (RFC 9112 §4): the user's when it is
+/// non-empty and a field value we can send, else the standard one.
+pub fn status_reason(status: u16, reason: Option<&str>) -> &str {
+    reason
+        .filter(|r| !r.is_empty() && is_field_value(r))
+        .unwrap_or_else(|| reason_phrase(status))
+}
+
 /// Writes text checked by `is_field_value` as Latin-1.
 fn put_latin1(out: &mut Vec<u8>, s: &str) {
     if s.is_ascii() {
@@ -365,10 +373,7 @@ fn build<N: AsRef<str>, V: AsRef<str>>(
     out.extend_from_slice(b"HTTP/1.1 ");
     put_decimal(out, status as u64);
     out.push(b' ');
-    match reason.filter(|r| !r.is_empty() && is_field_value(r)) {
-        Some(r) => put_latin1(out, r),
-        None => out.extend_from_slice(reason_phrase(status).as_bytes()),
-    }
+    put_latin1(out, status_reason(status, reason));
     out.extend_from_slice(b"\r\n");
 
     let informational = status < 200;
@@ -554,6 +559,19 @@ mod tests {
         let mut out = Vec::new();
         let (f, _) = build(&mut out, rq, status, reason, headers, body_len, date);
         ResponseHead::new(out, f)
+    }
+
+    #[test]
+    fn the_reason_sent_is_the_users_only_when_non_empty_and_sendable() {
+        assert_eq!(status_reason(200, None), "OK");
+        assert_eq!(status_reason(200, Some("")), "OK");
+        assert_eq!(status_reason(404, Some("a\r\nb")), "Not Found");
+        assert_eq!(status_reason(201, Some("\u{100}")), "Created");
+        assert_eq!(status_reason(599, None), "Unknown");
+        assert_eq!(status_reason(202, Some("Caf\u{e9} ok")), "Caf\u{e9} ok");
+        let mut out = Vec::new();
+        build(&mut out, &V11, 404, Some("a\nb"), &hdrs(&[]), Some(0), None);
+        assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
     }
 
     #[test]
