@@ -91,12 +91,20 @@ export interface ConnectionInfo {
   headers: Record<string, string | string[]>;
 }
 
-/** An HTTP request's `connection` (and `socket`). */
-export interface RequestConnectionInfo extends ConnectionInfo {
+/**
+ * An HTTP request's `connection` (= `req.socket`, `res.socket`): the connection's info and what
+ * libraries written for Node's `http` use of a `net.Socket`. An EventEmitter: `'close'` when the
+ * connection goes before the response ends (not after a keep-alive response).
+ */
+export interface RequestConnectionInfo extends ConnectionInfo, EventEmitter {
   /** Drops the connection, as `res.destroy()` (for Node's `req.socket.destroy()`). */
   destroy(): this;
   /** The connection went, or was dropped (the response's `destroyed`). */
   readonly destroyed: boolean;
+  /** True until the connection goes. */
+  readonly readable: boolean;
+  /** True until the connection goes. */
+  readonly writable: boolean;
 }
 
 export interface SocketInfo {
@@ -295,6 +303,10 @@ export interface HttpRequest extends EventEmitter, AsyncIterable<Buffer | string
   isPaused(): boolean;
   /** Writes the body to `dest` and ends it (unless `{ end: false }`). */
   pipe<T extends NodeJS.WritableStream>(dest: T, options?: { end?: boolean }): T;
+  /** Undoes `pipe(dest)`, or every pipe without `dest`. */
+  unpipe(dest?: NodeJS.WritableStream): this;
+  /** True until `'end'` (or `destroy()`), as a Readable's. */
+  readonly readable: boolean;
 }
 
 /**
@@ -332,6 +344,9 @@ export interface HttpResponse extends EventEmitter {
   setHeaders(headers: Headers | Map<string, string | number | string[]>): this;
   /** The request this answers (Node's `res.req`). */
   readonly req: HttpRequest;
+  /** The request's `socket` (Node's `res.socket`); `connection` is the same. */
+  readonly socket: RequestConnectionInfo;
+  readonly connection: RequestConnectionInfo;
   getHeader(name: string): string | string[] | undefined;
   hasHeader(name: string): boolean;
   removeHeader(name: string): void;

@@ -3151,6 +3151,43 @@ test.describe('req as a stream (for handlers written for Node http)', () => {
     ]);
   });
 
+  test.it("req.readable until 'end', req.unpipe(), res.socket is req.socket and says 'close' when the connection goes", async (t) => {
+    const seen = [];
+    const { PassThrough } = require('node:stream');
+    const server = serve(t, {}, (req, res) => {
+      seen.push(`readable ${req.readable} ${res.socket === req.socket} ${res.connection === req.socket} ${req.socket.writable}`);
+      if (req.url === '/unpipe') {
+        const dest = new PassThrough();
+        const got = [];
+        dest.on('data', (d) => got.push(d));
+        dest.on('unpipe', () => seen.push('unpiped'));
+        req.pipe(dest);
+        req.unpipe(dest);
+        req.on('end', () => {
+          seen.push(`end: readable ${req.readable}, dest got ${got.length}, ended ${dest.writableEnded}`);
+          res.end('ok');
+        });
+        req.resume();
+      } else {
+        res.socket.on('close', () => seen.push(`socket close, writable ${req.socket.writable}`));
+        setTimeout(() => res.destroy(), 10);
+      }
+    });
+    const raw = await Raw.connect(t, portOf(server));
+    raw.write('POST /unpipe HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody');
+    assert.equal((await raw.response()).text, 'ok');
+    raw.write('GET /gone HTTP/1.1\r\nHost: h\r\n\r\n');
+    await withTimeout(raw.end(), 5000, 'the connection to be dropped');
+    await waitUntil(() => seen.length === 5, 3000, "the socket's 'close'");
+    assert.deepEqual(seen, [
+      'readable true true true true',
+      'unpiped',
+      'end: readable false, dest got 0, ended false',
+      'readable true true true true',
+      'socket close, writable false',
+    ]);
+  });
+
   test.it("req.destroy(error) after the body's 'end' keeps the connection (as Node's) and gives the error to 'error' listeners", async (t) => {
     const seen = [];
     const server = serve(t, {}, (req, res) => {

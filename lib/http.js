@@ -97,12 +97,45 @@ class Request {
 
   // The body into `dest` (a writable), ended unless `{ end: false }`.
   pipe(dest, { end = true } = {}) {
-    this.on('data', (chunk) => dest.write(chunk));
-    if (end) this.once('end', () => dest.end());
+    const onData = (chunk) => dest.write(chunk);
+    const onEnd = end ? () => dest.end() : null;
+    this.on('data', onData);
+    if (onEnd !== null) this.once('end', onEnd);
+    (this._pipes ??= []).push({ dest, onData, onEnd });
     if (typeof dest.emit === 'function') dest.emit('pipe', this);
     // As Node's pipe(): a paused source starts flowing.
     this.resume();
     return dest;
+  }
+
+  // The response ended: a body not yet being read flows to no 'data'
+  // listener and 'end' follows, as Node's IncomingMessage#_dump().
+  _dump() {
+    if (this._dumped === true || (this._step | 0) !== 0 || this._scheduled === true) return;
+    this._dumped = true;
+    this.removeAllListeners('data');
+    this.resume();
+  }
+
+  // Undoes pipe(dest), or every pipe without `dest`, as Node's.
+  unpipe(dest) {
+    const pipes = this._pipes;
+    if (pipes === undefined) return this;
+    for (let i = pipes.length - 1; i >= 0; i--) {
+      const p = pipes[i];
+      if (dest !== undefined && p.dest !== dest) continue;
+      pipes.splice(i, 1);
+      this.removeListener('data', p.onData);
+      if (p.onEnd !== null) this.removeListener('end', p.onEnd);
+      if (typeof p.dest.emit === 'function') p.dest.emit('unpipe', this);
+    }
+    return this;
+  }
+
+  // As a Readable's: true until 'end' or destroy(). Libraries read it to
+  // tell a body still to come (on-finished, body-parser).
+  get readable() {
+    return this._ended !== true && !this.destroyed;
   }
 
   setEncoding(encoding) {
@@ -182,7 +215,7 @@ class Request {
   }
 
   // Node's `req.socket.remoteAddress` and friends: the connection's info,
-  // and `req.socket.destroy()`.
+  // with what libraries use of a net.Socket (RequestSocket, below).
   get socket() {
     return this.connection;
   }
@@ -191,20 +224,48 @@ class Request {
     if (this._connection === undefined) {
       const [ra, rp] = address(this._remote);
       const [la, lp] = address(this._local);
-      const info = connectionInfo([undefined, undefined, ra, rp, la, lp], this.headers);
-      // Node's `req.socket.destroy()` and `destroyed`: the connection's.
-      Object.defineProperties(info, {
-        destroy: {
-          value: () => {
-            this._res?.destroy();
-            return info;
-          },
-        },
-        destroyed: { get: () => this._res?.destroyed ?? false },
-      });
-      this._connection = info;
+      this._connection = new RequestSocket(this, connectionInfo([undefined, undefined, ra, rp, la, lp], this.headers));
     }
     return this._connection;
+  }
+}
+
+// `req.socket` (= `req.connection`, `res.socket`): the connection's info
+// (remoteAddress, …) and as much of a net.Socket as libraries written for
+// Node's http use: destroy(), destroyed, readable and writable (true until
+// the connection goes), and 'close' when it goes before the response has
+// ended (on-finished listens for it). After a response the connection may
+// stay open for the next request: no 'close' then.
+class RequestSocket {
+  constructor(req, info) {
+    Object.assign(this, info);
+    Object.defineProperty(this, '_req', { value: req });
+  }
+
+  _listening(name) {
+    const res = this._req._res;
+    if (name !== 'close' || res === undefined || this._closeWatched === true) return;
+    Object.defineProperty(this, '_closeWatched', { value: true });
+    res.on('close', () => {
+      if ((res._flags & GONE) !== 0) this.emit('close', false);
+    });
+  }
+
+  destroy() {
+    this._req._res?.destroy();
+    return this;
+  }
+
+  get destroyed() {
+    return this._req._res?.destroyed ?? false;
+  }
+
+  get readable() {
+    return !this.destroyed;
+  }
+
+  get writable() {
+    return !this.destroyed;
   }
 }
 
@@ -387,10 +448,17 @@ class Response {
     this.headersSent = false;
     this.finished = false;
     this._flags = 0;
-    // The Request (set by the server), as Node's `res.req`. There is no
-    // `res.socket`: libraries that find one (on-finished) take it for a
-    // net.Socket and listen on it.
+    // The Request (set by the server), as Node's `res.req`.
     this.req = undefined;
+  }
+
+  // As Node's `res.socket`: the request's (a RequestSocket).
+  get socket() {
+    return this.req === undefined ? null : this.req.socket;
+  }
+
+  get connection() {
+    return this.socket;
   }
 
   // Listening for 'close' asks the native side to say when the connection
@@ -684,6 +752,11 @@ class Response {
       this._queued(send(this, true, body));
     }
     this.finished = true;
+    // As Node's: a body nobody began to read is read out, so the request's
+    // 'end' comes (on-finished waits for it). Only a request with
+    // listeners needs it; the common one has none.
+    const req = this.req;
+    if (req !== undefined && req._events !== undefined) req._dump();
     if (typeof cb === 'function') this._whenFinished(cb);
     // Gone, or 'finish' already on its way (the callback's listener).
     if ((this._flags & (GONE | FINISHING)) !== 0) return this;
@@ -796,5 +869,6 @@ function emitterWithHook(cls) {
 
 emitterWithHook(Request);
 emitterWithHook(Response);
+emitterWithHook(RequestSocket);
 
 module.exports = { Request, Response };
