@@ -27,14 +27,7 @@ const HAVE_CURL = fs.existsSync(CURL);
 // ---------------------------------------------------------------------------
 // Helpers
 
-const { delay, withTimeout, nextEvent, request, background, runNode, waitUntil } = require('./helpers.js');
-
-async function closeServer(server) {
-  if (server.readyState === 3) return;
-  const closed = nextEvent(server, 'close', 5000);
-  if (server.readyState === 4) server.close();
-  await closed;
-}
+const { delay, withTimeout, nextEvent, request, background, runNode, waitUntil, closeServer } = require('./helpers.js');
 
 /**
  * A sack server on 127.0.0.1, port 0, closed when the test ends. `handler`

@@ -20,13 +20,12 @@ const onFinished = require('on-finished');
 const finalhandler = require('finalhandler');
 const serveStatic = require('serve-static');
 
-const { Server, closeServer, request, waitUntil, withTimeout, delay } = require('./helpers.js');
+const { scope, request, waitUntil, withTimeout, delay } = require('./helpers.js');
 
-/** A sack server whose requests go to `handler`, closed when the test ends. */
+/** The port of a sack server whose requests go to `handler` (closed when the test ends). */
 function serve(t, handler) {
-  const server = new Server({ address: '127.0.0.1', port: 0 });
+  const server = scope(t).server();
   server.onrequest = handler;
-  t.after(() => closeServer(server));
   return server.address().port;
 }
 

@@ -561,8 +561,11 @@ class Response {
   // As Node's: adds to a header's values instead of replacing them.
   appendHeader(name, value) {
     if (this.headersSent) throw headersSent('appendHeader');
-    const lower = lowerName(name);
-    const stored = headerValue(name, value);
+    return this._append(lowerName(name), name, headerValue(name, value));
+  }
+
+  // Adds checked value(s) `stored` to header `lower`, set as `name` if new.
+  _append(lower, name, stored) {
     const i = this._find(lower);
     if (i < 0) return this._set(lower, name, stored);
     this._headers[i + 2] = [].concat(this._headers[i + 2], stored);
@@ -654,15 +657,7 @@ class Response {
         const at = this._find(lower);
         if (at >= 0) this._headers.splice(at, 3);
       }
-      for (let k = 0; k < names.length; k++) {
-        const at = this._find(names[k]);
-        if (at < 0) {
-          this._set(names[k], headers[2 * k], values[k]);
-        } else {
-          const prev = this._headers[at + 2];
-          this._headers[at + 2] = [].concat(prev, values[k]);
-        }
-      }
+      for (let k = 0; k < names.length; k++) this._append(names[k], headers[2 * k], values[k]);
     } else if (headers && typeof headers === 'object') {
       for (const [k, v] of Object.entries(headers)) this.setHeader(k, v);
     }
