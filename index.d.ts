@@ -44,15 +44,19 @@ export interface ServerOptions {
   maxHeaderSize?: number;
   /** Largest HTTP request body (request handler); larger is answered 413. Default 10 MiB. */
   maxBodySize?: number;
+  /** Bytes of HTTP request bodies the server holds at once while they arrive (0 = no limit). Past it, bodies are not read further until others are done, so TCP pushes back on their clients (each still bounded by `requestTimeout`). Default 64 MiB. */
+  maxBodyBuffer?: number;
   /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). A request body with no byte for as long is answered 408, with the same event. Default 10000. */
   handshakeTimeout?: number;
   /** Milliseconds for an HTTP request's whole body to arrive after its head (`handshakeTimeout` bounds each pause); then it is answered 408 and `error` fires (`ETIMEDOUT`). 0 = no limit. Default 300000, as Node's `requestTimeout`. */
   requestTimeout?: number;
-  /** Milliseconds of silence before an automatic ping (0 = off); when the next interval passes with nothing received, the connection is closed (close event 1006, reason "ping timeout"). Default 0. */
+  /** Milliseconds of silence before an automatic ping (0 = off); when the next interval passes with nothing received (a pong or anything else), the connection is closed (close event 1006, reason "ping timeout"). Finds peers that vanished without a FIN, and keeps NATs and proxies from cutting quiet connections. Default 30000. */
   pingInterval?: number;
-  /** `send()` (and an HTTP response's `write()`) returns false once this many bytes wait to be written; `drain` fires when it falls back. Default 16 MiB. */
+  /** `send()` (and an HTTP response's `write()`) returns false once this many bytes wait to be written; `drain` fires when it falls back. While a connection is over it, the engine does not read from that client either (it is not reading what we send; TCP pushes back on it). Default 16 MiB. */
   maxBackpressure?: number;
-  /** Open connections allowed at once (0 = no limit); more are answered 503. Default 0. */
+  /** Bytes queued for one connection past which it is closed instead of queueing more (0 = no limit): the `error` event (`WS_ERR_BACKPRESSURE`, `closeCode` 1008), a close frame 1008, then `close`. For an app that ignores `send()`'s `false` while its client does not read. Default 64 MiB. */
+  backpressureLimit?: number;
+  /** Connections allowed at once, WebSocket and HTTP alike (0 = no limit). A new one past it closes an idle keep-alive HTTP connection to make room, or is answered 503 when none is idle. Default 0. */
   maxConnections?: number;
   /** Milliseconds to wait for the peer's close frame after ours, or for a peer that stopped reading to take what is queued once closing, before dropping the socket (close 1006); also how long the answer to a client's close frame waits for a busy JS thread. Default 10000. */
   closeTimeout?: number;
@@ -163,22 +167,22 @@ export interface Connection {
   /** TCP_NODELAY (default `true`). */
   noDelay: boolean;
 
-  /** Sends a text (string) or binary (ArrayBuffer or any view: exactly its bytes) message. Returns `false` above `maxBackpressure`. Throws `WS_ERR_NOT_OPEN` when not open, `TypeError` for other data. */
+  /** Sends a text (string) or binary (ArrayBuffer or any view: exactly its bytes) message. Returns `false` above `maxBackpressure`, and `false` (the data dropped) once a close is under way (CLOSING). Throws `WS_ERR_NOT_OPEN` before the connection opened or once it is CLOSED, `TypeError` for other data. */
   send(data: string | ArrayBuffer | ArrayBufferView): boolean;
   /** Starts the closing handshake. Default code 1000. `RangeError` for an invalid code or a reason over 123 UTF-8 bytes. */
   close(code?: number, reason?: string): void;
-  /** Sends a ping (at most 125 bytes). Client pings are answered automatically. */
-  ping(data?: string | ArrayBuffer | ArrayBufferView): void;
+  /** Sends a ping (at most 125 bytes); `false` (dropped) once a close is under way. Client pings are answered automatically. */
+  ping(data?: string | ArrayBuffer | ArrayBufferView): boolean;
   /** Drops the connection without a closing handshake (the close event reports 1006). */
   terminate(): void;
   /** Stops reading from the socket (TCP backpressure reaches the client). */
   block(): void;
   /** Reads again after `block()`. */
   resume(): void;
-  /** Accepts this pending connection (during or after the server's `accept` event). */
-  accept(protocol?: string): void;
-  /** Refuses this pending connection with an HTTP status (default 403). */
-  reject(status?: number, reason?: string): void;
+  /** Accepts this pending connection (during or after the server's `accept` event). `true` when accepted; `false` when the client left meanwhile (its `close` event comes). Throws `WS_ERR_ALREADY_DECIDED` when it was accepted or rejected already. */
+  accept(protocol?: string): boolean;
+  /** Refuses this pending connection with an HTTP status (default 403). `true` when refused; `false` when the client left meanwhile. */
+  reject(status?: number, reason?: string): boolean;
   /** Only on TLS connections (not in this build): throws. */
   disableSSL(): void;
   /** Hands this connection to a thread that called `Thread.accept(destination)`. `true` when one took it (this object is then CLOSED here); `false` when none is registered. During `accept` it also accepts the connection. */
@@ -201,7 +205,7 @@ export interface Connection {
 }
 
 export interface ServerEvents {
-  /** An upgrade request, before the 101. Decide with `server.accept/reject` now or `ws.accept/reject` later. No handler: accepted. `this` is the server. */
+  /** An upgrade request, before the 101. Decide with `server.accept/reject` now or `ws.accept/reject` later, within `handshakeTimeout` (then the client gets 503, the ws its `close` event and the server an `error` event, `ETIMEDOUT`). A handler that throws before deciding answers 500. No handler: accepted. `this` is the server. */
   accept: [ws: Connection];
   /** The connection is open; `this` is the connection. */
   connect: [ws: Connection];
@@ -222,10 +226,10 @@ export interface Server {
   /** The bound port. */
   readonly port: number;
   address(): AddressInfo;
-  /** During `accept` only: accept with an optional subprotocol (`TypeError` if the client did not offer it). */
-  accept(protocol?: string): void;
-  /** During `accept` only: refuse with an HTTP status (default 403) and reason. */
-  reject(status?: number, reason?: string): void;
+  /** During `accept` only: accept with an optional subprotocol (`TypeError` if the client did not offer it); as `ws.accept()`. */
+  accept(protocol?: string): boolean;
+  /** During `accept` only: refuse with an HTTP status (default 403) and reason; as `ws.reject()`. */
+  reject(status?: number, reason?: string): boolean;
   /** Stops listening and closes every connection with `code` (default 1001); `close` fires when done. */
   close(code?: number, reason?: string): void;
   /** Keeps the process alive while listening (the default). */
@@ -402,10 +406,27 @@ export interface ServerConstructor {
   (url: string, options?: ServerOptions, connect?: ConnectHandler): Server;
 }
 
+/** The numeric options' defaults (bytes, milliseconds), as the engine declares them. */
+export interface OptionDefaults {
+  readonly maxPayload: number;
+  readonly maxHeaderSize: number;
+  readonly maxBodySize: number;
+  readonly maxBodyBuffer: number;
+  readonly handshakeTimeout: number;
+  readonly requestTimeout: number;
+  readonly maxBackpressure: number;
+  readonly backpressureLimit: number;
+  readonly closeTimeout: number;
+  readonly pingInterval: number;
+  readonly maxConnections: number;
+}
+
 export interface WebsocketNamespace {
   Server: ServerConstructor;
   Thread: ThreadNamespace;
   readyStates: ReadyStates;
+  /** The numeric options' defaults, frozen. */
+  defaults: OptionDefaults;
 }
 
 export declare const Websocket: WebsocketNamespace;

@@ -6,6 +6,7 @@
 require('./lib/dispatch.js');
 const { Server } = require('./lib/server.js');
 const { Thread } = require('./lib/thread.js');
+const { NUMERIC } = require('./lib/options.js');
 
 const readyStates = Object.freeze({
   INITIALIZING: -1,
@@ -20,6 +21,8 @@ const Websocket = {
   Server,
   Thread,
   readyStates,
+  // The numeric options' defaults (bytes, milliseconds), from the engine.
+  defaults: NUMERIC,
 };
 
 module.exports = { Websocket, WebSocket: Websocket };

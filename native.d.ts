@@ -81,6 +81,13 @@ export declare function keepAlive(on: boolean): void
 export declare function listen(address: string, port: number, options: ServerOptions): NativeServer
 
 /**
+ * The numeric option defaults, in the units the options take (bytes,
+ * milliseconds), from [`ServerConfig::default`]: lib/options.js and
+ * `Websocket.defaults` read them here, so they are written down once.
+ */
+export declare function optionDefaults(): ServerOptions
+
+/**
  * The reason phrase a head for `status` carries with `reason` set by the
  * handler (the standard one when `reason` is absent, empty or not
  * sendable; "Unknown" for a code without one): `res.statusMessage` reads
@@ -96,12 +103,14 @@ export interface ServerOptions {
   maxPayload?: number
   maxHeaderSize?: number
   maxBodySize?: number
+  maxBodyBuffer?: number
   /** Milliseconds. */
   handshakeTimeout?: number
   /** Milliseconds; 0 = off. */
   requestTimeout?: number
   masking?: boolean
   maxBackpressure?: number
+  backpressureLimit?: number
   /** Milliseconds. */
   closeTimeout?: number
   /** Milliseconds; 0 = off. */

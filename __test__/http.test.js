@@ -2223,13 +2223,33 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     if (LANE) assert.equal(server._native.laneConnections(), 0);
   });
 
-  test.it('a client that sends its last request and half-closes still gets the response', async (t) => {
-    const server = serve(t, {}, (req, res) => setTimeout(() => res.end(`done ${req.url}`), 10));
-    const raw = await laneConnection(t, server);
-    raw.write('GET /last HTTP/1.1\r\nHost: h\r\n\r\n');
-    raw.socket.end();
-    assert.equal((await raw.response()).text, 'done /last');
-    await raw.end();
+  test.it('a client that half-closes after its request: a quick answer still goes out; a handler slower than 250 ms is given up (close, nothing sent)', async (t) => {
+    const closes = [];
+    const server = serve(t, {}, (req, res) => {
+      if (req.url.startsWith('/warm')) return res.end('ok');
+      res.on('close', () => closes.push(req.url));
+      setTimeout(() => res.end(`done ${req.url}`), req.url.startsWith('/quick') ? 10 : 700);
+    });
+    for (const lane of [false, true]) {
+      const connect = () => (lane ? laneConnection(t, server) : Raw.connect(t, portOf(server)));
+      const where = lane ? 'lane' : 'task';
+      const quick = await connect();
+      quick.write(`GET /quick-${where} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      quick.socket.end();
+      assert.equal((await quick.response()).text, `done /quick-${where}`);
+      await quick.end();
+
+      const slow = await connect();
+      const started = Date.now();
+      slow.write(`GET /slow-${where} HTTP/1.1\r\nHost: h\r\n\r\n`);
+      slow.socket.end();
+      await slow.end(2000);
+      await waitUntil(() => closes.includes(`/slow-${where}`), 2000, `the response's close event (${where})`);
+      const after = Date.now() - started;
+      assert.ok(after < 650, `given up after ${after} ms (${where})`);
+      await delay(800);
+      assert.equal(slow.buf.length, 0, `no response after the client left (${where})`);
+    }
   });
 
   test.it('idle lane connections close quietly after handshakeTimeout; server.close() ends idle and busy ones', async (t) => {

@@ -16,6 +16,7 @@ const ST_OK = 1;
 const ST_ALREADY_DECIDED = -2;
 const ST_PROTOCOL_NOT_OFFERED = -3;
 const ST_BAD_TYPE = -5;
+const ST_GONE = -6;
 
 // Close codes that may be sent (RFC 6455 §7.4): 1000–1003, 1007–1014, 3000–4999.
 function isValidCloseCode(code) {
@@ -169,10 +170,14 @@ class Connection {
   }
 
   // Strings go as text; ArrayBuffers and every view as binary (exactly the
-  // view's bytes). The type check and the copy happen natively.
+  // view's bytes). The type check and the copy happen natively. Once a
+  // close is under way (CLOSING) the data is dropped and false returned:
+  // a handler still answering messages read before the close is no misuse.
+  // Only a connection that never opened or has closed throws.
   send(data) {
     if (this.readyState !== OPEN) {
       toBytes(data, 'send'); // the TypeError for bad data comes first
+      if (this.readyState === CLOSING) return false;
       throw notOpen(this, 'send');
     }
     const r = registry.fast.send(this._id, data);
@@ -183,13 +188,16 @@ class Connection {
     return r === ST_OK;
   }
 
+  // True when the ping was queued; false (dropped) once a close is under
+  // way, as send().
   ping(data) {
     const bytes = data === undefined ? undefined : toBytes(data, 'ping');
     if (bytes && bytes.byteLength > 125) {
       throw sackError(RangeError, 'ERR_OUT_OF_RANGE', 'ping: the payload must not be longer than 125 bytes');
     }
+    if (this.readyState === CLOSING) return false;
     if (this.readyState !== OPEN) throw notOpen(this, 'ping');
-    this._h.ping(bytes); // < 0: closing in the engine already (see send)
+    return this._h.ping(bytes) === ST_OK; // < 0: closing in the engine already (see send)
   }
 
   close(code, reason) {
@@ -243,7 +251,9 @@ class Connection {
     this._h.setNoDelay(!!on);
   }
 
-  // Accepts this pending connection (from the accept event, or any time later).
+  // Accepts this pending connection (from the accept event, or any time
+  // later). True when accepted; false when the client has gone meanwhile
+  // (nothing to accept: its 'close' event comes, or came).
   accept(protocol) {
     if (protocol !== undefined && protocol !== null && typeof protocol !== 'string') {
       throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'accept: the protocol must be a string');
@@ -255,7 +265,9 @@ class Connection {
         `accept: the client did not offer the subprotocol "${protocol}" (offered: ${this.protocols.join(', ') || 'none'})`,
       );
     }
+    if (this.readyState === CLOSED && !this._moved) return false;
     const r = this._h.accept(protocol || null);
+    if (r === ST_GONE) return false;
     if (r === ST_PROTOCOL_NOT_OFFERED) {
       throw sackError(TypeError, 'WS_ERR_PROTOCOL_NOT_OFFERED', `accept: the client did not offer "${protocol}"`);
     }
@@ -265,9 +277,11 @@ class Connection {
     this._server._opened(this);
     if (this._deciding) this._connectPending = true;
     else this._server._emitConnect(this);
+    return true;
   }
 
   // Refuses this pending connection with an HTTP status (default 403).
+  // True when refused; false when the client has gone meanwhile.
   reject(status, reason) {
     if (status === undefined || status === null) status = 403;
     if (!Number.isInteger(status) || status < 400 || status > 599) {
@@ -276,9 +290,12 @@ class Connection {
     if (reason !== undefined && reason !== null && typeof reason !== 'string') {
       throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'reject: the reason must be a string');
     }
+    if (this.readyState === CLOSED && !this._moved) return false;
     const r = this._h.reject(status, reason || null);
+    if (r === ST_GONE) return false;
     if (r !== ST_OK) throw decided(this, 'reject');
     this.readyState = CLOSING;
+    return true;
   }
 
   disableSSL() {

@@ -14,6 +14,7 @@ const closeCodeOf = {
   WS_ERR_INVALID_UTF8: 1007,
   WS_ERR_INVALID_COMPRESSION: 1007,
   WS_ERR_MESSAGE_TOO_BIG: 1009,
+  WS_ERR_BACKPRESSURE: 1008,
 };
 
 function notOpen(ws, what) {

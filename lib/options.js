@@ -3,21 +3,17 @@
 // contract, and the checks that turn a bad option into a TypeError naming it.
 
 const { badOption, sackError } = require('./errors.js');
+const native = require('../native.js');
 
 const DEFAULT_PORT = 8080;
 
-// Sizes and times with their defaults (documented in index.d.ts and README).
-const NUMERIC = {
-  maxPayload: 100 * 1024 * 1024,
-  maxHeaderSize: 16 * 1024,
-  maxBodySize: 10 * 1024 * 1024,
-  handshakeTimeout: 10000,
-  requestTimeout: 300000,
-  pingInterval: 0,
-  maxBackpressure: 16 * 1024 * 1024,
-  maxConnections: 0,
-  closeTimeout: 10000,
-};
+// Sizes and times with their defaults, as the engine declares them
+// (src/engine/config.rs says why each is what it is).
+const NUMERIC = Object.freeze(
+  Object.fromEntries(
+    Object.entries(native.optionDefaults()).filter(([, v]) => typeof v === 'number'),
+  ),
+);
 
 function isPlainObject(v) {
   return v !== null && typeof v === 'object' && !Array.isArray(v);

@@ -77,14 +77,14 @@ Server.prototype.accept = function accept(protocol) {
   if (!this._accepting) {
     throw sackError(Error, 'WS_ERR_NOT_ACCEPTING', 'server.accept() is only valid during the "accept" event; use ws.accept() later');
   }
-  this._accepting.accept(protocol);
+  return this._accepting.accept(protocol);
 };
 
 Server.prototype.reject = function reject(status, reason) {
   if (!this._accepting) {
     throw sackError(Error, 'WS_ERR_NOT_ACCEPTING', 'server.reject() is only valid during the "accept" event; use ws.reject() later');
   }
-  this._accepting.reject(status, reason);
+  return this._accepting.reject(status, reason);
 };
 
 Server.prototype.disableSSL = function disableSSL() {
@@ -156,16 +156,26 @@ Server.prototype._onAccept = function _onAccept(handle, info, id) {
   const ws = this._newConnection(handle, info, id, 0);
   this._accepting = ws;
   ws._deciding = true;
+  let failed = false;
+  let failure;
   try {
     emit(this, 'accept', this, ws);
+  } catch (err) {
+    failed = true;
+    failure = err;
   } finally {
     this._accepting = null;
     ws._deciding = false;
   }
+  // A handler that threw before deciding: the client gets a 500 rather
+  // than waiting for the decision timeout, as a request handler's throw.
+  if (failed && ws.readyState === 0) ws.reject(500);
   if (ws._connectPending) {
     ws._connectPending = false;
     this._emitConnect(ws);
   }
+  // On to the process like any handler's exception.
+  if (failed) throw failure;
 };
 
 Server.prototype._onOpen = function _onOpen(handle, info, id) {

@@ -20,6 +20,8 @@ pub mod status {
     pub const ALREADY_DECIDED: i32 = -2;
     pub const PROTOCOL_NOT_OFFERED: i32 = -3;
     pub const BAD_CLOSE_CODE: i32 = -4;
+    /// `accept`/`reject` after the client left (-5 is `fast.rs`'s bad type).
+    pub const GONE: i32 = -6;
 }
 
 fn code(e: ConnError) -> i32 {
@@ -28,6 +30,7 @@ fn code(e: ConnError) -> i32 {
         ConnError::AlreadyDecided => status::ALREADY_DECIDED,
         ConnError::ProtocolNotOffered => status::PROTOCOL_NOT_OFFERED,
         ConnError::BadCloseCode => status::BAD_CLOSE_CODE,
+        ConnError::Gone => status::GONE,
     }
 }
 

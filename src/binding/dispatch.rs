@@ -819,6 +819,11 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                 };
                 js::call(env, f, &[n(kind), n(exchange as f64)]);
             }
+            Event::ShedIdle { server } => {
+                if let Some(lane) = state.lane.as_ref() {
+                    lane.shed_idle(server);
+                }
+            }
             Event::HttpLane { conn } => match state.lane.as_ref() {
                 Some(lane) => lane.adopt(conn),
                 None => conn.hand_back(),

@@ -67,6 +67,13 @@ struct Slot {
     /// may leave it waiting when its group is full.
     queued: Option<c_int>,
     waker: Waker,
+    /// Bytes came while a response is in flight (a pipelined request):
+    /// not watched for reading until it ends (libuv's poll is level
+    /// triggered).
+    read_ahead: bool,
+    /// The server closes: past this (`clock::mono_ms`) a response still
+    /// in flight is given up (`closeTimeout`).
+    close_by: Option<u64>,
 }
 
 /// A round's working lists (see `Lane::run`).
@@ -209,6 +216,8 @@ impl Lane {
             events: 0,
             queued: None,
             waker,
+            read_ahead: false,
+            close_by: None,
         };
         self.watch(&mut slot, UV_READABLE);
         self.conns.borrow_mut().insert(key, slot);
@@ -220,18 +229,51 @@ impl Lane {
     }
 
     /// Server `id` closes: its idle connections go now; busy ones close
-    /// after their response (which says `Connection: close`).
+    /// after their response (which says `Connection: close`), or after
+    /// its `closeTimeout` when the response does not end.
     pub fn server_closing(&self, id: u64) {
-        let idle: Vec<u64> = self
+        let now = crate::clock::mono_ms();
+        let mut idle = Vec::new();
+        let mut longest = 0;
+        for (k, s) in self.conns.borrow_mut().iter_mut() {
+            if s.conn.server.id != id {
+                continue;
+            }
+            if s.conn.busy() {
+                let limit = s.conn.server.config.close_timeout.as_millis() as u64;
+                s.close_by = Some(now.saturating_add(limit));
+                longest = longest.max(limit);
+            } else {
+                idle.push(*k);
+            }
+        }
+        for key in idle {
+            drop(self.remove(key));
+        }
+        if longest > 0 {
+            self.arm_sweep(longest);
+        }
+    }
+
+    /// Server `id` is at `maxConnections` and asks its idle keep-alive
+    /// connections to make room: the longest idle one here closes, if
+    /// the server still wants one (`Server::take_shed`).
+    pub fn shed_idle(&self, id: u64) {
+        let oldest = self
             .conns
             .borrow()
             .iter()
-            .filter(|(_, s)| s.conn.server.id == id && !s.conn.busy())
-            .map(|(k, _)| *k)
-            .collect();
-        for key in idle {
-            if let Some(conn) = self.remove(key) {
-                drop(conn);
+            .filter(|(_, s)| {
+                s.conn.server.id == id
+                    && !s.conn.busy()
+                    && !s.conn.has_buffered()
+                    && s.queued.is_none()
+            })
+            .min_by_key(|(_, s)| s.conn.idle_since())
+            .map(|(k, s)| (*k, s.conn.server.clone()));
+        if let Some((key, server)) = oldest {
+            if server.take_shed() {
+                drop(self.remove(key));
             }
         }
     }
@@ -320,7 +362,7 @@ impl Lane {
             .conns
             .borrow()
             .iter()
-            .filter(|(_, s)| s.conn.expired(now))
+            .filter(|(_, s)| s.conn.expired(now) || s.close_by.is_some_and(|t| now >= t))
             .map(|(k, _)| *k)
             .collect();
         for key in expired {
@@ -416,9 +458,37 @@ impl Lane {
             }
             events
         };
-        let mut slot = self.settle(key)?;
         // Errors (negative status) show as readable: the read reports them.
         let readable = events & UV_READABLE != 0 || events < 0;
+        if readable {
+            let mut conns = self.conns.borrow_mut();
+            let slot = conns.get_mut(&key)?;
+            if slot.conn.busy() {
+                if events < 0 {
+                    // The socket failed with a request pending: given up
+                    // (its response's 'close' comes as the exchange
+                    // detaches).
+                    drop(conns);
+                    drop(self.remove(key));
+                    return None;
+                }
+                if slot.conn.peer_gone() {
+                    // Its FIN: the handler has a grace to answer, as on
+                    // an engine task (`LEFT_GRACE`); then the sweep
+                    // gives it up.
+                    let by =
+                        crate::clock::mono_ms().saturating_add(crate::engine::lane::LEFT_GRACE_MS);
+                    slot.close_by = Some(slot.close_by.map_or(by, |t| t.min(by)));
+                    drop(conns);
+                    self.arm_sweep(crate::engine::lane::LEFT_GRACE_MS);
+                    conns = self.conns.borrow_mut();
+                }
+                if let Some(slot) = conns.get_mut(&key) {
+                    slot.read_ahead = true;
+                }
+            }
+        }
+        let mut slot = self.settle(key)?;
         match slot.conn.next(readable) {
             Step::Request(ev) => Some(ev),
             Step::Wait => {
@@ -457,13 +527,20 @@ impl Lane {
     fn settle(&self, key: u64) -> Option<RefMut<'_, Slot>> {
         let mut slot = RefMut::filter_map(self.conns.borrow_mut(), |c| c.get_mut(&key)).ok()?;
         match slot.conn.progress(self.now.get()) {
-            Progress::Idle => Some(slot),
+            Progress::Idle => {
+                slot.read_ahead = false;
+                Some(slot)
+            }
+            // Readable too while nothing is read ahead: a client that
+            // leaves is seen (`step`).
             Progress::Busy => {
-                self.wait_for_end(&mut slot, 0);
+                let events = if slot.read_ahead { 0 } else { UV_READABLE };
+                self.wait_for_end(&mut slot, events);
                 None
             }
             Progress::Blocked => {
-                self.wait_for_end(&mut slot, UV_WRITABLE);
+                let events = if slot.read_ahead { 0 } else { UV_READABLE };
+                self.wait_for_end(&mut slot, UV_WRITABLE | events);
                 None
             }
             Progress::Close => {

@@ -18,12 +18,14 @@ pub struct ServerOptions {
     pub max_payload: Option<f64>,
     pub max_header_size: Option<f64>,
     pub max_body_size: Option<f64>,
+    pub max_body_buffer: Option<f64>,
     /// Milliseconds.
     pub handshake_timeout: Option<f64>,
     /// Milliseconds; 0 = off.
     pub request_timeout: Option<f64>,
     pub masking: Option<bool>,
     pub max_backpressure: Option<f64>,
+    pub backpressure_limit: Option<f64>,
     /// Milliseconds.
     pub close_timeout: Option<f64>,
     /// Milliseconds; 0 = off.
@@ -52,10 +54,12 @@ fn config(o: &ServerOptions) -> ServerConfig {
         max_payload: size(o.max_payload, d.max_payload),
         max_header_size: size(o.max_header_size, d.max_header_size),
         max_body_size: size(o.max_body_size, d.max_body_size),
+        max_body_buffer: size(o.max_body_buffer, d.max_body_buffer),
         handshake_timeout: ms(o.handshake_timeout, d.handshake_timeout),
         request_timeout: ms(o.request_timeout, d.request_timeout),
         masking: o.masking.unwrap_or(d.masking),
         max_backpressure: size(o.max_backpressure, d.max_backpressure),
+        backpressure_limit: size(o.backpressure_limit, d.backpressure_limit),
         close_timeout: ms(o.close_timeout, d.close_timeout),
         ping_interval: ms(o.ping_interval, d.ping_interval),
         max_connections: size(o.max_connections, d.max_connections),
@@ -82,6 +86,38 @@ fn config(o: &ServerOptions) -> ServerConfig {
                 compress: o.deflate_compress.unwrap_or(true),
             }
         }),
+    }
+}
+
+/// The numeric option defaults, in the units the options take (bytes,
+/// milliseconds), from [`ServerConfig::default`]: lib/options.js and
+/// `Websocket.defaults` read them here, so they are written down once.
+#[napi]
+pub fn option_defaults() -> ServerOptions {
+    let d = ServerConfig::default();
+    let n = |v: usize| Some(v as f64);
+    let ms = |v: Duration| Some(v.as_millis() as f64);
+    ServerOptions {
+        max_payload: n(d.max_payload),
+        max_header_size: n(d.max_header_size),
+        max_body_size: n(d.max_body_size),
+        max_body_buffer: n(d.max_body_buffer),
+        handshake_timeout: ms(d.handshake_timeout),
+        request_timeout: ms(d.request_timeout),
+        masking: Some(d.masking),
+        max_backpressure: n(d.max_backpressure),
+        backpressure_limit: n(d.backpressure_limit),
+        close_timeout: ms(d.close_timeout),
+        ping_interval: ms(d.ping_interval),
+        max_connections: n(d.max_connections),
+        deflate: None,
+        deflate_compress: None,
+        deflate_threshold: None,
+        deflate_level: None,
+        deflate_server_no_context_takeover: None,
+        deflate_client_no_context_takeover: None,
+        deflate_server_max_window_bits: None,
+        deflate_client_max_window_bits: None,
     }
 }
 

@@ -14,6 +14,12 @@ pub struct ServerConfig {
     pub max_header_size: usize,
     /// Largest HTTP request body (request handler). Default 10 MiB. → 413.
     pub max_body_size: usize,
+    /// Bytes of HTTP request bodies a server holds at once, read but not
+    /// yet handed to JS. Past it, bodies are not read further until others
+    /// leave, so TCP pushes back on their clients (each still bounded by
+    /// `request_timeout`). Default 64 MiB: without it, 100 clients each
+    /// parking a body just under `max_body_size` pin 1 GB.
+    pub max_body_buffer: usize,
     /// Time allowed for the request head to arrive. Default 10 s: slow
     /// clients get through, idle sockets that never speak do not linger.
     pub handshake_timeout: Duration,
@@ -27,14 +33,32 @@ pub struct ServerConfig {
     pub masking: bool,
     /// `send()` (and an HTTP response's `write()`) returns false once this
     /// many bytes wait to be written ([`under_backpressure`]). Default
-    /// 16 MiB: well above a burst, far below memory trouble.
+    /// 16 MiB: well above a burst, far below memory trouble. While a
+    /// connection is over it, the engine also stops reading from it: a
+    /// peer that does not read cannot make us queue answers (pongs) for
+    /// ever, and TCP pushes back on it instead.
     pub max_backpressure: usize,
+    /// Bytes queued for one connection past which it is closed (1008,
+    /// `WS_ERR_BACKPRESSURE`) instead of queueing more: an app that ignores
+    /// `send()`'s `false` for a peer that never reads would otherwise grow
+    /// without bound (as uWebSockets' `closeOnBackpressureLimit`). Default
+    /// 64 MiB, four times `max_backpressure`: room for a burst past the soft
+    /// limit, a bound on what one peer can pin. Zero = no limit.
+    pub backpressure_limit: usize,
     /// Send a ping after this much silence, close (1001) when the next
-    /// interval passes with no pong. Default 0 (off), as `ws`.
+    /// interval passes with nothing received. Default 30 s, as the
+    /// heartbeat in `ws`'s README (uWebSockets closes after 120 s idle):
+    /// a peer that vanished without a FIN (power loss, a NAT that forgot
+    /// the flow) is found within two intervals instead of holding its
+    /// connection for ever, and a ping every 30 s keeps the usual 60 s
+    /// proxy and NAT idle timeouts from cutting quiet connections. Zero =
+    /// off.
     pub ping_interval: Duration,
     /// Time to wait for the peer's close frame after ours. Default 10 s.
     pub close_timeout: Duration,
-    /// Open connections allowed at once; more are answered 503. 0 = no limit.
+    /// Connections allowed at once, WebSocket and HTTP alike. A new one
+    /// past the limit closes the longest-idle keep-alive HTTP connection
+    /// to make room, or is answered 503 when there is none. 0 = no limit.
     pub max_connections: usize,
     /// permessage-deflate (RFC 7692): `None` ignores offers (the default:
     /// compression costs CPU and memory per connection). With
@@ -57,11 +81,13 @@ impl Default for ServerConfig {
             max_payload: 100 * 1024 * 1024,
             max_header_size: 16 * 1024,
             max_body_size: 10 * 1024 * 1024,
+            max_body_buffer: 64 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(300),
             masking: false,
             max_backpressure: 16 * 1024 * 1024,
-            ping_interval: Duration::ZERO,
+            backpressure_limit: 64 * 1024 * 1024,
+            ping_interval: Duration::from_secs(30),
             close_timeout: Duration::from_secs(10),
             max_connections: 0,
             deflate: None,

@@ -70,6 +70,9 @@ pub enum ConnError {
     /// A close code that may not be sent (RFC 6455 §7.4).
     #[error("invalid close code")]
     BadCloseCode,
+    /// `accept`/`reject` on a connection whose client has gone.
+    #[error("the client has gone")]
+    Gone,
 }
 
 impl ConnError {
@@ -80,6 +83,7 @@ impl ConnError {
             ConnError::AlreadyDecided => "WS_ERR_ALREADY_DECIDED",
             ConnError::ProtocolNotOffered => "WS_ERR_PROTOCOL_NOT_OFFERED",
             ConnError::BadCloseCode => "WS_ERR_INVALID_CLOSE_CODE",
+            ConnError::Gone => "WS_ERR_GONE",
         }
     }
 }
@@ -112,6 +116,9 @@ pub(super) struct Inner {
     /// The socket, for the direct-write path (`try_direct`); -1 until the
     /// WebSocket loop runs.
     pub fd: i32,
+    /// More than `backpressureLimit` bytes were queued: sends are refused,
+    /// and the task closes the connection (1008).
+    pub overflow: bool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -137,6 +144,7 @@ pub struct Conn {
     records: bool,
     masking: bool,
     max_backpressure: usize,
+    backpressure_limit: usize,
     inner: Mutex<Inner>,
     buffered: AtomicUsize,
     want_drain: AtomicBool,
@@ -190,6 +198,7 @@ impl Conn {
             records,
             masking: config.masking,
             max_backpressure: config.max_backpressure,
+            backpressure_limit: config.backpressure_limit,
             inner: Mutex::new(Inner {
                 out: Vec::new(),
                 phase: Phase::Pending { key },
@@ -200,6 +209,7 @@ impl Conn {
                 protocol: String::new(),
                 task_writing: false,
                 fd: -1,
+                overflow: false,
             }),
             buffered: AtomicUsize::new(0),
             want_drain: AtomicBool::new(false),
@@ -266,6 +276,21 @@ impl Conn {
         };
     }
 
+    /// Parks `waker` until JS takes the queue of generation `gen` this
+    /// connection's events went to; false when it has been taken already
+    /// (or the connection is moving), so reading goes on.
+    pub(super) fn wait_for_take(&self, gen: u64, waker: &std::task::Waker) -> bool {
+        match &*self.route() {
+            Route::Direct(sink) => sink.lock().wait_for_take(gen, waker),
+            Route::Held { .. } => false,
+        }
+    }
+
+    /// Bytes left the queue without being written (dropped at close).
+    pub(super) fn unbuffer(&self, n: usize) {
+        self.buffered.fetch_sub(n, Ordering::AcqRel);
+    }
+
     /// Puts `earlier` in front of the held events.
     pub(super) fn prepend_held(&self, mut earlier: Batch) {
         if earlier.is_empty() {
@@ -317,8 +342,21 @@ impl Conn {
         let was_empty = g.out.is_empty();
         let before = g.out.len();
         fill(&mut g.out);
-        self.buffered
-            .fetch_add(g.out.len() - before, Ordering::AcqRel);
+        let queued = self
+            .buffered
+            .fetch_add(g.out.len() - before, Ordering::AcqRel)
+            + (g.out.len() - before);
+        if self.backpressure_limit > 0
+            && queued > self.backpressure_limit
+            && !g.overflow
+            && !g.close_sent
+            && matches!(g.phase, Phase::Open)
+        {
+            // The task drops what is queued and closes (see `WsLoop`).
+            g.overflow = true;
+            self.waker.wake();
+            return;
+        }
         if was_empty && !self.try_direct(g) {
             // Through the flusher: one engine wake-up for a burst of sends.
             if let Some(w) = self.waker.take() {
@@ -419,12 +457,21 @@ impl Conn {
         }
     }
 
+    /// Whether accept/reject may act: the upgrade waits for a decision and
+    /// its client is still there (it may leave while JS decides).
+    fn decidable(g: &Inner) -> Result<(), ConnError> {
+        match g.phase {
+            _ if g.terminate => Err(ConnError::Gone),
+            Phase::Pending { .. } => Ok(()),
+            Phase::Closed => Err(ConnError::Gone),
+            Phase::Open | Phase::Rejected => Err(ConnError::AlreadyDecided),
+        }
+    }
+
     /// Accepts a pending upgrade, answering 101 with `protocol` if given.
     pub fn accept(&self, protocol: Option<&str>) -> Result<(), ConnError> {
         let mut g = self.lock();
-        if g.terminate {
-            return Err(ConnError::AlreadyDecided); // the client left meanwhile
-        }
+        Self::decidable(&g)?;
         let Phase::Pending { key } = &g.phase else {
             return Err(ConnError::AlreadyDecided);
         };
@@ -445,9 +492,7 @@ impl Conn {
     /// Refuses a pending upgrade with a complete HTTP response.
     pub fn reject(&self, status: u16, reason: Option<&str>) -> Result<(), ConnError> {
         let mut g = self.lock();
-        if !matches!(g.phase, Phase::Pending { .. }) {
-            return Err(ConnError::AlreadyDecided);
-        }
+        Self::decidable(&g)?;
         let status = if (400..=599).contains(&status) {
             status
         } else {
@@ -463,7 +508,7 @@ impl Conn {
     /// Queues a data frame. `Ok(false)`: queued, but over `maxBackpressure`.
     pub fn send(&self, opcode: OpCode, payload: &[u8]) -> Result<bool, ConnError> {
         let mut g = self.lock();
-        if !matches!(g.phase, Phase::Open) || g.close_sent {
+        if !matches!(g.phase, Phase::Open) || g.close_sent || g.overflow {
             return Err(ConnError::NotOpen);
         }
         self.enqueue_frame(&mut g, opcode, payload);
@@ -485,7 +530,7 @@ impl Conn {
         fill: impl FnOnce(*mut u8),
     ) -> Result<bool, ConnError> {
         let mut g = self.lock();
-        if !matches!(g.phase, Phase::Open) || g.close_sent {
+        if !matches!(g.phase, Phase::Open) || g.close_sent || g.overflow {
             return Err(ConnError::NotOpen);
         }
         let mask = self.frame_mask();

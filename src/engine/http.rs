@@ -23,6 +23,12 @@ use crate::http::framing::{RequestInfo, CONTINUE_100};
 use crate::http::head::RequestHead;
 use crate::http::response::closing_response;
 
+/// How long a handler may still answer once its client has sent a FIN
+/// (it may only have half-closed after its last request): requests it sent
+/// before get their answers, as in Node, where those handlers run before
+/// the end of the stream is read; a handler slower than this is given up.
+pub(super) const LEFT_GRACE: Duration = Duration::from_millis(250);
+
 /// What the connection does after a request.
 pub(super) enum After {
     /// The response allows another request on this connection.
@@ -111,6 +117,7 @@ async fn read_body(
     let cfg = &server.config;
     let mut decoder = BodyDecoder::new(kind, cfg.max_body_size);
     let mut body = Vec::new();
+    let mut held = BodyHold { server, n: 0 };
     let mut continued = false;
     // `requestTimeout` bounds the whole body; `handshakeTimeout` each pause.
     let deadline = (!cfg.request_timeout.is_zero())
@@ -121,6 +128,33 @@ async fn read_body(
         buf.drain(..used);
         if done {
             return Ok(body);
+        }
+        held.set(body.len() + buf.len());
+        if !server.body_room_for(held.n) {
+            // Others hold `maxBodyBuffer` already: read nothing (TCP pushes
+            // back on the client) until some is released, within
+            // `requestTimeout`.
+            let room = server.body_room();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if !server.body_room_for(held.n) {
+                let waited = match deadline {
+                    Some(d) => tokio::time::timeout_at(d, room).await.is_ok(),
+                    None => {
+                        room.await;
+                        true
+                    }
+                };
+                if !waited {
+                    let response = closing_response(408, None, &[], b"request timeout");
+                    return Err(After::Refuse(
+                        response,
+                        "ETIMEDOUT",
+                        "request timeout".into(),
+                    ));
+                }
+            }
+            continue;
         }
         // RFC 9110 §10.1.1: invite the body only when it is not coming already.
         if !continued && expects_continue(head) && decoder.received() == 0 {
@@ -158,6 +192,30 @@ async fn read_body(
                 return Err(After::Refuse(response, "ETIMEDOUT", why.into()));
             }
         }
+    }
+}
+
+/// Request-body bytes a connection holds, counted in its server's
+/// `maxBodyBuffer` until dropped.
+struct BodyHold<'a> {
+    server: &'a Server,
+    n: usize,
+}
+
+impl BodyHold<'_> {
+    fn set(&mut self, n: usize) {
+        if n > self.n {
+            self.server.hold_body(n - self.n);
+        } else {
+            self.server.release_body(self.n - n);
+        }
+        self.n = n;
+    }
+}
+
+impl Drop for BodyHold<'_> {
+    fn drop(&mut self) {
+        self.server.release_body(self.n);
     }
 }
 
@@ -209,14 +267,49 @@ pub(super) async fn serve_one(
     // Write what JS queues until the response has ended.
     let mut armed = false;
     let mut watch_close = true;
+    // Once the server closes, the handler has `closeTimeout` to end its
+    // response; then the connection is given up.
+    let mut close_by: Option<Pin<Box<Sleep>>> = None;
+    let mut left: Option<Pin<Box<Sleep>>> = None;
     let progress = poll_fn(|cx| {
         waker.register(cx.waker());
         // Parking needs a wake-up of its own: the client's next bytes.
-        let mut park = buf.is_empty() && stream.poll_read_ready(cx).is_pending();
-        if park && watch_close && closing.poll(cx).is_ready() {
+        let mut park = buf.is_empty();
+        if park {
+            if let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                park = false;
+                if r.is_err() {
+                    exchange.detach();
+                    return Poll::Ready(None);
+                }
+                // The client's FIN with its request pending: it has left
+                // (as Node's `http` takes it), unless it only half-closed
+                // after its last request. The handler has `LEFT_GRACE` to
+                // answer; then JS hears it (`req`/`res` 'close') and the
+                // connection closes rather than wait for a handler that
+                // may never answer.
+                if left.is_none() && super::task::peer_gone(stream) {
+                    left = Some(Box::pin(sleep(LEFT_GRACE)));
+                }
+            }
+        }
+        if let Some(d) = left.as_mut() {
+            if d.as_mut().poll(cx).is_ready() {
+                exchange.detach();
+                return Poll::Ready(None);
+            }
+        }
+        if watch_close && closing.poll(cx).is_ready() {
             // The server closes: wait for JS's wake, then stop.
             watch_close = false;
+            close_by = Some(Box::pin(sleep(server.config.close_timeout)));
+        }
+        if let Some(d) = close_by.as_mut() {
             park = false;
+            if d.as_mut().poll(cx).is_ready() {
+                exchange.detach();
+                return Poll::Ready(None);
+            }
         }
         if park && !armed {
             armed = true;

@@ -39,6 +39,10 @@ pub(super) fn wanted(server: &Server) -> bool {
     cfg!(unix) && !server.is_closing() && server.sink().lane_enabled()
 }
 
+/// How long a handler may still answer once its client has sent a FIN
+/// (see `http::LEFT_GRACE`), in the lane's milliseconds.
+pub const LEFT_GRACE_MS: u64 = super::http::LEFT_GRACE.as_millis() as u64;
+
 /// Moves an idle keep-alive connection (its engine task ends) to the lane.
 /// `idle_since` (`clock::mono_ms`) is when its last response ended: the
 /// idle timeout runs from there, not from the move, which may come much
@@ -147,6 +151,19 @@ impl LaneConn {
     /// Whether a response is in flight.
     pub fn busy(&self) -> bool {
         self.exchange.is_some()
+    }
+
+    /// Whether the client has gone (FIN or reset, nothing left to read):
+    /// looked at when the socket is readable while a response is in
+    /// flight. As Node's `http` does, a client that leaves with its
+    /// request pending is given up, and JS hears it (`req`/`res` 'close').
+    pub fn peer_gone(&self) -> bool {
+        super::task::peer_gone_fd(self.fd())
+    }
+
+    /// Since when it has waited for a request (`clock::mono_ms`).
+    pub fn idle_since(&self) -> u64 {
+        self.idle_since
     }
 
     /// Idle for its whole timeout at `now` (`clock::mono_ms`).

@@ -15,9 +15,16 @@ use tokio::task::JoinHandle;
 use super::conn::Conn;
 use super::sink::{EnvSink, Event};
 use super::{runtime, task, ServerConfig};
+use crate::http::response::closing_response;
 use crate::protocol::close::GOING_AWAY;
 
 static NEXT_SERVER: AtomicU64 = AtomicU64::new(1);
+
+/// Idle engine-side connections woken per request for room.
+const SHED_WAKES: usize = 64;
+/// How long a connection over `maxConnections` waits for an idle one to
+/// close before it is answered 503.
+const ROOM_WAIT: Duration = Duration::from_millis(250);
 
 /// The Node-style `code` for a socket error (`EADDRINUSE`, …).
 pub fn error_code(e: &io::Error) -> &'static str {
@@ -78,6 +85,17 @@ pub struct Server {
     /// the server closes; keyed by their waker's address.
     watchers: Mutex<HashMap<usize, Arc<AtomicWaker>>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
+    /// Bytes of request bodies being received (`maxBodyBuffer`), and the
+    /// bodies waiting for room.
+    body_bytes: AtomicUsize,
+    body_room: tokio::sync::Notify,
+    /// Idle keep-alive connections asked to close to make room for new
+    /// ones (`maxConnections`), and the new ones waiting for that room.
+    shed: AtomicUsize,
+    room: tokio::sync::Notify,
+    /// Connections accepted and waiting in `make_room`: they do not count
+    /// against each other's room.
+    waiting_room: Mutex<usize>,
 }
 
 impl std::fmt::Debug for Server {
@@ -155,6 +173,11 @@ impl Server {
             tasks: AtomicUsize::new(1), // the accept loop
             watchers: Mutex::new(HashMap::new()),
             accept_task: Mutex::new(None),
+            body_bytes: AtomicUsize::new(0),
+            body_room: tokio::sync::Notify::new(),
+            shed: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
+            waiting_room: Mutex::new(0),
         });
         let guard = Listening {
             listener: Some(listener),
@@ -179,8 +202,13 @@ impl Server {
                     self.task_started();
                     let server = self.clone();
                     tokio::spawn(async move {
-                        let buf = Vec::with_capacity(1024);
-                        task::run(stream, remote, local, server.clone(), buf, true).await;
+                        if server.over_capacity() && !server.make_room().await {
+                            let response = closing_response(503, None, &[], b"server full");
+                            task::refuse(stream, &response).await;
+                        } else {
+                            let buf = Vec::with_capacity(1024);
+                            task::run(stream, remote, local, server.clone(), buf, true).await;
+                        }
                         server.task_done();
                     });
                 }
@@ -217,16 +245,38 @@ impl Server {
         self.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// Whether a body of which this connection holds `mine` bytes may read
+    /// on: while the others hold less than `maxBodyBuffer`. So the total
+    /// stays under that plus one body, and no body waits for itself.
+    pub(super) fn body_room_for(&self, mine: usize) -> bool {
+        let max = self.config.max_body_buffer;
+        max == 0 || self.body_bytes.load(Ordering::Acquire) - mine < max
+    }
+
+    /// Waits until the bodies held change (one ended or was dropped).
+    pub(super) fn body_room(&self) -> tokio::sync::futures::Notified<'_> {
+        self.body_room.notified()
+    }
+
+    pub(super) fn hold_body(&self, more: usize) {
+        self.body_bytes.fetch_add(more, Ordering::AcqRel);
+    }
+
+    pub(super) fn release_body(&self, n: usize) {
+        if n > 0 {
+            self.body_bytes.fetch_sub(n, Ordering::AcqRel);
+            self.body_room.notify_waiters();
+        }
+    }
+
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Tracks a connection; false when the server is closing or full.
+    /// Tracks a connection; false when the server is closing.
     pub(super) fn register(&self, conn: &Arc<Conn>) -> bool {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        if self.is_closing()
-            || (self.config.max_connections > 0 && conns.len() >= self.config.max_connections)
-        {
+        if self.is_closing() {
             return false;
         }
         conns.insert(conn.id, conn.clone());
@@ -250,6 +300,72 @@ impl Server {
         if self.tasks.fetch_sub(1, Ordering::AcqRel) == 1 && self.is_closing() {
             self.emit_closed();
         }
+        self.room.notify_waiters();
+    }
+
+    /// Connections open (WebSocket or HTTP, in the engine or on a JS
+    /// thread): every one holds a task count, as does the accept loop.
+    fn open_connections(&self) -> usize {
+        self.tasks.load(Ordering::Acquire).saturating_sub(1)
+    }
+
+    /// Whether a connection just accepted is one too many for
+    /// `maxConnections` (the ones waiting for room not counted); if not,
+    /// it is in.
+    fn over_capacity(&self) -> bool {
+        let max = self.config.max_connections;
+        if max == 0 {
+            return false;
+        }
+        let waiting = *self.waiting_room.lock().unwrap_or_else(|e| e.into_inner());
+        self.open_connections() - waiting > max
+    }
+
+    /// Asks an idle keep-alive connection (one that has had a response
+    /// and waits for its next request) to close, and waits a moment for
+    /// the room: true once there is. A client that reconnects costs less
+    /// than a WebSocket client turned away while idle connections hold
+    /// every slot.
+    async fn make_room(&self) -> bool {
+        *self.waiting_room.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.shed.fetch_add(1, Ordering::AcqRel);
+        // Idle connections on engine tasks look at `shed` when woken (a
+        // few: a flood at the limit must not wake every one each time),
+        // those on a JS thread's lane when it hears of it.
+        for w in snapshot(&self.watchers).into_iter().take(SHED_WAKES) {
+            w.wake();
+        }
+        self.sink().push(Event::ShedIdle { server: self.id });
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        loop {
+            let freed = self.room.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let late = tokio::time::Instant::now() >= deadline;
+            {
+                // Admitted one at a time: each takes a slot freed for it.
+                let mut waiting = self.waiting_room.lock().unwrap_or_else(|e| e.into_inner());
+                let room = self.open_connections() - (*waiting - 1) <= self.config.max_connections;
+                if room || late {
+                    *waiting -= 1;
+                    if !room {
+                        // Nobody idle: take the request back, so a
+                        // connection going idle later is not closed
+                        // for nothing.
+                        let _ = self.take_shed();
+                    }
+                    return room;
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, freed).await;
+        }
+    }
+
+    /// Takes one request to close an idle connection (see `make_room`).
+    pub fn take_shed(&self) -> bool {
+        self.shed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn emit_closed(&self) {
@@ -360,6 +476,23 @@ impl<'a> CloseWatch<'a> {
         } else {
             std::task::Poll::Pending
         }
+    }
+}
+
+impl CloseWatch<'_> {
+    /// `Ready` once the server is closing, or (`idle`: the connection has
+    /// had a response and waits for its next request) once it asks for
+    /// room (`Server::make_room`) and this connection takes the request.
+    pub(super) fn poll_idle(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        idle: bool,
+    ) -> std::task::Poll<()> {
+        let p = self.poll(cx);
+        if p.is_pending() && idle && self.server.take_shed() {
+            return std::task::Poll::Ready(());
+        }
+        p
     }
 }
 

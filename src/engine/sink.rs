@@ -101,6 +101,11 @@ pub enum Event {
         exchange: u64,
         notice: super::exchange::Notice,
     },
+    /// Server `server` is at `maxConnections`: an idle keep-alive
+    /// connection of the lane should close to make room.
+    ShedIdle {
+        server: u64,
+    },
     /// A keep-alive HTTP connection for this environment's lane.
     HttpLane {
         conn: super::lane::LaneConn,
@@ -131,21 +136,96 @@ impl Event {
             | Event::ServerClose { .. }
             | Event::Request { .. }
             | Event::Response { .. }
+            | Event::ShedIdle { .. }
             | Event::HttpLane { .. } => None,
         }
     }
 }
+
+/// Message bytes queued for one environment past which its connections
+/// stop reading until JS takes the queue (see [`Share`]). 8 MiB: JS holds
+/// at most the batch it delivers plus one queue, so a handler slower than
+/// its clients costs a bounded amount of memory, and TCP pushes back on
+/// them, as it does for a Node server that reads only when it has time.
+pub const QUEUE_BYTES: usize = 8 << 20;
+/// Events queued for one environment past which its connections stop
+/// reading: small messages cost JS time out of proportion to their bytes.
+pub const QUEUE_EVENTS: usize = 16 * 1024;
+/// What one connection may add to a queue before it waits for JS to take
+/// it: 1 MiB or 256 messages. One connection's flood then cannot fill a
+/// queue for the others: each queue holds at most this much of it, so the
+/// others' messages wait behind a bounded share (at 50 µs a message, about
+/// 13 ms of handler time). 256 is four times what a client with 64
+/// messages in flight needs.
+pub const SHARE_BYTES: usize = 1 << 20;
+pub const SHARE_EVENTS: usize = 256;
 
 /// Events and their message bytes, swapped out whole by the consumer.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub events: VecDeque<Event>,
     pub arena: Vec<u8>,
+    /// Which of its environment's queues this is: 1 for the first, one
+    /// more at every [`EnvSink::take`]. 0 for batches that are no queue
+    /// (events held for a move, the consumer's spare).
+    pub gen: u64,
+    /// Readers waiting for this queue to be taken (see [`Share`]).
+    waiters: Vec<std::task::Waker>,
+}
+
+/// What a connection has added to its environment's current queue: past
+/// [`SHARE_BYTES`] or [`SHARE_EVENTS`], or once the queue itself is over
+/// [`QUEUE_BYTES`] or [`QUEUE_EVENTS`], it stops reading until JS takes
+/// the queue ([`Conn::wait_for_take`](super::conn::Conn::wait_for_take)).
+/// Counted by the connection's task alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Share {
+    pub gen: u64,
+    pub bytes: usize,
+    pub events: usize,
+    /// The queue was over its own bounds after this connection's last push.
+    pub full: bool,
+}
+
+impl Share {
+    /// Adds what `push` did to `batch` (its arena and events before were
+    /// `arena0` and `events0`).
+    pub fn count(&mut self, batch: &Batch, arena0: usize, events0: usize) {
+        if batch.gen == 0 {
+            return; // held for a move: brief, and no queue to wait for
+        }
+        if batch.gen != self.gen {
+            *self = Share {
+                gen: batch.gen,
+                ..Share::default()
+            };
+        }
+        self.bytes += batch.arena.len() - arena0;
+        self.events += batch.events.len() - events0;
+        self.full = batch.arena.len() > QUEUE_BYTES || batch.events.len() > QUEUE_EVENTS;
+    }
+
+    /// Whether the connection must wait for JS before reading more.
+    pub fn exhausted(&self) -> bool {
+        self.gen != 0 && (self.full || self.bytes > SHARE_BYTES || self.events > SHARE_EVENTS)
+    }
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+
+    /// Parks `waker` until this queue is taken, if it is still generation
+    /// `gen` (false: taken already, read on).
+    pub fn wait_for_take(&mut self, gen: u64, waker: &std::task::Waker) -> bool {
+        if self.gen != gen || gen == 0 {
+            return false;
+        }
+        if !self.waiters.iter().any(|w| w.will_wake(waker)) {
+            self.waiters.push(waker.clone());
+        }
+        true
     }
 
     /// Appends `ev`, copying its bytes from `arena` (the batch it came from).
@@ -213,8 +293,17 @@ impl Batch {
         });
     }
 
+    /// Wakes the readers waiting for this queue to be taken.
+    pub fn release_waiters(&mut self) {
+        for w in self.waiters.drain(..) {
+            w.wake();
+        }
+    }
+
     pub fn clear(&mut self) {
         self.events.clear();
+        self.gen = 0;
+        self.release_waiters();
         // Keep the arena's capacity for the next batch unless it grew large
         // for one big message.
         if self.arena.capacity() > 1 << 20 {
@@ -293,7 +382,10 @@ impl EnvSink {
     /// not block and must do nothing once the environment is gone.
     pub fn new(waker: Box<dyn Fn() + Send + Sync>) -> Arc<Self> {
         Arc::new(EnvSink {
-            batch: Mutex::new(Batch::default()),
+            batch: Mutex::new(Batch {
+                gen: 1,
+                ..Batch::default()
+            }),
             scheduled: AtomicBool::new(false),
             waker,
             lane: AtomicBool::new(false),
@@ -348,6 +440,8 @@ impl EnvSink {
         let mut queue = self.lock();
         self.dead.store(true, Ordering::Release);
         std::mem::swap(&mut *queue, out);
+        drop(queue);
+        out.release_waiters();
     }
 
     /// Wakes the environment unless a wake is already pending. On the
@@ -358,7 +452,8 @@ impl EnvSink {
         // Every push wakes, so this sees what was queued after `shut` (its
         // lock orders the flag before any later push).
         if self.dead.load(Ordering::Acquire) {
-            let queued = std::mem::take(&mut *self.lock());
+            let mut queued = std::mem::take(&mut *self.lock());
+            queued.release_waiters();
             if !queued.is_empty() {
                 discard(queued, self.clone());
             }
@@ -380,10 +475,16 @@ impl EnvSink {
     }
 
     /// Swaps the queue with `spare` (which must be empty). The flag is
-    /// cleared first so an event pushed during the swap wakes again.
+    /// cleared first so an event pushed during the swap wakes again. The
+    /// readers that waited for this queue to be taken read on.
     pub fn take(&self, spare: &mut Batch) {
         self.scheduled.store(false, Ordering::Release);
-        std::mem::swap(&mut *self.lock(), spare);
+        {
+            let mut queue = self.lock();
+            spare.gen = queue.gen + 1;
+            std::mem::swap(&mut *queue, spare);
+        }
+        spare.release_waiters();
     }
 }
 

@@ -18,17 +18,20 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant, Sleep};
 
+use super::config::under_backpressure;
 use super::conn::{record, Conn, Phase};
 use super::http::{serve_one, After, IdleTimer};
 use super::server::{error_code, CloseWatch, Server};
-use super::sink::{ConnInfo, Event};
+use super::sink::{ConnInfo, Event, Share};
 use super::ServerConfig;
 use crate::http::body::unmet_expectation;
 use crate::http::head::{parse_request_head, Field, HeadError, RequestHead};
 use crate::http::response::closing_response;
 use crate::protocol::close::{self, ClosePayload};
 use crate::protocol::decoder::{Decoder, DecoderConfig, Message, Violation};
-use crate::protocol::deflate::{negotiate, Agreed, Deflater, InflateError, Inflater};
+use crate::protocol::deflate::{
+    negotiate, Agreed, Deflater, InflateError, Inflater, Inflating, Step,
+};
 use crate::protocol::frame::{write_frame, OpCode};
 use crate::protocol::handshake::UpgradeHeaders;
 use crate::protocol::utf8;
@@ -45,6 +48,12 @@ const LINGER: Duration = Duration::from_secs(2);
 const IDLE_KEEP: usize = 4096;
 /// Reads per wake before yielding to other connections.
 const READ_BUDGET: usize = 16;
+/// Bytes inflated per turn of a connection's task before the others get
+/// theirs: a message that inflates to `maxPayload` (100 MiB, a bomb of
+/// ~100 KiB) takes ~50 ms whole, which every other connection would wait.
+const INFLATE_SLICE: usize = 1 << 20;
+/// Why a connection over `backpressureLimit` is closed.
+const OVERFLOW: (u16, &str) = (close::POLICY_VIOLATION, "backpressure limit");
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
@@ -83,15 +92,22 @@ pub(super) async fn run(
                     .map_err(HeadFailure::Bad)
                     .transpose()
             };
+            // Bytes of the next request have come: no longer idle.
+            let begun = std::sync::atomic::AtomicBool::new(!buf.is_empty());
             let head = match ready {
                 Some(h) => Some(h),
                 None => tokio::select! {
                     // In this order, and without select!'s random start.
                     biased;
-                    h = poll_fn(|cx| poll_head(&stream, cx, &mut buf, max)) => Some(h),
+                    h = poll_fn(|cx| {
+                        let h = poll_head(&stream, cx, &mut buf, max);
+                        begun.store(!buf.is_empty(), std::sync::atomic::Ordering::Relaxed);
+                        h
+                    }) => Some(h),
                     _ = poll_fn(|cx| timer.poll_expired(cx)) => None,
-                    // Server closing: drop a connection that has no request going.
-                    _ = poll_fn(|cx| closing.poll(cx)) => return,
+                    // Server closing, or asking an idle keep-alive
+                    // connection to make room: drop it, no request going.
+                    _ = poll_fn(|cx| closing.poll_idle(cx, !first && !begun.load(std::sync::atomic::Ordering::Relaxed))) => return,
                 },
             };
             let (head, used) = match head {
@@ -155,6 +171,8 @@ pub(super) async fn run(
                     // when the task learned of the response's end only from
                     // its timer: the head wait below serves a request that
                     // came just then, or ends the connection on time.)
+                    // Idle now, and the server asks for room (`make_room`).
+                    After::Next if buf.is_empty() && server.take_shed() => return,
                     After::Next
                         if buf.is_empty() && !timer.is_over() && super::lane::wanted(&server) =>
                     {
@@ -243,7 +261,19 @@ async fn websocket(
             server: server.id,
             conn: conn.clone(),
         });
-        Box::pin(wait_decision(&conn, &stream)).await;
+        let decision = Box::pin(wait_decision(&conn, &stream, cfg.handshake_timeout)).await;
+        if matches!(decision, Decision::Late)
+            && conn
+                .reject(503, Some("the server did not decide in time"))
+                .is_ok()
+        {
+            server.emit_error(
+                remote,
+                local,
+                "ETIMEDOUT",
+                "upgrade not accepted or rejected within handshakeTimeout".into(),
+            );
+        }
     } else {
         let _ = conn.accept(None);
         conn.emit(Event::Open {
@@ -262,7 +292,9 @@ async fn websocket(
             code,
             reason,
         });
-        Box::pin(ws.linger()).await;
+        // Only the socket lingers: buffers and (de)compressors go now.
+        let WsLoop { stream, .. } = ws;
+        Box::pin(linger(stream)).await;
     } else {
         // Rejected (or terminated) before opening: send what is queued.
         let out = std::mem::take(&mut conn.lock().out);
@@ -412,35 +444,96 @@ pub(super) async fn refuse(mut stream: TcpStream, response: &[u8]) {
     .await;
 }
 
-/// Waits until JS accepted, rejected, or terminated the connection, or the
-/// client went away meanwhile (then the connection is terminated).
-async fn wait_decision(conn: &Conn, stream: &TcpStream) {
-    let mut watch = true;
-    poll_fn(|cx| {
+/// How the wait for JS's accept/reject ended.
+enum Decision {
+    /// Accepted, rejected or terminated by JS.
+    Made,
+    /// The client left (FIN or reset): the connection is terminated.
+    Gone,
+    /// Not decided within the limit.
+    Late,
+}
+
+/// Waits until JS accepted, rejected or terminated the connection, the
+/// client went away (the connection is then terminated), or `limit`
+/// passed (zero: no limit). The client may have sent frames after its
+/// request already: they stay in the socket for the WebSocket loop, and
+/// only the socket's readiness is looked at, so a FIN or reset behind
+/// them is still noticed.
+async fn wait_decision(conn: &Conn, stream: &TcpStream, limit: Duration) -> Decision {
+    let decided = poll_fn(|cx| {
         conn.waker.register(cx.waker());
-        {
-            let g = conn.lock();
-            if !matches!(g.phase, Phase::Pending { .. }) || g.terminate {
-                return Poll::Ready(());
-            }
+        let g = conn.lock();
+        if !matches!(g.phase, Phase::Pending { .. }) || g.terminate {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
-        if watch {
-            // Peek, not read: early frames stay for the WebSocket loop.
-            let mut byte = [0u8; 1];
-            let mut rb = ReadBuf::new(&mut byte);
-            match stream.poll_peek(cx, &mut rb) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    conn.terminate();
-                    return Poll::Ready(());
+    });
+    let gone = async {
+        // A FIN that came with the request head was consumed with its
+        // readiness: look once.
+        if peer_gone(stream) {
+            return;
+        }
+        loop {
+            match stream.ready(tokio::io::Interest::READABLE).await {
+                Ok(r) if !r.is_read_closed() && !r.is_error() => {
+                    if peer_gone(stream) {
+                        return;
+                    }
+                    // Bytes (early frames): forget this readiness so the
+                    // next change wakes us, and leave the bytes.
+                    let _ = stream.try_io(tokio::io::Interest::READABLE, || {
+                        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                    });
                 }
-                // Data waiting: readiness would stay set; stop watching.
-                Poll::Ready(Ok(_)) => watch = false,
-                Poll::Pending => {}
+                _ => return,
             }
         }
-        Poll::Pending
-    })
-    .await
+    };
+    let late = async {
+        if limit.is_zero() {
+            std::future::pending::<()>().await;
+        }
+        sleep(limit).await
+    };
+    tokio::select! {
+        biased;
+        _ = decided => Decision::Made,
+        _ = gone => {
+            conn.terminate();
+            Decision::Gone
+        }
+        _ = late => Decision::Late,
+    }
+}
+
+/// Whether the peer has closed its side with nothing left to read (a
+/// non-blocking peek of one byte gives 0).
+pub(super) fn peer_gone(stream: &TcpStream) -> bool {
+    peer_gone_fd(raw_fd(stream))
+}
+
+/// `peer_gone` for socket `fd` (from any thread).
+#[cfg(unix)]
+pub(super) fn peer_gone_fd(fd: i32) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: one writable byte; no address; a bad fd only fails the call.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
+}
+
+#[cfg(not(unix))]
+pub(super) fn peer_gone_fd(_: i32) -> bool {
+    false
 }
 
 #[cfg(unix)]
@@ -494,6 +587,98 @@ pub(super) fn raw_fd(_: &TcpStream) -> i32 {
     -1
 }
 
+/// Has the task polled again once the runtime has looked at I/O. A plain
+/// `wake_by_ref` would not do: the runtime runs what is queued up to 61
+/// times before it polls for I/O, so two tasks taking turns would keep
+/// every other connection's readiness waiting for that long.
+fn yield_after_io(cx: &mut Context<'_>) {
+    // `yield_now` defers its wake until after the next I/O poll; its first
+    // poll only registers that.
+    let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
+}
+
+/// A compressed message inflating over several turns of its task.
+struct Inflation {
+    job: Inflating,
+    text: bool,
+    /// The compressed bytes not inflated yet.
+    rest: Vec<u8>,
+    /// Its place among the messages inflating at once, once it has one.
+    slot: Option<InflateSlot>,
+    /// Waiting for a place (its waker is queued for one).
+    waiting: bool,
+}
+
+/// Messages that may inflate past their first slice at once, engine-wide.
+/// Each may grow to `maxPayload` before it proves too big, so this bounds
+/// what deflate bombs can pin (two of 100 MiB by default, where eight
+/// clients bombing at once took 3 GiB); the others wait their turn, reading
+/// nothing meanwhile.
+const INFLATING_AT_ONCE: usize = 2;
+
+thread_local! {
+    /// Places taken, and the tasks waiting for one (engine thread).
+    static INFLATE_SLOTS: RefCell<(usize, std::collections::VecDeque<std::task::Waker>)> =
+        const { RefCell::new((0, std::collections::VecDeque::new())) };
+}
+
+/// A place among the [`INFLATING_AT_ONCE`]; freed when dropped (the
+/// message is whole or failed, or its connection ended).
+struct InflateSlot;
+
+impl InflateSlot {
+    /// A place, or `None` with `waker` queued for the next one freed.
+    fn take(waker: &std::task::Waker) -> Option<InflateSlot> {
+        INFLATE_SLOTS.with(|s| {
+            let (taken, waiting) = &mut *s.borrow_mut();
+            if *taken < INFLATING_AT_ONCE {
+                *taken += 1;
+                return Some(InflateSlot);
+            }
+            if !waiting.iter().any(|w| w.will_wake(waker)) {
+                waiting.push_back(waker.clone());
+            }
+            None
+        })
+    }
+}
+
+impl Drop for InflateSlot {
+    fn drop(&mut self) {
+        let next = INFLATE_SLOTS.with(|s| {
+            let (taken, waiting) = &mut *s.borrow_mut();
+            *taken -= 1;
+            waiting.pop_front()
+        });
+        if let Some(w) = next {
+            w.wake();
+        }
+    }
+}
+
+/// Why an inflated message fails the connection, if it does.
+fn inflate_violation(
+    r: Result<Step, InflateError>,
+    text: bool,
+    inflated: &[u8],
+) -> Option<Violation> {
+    match r {
+        Err(InflateError::TooBig) => Some(Violation {
+            code: close::MESSAGE_TOO_BIG,
+            reason: "message too big",
+        }),
+        Err(e) => Some(Violation {
+            code: e.close_code(),
+            reason: "invalid compressed data",
+        }),
+        Ok(_) if text && utf8::validate(inflated).is_err() => Some(Violation {
+            code: close::INVALID_PAYLOAD,
+            reason: "invalid UTF-8",
+        }),
+        Ok(_) => None,
+    }
+}
+
 /// Where the closing of a connection stands.
 #[derive(Debug, PartialEq, Eq)]
 enum Closing {
@@ -541,6 +726,8 @@ struct WsLoop {
     inflater: Option<Inflater>,
     deflater: Option<Deflater>,
     threshold: usize,
+    /// A message inflating over several turns.
+    inflation: Option<Inflation>,
     /// Reused output buffers for inflating and deflating.
     inflated: Vec<u8>,
     deflated: Vec<u8>,
@@ -552,6 +739,10 @@ struct WsLoop {
     awaiting_pong: bool,
     /// The peer's FIN came after its close frame: nothing more to read.
     peer_eof: bool,
+    /// What this connection added to its environment's event queue, to
+    /// stop reading while JS is behind (`may_read`).
+    share: Share,
+    max_backpressure: usize,
 }
 
 impl WsLoop {
@@ -595,6 +786,7 @@ impl WsLoop {
             inflater: agreed.as_ref().map(Inflater::new),
             deflater,
             threshold: deflate.map_or(0, |d| d.threshold),
+            inflation: None,
             inflated: Vec::new(),
             deflated: Vec::new(),
             ping_interval: cfg.ping_interval,
@@ -602,11 +794,16 @@ impl WsLoop {
             last_read: Instant::now(),
             awaiting_pong: false,
             peer_eof: false,
+            share: Share::default(),
+            max_backpressure: cfg.max_backpressure,
         }
     }
 
     /// The keep-alive timer fired or not; returns true when the peer has
-    /// been silent for two intervals and the connection must end.
+    /// sent nothing for an interval after our ping and must be dropped.
+    /// Anything read counts as life (`on_bytes` clears `awaiting_pong`),
+    /// so a pong that comes right after its ping counts however the timer
+    /// rounds; a peer busy sending gets no pings at all.
     fn poll_ping(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(timer) = self.ping_timer.as_mut() else {
             return false;
@@ -616,9 +813,9 @@ impl WsLoop {
         }
         let now = Instant::now();
         // Re-armed lazily: reads only stamp `last_read`.
-        if now.duration_since(self.last_read) < self.ping_interval {
-            self.awaiting_pong = false;
-            timer.as_mut().reset(self.last_read + self.ping_interval);
+        let quiet_until = self.last_read + self.ping_interval;
+        if now < quiet_until {
+            timer.as_mut().reset(quiet_until);
             let _ = timer.as_mut().poll(cx);
             return false;
         }
@@ -635,15 +832,14 @@ impl WsLoop {
     /// Runs until the connection ends; returns the close event's code and reason.
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<(u16, String)> {
         self.conn.waker.register(cx.waker());
-        if std::mem::take(&mut self.fresh) && !self.pending.is_empty() {
+        if std::mem::take(&mut self.fresh) {
             // Frames that came with the upgrade request.
-            let mut input = std::mem::take(&mut self.pending);
-            let used = self.process(&mut input);
-            input.drain(..used);
-            self.pending = input;
+            self.process_pending();
         }
+        self.poll_inflation(cx);
         let mut reads = 0;
         loop {
+            let mut overflowed = false;
             // Commands and new output.
             let blocked = {
                 let mut g = self.conn.lock();
@@ -656,6 +852,18 @@ impl WsLoop {
                 }
                 if let Some(on) = g.nodelay.take() {
                     let _ = self.stream.set_nodelay(on);
+                }
+                if g.overflow && !g.close_sent {
+                    // Over `backpressureLimit`: what is not yet being
+                    // written is dropped, and the close frame follows
+                    // whatever frame is half out.
+                    let dropped = std::mem::take(&mut g.out);
+                    self.conn.unbuffer(dropped.len());
+                    self.conn.queue_close(&mut g, Some(OVERFLOW));
+                    self.outcome = Some((OVERFLOW.0, OVERFLOW.1.into()));
+                    self.closing = Closing::Flush;
+                    self.deadline = None;
+                    overflowed = true;
                 }
                 if g.close_sent && self.closing == Closing::No {
                     self.closing = Closing::Sent;
@@ -680,6 +888,13 @@ impl WsLoop {
                 }
                 g.blocked
             };
+            if overflowed {
+                self.conn.emit(Event::Error {
+                    conn: self.conn.id,
+                    code: "WS_ERR_BACKPRESSURE",
+                    message: format!("more than backpressureLimit bytes queued for a peer that does not read; closing with {}", OVERFLOW.0),
+                });
+            }
             if self.written == 0 && !self.writing.is_empty() && self.conn.uses_records() {
                 self.frame_records();
             }
@@ -757,11 +972,19 @@ impl WsLoop {
             }
 
             // Read.
-            if blocked || self.peer_eof {
+            if let Some(inf) = &self.inflation {
+                // Inflating over several turns: on with it in the next
+                // (or when a place frees, if it waits for one).
+                if !inf.waiting {
+                    yield_after_io(cx);
+                }
+                return Poll::Pending;
+            }
+            if blocked || self.peer_eof || !self.may_read(cx) {
                 return Poll::Pending;
             }
             if reads == READ_BUDGET {
-                cx.waker().wake_by_ref();
+                yield_after_io(cx);
                 return Poll::Pending;
             }
             reads += 1;
@@ -794,6 +1017,24 @@ impl WsLoop {
         }
     }
 
+    /// Whether to read now. Not while more than `maxBackpressure` waits to
+    /// be written to the peer: it is not reading, and what it sends (pings)
+    /// would only queue more; TCP pushes back on it instead. Nor while this
+    /// connection has had its share of a queue JS has not taken yet (see
+    /// `Share`): the waker is parked there and woken when JS takes it.
+    fn may_read(&mut self, cx: &mut Context<'_>) -> bool {
+        if !under_backpressure(self.conn.buffered_amount(), self.max_backpressure) {
+            return false;
+        }
+        if self.share.exhausted() {
+            if self.conn.wait_for_take(self.share.gen, cx.waker()) {
+                return false;
+            }
+            self.share = Share::default();
+        }
+        true
+    }
+
     fn abnormal(&mut self) -> (u16, String) {
         self.outcome
             .take()
@@ -803,6 +1044,7 @@ impl WsLoop {
     fn on_bytes(&mut self, data: &mut [u8]) {
         if self.ping_timer.is_some() {
             self.last_read = Instant::now();
+            self.awaiting_pong = false;
         }
         if self.closing.discards_input() {
             return;
@@ -834,14 +1076,17 @@ impl WsLoop {
         let decoder = &mut self.decoder;
         let inflater = &mut self.inflater;
         let inflated = &mut self.inflated;
+        let inflation = &mut self.inflation;
         let max_payload = self.max_payload;
         let mut failure: Option<Violation> = None;
         let mut peer_close: Option<(u16, String)> = None;
         // Our close frame is out: the peer's completes the handshake.
         let answered = self.closing == Closing::Sent;
+        let share = &mut self.share;
         // All messages of this read go out under one lock and one wake.
         let result = conn.emit_with(|batch| {
-            decoder.decode(input, |m| {
+            let (arena0, events0) = (batch.arena.len(), batch.events.len());
+            let r = decoder.decode(input, |m| {
                 match m {
                     Message::Text(t) => batch.push_message(id, true, t),
                     Message::Binary(d) => batch.push_message(id, false, d),
@@ -851,26 +1096,25 @@ impl WsLoop {
                             return false;
                         };
                         inflated.clear();
-                        let r = inf.inflate(payload, max_payload, inflated);
-                        let bad = match r {
-                            Err(InflateError::TooBig) => Some(Violation {
-                                code: close::MESSAGE_TOO_BIG,
-                                reason: "message too big",
-                            }),
-                            Err(e) => Some(Violation {
-                                code: e.close_code(),
-                                reason: "invalid compressed data",
-                            }),
-                            Ok(()) if text && utf8::validate(inflated).is_err() => {
-                                Some(Violation {
-                                    code: close::INVALID_PAYLOAD,
-                                    reason: "invalid UTF-8",
-                                })
-                            }
-                            Ok(()) => None,
-                        };
-                        if bad.is_some() {
-                            failure = bad;
+                        let mut job = Inflating::new(payload.len(), inflated);
+                        let r = inf.step(&mut job, payload, max_payload, inflated, INFLATE_SLICE);
+                        if let Ok(Step::More(used)) = r {
+                            // Large: the rest in later turns (`poll_inflation`),
+                            // and what follows it after that.
+                            *inflation = Some(Inflation {
+                                job,
+                                text,
+                                rest: payload[used..].to_vec(),
+                                slot: None,
+                                waiting: false,
+                            });
+                            return false;
+                        }
+                        if let Some(v) = inflate_violation(r, text, inflated) {
+                            // A bomb may have grown it to `maxPayload`:
+                            // not kept while the connection closes.
+                            *inflated = Vec::new();
+                            failure = Some(v);
                             return false;
                         }
                         batch.push_message(id, text, inflated);
@@ -906,7 +1150,9 @@ impl WsLoop {
                     }
                 }
                 true
-            })
+            });
+            share.count(batch, arena0, events0);
+            r
         });
         let result = match (result, failure) {
             (Ok(_), Some(v)) => Err(v),
@@ -926,23 +1172,93 @@ impl WsLoop {
                 used
             }
             Err(v) => {
-                conn.emit(Event::Error {
-                    conn: id,
-                    code: match v.code {
-                        _ if v.reason == "invalid compressed data" => "WS_ERR_INVALID_COMPRESSION",
-                        close::INVALID_PAYLOAD => "WS_ERR_INVALID_UTF8",
-                        close::MESSAGE_TOO_BIG => "WS_ERR_MESSAGE_TOO_BIG",
-                        _ => "WS_ERR_PROTOCOL",
-                    },
-                    message: v.reason.to_string(),
-                });
-                let mut g = conn.lock();
-                conn.queue_close(&mut g, Some((v.code, v.reason)));
-                drop(g);
-                self.outcome = Some((v.code, v.reason.to_string()));
-                self.closing = Closing::Flush;
+                self.fail(v);
                 input.len()
             }
+        }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): the `error` event, our close
+    /// frame with the violation's code, then the end once it is out.
+    fn fail(&mut self, v: Violation) {
+        self.conn.emit(Event::Error {
+            conn: self.conn.id,
+            code: match v.code {
+                _ if v.reason == "invalid compressed data" => "WS_ERR_INVALID_COMPRESSION",
+                close::INVALID_PAYLOAD => "WS_ERR_INVALID_UTF8",
+                close::MESSAGE_TOO_BIG => "WS_ERR_MESSAGE_TOO_BIG",
+                _ => "WS_ERR_PROTOCOL",
+            },
+            message: v.reason.to_string(),
+        });
+        let mut g = self.conn.lock();
+        self.conn.queue_close(&mut g, Some((v.code, v.reason)));
+        drop(g);
+        self.outcome = Some((v.code, v.reason.to_string()));
+        self.closing = Closing::Flush;
+    }
+
+    /// Goes on with a message inflating over several turns. True while it
+    /// still is: reading waits, and the task comes back in its next turn,
+    /// after the other connections' work. Once it is whole, it is
+    /// delivered, then what was read after it.
+    fn poll_inflation(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(mut inf) = self.inflation.take() else {
+            return false;
+        };
+        let Some(inflater) = self.inflater.as_mut() else {
+            return false;
+        };
+        if inf.slot.is_none() {
+            inf.slot = InflateSlot::take(cx.waker());
+            inf.waiting = inf.slot.is_none();
+            if inf.waiting {
+                self.inflation = Some(inf);
+                return true;
+            }
+        }
+        let inflated = &mut self.inflated;
+        let r = inflater.step(
+            &mut inf.job,
+            &inf.rest,
+            self.max_payload,
+            inflated,
+            INFLATE_SLICE,
+        );
+        if let Ok(Step::More(used)) = r {
+            inf.rest.drain(..used);
+            self.inflation = Some(inf);
+            yield_after_io(cx);
+            return true;
+        }
+        if let Some(v) = inflate_violation(r, inf.text, inflated) {
+            self.inflated = Vec::new();
+            self.fail(v);
+            return false;
+        }
+        let share = &mut self.share;
+        let id = self.conn.id;
+        self.conn.emit_with(|batch| {
+            let (arena0, events0) = (batch.arena.len(), batch.events.len());
+            batch.push_message(id, inf.text, inflated);
+            share.count(batch, arena0, events0);
+        });
+        self.inflated = Vec::new();
+        self.process_pending();
+        self.inflation.is_some()
+    }
+
+    /// Decodes what is held in `pending` (frames read with the upgrade
+    /// request, or after a message that inflated over several turns).
+    fn process_pending(&mut self) {
+        if self.pending.is_empty() || self.closing.discards_input() {
+            return;
+        }
+        let mut input = std::mem::take(&mut self.pending);
+        let used = self.process(&mut input);
+        input.drain(..used);
+        if !self.closing.discards_input() {
+            self.pending = input;
         }
     }
 
@@ -978,17 +1294,17 @@ impl WsLoop {
         self.conn.rebuffer(records.len(), frames.len());
         self.writing = frames;
     }
+}
 
-    /// After the close: our FIN, then read and discard until the peer's FIN
-    /// or the linger time, so the peer sees an orderly end.
-    async fn linger(mut self) {
-        let _ = timeout(Duration::from_secs(1), self.stream.shutdown()).await;
-        let end = Instant::now() + LINGER;
-        let mut sink = [0u8; 4096];
-        while let Ok(Ok(n)) = tokio::time::timeout_at(end, self.stream.read(&mut sink)).await {
-            if n == 0 {
-                break;
-            }
+/// After the close: our FIN, then read and discard until the peer's FIN
+/// or the linger time, so the peer sees an orderly end.
+async fn linger(mut stream: TcpStream) {
+    let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+    let end = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(end, stream.read(&mut sink)).await {
+        if n == 0 {
+            break;
         }
     }
 }

@@ -14,6 +14,9 @@ pub const ABNORMAL: u16 = 1006;
 pub const INVALID_PAYLOAD: u16 = 1007;
 /// A message larger than the endpoint accepts.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// An endpoint ends a connection that broke its policy (§7.4.1): here, a
+/// peer that lets more than `backpressureLimit` pile up unread.
+pub const POLICY_VIOLATION: u16 = 1008;
 /// An unexpected condition on the server.
 pub const INTERNAL_ERROR: u16 = 1011;
 

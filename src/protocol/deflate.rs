@@ -366,25 +366,90 @@ impl Inflater {
         max: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), InflateError> {
-        if payload.is_empty() {
+        let mut job = Inflating::new(payload.len(), out);
+        let mut rest = payload;
+        loop {
+            match self.step(&mut job, rest, max, out, usize::MAX)? {
+                Step::Done => return Ok(()),
+                Step::More(used) => rest = &rest[used..],
+            }
+        }
+    }
+
+    /// Goes on with `job` (see [`Inflating`]), `rest` being the payload it
+    /// has not consumed yet, until the message is whole ([`Step::Done`]) or
+    /// about `budget` more bytes were produced ([`Step::More`]: call again
+    /// with the rest). A caller serving many connections inflates a large
+    /// message in such slices, so one message (a deflate bomb, say) does not
+    /// hold the thread for the whole of it.
+    pub fn step(
+        &mut self,
+        job: &mut Inflating,
+        rest: &[u8],
+        max: usize,
+        out: &mut Vec<u8>,
+        budget: usize,
+    ) -> Result<Step, InflateError> {
+        if job.empty {
             // Not valid DEFLATE data strictly, but unambiguous; feeding the
             // tail alone would leave the stream inside a stored block.
-            return Ok(());
+            return Ok(Step::Done);
         }
         let bits = self.window_bits;
         let stream = self
             .stream
             .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
-        let result = inflate_message(stream, &mut self.history, payload, max, out);
+        let result = inflate_steps(stream, &mut self.history, job, rest, max, out, budget);
         // §7.2.2: with client_no_context_takeover we MAY start each message
         // with an empty window. After an error the stream is unusable.
-        if result.is_err() || self.no_context_takeover {
+        if result.is_err() || (self.no_context_takeover && matches!(result, Ok(Step::Done))) {
             self.stream = None;
             self.history = None;
         }
         result
     }
 }
+
+/// A message being inflated, between [`Inflater::step`]s.
+#[derive(Debug, Clone)]
+pub struct Inflating {
+    /// `out`'s length when the message began.
+    start: usize,
+    /// Output up to here is already in the history.
+    seen: usize,
+    /// Where in the 00 00 FF FF tail the inflating is, once the payload is
+    /// all consumed.
+    tail_at: Option<usize>,
+    payload_len: usize,
+    empty: bool,
+}
+
+impl Inflating {
+    /// A message of `payload_len` compressed bytes, appended to `out`.
+    pub fn new(payload_len: usize, out: &[u8]) -> Self {
+        Inflating {
+            start: out.len(),
+            seen: out.len(),
+            tail_at: None,
+            payload_len,
+            empty: payload_len == 0,
+        }
+    }
+}
+
+/// How far an [`Inflater::step`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The message is whole.
+    Done,
+    /// The slice's budget is spent; this many bytes of the payload given
+    /// were consumed.
+    More(usize),
+}
+
+/// The most one decompress call adds to the output: the unit in which a
+/// step's budget is kept (zlib fills what room it is given).
+const MAX_GROW: usize = 4 << 20;
 
 /// The most a DEFLATE distance reaches back (RFC 1951 §2).
 pub(crate) const WINDOW: usize = 32 * 1024;
@@ -403,74 +468,88 @@ pub(crate) fn slide(history: &mut Vec<u8>, more: &[u8]) {
     }
 }
 
-fn inflate_message(
+fn inflate_steps(
     d: &mut Decompress,
     history: &mut Option<Vec<u8>>,
-    payload: &[u8],
+    job: &mut Inflating,
+    rest: &[u8],
     max: usize,
     out: &mut Vec<u8>,
-) -> Result<(), InflateError> {
-    let start = out.len();
-    // Output up to here is already in `history`.
-    let mut seen = start;
+    budget: usize,
+) -> Result<Step, InflateError> {
+    let start = job.start;
     // One byte past `max` is what proves a message too big.
     let limit = max.saturating_add(1);
+    let stop_at = out.len().saturating_add(budget);
+    let mut consumed = 0;
     // §7.2.2 step 1: decompress the payload followed by 00 00 FF FF.
-    for (is_tail, mut input) in [(false, payload), (true, &TAIL[..])] {
-        loop {
-            let produced = out.len() - start;
-            if out.len() == out.capacity() {
-                // Geometric growth, capped at the limit.
-                let want = produced.max(payload.len() * 2).max(MIN_GROW);
-                out.reserve_exact(want.min(limit - produced));
+    loop {
+        let (is_tail, input) = match job.tail_at {
+            None => (false, &rest[consumed..]),
+            Some(at) => (true, &TAIL[at..]),
+        };
+        let produced = out.len() - start;
+        if out.len() == out.capacity() {
+            // Geometric growth, capped at the limit and at one step.
+            let want = produced.max(job.payload_len * 2).max(MIN_GROW);
+            out.reserve_exact(want.min(limit - produced).min(MAX_GROW));
+        }
+        let (in0, out0) = (d.total_in(), d.total_out());
+        let status = d
+            .decompress_vec(input, out, FlushDecompress::Sync)
+            .map_err(|_| InflateError::Corrupt)?;
+        let used = (d.total_in() - in0) as usize;
+        let made = (d.total_out() - out0) as usize;
+        match job.tail_at.as_mut() {
+            None => consumed += used,
+            Some(at) => *at += used,
+        }
+        let input_done = used == input.len();
+        if out.len() - start > max {
+            return Err(InflateError::TooBig);
+        }
+        if status == Status::StreamEnd {
+            // §7.2.1: a sender MAY end blocks with BFINAL set; "the next
+            // DEFLATE block follows the padded data" (§7.2.3.4 ends with a
+            // 0x00 for that). Start a new stream for what follows. A
+            // message that stops right at the final block needs no tail.
+            d.reset(false);
+            // §7.2.2: with context takeover what follows may still refer
+            // back: the new stream gets the last 32 KiB inflated as
+            // its dictionary. At the first BFINAL of a connection only
+            // this message's output is at hand: exact when the stream
+            // began with this message (a client that ends every message
+            // with BFINAL), or when this message fills the window.
+            let h = history.get_or_insert_with(Vec::new);
+            slide(h, &out[job.seen..]);
+            job.seen = out.len();
+            if !h.is_empty() {
+                d.set_dictionary(h).map_err(|_| InflateError::Corrupt)?;
             }
-            let (in0, out0) = (d.total_in(), d.total_out());
-            let status = d
-                .decompress_vec(input, out, FlushDecompress::Sync)
-                .map_err(|_| InflateError::Corrupt)?;
-            let used = (d.total_in() - in0) as usize;
-            let made = (d.total_out() - out0) as usize;
-            input = &input[used..];
-            if out.len() - start > max {
-                return Err(InflateError::TooBig);
+            if is_tail || input_done {
+                return Ok(Step::Done);
             }
-            if status == Status::StreamEnd {
-                // §7.2.1: a sender MAY end blocks with BFINAL set; "the next
-                // DEFLATE block follows the padded data" (§7.2.3.4 ends with a
-                // 0x00 for that). Start a new stream for what follows. A
-                // message that stops right at the final block needs no tail.
-                d.reset(false);
-                // §7.2.2: with context takeover what follows may still refer
-                // back: the new stream gets the last 32 KiB inflated as
-                // its dictionary. At the first BFINAL of a connection only
-                // this message's output is at hand: exact when the stream
-                // began with this message (a client that ends every message
-                // with BFINAL), or when this message fills the window.
-                let h = history.get_or_insert_with(Vec::new);
-                slide(h, &out[seen..]);
-                seen = out.len();
-                if !h.is_empty() {
-                    d.set_dictionary(h).map_err(|_| InflateError::Corrupt)?;
+            continue;
+        }
+        let room = out.len() < out.capacity();
+        if input_done && room {
+            if is_tail {
+                if let Some(h) = history {
+                    slide(h, &out[job.seen..]);
                 }
-                if is_tail || input.is_empty() {
-                    return Ok(());
-                }
-                continue;
+                return Ok(Step::Done);
             }
-            let room = out.len() < out.capacity();
-            if input.is_empty() && room {
-                break;
-            }
-            if used == 0 && made == 0 && room {
-                // Input and room but no progress: never expected from zlib.
-                return Err(InflateError::Corrupt);
-            }
+            job.tail_at = Some(0);
+            continue;
+        }
+        if used == 0 && made == 0 && room {
+            // Input and room but no progress: never expected from zlib.
+            return Err(InflateError::Corrupt);
+        }
+        if out.len() >= stop_at {
+            return Ok(Step::More(consumed));
         }
     }
-    if let Some(h) = history {
-        slide(h, &out[seen..]);
-    }
-    Ok(())
 }
 
 // --- Compression (§7.2.1) ---
@@ -1009,6 +1088,56 @@ mod tests {
             Err(InflateError::TooBig)
         );
         assert_eq!(InflateError::TooBig.close_code(), 1009);
+    }
+
+    #[test]
+    fn inflate_in_slices_matches_whole() {
+        // Messages over many slices, with context takeover between them.
+        let text: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
+        let mut d = Deflater::new(&PLAIN, 6);
+        let mut whole = Inflater::new(&PLAIN);
+        let mut sliced = Inflater::new(&PLAIN);
+        for msg in [&text[..], &text[1000..2_500_000], b"tiny", b""] {
+            let mut z = Vec::new();
+            d.deflate(msg, &mut z);
+            let mut a = Vec::new();
+            whole.inflate(&z, usize::MAX, &mut a).unwrap();
+            let mut b = Vec::new();
+            let mut job = Inflating::new(z.len(), &b);
+            let mut rest = &z[..];
+            let mut slices = 0;
+            loop {
+                slices += 1;
+                match sliced
+                    .step(&mut job, rest, usize::MAX, &mut b, 100_000)
+                    .unwrap()
+                {
+                    Step::Done => break,
+                    Step::More(used) => rest = &rest[used..],
+                }
+            }
+            assert!(a == msg, "whole: {} bytes for {}", a.len(), msg.len());
+            assert!(b == msg, "sliced: {} bytes for {}", b.len(), msg.len());
+            if msg.len() > 1_000_000 {
+                assert!(slices > 2, "{slices} slices");
+            }
+        }
+        // A bomb fails in a slice, as it does whole.
+        let mut z = Vec::new();
+        Deflater::new(&PLAIN, 9).deflate(&vec![0u8; 10 << 20], &mut z);
+        let mut out = Vec::new();
+        let mut inf = Inflater::new(&PLAIN);
+        let mut job = Inflating::new(z.len(), &out);
+        let mut rest = &z[..];
+        let r = loop {
+            match inf.step(&mut job, rest, 1 << 20, &mut out, 64 * 1024) {
+                Ok(Step::More(used)) => rest = &rest[used..],
+                other => break other,
+            }
+        };
+        assert_eq!(r, Err(InflateError::TooBig));
     }
 
     #[test]
