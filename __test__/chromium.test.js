@@ -4,89 +4,18 @@
 // sack's own `request` event opens a WebSocket to the same server; the page
 // sends and checks the messages and reports back through page.evaluate.
 //
-// Set-up, done by the first test and idempotent (quick once installed):
-// - /usr/bin/chromium (SACK_CHROMIUM overrides): if missing, and we are root
-//   with apt-get, `apt-get update && apt-get install -y chromium`.
-// - playwright-core (SACK_PLAYWRIGHT_VERSION, default below): if it is not
-//   there, `npm install` into .cache/playwright/ at the package root
-//   (SACK_PLAYWRIGHT_DIR overrides), outside node_modules, without touching
-//   package.json. playwright-core never downloads a browser.
-// SACK_NO_INSTALL=1 forbids both installs. When Chromium or playwright-core
-// is missing and cannot be installed, every test skips and says why.
+// Set-up (chromiumSession in helpers.js), done by the first test: installs
+// Debian's chromium and playwright-core into .cache/ when missing. When they
+// cannot be installed, every test skips and says why.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const os = require('node:os');
 const net = require('node:net');
-const path = require('node:path');
 const crypto = require('node:crypto');
 
-const { HOST, ROOT, scope, withTimeout, run, ensureNpmPackage, compressibleText } = require('./helpers.js');
+const { HOST, scope, withTimeout, compressibleText, chromiumSession } = require('./helpers.js');
 
-const CHROMIUM = process.env.SACK_CHROMIUM || '/usr/bin/chromium';
-const PW_DIR = process.env.SACK_PLAYWRIGHT_DIR || path.join(ROOT, '.cache', 'playwright');
-const PW_VERSION = process.env.SACK_PLAYWRIGHT_VERSION || '1.65.1';
-const NO_INSTALL = process.env.SACK_NO_INSTALL === '1';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const PMD = 'permessage-deflate';
-
-// ---------------------------------------------------------------- set-up
-
-function isExecutable(file) {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Chromium's path, or throws with the reason it is unavailable. */
-async function ensureChromium(log) {
-  if (isExecutable(CHROMIUM)) return CHROMIUM;
-  const why = `${CHROMIUM} not found`;
-  if (NO_INSTALL) throw new Error(`${why} and SACK_NO_INSTALL=1`);
-  if (CHROMIUM !== '/usr/bin/chromium') throw new Error(`${why} (SACK_CHROMIUM is set; not installing)`);
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-    throw new Error(`${why}; install it with: sudo apt-get install -y chromium`);
-  }
-  if (!isExecutable('/usr/bin/apt-get')) throw new Error(`${why} and there is no apt-get`);
-  const env = { DEBIAN_FRONTEND: 'noninteractive' };
-  // Waits for another apt/dpkg to finish instead of failing on the lock.
-  const lock = ['-o', 'DPkg::Lock::Timeout=600'];
-  const t0 = Date.now();
-  log(`installing chromium with apt-get (this can take a few minutes)`);
-  const update = await run('apt-get', [...lock, 'update'], { env, ms: 10 * 60000 });
-  if (update.code !== 0) throw new Error(`${why}; apt-get update failed: ${update.out.slice(-600)}`);
-  const install = await run('apt-get', [...lock, 'install', '-y', 'chromium'], { env, ms: 20 * 60000 });
-  if (install.code !== 0 || !isExecutable(CHROMIUM)) {
-    throw new Error(`${why}; apt-get install chromium failed: ${install.out.slice(-600)}`);
-  }
-  log(`chromium installed in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  return CHROMIUM;
-}
-
-/** playwright-core's `chromium`, installed into PW_DIR if needed. */
-async function ensurePlaywright(log) {
-  const dir = await ensureNpmPackage({
-    name: 'playwright-core',
-    version: PW_VERSION,
-    dir: PW_DIR,
-    env: { PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' },
-    log,
-  });
-  return require(dir).chromium;
-}
 
 // ---------------------------------------------------------------- page
 
@@ -262,48 +191,9 @@ function tap(port) {
 const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
 
 test.describe('Chromium (headless) with permessage-deflate', { concurrency: false }, () => {
-  let setup = null; // { context } or { skip: reason }
-
-  test.after(async () => {
-    if (setup?.context) {
-      await withTimeout(setup.context.close(), 15000, 'closing Chromium').catch(() => {});
-      fs.rmSync(setup.userDataDir, { recursive: true, force: true });
-    }
-  });
-
-  /** The browser context, or null after t.skip(reason). */
-  async function browser(t) {
-    if (!setup) {
-      const log = (m) => t.diagnostic(m);
-      try {
-        const executablePath = await ensureChromium(log);
-        const chromium = await ensurePlaywright(log);
-        const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-chromium-'));
-        try {
-          const context = await chromium.launchPersistentContext(userDataDir, {
-            executablePath,
-            headless: true,
-            args: CHROMIUM_ARGS,
-            timeout: 60000,
-          });
-          setup = { context, userDataDir };
-          log(`Chromium ${context.browser()?.version() ?? ''} via playwright-core ${require(path.join(PW_DIR, 'node_modules', 'playwright-core', 'package.json')).version}`);
-        } catch (e) {
-          fs.rmSync(userDataDir, { recursive: true, force: true });
-          // Installed but not working: that is a failure, not a skip.
-          setup = { error: e };
-        }
-      } catch (e) {
-        setup = { skip: e.message };
-      }
-    }
-    if (setup.error) throw setup.error;
-    if (setup.skip) {
-      t.skip(`Chromium or playwright-core unavailable: ${setup.skip}`);
-      return null;
-    }
-    return setup.context;
-  }
+  const session = chromiumSession();
+  test.after(() => session.close());
+  const browser = (t) => session.context(t);
 
   /**
    * A sack server that serves PAGE at "/" and echoes WebSocket messages,

@@ -6,6 +6,7 @@
 const net = require('node:net');
 const http = require('node:http');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const events = require('node:events');
@@ -514,16 +515,15 @@ function runNode(code, { ms = 10000, args = [], input, env } = {}) {
  * `exited(ms)` waits for the exit ({ code, signal }), `kill()` ends it.
  * Register `t.after(() => h.kill())` so no child outlives its test.
  * `maxFiles`: the child's limit of open file descriptors (`ulimit -n`).
+ * `env`: variables added to this process's for the child.
  */
-function startNode(code, { args = [], maxFiles } = {}) {
+function startNode(code, { args = [], maxFiles, env } = {}) {
   const argv = [...args, '-e', code];
+  const options = { cwd: ROOT, env: env ? { ...process.env, ...env } : process.env, stdio: ['ignore', 'pipe', 'pipe'] };
   const child =
     maxFiles === undefined
-      ? spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('/bin/sh', ['-c', `ulimit -n ${Number(maxFiles)} && exec "$@"`, 'sh', process.execPath, ...argv], {
-          cwd: ROOT,
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
+      ? spawn(process.execPath, argv, options)
+      : spawn('/bin/sh', ['-c', `ulimit -n ${Number(maxFiles)} && exec "$@"`, 'sh', process.execPath, ...argv], options);
   const h = {
     child,
     stdout: '',
@@ -703,6 +703,129 @@ function background(t, script) {
   };
 }
 
+// ---------------------------------------------------------------- Chromium
+
+// Headless Chromium (the Debian `chromium` package) driven by
+// playwright-core, for chromium.test.js and demo.test.js. Set-up, done on
+// first use and idempotent (quick once installed):
+// - /usr/bin/chromium (SACK_CHROMIUM overrides): if missing, and we are root
+//   with apt-get, `apt-get update && apt-get install -y chromium`.
+// - playwright-core (SACK_PLAYWRIGHT_VERSION, default below): if it is not
+//   there, `npm install` into .cache/playwright/ at the package root
+//   (SACK_PLAYWRIGHT_DIR overrides), outside node_modules, without touching
+//   package.json. playwright-core never downloads a browser.
+// SACK_NO_INSTALL=1 forbids both installs.
+
+const CHROMIUM = process.env.SACK_CHROMIUM || '/usr/bin/chromium';
+const PW_DIR = process.env.SACK_PLAYWRIGHT_DIR || path.join(ROOT, '.cache', 'playwright');
+const PW_VERSION = process.env.SACK_PLAYWRIGHT_VERSION || '1.65.1';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+function isExecutable(file) {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Chromium's path, or throws with the reason it is unavailable. */
+async function ensureChromium(log) {
+  if (isExecutable(CHROMIUM)) return CHROMIUM;
+  const why = `${CHROMIUM} not found`;
+  if (process.env.SACK_NO_INSTALL === '1') throw new Error(`${why} and SACK_NO_INSTALL=1`);
+  if (CHROMIUM !== '/usr/bin/chromium') throw new Error(`${why} (SACK_CHROMIUM is set; not installing)`);
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    throw new Error(`${why}; install it with: sudo apt-get install -y chromium`);
+  }
+  if (!isExecutable('/usr/bin/apt-get')) throw new Error(`${why} and there is no apt-get`);
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  // Waits for another apt/dpkg to finish instead of failing on the lock.
+  const lock = ['-o', 'DPkg::Lock::Timeout=600'];
+  const t0 = Date.now();
+  log(`installing chromium with apt-get (this can take a few minutes)`);
+  const update = await run('apt-get', [...lock, 'update'], { env, ms: 10 * 60000 });
+  if (update.code !== 0) throw new Error(`${why}; apt-get update failed: ${update.out.slice(-600)}`);
+  const install = await run('apt-get', [...lock, 'install', '-y', 'chromium'], { env, ms: 20 * 60000 });
+  if (install.code !== 0 || !isExecutable(CHROMIUM)) {
+    throw new Error(`${why}; apt-get install chromium failed: ${install.out.slice(-600)}`);
+  }
+  log(`chromium installed in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  return CHROMIUM;
+}
+
+/** playwright-core's `chromium`, installed into PW_DIR if needed. */
+async function ensurePlaywright(log) {
+  const dir = await ensureNpmPackage({
+    name: 'playwright-core',
+    version: PW_VERSION,
+    dir: PW_DIR,
+    env: { PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' },
+    log,
+  });
+  return require(dir).chromium;
+}
+
+/**
+ * One headless Chromium for a test file, launched by the first test that
+ * asks. `context(t)`: its playwright browser context, or null after
+ * t.skip(reason) when Chromium or playwright-core is missing and cannot be
+ * installed (installed but failing to launch is a failure, not a skip).
+ * Register `test.after(() => session.close())`.
+ */
+function chromiumSession() {
+  let setup = null; // { context, userDataDir }, { skip: reason } or { error }
+  return {
+    async context(t) {
+      if (!setup) {
+        const log = (m) => t.diagnostic(m);
+        try {
+          const executablePath = await ensureChromium(log);
+          const chromium = await ensurePlaywright(log);
+          const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-chromium-'));
+          try {
+            const context = await chromium.launchPersistentContext(userDataDir, {
+              executablePath,
+              headless: true,
+              args: CHROMIUM_ARGS,
+              timeout: 60000,
+            });
+            setup = { context, userDataDir };
+            log(`Chromium ${context.browser()?.version() ?? ''} via playwright-core ${require(path.join(PW_DIR, 'node_modules', 'playwright-core', 'package.json')).version}`);
+          } catch (e) {
+            fs.rmSync(userDataDir, { recursive: true, force: true });
+            setup = { error: e };
+          }
+        } catch (e) {
+          setup = { skip: e.message };
+        }
+      }
+      if (setup.error) throw setup.error;
+      if (setup.skip) {
+        t.skip(`Chromium or playwright-core unavailable: ${setup.skip}`);
+        return null;
+      }
+      return setup.context;
+    },
+    async close() {
+      if (setup?.context) {
+        await withTimeout(setup.context.close(), 15000, 'closing Chromium').catch(() => {});
+        fs.rmSync(setup.userDataDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
 module.exports = {
   record,
   startNode,
@@ -739,4 +862,5 @@ module.exports = {
   run,
   ensureNpmPackage,
   compressibleText,
+  chromiumSession,
 };
