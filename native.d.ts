@@ -34,6 +34,19 @@ export declare class NativeConnection {
   setBlocked(blocked: boolean): void
   /** TCP_NODELAY on or off. */
   setNoDelay(on: boolean): void
+  /**
+   * For a send callback: `[target, handed]`, the queue total it waits
+   * for and the total with the socket now (an `Event::Sent` comes once
+   * `handed` reaches `target`, if it has not already).
+   */
+  watchSent(): Array<number>
+  /**
+   * Waits for `target` (the next callback's) after an `Event::Sent`;
+   * returns the total with the socket now.
+   */
+  watchSentAt(target: number): number
+  /** Bytes handed to the socket so far, as they were queued. */
+  get sentTotal(): number
   /** Bytes queued and not yet written to the socket. */
   get bufferedAmount(): number
   /** The subprotocol chosen at accept, or "". */
@@ -48,6 +61,12 @@ export declare class NativeServer {
   get id(): number
   /** `[address, port, family]` actually bound. */
   address(): [string, number, string]
+  /**
+   * Takes over the TCP connection of descriptor `fd` (Node's socket,
+   * which JS closes after this: the engine works on its own duplicate),
+   * with `read`, the bytes Node read from it already (`handleUpgrade`).
+   */
+  adopt(fd: number, read: Uint8Array): void
   /** Which JS handlers exist (no accept handler: the engine accepts). */
   setHandlers(accept: boolean, request: boolean): void
   /** Stops listening and closes every connection with `code`. */
@@ -79,6 +98,12 @@ export declare function keepAlive(on: boolean): void
 
 /** Binds `address:port` now; errors carry Node's `code` (`EADDRINUSE`, …). */
 export declare function listen(address: string, port: number, options: ServerOptions): NativeServer
+
+/**
+ * A server bound to nothing (`noServer`): connections come through
+ * `NativeServer::adopt`.
+ */
+export declare function listenNone(options: ServerOptions): NativeServer
 
 /**
  * The numeric option defaults, in the units the options take (bytes,
@@ -126,6 +151,9 @@ export interface ServerOptions {
   deflateClientNoContextTakeover?: boolean
   deflateServerMaxWindowBits?: number
   deflateClientMaxWindowBits?: number
+  /** Upgrades only for this path. */
+  path?: string
+  backlog?: number
 }
 
 /**

@@ -840,6 +840,7 @@ module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.init = nativeBinding.init
 module.exports.keepAlive = nativeBinding.keepAlive
 module.exports.listen = nativeBinding.listen
+module.exports.listenNone = nativeBinding.listenNone
 module.exports.optionDefaults = nativeBinding.optionDefaults
 module.exports.reasonPhrase = nativeBinding.reasonPhrase
 module.exports.threadAccept = nativeBinding.threadAccept

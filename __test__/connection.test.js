@@ -329,11 +329,14 @@ test.describe('readyState and close', () => {
     assert.deepEqual(calls, [1000]);
   });
 
-  const badCodes = [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 1000.5, -1000, NaN, '1000x'];
-  test.it(`close(code) with an invalid code → RangeError (${badCodes.join(', ')})`, async (t) => {
+  const badCodes = [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 1000.5, -1000, NaN];
+  test.it(`close(code) with an invalid code → RangeError (${badCodes.join(', ')}); not a number → TypeError`, async (t) => {
     const { ws } = await pair(t);
     for (const code of badCodes) {
       assert.throws(() => ws.close(code), RangeError, `code ${code}`);
+    }
+    for (const code of ['1000', '1000x', {}, true]) {
+      assert.throws(() => ws.close(code), (e) => e instanceof TypeError && /must be a number/.test(e.message), `code ${String(code)}`);
     }
     assert.equal(ws.readyState, readyStates.OPEN);
   });

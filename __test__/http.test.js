@@ -320,7 +320,7 @@ const REASONS = {
 // req
 
 test.describe('req', () => {
-  test.it('method, url, CGI, version, headers, rawHeaders, content, bytes, redirect, connection (GET)', async (t) => {
+  test.it('method, url, path, CGI, version, headers, rawHeaders, content, bytes, redirect, connection (GET)', async (t) => {
     let seen;
     const server = serve(t, {}, function (req, res) {
       seen = { req, self: this };
@@ -340,7 +340,8 @@ test.describe('req', () => {
     const { req, self } = seen;
     assert.equal(self, server, 'this is the server');
     assert.equal(req.method, 'GET');
-    assert.equal(req.url, '/some/path', 'url is the path without the query');
+    assert.equal(req.url, '/some/path?a=1&b&c=%20x%2By&d=plus+sign&a=2&%C3%A9=%E2%82%AC', 'url is the target, as Node gives it');
+    assert.equal(req.path, '/some/path', 'path is the path without the query');
     assert.deepEqual({ ...req.CGI }, { a: ['1', '2'], b: null, c: ' x+y', d: 'plus sign', é: '€' });
     assert.equal(req.version, 101);
     assert.equal(req.httpVersion, '1.1');
@@ -365,7 +366,7 @@ test.describe('req', () => {
   test.it('a target with raw non-ASCII bytes: url and CGI hold them as Latin-1 (as Node does); the headers after it are exact', async (t) => {
     const seen = [];
     const server = serve(t, {}, (req, res) => {
-      seen.push({ url: req.url, cgi: { ...req.CGI }, headers: req.rawHeaders });
+      seen.push({ url: req.path, cgi: { ...req.CGI }, headers: req.rawHeaders });
       res.end('ok');
     });
     const raw = await Raw.connect(t, portOf(server));
@@ -404,7 +405,8 @@ test.describe('req', () => {
     );
     assert.equal((await raw.response()).status, 200);
     assert.equal(seen.method, 'POST');
-    assert.equal(seen.url, '/form');
+    assert.equal(seen.url, '/form?q=from-query&x=1');
+    assert.equal(seen.path, '/form');
     assert.deepEqual({ ...seen.CGI }, {
       q: ['from-query', 'from-body'],
       x: '1',
@@ -2019,7 +2021,7 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
   test.it('requests of several connections in one group: methods, targets and headers are cut right (Latin-1 values, none at all)', async (t) => {
     const seen = new Map();
     const server = serve(t, {}, (req, res) => {
-      if (!req.url.startsWith('/warm')) seen.set(req.url, { method: req.method, raw: req.rawHeaders, cgi: { ...req.CGI } });
+      if (!req.url.startsWith('/warm')) seen.set(req.path, { method: req.method, raw: req.rawHeaders, cgi: { ...req.CGI } });
       res.end('ok');
     });
     const raws = [];
@@ -2045,7 +2047,7 @@ test.describe('HTTP lane (keep-alive connections on the JS thread)', () => {
     const server = serve(t, {}, (req, res) => {
       seen.push(req.url);
       res.setHeader('Content-Type', 'text/plain');
-      res.end(`${req.method} ${req.url} ${req.headers['x-n'] ?? ''}`);
+      res.end(`${req.method} ${req.path} ${req.headers['x-n'] ?? ''}`);
     });
     const raw = await laneConnection(t, server);
     if (LANE) assert.equal(server._native.laneConnections(), 1);

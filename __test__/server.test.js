@@ -803,7 +803,7 @@ test.describe('other server events', () => {
     const s = $.server();
     const seen = [];
     s.on('request', function (req, res) {
-      seen.push({ self: this, method: req.method, url: req.url, host: req.headers.host });
+      seen.push({ self: this, method: req.method, url: req.url, path: req.path, host: req.headers.host });
       res.writeHead(200, { 'Content-Type': 'text/plain' });
       res.end('hello http');
     });
@@ -827,7 +827,8 @@ test.describe('other server events', () => {
     assert.equal(seen.length, 1);
     assert.equal(seen[0].self, s);
     assert.equal(seen[0].method, 'GET');
-    assert.equal(seen[0].url, '/page');
+    assert.equal(seen[0].url, '/page?x=1');
+    assert.equal(seen[0].path, '/page');
     assert.equal(seen[0].host, `${HOST}:${s.address().port}`);
   });
 

@@ -136,6 +136,7 @@ class Connection {
     this._deciding = false;
     this._connectPending = false;
     this._moved = false;
+    this._sentCbs = null;
     // Handler slots exist from the start, so every connection object has
     // one shape and the message path stays monomorphic.
     this._on_message = null;
@@ -174,10 +175,16 @@ class Connection {
   // close is under way (CLOSING) the data is dropped and false returned:
   // a handler still answering messages read before the close is no misuse.
   // Only a connection that never opened or has closed throws.
-  send(data) {
+  send(data, cb) {
+    if (cb !== undefined && cb !== null && typeof cb !== 'function') {
+      throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'send: the callback must be a function');
+    }
     if (this.readyState !== OPEN) {
       toBytes(data, 'send'); // the TypeError for bad data comes first
-      if (this.readyState === CLOSING) return false;
+      if (this.readyState === CLOSING) {
+        if (cb) process.nextTick(cb, notOpen(this, 'send'));
+        return false;
+      }
       throw notOpen(this, 'send');
     }
     const r = registry.fast.send(this._id, data);
@@ -185,7 +192,47 @@ class Connection {
     // r < 0 otherwise: the engine began closing (peer close, protocol error)
     // and the close event is on its way; JS still saw OPEN, so this is no
     // misuse. The data is dropped, as the RFC requires after a close frame.
+    if (cb) {
+      if (r < 0) process.nextTick(cb, notOpen(this, 'send'));
+      else this._watchSent(cb);
+    }
     return r === ST_OK;
+  }
+
+  // Send callbacks: each waits for the queue total after its send to be
+  // with the socket ([target, cb, target, cb, …], in order).
+  _watchSent(cb) {
+    const [target, handed] = this._h.watchSent();
+    const list = this._sentCbs || (this._sentCbs = []);
+    list.push(target, cb);
+    if (handed >= target) process.nextTick(sentDue, this, handed);
+  }
+
+  // `upto` bytes are with the socket (engine event, or seen when watching).
+  _sent(upto) {
+    const list = this._sentCbs;
+    if (list === null) return;
+    let i = 0;
+    while (i < list.length && list[i] <= upto) i += 2;
+    if (i === 0) return;
+    const due = list.splice(0, i);
+    if (list.length > 0) {
+      const handed = this._h.watchSentAt(list[0]);
+      if (handed >= list[0]) process.nextTick(sentDue, this, handed);
+    }
+    for (let k = 1; k < due.length; k += 2) due[k]();
+  }
+
+  // The connection leaves this thread (closed, or posted): callbacks whose
+  // data reached the socket succeed; the others get `err` (on close), or
+  // succeed too after a post (the data still goes out, in order, but this
+  // thread no longer hears when).
+  _endSent(err) {
+    if (this._sentCbs === null) return;
+    this._sent(this._h.sentTotal);
+    const rest = this._sentCbs;
+    this._sentCbs = null;
+    for (let k = 1; k < rest.length; k += 2) process.nextTick(rest[k], err);
   }
 
   // True when the ping was queued; false (dropped) once a close is under
@@ -202,6 +249,9 @@ class Connection {
 
   close(code, reason) {
     if (code === undefined || code === null) code = 1000;
+    if (typeof code !== 'number') {
+      throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', `close: the code must be a number; received ${typeof code} ${JSON.stringify(code)}`);
+    }
     if (!isValidCloseCode(code)) {
       throw sackError(
         RangeError,
@@ -311,6 +361,7 @@ class Connection {
     checkDestination(destination, 'post');
     if (this.readyState !== OPEN && this.readyState !== CONNECTING) throw notOpen(this, 'post');
     if (!native.threadPost(destination, this._h)) return false;
+    this._endSent(undefined);
     this._server._released(this);
     this.readyState = CLOSED;
     this._moved = true;
@@ -330,10 +381,15 @@ class Connection {
   }
 
   _closed(code, reason) {
+    this._endSent(sackError(Error, 'WS_ERR_NOT_OPEN', 'send: the connection closed before the data reached the socket'));
     this.readyState = CLOSED;
     this._server._released(this);
     emit(this, 'close', this, code, reason);
   }
+}
+
+function sentDue(ws, upto) {
+  ws._sent(upto);
 }
 
 function decided(ws, what) {

@@ -24,6 +24,7 @@ const REQUESTS = 12;
 const RESPONSE_DRAIN = 13;
 const RESPONSE_CLOSE = 14;
 const PEER_CLOSE = 15;
+const SENT = 16;
 
 // Request groups (src/binding/dispatch.rs, deliver_requests).
 const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
@@ -116,6 +117,11 @@ function dispatch(kind, id, a, b, c, d) {
     case PONG: {
       const ws = conns.get(id);
       if (ws !== undefined) emit(ws, 'pong', ws, a);
+      return;
+    }
+    case SENT: {
+      const ws = conns.get(id);
+      if (ws !== undefined) ws._sent(a);
       return;
     }
     case DRAIN: {

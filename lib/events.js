@@ -33,6 +33,7 @@ function defineEvents(proto, events) {
     if (!this._names.includes(name)) {
       throw new TypeError(`Unknown event "${name}"; known events: ${this._names.join(', ')}`);
     }
+    if (this._checkHandler) this._checkHandler(name, fn);
     const key = '_ls_' + name;
     (this[key] || (this[key] = [])).push(fn);
     if (this._handlersChanged) this._handlersChanged();
@@ -68,6 +69,7 @@ function setProperty(obj, name, slot, fn) {
   if (fn != null && typeof fn !== 'function') {
     throw new TypeError(`The "${name}" handler must be a function`);
   }
+  if (fn != null && obj._checkHandler) obj._checkHandler(name, fn);
   obj[slot] = fn || null;
   if (obj._handlersChanged) obj._handlersChanged();
 }

@@ -43,7 +43,10 @@ class Request {
   constructor(method, target, q, flags, headers, body, remote, local) {
     const v11 = (flags & 1) !== 0;
     this.method = method;
-    this.url = q < 0 ? target : target.slice(0, q);
+    // As Node's: the request target, query included (routers read it).
+    this.url = target;
+    // The path alone (the original addon's `url`).
+    this.path = q < 0 ? target : target.slice(0, q);
     this.httpVersion = v11 ? '1.1' : '1.0';
     // The original addon's numbering: 101 = HTTP/1.1, 100 = HTTP/1.0.
     this.version = v11 ? 101 : 100;

@@ -36,14 +36,14 @@ function parseUrl(url) {
     } catch {
       throw badOption('url', 'a valid URL such as "ws://0.0.0.0:8080/"', url);
     }
-    if (!['ws:', 'wss:', 'http:', 'https:'].includes(u.protocol)) {
-      throw badOption('url', 'a ws://, wss://, http:// or https:// URL', url);
+    if (!['ws:', 'wss:'].includes(u.protocol)) {
+      throw badOption('url', 'a ws:// or wss:// URL', url);
     }
     const host = u.hostname.replace(/^\[|\]$/g, '');
     return {
       address: host || undefined,
       port: u.port ? Number(u.port) : undefined,
-      secure: u.protocol === 'wss:' || u.protocol === 'https:',
+      secure: u.protocol === 'wss:',
     };
   }
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(url);
@@ -115,17 +115,104 @@ function deflateOptions(options) {
   return out;
 }
 
+// The options sack takes (NUMERIC's too).
+const KNOWN = new Set([
+  'url', 'address', 'host', 'port', 'path', 'noServer', 'backlog', 'masking',
+  'perMessageDeflate', 'perMessageDeflateAllow', 'cert', 'key', 'passphrase', 'ca',
+  'hosts', 'ticketKeys', 'backplane', 'clientTracking', 'allowSynchronousEvents',
+  'autoPong', 'skipUTF8Validation', ...Object.keys(NUMERIC),
+]);
+
+// Options `ws` users write whose sack way differs: a TypeError saying it,
+// rather than a server that quietly does something else (a `verifyClient`
+// ignored would accept every client). `when(v)`: whether the value given
+// asks for what sack does not do.
+const WS_ONLY = {
+  verifyClient: {
+    when: () => true,
+    how: 'decide in the "accept" event instead: server.onaccept = (ws) => { … server.accept() or server.reject(401) } (ws.headers, ws.url, ws.connection.remoteAddress are set)',
+  },
+  handleProtocols: {
+    when: () => true,
+    how: 'choose the subprotocol in the "accept" event instead: server.accept(ws.protocols.includes("chat") ? "chat" : undefined)',
+  },
+  server: {
+    when: () => true,
+    how: 'sack binds its own port; to share an http.Server\'s port, pass { noServer: true } and call sackServer.handleUpgrade(req, socket, head) from its "upgrade" event',
+  },
+  WebSocket: {
+    when: () => true,
+    how: 'sack\'s connection class cannot be replaced; add what you need to the connection in the "connect" event',
+  },
+  skipUTF8Validation: {
+    when: (v) => v !== false,
+    how: 'sack always validates UTF-8 (RFC 6455 §8.1), with SIMD, at little cost',
+  },
+  autoPong: {
+    when: (v) => v !== true,
+    how: 'sack always answers pings (RFC 6455 §5.5.2); the "pong" event reports pongs',
+  },
+};
+
+function checkNames(options) {
+  for (const name of Object.keys(options)) {
+    const ws = WS_ONLY[name];
+    if (ws !== undefined && options[name] !== undefined && ws.when(options[name])) {
+      throw sackError(TypeError, 'ERR_INVALID_ARG_VALUE', `The "${name}" option of ws is not supported by sack: ${ws.how}`);
+    }
+    if (!KNOWN.has(name) && ws === undefined) {
+      const near = closest(name);
+      process.emitWarning(
+        `sack: unknown option "${name}" is ignored${near ? ` (did you mean "${near}"?)` : ''}`,
+        { type: 'Warning', code: 'SACK_UNKNOWN_OPTION' },
+      );
+    }
+  }
+}
+
+// The known option nearest to `name` (case and a few typos aside), if any.
+function closest(name) {
+  let best;
+  let bestD = Math.max(2, Math.floor(name.length / 3)) + 1;
+  for (const k of KNOWN) {
+    const d = k.toLowerCase() === name.toLowerCase() ? 0 : distance(k.toLowerCase(), name.toLowerCase());
+    if (d < bestD) {
+      best = k;
+      bestD = d;
+    }
+  }
+  return best;
+}
+
+// Levenshtein distance.
+function distance(a, b) {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
 // Returns { address, port, native: options for the engine, tls, deflate }.
 function normalize(args) {
   const { url, port, options, connect } = parseArgs(args);
   const fromUrl = url !== undefined ? parseUrl(url) : {};
 
+  checkNames(options);
   let address = fromUrl.address;
-  if (options.address !== undefined) {
-    if (typeof options.address !== 'string' || options.address === '') {
-      throw badOption('address', 'a non-empty string', options.address);
+  // `host` is `address` by its `ws` and `net` name.
+  for (const name of ['host', 'address']) {
+    const v = options[name];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v === '') throw badOption(name, 'a non-empty string', v);
+    if (address !== undefined && name === 'address' && options.host !== undefined && v !== options.host) {
+      throw badOption('address', `the same as "host" (${JSON.stringify(options.host)}) when both are given`, v);
     }
-    address = options.address;
+    address = v;
   }
   if (address === undefined) address = '::';
 
@@ -150,6 +237,20 @@ function normalize(args) {
   }
   if (options.masking !== undefined) native.masking = options.masking;
   Object.assign(native, deflateOptions(options));
+  if (options.path !== undefined) {
+    if (typeof options.path !== 'string' || !options.path.startsWith('/')) {
+      throw badOption('path', 'a string starting with "/"', options.path);
+    }
+    native.path = options.path;
+  }
+  if (options.backlog !== undefined) {
+    if (!Number.isInteger(options.backlog) || options.backlog < 1) throw badOption('backlog', 'a positive integer', options.backlog);
+    native.backlog = options.backlog;
+  }
+  for (const name of ['clientTracking', 'allowSynchronousEvents', 'noServer']) {
+    const v = options[name];
+    if (v !== undefined && typeof v !== 'boolean') throw badOption(name, 'true or false', v);
+  }
 
   const tls =
     fromUrl.secure ||

@@ -16,15 +16,20 @@ const LISTENING = 4;
 
 function Server(...args) {
   if (!new.target) return new Server(...args);
-  const { address, port, native: opts, connect } = normalize(args);
+  const { address, port, native: opts, connect, options } = normalize(args);
   this.readyState = INITIALIZING;
   this._accepting = null;
   this._open = 0;
   this._held = false;
   this._refed = true;
+  // The open connections, as `ws`'s server.clients.
+  this.clients = new Set();
+  // noServer: bound to nothing; connections come through handleUpgrade().
+  this._noServer = options.noServer === true;
+  this._upgrades = this._noServer ? new Map() : null;
   let handle;
   try {
-    handle = native.listen(address, port, opts);
+    handle = this._noServer ? native.listenNone(opts) : native.listen(address, port, opts);
   } catch (e) {
     // napi errors carry the code (EADDRINUSE, …); give them a plain Error shape.
     const err = new Error(e.message);
@@ -38,8 +43,57 @@ function Server(...args) {
   this._id = handle.id;
   registry.servers.set(this._id, this);
   this.readyState = LISTENING;
-  this._hold(true);
+  // A listening socket keeps the process alive, as net.Server's; a
+  // noServer one has none (the http.Server that hands over upgrades does).
+  if (!this._noServer) this._hold(true);
   if (connect) this.on('connect', connect);
+}
+
+// handleUpgrade(req, socket, head, [callback]): an upgrade request that
+// arrived on a Node http.Server ('upgrade' event). The engine takes the TCP
+// connection over (its own duplicate of the socket's descriptor, with the
+// bytes Node read already: the head it parsed and `head`), and serves it
+// from then on as one it accepted: the accept and connect events follow.
+// `callback(ws, req)`, as ws's, once the connection is open.
+Server.prototype.handleUpgrade = function handleUpgrade(req, socket, head, callback) {
+  if (callback !== undefined && typeof callback !== 'function') {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'handleUpgrade: the callback must be a function');
+  }
+  if (!req || typeof req.method !== 'string' || !Array.isArray(req.rawHeaders)) {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'handleUpgrade: req must be the http.IncomingMessage of the "upgrade" event');
+  }
+  if (this.readyState !== LISTENING) {
+    socket.destroy();
+    return;
+  }
+  if (socket.encrypted) {
+    throw sackError(Error, 'ERR_SACK_TLS_UNAVAILABLE', 'handleUpgrade: a TLS socket (https.Server) cannot be taken over in this build; use an http.Server behind a TLS proxy');
+  }
+  const fd = socket._handle && socket._handle.fd;
+  if (typeof fd !== 'number' || fd < 0) {
+    throw sackError(Error, 'ERR_SACK_NO_FD', 'handleUpgrade: the socket has no file descriptor to take over (a TCP socket on Linux or macOS is needed)');
+  }
+  // Stop Node reading it, and take what it read ahead of `head`.
+  socket.pause();
+  const chunks = [requestHead(req)];
+  if (head && head.length) chunks.push(head);
+  for (let c; (c = socket.read()) !== null; ) chunks.push(c);
+  if (callback) this._upgrades.set(`${socket.remoteAddress} ${socket.remotePort}`, [callback, req]);
+  try {
+    this._native.adopt(fd, Buffer.concat(chunks));
+  } finally {
+    // Node's descriptor goes; the engine has its own.
+    socket.destroy();
+  }
+};
+
+// The request head as the client sent it (near enough: names as sent,
+// values as Node kept them).
+function requestHead(req) {
+  let h = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) h += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  return Buffer.from(h + '\r\n', 'latin1');
 }
 
 Server.prototype._hold = function _hold(on) {
@@ -56,7 +110,24 @@ Server.prototype._handlersChanged = function _handlersChanged() {
   }
 };
 
+// An Express or Connect app (a function with use/handle) as the request
+// handler: it needs Node's http request objects and would crash the process
+// at its first request. Said at once, with the way that works.
+Server.prototype._checkHandler = function _checkHandler(name, fn) {
+  if (name === 'request' && typeof fn.use === 'function' && typeof fn.handle === 'function') {
+    throw sackError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      'an Express or Connect app cannot be a sack request handler (it needs Node\'s http objects): serve it with ' +
+        'http.createServer(app) and hand the upgrades to sack: ' +
+        'const wss = Websocket.Server({ noServer: true }); httpServer.on("upgrade", (req, socket, head) => wss.handleUpgrade(req, socket, head))',
+    );
+  }
+};
+
+// { address, family, port }, or null once closed (as net.Server's).
 Server.prototype.address = function address() {
+  if (this.readyState === CLOSED || this._noServer) return null;
   const [addr, port, family] = this._native.address();
   return { address: addr, family, port };
 };
@@ -95,14 +166,32 @@ Server.prototype.rejectSSL = function rejectSSL() {
   throw sackError(Error, 'ERR_SACK_NOT_TLS', 'server.rejectSSL() is only valid during a lowError event with code 1 (non-TLS bytes on a TLS port)');
 };
 
-Server.prototype.close = function close(code, reason) {
+// close([code], [reason], [callback]): the callback hears the `close`
+// event, or an ERR_SERVER_NOT_RUNNING error when the server is not
+// listening (as net.Server's).
+Server.prototype.close = function close(code, reason, cb) {
+  if (typeof code === 'function') [code, reason, cb] = [undefined, undefined, code];
+  else if (typeof reason === 'function') [reason, cb] = [undefined, reason];
+  if (cb !== undefined && typeof cb !== 'function') {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'server.close: the callback must be a function');
+  }
   if (code === undefined || code === null) code = 1001;
+  if (typeof code !== 'number') {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', `server.close: the code must be a number; received ${typeof code}`);
+  }
   if (!isValidCloseCode(code)) {
     throw sackError(RangeError, 'WS_ERR_INVALID_CLOSE_CODE', `server.close: invalid close code ${String(code)}`);
   }
   if (reason === undefined || reason === null) reason = '';
   if (typeof reason !== 'string' || Buffer.byteLength(reason) > 123) {
     throw sackError(RangeError, 'ERR_OUT_OF_RANGE', 'server.close: the reason must be a string of at most 123 UTF-8 bytes');
+  }
+  if (cb) {
+    if (this.readyState === LISTENING || this.readyState === CLOSING) this.once('close', () => cb());
+    else {
+      const err = sackError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.');
+      process.nextTick(cb, err);
+    }
   }
   if (this.readyState !== LISTENING) return;
   this.readyState = CLOSING;
@@ -137,11 +226,16 @@ Server.prototype._newConnection = function _newConnection(handle, info, id, stat
 Server.prototype._opened = function _opened(ws) {
   ws._counted = true;
   this._open++;
+  this.clients.add(ws);
 };
 
 Server.prototype._released = function _released(ws) {
   registry.conns.delete(ws._id);
-  if (ws._counted) this._open--;
+  if (this._upgrades !== null) this._upgrades.delete(`${ws._info[2]} ${ws._info[3]}`);
+  if (ws._counted) {
+    this._open--;
+    this.clients.delete(ws);
+  }
   if (ws._held) {
     ws._held = false;
     native.keepAlive(false);
@@ -150,6 +244,14 @@ Server.prototype._released = function _released(ws) {
 
 Server.prototype._emitConnect = function _emitConnect(ws) {
   emit(this, 'connect', ws, ws);
+  if (this._upgrades !== null && this._upgrades.size > 0) {
+    const key = `${ws._info[2]} ${ws._info[3]}`;
+    const pending = this._upgrades.get(key);
+    if (pending) {
+      this._upgrades.delete(key);
+      pending[0].call(this, ws, pending[1]);
+    }
+  }
 };
 
 Server.prototype._onAccept = function _onAccept(handle, info, id) {
@@ -192,6 +294,7 @@ Server.prototype._onError = function _onError(info, code, message) {
     localPort: info[3],
     error: { code, message },
   };
+  if (this._upgrades !== null) this._upgrades.delete(`${info[0]} ${info[1]}`);
   emit(this, 'error', this, socketInfo);
 };
 

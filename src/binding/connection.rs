@@ -123,6 +123,28 @@ impl NativeConnection {
         self.conn.set_nodelay(on)
     }
 
+    /// For a send callback: `[target, handed]`, the queue total it waits
+    /// for and the total with the socket now (an `Event::Sent` comes once
+    /// `handed` reaches `target`, if it has not already).
+    #[napi]
+    pub fn watch_sent(&self) -> Vec<f64> {
+        let (target, sent) = self.conn.watch_sent();
+        vec![target as f64, sent as f64]
+    }
+
+    /// Waits for `target` (the next callback's) after an `Event::Sent`;
+    /// returns the total with the socket now.
+    #[napi]
+    pub fn watch_sent_at(&self, target: f64) -> f64 {
+        self.conn.watch_sent_at(target as u64) as f64
+    }
+
+    /// Bytes handed to the socket so far, as they were queued.
+    #[napi(getter)]
+    pub fn sent_total(&self) -> f64 {
+        self.conn.sent_total() as f64
+    }
+
     /// Bytes queued and not yet written to the socket.
     #[napi(getter)]
     pub fn buffered_amount(&self) -> f64 {

@@ -40,6 +40,8 @@ pub mod kind {
     pub const RESPONSE_CLOSE: f64 = 14.0;
     /// The peer's close frame came; our answer is queued (`Event::PeerClose`).
     pub const PEER_CLOSE: f64 = 15.0;
+    /// Queued bytes reached the socket: send callbacks are due (`Event::Sent`).
+    pub const SENT: f64 = 16.0;
 }
 
 /// The threadsafe function's callback, on the environment's JS thread.
@@ -717,6 +719,9 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                 js::call(env, f, &[n(PONG), n(conn as f64), data]);
             }
             Event::Drain { conn } => js::call(env, f, &[n(DRAIN), n(conn as f64)]),
+            Event::Sent { conn, upto } => {
+                js::call(env, f, &[n(SENT), n(conn as f64), n(upto as f64)])
+            }
             Event::Error {
                 conn,
                 code,

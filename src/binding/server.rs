@@ -41,6 +41,9 @@ pub struct ServerOptions {
     pub deflate_client_no_context_takeover: Option<bool>,
     pub deflate_server_max_window_bits: Option<u32>,
     pub deflate_client_max_window_bits: Option<u32>,
+    /// Upgrades only for this path.
+    pub path: Option<String>,
+    pub backlog: Option<u32>,
 }
 
 fn config(o: &ServerOptions) -> ServerConfig {
@@ -86,6 +89,8 @@ fn config(o: &ServerOptions) -> ServerConfig {
                 compress: o.deflate_compress.unwrap_or(true),
             }
         }),
+        path: o.path.clone(),
+        backlog: o.backlog.unwrap_or(d.backlog),
     }
 }
 
@@ -118,6 +123,8 @@ pub fn option_defaults() -> ServerOptions {
         deflate_client_no_context_takeover: None,
         deflate_server_max_window_bits: None,
         deflate_client_max_window_bits: None,
+        path: None,
+        backlog: None,
     }
 }
 
@@ -143,6 +150,17 @@ pub fn listen(
             let code = error_code(&e);
             Error::new(code, format!("{code}: {e} ({address}:{port})"))
         })?;
+    state.servers.borrow_mut().insert(server.id, server.clone());
+    Ok(NativeServer { server })
+}
+
+/// A server bound to nothing (`noServer`): connections come through
+/// `NativeServer::adopt`.
+#[napi]
+pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer> {
+    let state = EnvState::get(&env)?;
+    let server = Server::unbound(config(&options), state.sink.clone())
+        .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
     state.servers.borrow_mut().insert(server.id, server.clone());
     Ok(NativeServer { server })
 }
@@ -177,6 +195,36 @@ impl NativeServer {
         let a = self.server.local_addr();
         let family = if a.is_ipv6() { "IPv6" } else { "IPv4" };
         (a.ip().to_string(), a.port() as u32, family.to_string())
+    }
+
+    /// Takes over the TCP connection of descriptor `fd` (Node's socket,
+    /// which JS closes after this: the engine works on its own duplicate),
+    /// with `read`, the bytes Node read from it already (`handleUpgrade`).
+    #[napi]
+    pub fn adopt(&self, fd: i32, read: Uint8Array) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::BorrowedFd;
+            if fd < 0 {
+                return Err(Error::new(Status::InvalidArg, "no file descriptor"));
+            }
+            // SAFETY: JS passes the descriptor of a socket it keeps open
+            // for the whole call; it is only duplicated here.
+            let socket = unsafe { BorrowedFd::borrow_raw(fd) }
+                .try_clone_to_owned()
+                .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+            self.server
+                .adopt(socket, read.to_vec())
+                .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (fd, read);
+            Err(Error::new(
+                Status::GenericFailure,
+                "handleUpgrade needs a socket file descriptor (Linux, macOS)",
+            ))
+        }
     }
 
     /// Which JS handlers exist (no accept handler: the engine accepts).

@@ -65,6 +65,12 @@ pub struct ServerConfig {
     /// `compress: false` offers are agreed and incoming messages inflated,
     /// but nothing is compressed (`perMessageDeflateAllow`).
     pub deflate: Option<DeflateConfig>,
+    /// Upgrades only for this path (the target before any `?`); others
+    /// are answered 400, as `ws` does. `None`: every path.
+    pub path: Option<String>,
+    /// The listen backlog: connections the kernel completes before the
+    /// engine accepts them. Default 511, as Node's `net.Server`.
+    pub backlog: u32,
 }
 
 /// Whether `queued` bytes waiting to be written are under the
@@ -91,6 +97,8 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(10),
             max_connections: 0,
             deflate: None,
+            path: None,
+            backlog: 511,
         }
     }
 }

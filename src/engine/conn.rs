@@ -147,6 +147,13 @@ pub struct Conn {
     backpressure_limit: usize,
     inner: Mutex<Inner>,
     buffered: AtomicUsize,
+    /// For send callbacks: bytes ever queued and ever handed to the socket,
+    /// both counted as `send` queued them (before compression), and the
+    /// count of handed bytes at which JS wants an `Event::Sent`
+    /// (`u64::MAX`: none).
+    queued_total: AtomicU64,
+    sent_total: AtomicU64,
+    notify_sent: AtomicU64,
     want_drain: AtomicBool,
     pub(super) waker: AtomicWaker,
     route: Mutex<Route>,
@@ -212,6 +219,9 @@ impl Conn {
                 overflow: false,
             }),
             buffered: AtomicUsize::new(0),
+            queued_total: AtomicU64::new(0),
+            sent_total: AtomicU64::new(0),
+            notify_sent: AtomicU64::new(u64::MAX),
             want_drain: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             route: Mutex::new(Route::Direct(sink)),
@@ -342,10 +352,9 @@ impl Conn {
         let was_empty = g.out.is_empty();
         let before = g.out.len();
         fill(&mut g.out);
-        let queued = self
-            .buffered
-            .fetch_add(g.out.len() - before, Ordering::AcqRel)
-            + (g.out.len() - before);
+        let added = g.out.len() - before;
+        self.queued_total.fetch_add(added as u64, Ordering::SeqCst);
+        let queued = self.buffered.fetch_add(added, Ordering::AcqRel) + added;
         if self.backpressure_limit > 0
             && queued > self.backpressure_limit
             && !g.overflow
@@ -401,6 +410,11 @@ impl Conn {
             }
             g.out.drain(..n);
             self.buffered.fetch_sub(n, Ordering::AcqRel);
+            // No `Event::Sent` from here (lock order, as for `drain`): a
+            // direct write happens only with nothing queued before it, so
+            // the only callback it can complete is the caller's own, which
+            // looks for itself (`watch_sent`).
+            let _ = self.handed(n);
             g.out.is_empty()
         }
         #[cfg(not(unix))]
@@ -657,6 +671,40 @@ impl Conn {
     pub fn set_nodelay(&self, on: bool) {
         self.lock().nodelay = Some(on);
         self.waker.wake();
+    }
+
+    /// `units` more bytes of the queue (as `send` queued them) are with
+    /// the socket. Returns the new total when an `Event::Sent` is due.
+    pub(super) fn handed(&self, units: usize) -> Option<u64> {
+        let sent = self.sent_total.fetch_add(units as u64, Ordering::SeqCst) + units as u64;
+        let at = self.notify_sent.load(Ordering::SeqCst);
+        (at <= sent
+            && self
+                .notify_sent
+                .compare_exchange(at, u64::MAX, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok())
+        .then_some(sent)
+    }
+
+    /// JS waits for what is queued so far to reach the socket (a send
+    /// callback): returns the queue total it waits for, and the total
+    /// handed already (when that is not less, no `Event::Sent` need come).
+    pub fn watch_sent(&self) -> (u64, u64) {
+        let target = self.queued_total.load(Ordering::SeqCst);
+        self.notify_sent.fetch_min(target, Ordering::SeqCst);
+        (target, self.sent_total.load(Ordering::SeqCst))
+    }
+
+    /// As `watch_sent`, for a total JS already waits for (the next one
+    /// after an `Event::Sent`); returns the total handed.
+    pub fn watch_sent_at(&self, target: u64) -> u64 {
+        self.notify_sent.fetch_min(target, Ordering::SeqCst);
+        self.sent_total.load(Ordering::SeqCst)
+    }
+
+    /// Bytes handed to the socket so far (as `send` queued them).
+    pub fn sent_total(&self) -> u64 {
+        self.sent_total.load(Ordering::SeqCst)
     }
 
     /// Bytes left the queue for the socket. Returns true when a `drain`

@@ -110,13 +110,16 @@ impl std::fmt::Debug for Server {
 /// Resolves `address` (an IP, a host name, or empty for the default
 /// dual-stack `::`) and binds, falling back to `0.0.0.0` where the machine
 /// has no IPv6.
-fn bind_socket(address: &str, port: u16) -> io::Result<std::net::TcpListener> {
+fn bind_socket(address: &str, port: u16, backlog: u32) -> io::Result<std::net::TcpListener> {
     let any6 = address.is_empty() || address == "::" || address == "::0" || address == "[::]";
     if any6 {
         let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
-        return match listen(addr) {
+        return match listen(addr, backlog) {
             Err(e) if matches!(error_code(&e), "EAFNOSUPPORT" | "EADDRNOTAVAIL" | "EINVAL") => {
-                listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+                listen(
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                    backlog,
+                )
             }
             r => r,
         };
@@ -124,15 +127,17 @@ fn bind_socket(address: &str, port: u16) -> io::Result<std::net::TcpListener> {
     let host = address.trim_start_matches('[').trim_end_matches(']');
     let addr = match host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
+        // A name that does not resolve is Node's ENOTFOUND.
         Err(_) => (host, port)
-            .to_socket_addrs()?
+            .to_socket_addrs()
+            .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address not found"))?,
     };
-    listen(addr)
+    listen(addr, backlog)
 }
 
-fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // As Node does: a restarted server can bind while old sockets sit in TIME_WAIT.
     socket.set_reuse_address(true)?;
@@ -140,7 +145,7 @@ fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
         socket.set_only_v6(false)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(511)?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -153,32 +158,14 @@ impl Server {
         config: ServerConfig,
         sink: Arc<EnvSink>,
     ) -> io::Result<Arc<Server>> {
-        let std_listener = bind_socket(address, port)?;
+        let std_listener = bind_socket(address, port, config.backlog)?;
         let local = std_listener.local_addr()?;
         let runtime = runtime::handle()?;
         let listener = {
             let _guard = runtime.enter();
             tokio::net::TcpListener::from_std(std_listener)?
         };
-        let server = Arc::new(Server {
-            id: NEXT_SERVER.fetch_add(1, Ordering::Relaxed),
-            config,
-            local,
-            sink: Mutex::new(sink),
-            accept_handler: AtomicBool::new(false),
-            request_handler: AtomicBool::new(false),
-            conns: Mutex::new(HashMap::new()),
-            closing: AtomicBool::new(false),
-            close_emitted: AtomicBool::new(false),
-            tasks: AtomicUsize::new(1), // the accept loop
-            watchers: Mutex::new(HashMap::new()),
-            accept_task: Mutex::new(None),
-            body_bytes: AtomicUsize::new(0),
-            body_room: tokio::sync::Notify::new(),
-            shed: AtomicUsize::new(0),
-            room: tokio::sync::Notify::new(),
-            waiting_room: Mutex::new(0),
-        });
+        let server = Server::new(config, sink, local);
         let guard = Listening {
             listener: Some(listener),
             server: server.clone(),
@@ -193,29 +180,82 @@ impl Server {
         Ok(server)
     }
 
+    /// A server that listens on nothing (`noServer`): its connections come
+    /// from another server through [`Server::adopt`].
+    pub fn unbound(config: ServerConfig, sink: Arc<EnvSink>) -> io::Result<Arc<Server>> {
+        runtime::handle()?;
+        let unspecified = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0);
+        Ok(Server::new(config, sink, unspecified))
+    }
+
+    fn new(config: ServerConfig, sink: Arc<EnvSink>, local: SocketAddr) -> Arc<Server> {
+        Arc::new(Server {
+            id: NEXT_SERVER.fetch_add(1, Ordering::Relaxed),
+            config,
+            local,
+            sink: Mutex::new(sink),
+            accept_handler: AtomicBool::new(false),
+            request_handler: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
+            close_emitted: AtomicBool::new(false),
+            // The accept loop's (an unbound server's stands for it until
+            // it closes, so the count means the same).
+            tasks: AtomicUsize::new(1),
+            watchers: Mutex::new(HashMap::new()),
+            accept_task: Mutex::new(None),
+            body_bytes: AtomicUsize::new(0),
+            body_room: tokio::sync::Notify::new(),
+            shed: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
+            waiting_room: Mutex::new(0),
+        })
+    }
+
     async fn accept_loop(self: Arc<Self>, listener: &tokio::net::TcpListener) {
         loop {
             match listener.accept().await {
-                Ok((stream, remote)) => {
-                    let _ = stream.set_nodelay(true);
-                    let local = stream.local_addr().unwrap_or(self.local);
-                    self.task_started();
-                    let server = self.clone();
-                    tokio::spawn(async move {
-                        if server.over_capacity() && !server.make_room().await {
-                            let response = closing_response(503, None, &[], b"server full");
-                            task::refuse(stream, &response).await;
-                        } else {
-                            let buf = Vec::with_capacity(1024);
-                            task::run(stream, remote, local, server.clone(), buf, true).await;
-                        }
-                        server.task_done();
-                    });
-                }
+                Ok((stream, remote)) => self.serve(stream, remote, Vec::with_capacity(1024)),
                 // Out of file descriptors and the like: back off, keep listening.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
+    }
+
+    /// Serves a new connection, of which `buf` holds what was read already.
+    fn serve(self: &Arc<Self>, stream: tokio::net::TcpStream, remote: SocketAddr, buf: Vec<u8>) {
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(self.local);
+        self.task_started();
+        let server = self.clone();
+        tokio::spawn(async move {
+            if server.over_capacity() && !server.make_room().await {
+                let response = closing_response(503, None, &[], b"server full");
+                task::refuse(stream, &response).await;
+            } else {
+                task::run(stream, remote, local, server.clone(), buf, true).await;
+            }
+            server.task_done();
+        });
+    }
+
+    /// Takes over a connection another server accepted (Node's `http`, for
+    /// `handleUpgrade`): `socket` is its own descriptor for it, and
+    /// `read` the bytes that server read already (the request head, and
+    /// any after it). From here it is served as one this server accepted.
+    #[cfg(unix)]
+    pub fn adopt(self: &Arc<Self>, socket: std::os::fd::OwnedFd, read: Vec<u8>) -> io::Result<()> {
+        if self.is_closing() {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "server closed"));
+        }
+        let std = std::net::TcpStream::from(socket);
+        std.set_nonblocking(true)?;
+        let remote = std.peer_addr()?;
+        let runtime = runtime::handle()?;
+        let _guard = runtime.enter();
+        let stream = tokio::net::TcpStream::from_std(std)?;
+        self.serve(stream, remote, read);
+        Ok(())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -391,13 +431,15 @@ impl Server {
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(task) = self
+        let accepting = self
             .accept_task
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            task.abort();
+            .take();
+        match accepting {
+            Some(task) => task.abort(),
+            // Unbound: the count that stood for an accept loop ends here.
+            None => self.task_done(),
         }
         let conns = snapshot(&self.conns);
         // HTTP connections waiting for their next request end now; ones

@@ -52,6 +52,12 @@ pub enum Event {
     Drain {
         conn: u64,
     },
+    /// `upto` bytes (as queued) are with the socket: send callbacks up to
+    /// there are due (`Conn::watch_sent`).
+    Sent {
+        conn: u64,
+        upto: u64,
+    },
     /// Something went wrong on an open connection; a `Close` follows.
     Error {
         conn: u64,
@@ -126,6 +132,7 @@ impl Event {
             Event::Message { conn, .. }
             | Event::Pong { conn, .. }
             | Event::Drain { conn }
+            | Event::Sent { conn, .. }
             | Event::Error { conn, .. }
             | Event::Close { conn, .. } => Some(*conn),
             Event::Accept { conn, .. }

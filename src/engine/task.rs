@@ -208,6 +208,20 @@ async fn websocket(
     server: Arc<Server>,
 ) {
     let cfg = &server.config;
+    if let Some(path) = cfg.path.as_deref() {
+        let target = head.target();
+        if target.split('?').next() != Some(path) {
+            let response = closing_response(400, None, &[], b"no WebSocket at this path");
+            Box::pin(refuse(stream, &response)).await;
+            server.emit_error(
+                remote,
+                local,
+                "WS_ERR_PATH",
+                format!("upgrade to {target} refused (path is {path})"),
+            );
+            return;
+        }
+    }
     let up = UpgradeHeaders::scan(head.header_pairs());
     let key = match up.validate(head.method(), head.minor) {
         Ok(k) => k.to_vec(),
@@ -713,6 +727,9 @@ struct WsLoop {
     pending: Vec<u8>,
     writing: Vec<u8>,
     written: usize,
+    /// `writing` holds frames made from this many bytes of records (a
+    /// compressing connection), not the records themselves.
+    framed: Option<usize>,
     closing: Closing,
     deadline: Option<Pin<Box<Sleep>>>,
     close_timeout: Duration,
@@ -777,6 +794,7 @@ impl WsLoop {
             },
             writing: Vec::new(),
             written: 0,
+            framed: None,
             closing: Closing::No,
             deadline: None,
             close_timeout,
@@ -895,7 +913,7 @@ impl WsLoop {
                     message: format!("more than backpressureLimit bytes queued for a peer that does not read; closing with {}", OVERFLOW.0),
                 });
             }
-            if self.written == 0 && !self.writing.is_empty() && self.conn.uses_records() {
+            if self.framed.is_none() && !self.writing.is_empty() && self.conn.uses_records() {
                 self.frame_records();
             }
 
@@ -908,6 +926,19 @@ impl WsLoop {
                         if self.conn.written(n) {
                             self.conn.emit(Event::Drain { conn: self.conn.id });
                         }
+                        // Frames made from records count as their records,
+                        // once all are out.
+                        let units = match self.framed {
+                            Some(units) if self.written == self.writing.len() => units,
+                            Some(_) => 0,
+                            None => n,
+                        };
+                        if let Some(upto) = self.conn.handed(units) {
+                            self.conn.emit(Event::Sent {
+                                conn: self.conn.id,
+                                upto,
+                            });
+                        }
                     }
                     Poll::Ready(Err(_)) => return Poll::Ready(self.abnormal()),
                     Poll::Pending => break,
@@ -917,6 +948,7 @@ impl WsLoop {
             if flushed && !self.writing.is_empty() {
                 self.writing.clear();
                 self.written = 0;
+                self.framed = None;
                 if self.writing.capacity() > IDLE_KEEP {
                     self.writing = Vec::new();
                 }
@@ -1292,6 +1324,7 @@ impl WsLoop {
             self.deflated = Vec::new();
         }
         self.conn.rebuffer(records.len(), frames.len());
+        self.framed = Some(records.len());
         self.writing = frames;
     }
 }
