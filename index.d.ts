@@ -18,8 +18,20 @@ export interface ReadyStates {
 export interface ServerOptions {
   /** `ws://host:port/`; host and port are taken from it (explicit `port` wins). `wss://` needs TLS (not in this build). */
   url?: string;
-  /** Bind address. Default `"::"` (dual-stack), `"0.0.0.0"` where IPv6 is missing. A host name is resolved once. */
+  /** Bind address. Default `"::"` (dual-stack), `"0.0.0.0"` where IPv6 is missing. A host name is resolved once (`ENOTFOUND` when it does not resolve). */
   address?: string;
+  /** Alias of `address`, as in `ws` and `net`. */
+  host?: string;
+  /** Accept upgrades only for this path (the target before any `?`); others are answered 400, as `ws` does. Default: every path. */
+  path?: string;
+  /** Bind nothing: connections come through `server.handleUpgrade(req, socket, head)` from a Node `http.Server`. Default `false`. */
+  noServer?: boolean;
+  /** The listen backlog. Default 511, as Node's. */
+  backlog?: number;
+  /** Accepted for `ws` compatibility; `server.clients` is always kept. */
+  clientTracking?: boolean;
+  /** Accepted for `ws` compatibility; no effect (messages are delivered in batches). */
+  allowSynchronousEvents?: boolean;
   /** Port. Default 8080; 0 = any free port (see `address()`). Precedence: `port` argument > `options.port` > URL port > 8080. */
   port?: number;
   /** Mask the server's frames (non-standard; browsers refuse it). Default `false`. */
@@ -168,7 +180,7 @@ export interface Connection {
   noDelay: boolean;
 
   /** Sends a text (string) or binary (ArrayBuffer or any view: exactly its bytes) message. Returns `false` above `maxBackpressure`, and `false` (the data dropped) once a close is under way (CLOSING). Throws `WS_ERR_NOT_OPEN` before the connection opened or once it is CLOSED, `TypeError` for other data. */
-  send(data: string | ArrayBuffer | ArrayBufferView): boolean;
+  send(data: string | ArrayBuffer | ArrayBufferView, callback?: (err?: Error) => void): boolean;
   /** Starts the closing handshake. Default code 1000. `RangeError` for an invalid code or a reason over 123 UTF-8 bytes. */
   close(code?: number, reason?: string): void;
   /** Sends a ping (at most 125 bytes); `false` (dropped) once a close is under way. Client pings are answered automatically. */
@@ -186,7 +198,7 @@ export interface Connection {
   /** Only on TLS connections (not in this build): throws. */
   disableSSL(): void;
   /** Hands this connection to a thread that called `Thread.accept(destination)`. `true` when one took it (this object is then CLOSED here); `false` when none is registered. During `accept` it also accepts the connection. */
-  post(destination: string): boolean;
+  post(destination: string, data?: unknown): boolean;
 
   on<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
   once<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
@@ -230,8 +242,13 @@ export interface Server {
   accept(protocol?: string): boolean;
   /** During `accept` only: refuse with an HTTP status (default 403) and reason; as `ws.reject()`. */
   reject(status?: number, reason?: string): boolean;
-  /** Stops listening and closes every connection with `code` (default 1001); `close` fires when done. */
-  close(code?: number, reason?: string): void;
+  /** Stops listening and closes every connection with `code` (default 1001); `close` fires when done, and `callback` with it (or with an `ERR_SERVER_NOT_RUNNING` error when not listening). */
+  close(code?: number, reason?: string, callback?: (err?: Error) => void): void;
+  close(callback: (err?: Error) => void): void;
+  /** Takes over an upgrade request that arrived on a Node `http.Server` ('upgrade' event): the engine owns the connection from then on (Linux, macOS). `callback(ws, req)` once it is open. */
+  handleUpgrade(req: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer, callback?: (ws: Connection, req: import('node:http').IncomingMessage) => void): void;
+  /** The open connections. */
+  readonly clients: Set<Connection>;
   /** Keeps the process alive while listening (the default). */
   ref(): this;
   /** Lets the process exit while listening. */
@@ -385,12 +402,20 @@ export interface HttpResponse extends EventEmitter {
 }
 
 /** Moving live connections between threads (`worker_threads`). */
+/** A registration of `Thread.accept`. */
+export interface ThreadReceiver {
+  /** Takes the registration back (a connection already on its way still arrives); `true` if it was still waiting. */
+  cancel(): boolean;
+}
+
 export interface ThreadNamespace {
-  /** Registers once to receive one connection posted to `destination`; register again to take another. */
-  accept(destination: string, callback: (destination: string, socket: Connection) => void): void;
-  /** Posts `socket` to a receiver of `destination`; `false` when none is registered. */
-  post(destination: string, socket: Connection): boolean;
-  post(socket: Connection, destination: string): boolean;
+  /** Registers to receive one connection posted to `destination` (register again to take another), or with `{ persistent: true }` every one until cancelled: standing receivers take turns, so a burst spreads over a pool. `data` is what the poster sent along (a structured clone). */
+  accept(destination: string, callback: (destination: string, socket: Connection, data?: unknown) => void, options?: { persistent?: boolean }): ThreadReceiver;
+  /** Cancels this thread's registrations for `destination`; returns how many were waiting. */
+  cancel(destination: string): number;
+  /** Posts `socket` to a receiver of `destination`, with `data` (a structured clone); `false` when none is registered. */
+  post(destination: string, socket: Connection, data?: unknown): boolean;
+  post(socket: Connection, destination: string, data?: unknown): boolean;
 }
 
 type ConnectHandler = (this: Connection, ws: Connection) => void;

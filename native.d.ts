@@ -158,12 +158,17 @@ export interface ServerOptions {
 
 /**
  * Registers this environment to receive one connection posted to
- * `destination`; returns the token the arrival will carry.
+ * `destination` (`standing`: every one until cancelled); returns the
+ * token the arrivals will carry.
  */
-export declare function threadAccept(destination: string): number
+export declare function threadAccept(destination: string, standing?: boolean | undefined | null): number
+
+/** Cancels the registration `token`; false when it was used or cancelled. */
+export declare function threadCancel(token: number): boolean
 
 /**
- * Moves `connection` to the next receiver of `destination`. False when no
- * receiver is registered (the connection stays here).
+ * Moves `connection` to the next receiver of `destination`, with `data`
+ * (serialized by JS) for it. False when no receiver is registered (the
+ * connection stays here).
  */
-export declare function threadPost(destination: string, connection: NativeConnection): boolean
+export declare function threadPost(destination: string, connection: NativeConnection, data?: Uint8Array | undefined | null): boolean

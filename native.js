@@ -844,4 +844,5 @@ module.exports.listenNone = nativeBinding.listenNone
 module.exports.optionDefaults = nativeBinding.optionDefaults
 module.exports.reasonPhrase = nativeBinding.reasonPhrase
 module.exports.threadAccept = nativeBinding.threadAccept
+module.exports.threadCancel = nativeBinding.threadCancel
 module.exports.threadPost = nativeBinding.threadPost

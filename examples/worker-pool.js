@@ -3,10 +3,12 @@
 //
 //   node examples/worker-pool.js            (PORT=8080, WORKERS=os.availableParallelism())
 //
-// Every worker registers for the destination "echo" once per connection it
-// is ready to take (Thread.accept is one-shot); the main thread posts each
-// new connection during its accept event, which accepts it on the worker's
-// behalf. With no worker ready, the main thread serves the connection itself.
+// Every worker registers for the destination "echo" once, as a standing
+// receiver ({ persistent: true }): the workers take turns, so a burst of
+// connections is spread over all of them. The main thread posts each new
+// connection during its accept event, which accepts it on the worker's
+// behalf, with the data its accept handler worked out (here the path).
+// On Ctrl-C the workers cancel their registration and leave by themselves.
 'use strict';
 const os = require('node:os');
 const { Worker, isMainThread, threadId, parentPort } = require('node:worker_threads');
@@ -21,7 +23,8 @@ if (isMainThread) {
   for (let i = 0; i < count; i++) workers.push(new Worker(__filename));
 
   server.onaccept = function (ws) {
-    if (!ws.post(DESTINATION)) server.accept(); // no worker ready: keep it here
+    // No worker registered (yet): keep it here.
+    if (!ws.post(DESTINATION, { room: ws.url })) server.accept();
   };
   server.onconnect = function (ws) {
     ws.onmessage = (msg) => ws.send(msg);
@@ -30,16 +33,23 @@ if (isMainThread) {
   console.log(`listening on port ${server.address().port} with ${count} workers`);
   process.on('SIGINT', () => {
     server.close();
-    for (const w of workers) w.terminate();
+    for (const w of workers) w.postMessage('stop');
   });
 } else {
   let served = 0;
-  const ready = () =>
-    sack.Websocket.Thread.accept(DESTINATION, (destination, ws) => {
+  const receiver = sack.Websocket.Thread.accept(
+    DESTINATION,
+    (destination, ws, data) => {
       served++;
-      ready(); // take the next one too
       ws.onmessage = (msg) => ws.send(msg);
-      ws.onclose = () => parentPort.postMessage({ threadId, served });
-    });
-  ready();
+      ws.onclose = () => parentPort.postMessage({ threadId, served, room: data.room });
+    },
+    { persistent: true },
+  );
+  parentPort.on('message', (m) => {
+    if (m === 'stop') {
+      receiver.cancel();
+      parentPort.close();
+    }
+  });
 }

@@ -352,15 +352,17 @@ class Connection {
     throw sackError(Error, 'ERR_SACK_NOT_TLS', 'disableSSL: this connection does not use TLS');
   }
 
-  // Hands this connection to a thread that called Thread.accept(destination).
+  // Hands this connection to a thread that called Thread.accept(destination),
+  // with `data` (a structured clone: per-connection state such as the
+  // authenticated user) for the receiver's callback.
   // True when a receiver took it: this object is then closed for good here
   // (readyState CLOSED, no close event), and the receiver gets a new one.
   // During the accept event it also accepts the connection for the receiver.
-  post(destination) {
-    const { checkDestination } = require('./thread.js');
+  post(destination, data) {
+    const { checkDestination, serialize } = require('./thread.js');
     checkDestination(destination, 'post');
     if (this.readyState !== OPEN && this.readyState !== CONNECTING) throw notOpen(this, 'post');
-    if (!native.threadPost(destination, this._h)) return false;
+    if (!native.threadPost(destination, this._h, serialize(data))) return false;
     this._endSent(undefined);
     this._server._released(this);
     this.readyState = CLOSED;

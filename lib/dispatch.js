@@ -96,7 +96,7 @@ function requests(count, nums, text, extra) {
   if (failed) throw failure;
 }
 
-function dispatch(kind, id, a, b, c, d) {
+function dispatch(kind, id, a, b, c, d, e) {
   if (kind === TEXT || kind === BINARY) {
     const ws = conns.get(id);
     if (ws !== undefined) ws._message(a);
@@ -161,7 +161,7 @@ function dispatch(kind, id, a, b, c, d) {
       return;
     }
     case ADOPT:
-      adopt(id, a, b, c, d);
+      adopt(id, a, b, c, d, e);
       return;
     case SERVER_CLOSE: {
       const server = servers.get(id);

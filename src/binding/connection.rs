@@ -165,21 +165,40 @@ impl NativeConnection {
 }
 
 /// Registers this environment to receive one connection posted to
-/// `destination`; returns the token the arrival will carry.
+/// `destination` (`standing`: every one until cancelled); returns the
+/// token the arrivals will carry.
 #[napi]
-pub fn thread_accept(env: Env, destination: String) -> Result<f64> {
+pub fn thread_accept(env: Env, destination: String, standing: Option<bool>) -> Result<f64> {
     let state = super::env::EnvState::get(&env)?;
-    Ok(crate::engine::registry::register(&destination, state.sink.clone()) as f64)
+    let token = crate::engine::registry::register(
+        &destination,
+        state.sink.clone(),
+        standing.unwrap_or(false),
+    );
+    Ok(token as f64)
 }
 
-/// Moves `connection` to the next receiver of `destination`. False when no
-/// receiver is registered (the connection stays here).
+/// Cancels the registration `token`; false when it was used or cancelled.
 #[napi]
-pub fn thread_post(env: Env, destination: String, connection: &NativeConnection) -> Result<bool> {
+pub fn thread_cancel(token: f64) -> bool {
+    crate::engine::registry::unregister(token as u64)
+}
+
+/// Moves `connection` to the next receiver of `destination`, with `data`
+/// (serialized by JS) for it. False when no receiver is registered (the
+/// connection stays here).
+#[napi]
+pub fn thread_post(
+    env: Env,
+    destination: String,
+    connection: &NativeConnection,
+    data: Option<Uint8Array>,
+) -> Result<bool> {
     let state = super::env::EnvState::get(&env)?;
     let conn = connection.conn.clone();
     let id = conn.id;
-    let moved = crate::engine::registry::post(&conn, &destination, |earlier| {
+    let data = data.map(|d| d.to_vec());
+    let moved = crate::engine::registry::post(&conn, &destination, data, |earlier| {
         // Events for it still queued here: the rest of the batch being
         // delivered, then what arrived since.
         state.current.borrow_mut().extract_conn(id, earlier);

@@ -761,6 +761,7 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                 token,
                 destination,
                 conn,
+                data,
             } => {
                 state.moving.borrow_mut().push(conn.clone());
                 state.conns.borrow_mut().insert(conn.id, conn.clone());
@@ -780,6 +781,10 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
                         info,
                         n(id as f64),
                         js::string(env, destination.as_bytes()),
+                        match data {
+                            Some(d) => js::arraybuffer(env, &d),
+                            None => js::undefined(env),
+                        },
                     ],
                 );
             }

@@ -3,8 +3,9 @@
 //!
 //! Node cannot transfer sockets to workers (ws#1907); sack does not need to.
 //! The socket stays in the engine and only the place its events go changes.
-//! A destination string maps to receivers, first come first served, each
-//! used once.
+//! A destination string maps to receivers, first come first served: a
+//! one-shot receiver is used once, a standing one (a worker pool's) stays
+//! and takes its turn again after the others.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,8 @@ use super::sink::{Batch, EnvSink, Event};
 struct Receiver {
     token: u64,
     sink: Arc<EnvSink>,
+    /// Stays registered after a connection (until `unregister`).
+    standing: bool,
 }
 
 static RECEIVERS: Mutex<Option<HashMap<String, VecDeque<Receiver>>>> = Mutex::new(None);
@@ -26,16 +29,36 @@ fn with<R>(f: impl FnOnce(&mut HashMap<String, VecDeque<Receiver>>) -> R) -> R {
     f(g.get_or_insert_with(HashMap::new))
 }
 
-/// Registers one receiver for `destination` in the environment of `sink`;
+/// Registers a receiver for `destination` in the environment of `sink`
+/// (`standing`: for every connection until unregistered, not just one);
 /// the returned token names it when a connection arrives.
-pub fn register(destination: &str, sink: Arc<EnvSink>) -> u64 {
+pub fn register(destination: &str, sink: Arc<EnvSink>, standing: bool) -> u64 {
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
     with(|m| {
         m.entry(destination.to_string())
             .or_default()
-            .push_back(Receiver { token, sink })
+            .push_back(Receiver {
+                token,
+                sink,
+                standing,
+            })
     });
     token
+}
+
+/// Forgets the receiver `token`; false when it is not registered (used,
+/// or forgotten already).
+pub fn unregister(token: u64) -> bool {
+    with(|m| {
+        let mut found = false;
+        for q in m.values_mut() {
+            let before = q.len();
+            q.retain(|r| r.token != token);
+            found |= q.len() != before;
+        }
+        m.retain(|_, q| !q.is_empty());
+        found
+    })
 }
 
 /// Forgets every receiver of an environment that is going away.
@@ -53,21 +76,30 @@ pub fn unregister_env(sink: &Arc<EnvSink>) {
 /// receiver's behalf. `undelivered` collects the events already queued for
 /// the posting environment and not yet delivered: it runs after events are
 /// being held, so nothing can slip in between, and its events go first.
-pub fn post(conn: &Arc<Conn>, destination: &str, undelivered: impl FnOnce(&mut Batch)) -> bool {
-    let Some(rx) = with(|m| {
+pub fn post(
+    conn: &Arc<Conn>,
+    destination: &str,
+    data: Option<Vec<u8>>,
+    undelivered: impl FnOnce(&mut Batch),
+) -> bool {
+    let Some((token, sink)) = with(|m| {
         let q = m.get_mut(destination)?;
-        let rx = q.pop_front();
+        let rx = q.pop_front()?;
+        let taken = (rx.token, rx.sink.clone());
+        if rx.standing {
+            q.push_back(rx); // its turn again after the others
+        }
         if q.is_empty() {
             m.remove(destination);
         }
-        rx
+        Some(taken)
     }) else {
         return false;
     };
     if conn.is_pending() {
         let _ = conn.accept(None);
     }
-    conn.begin_move(rx.sink.clone());
+    conn.begin_move(sink.clone());
     // The socket reaches its receiver as a new one would: reading, with
     // TCP_NODELAY (what its new object reports). The old thread's `block()`
     // or `noDelay = false` is not the receiver's to know of or undo.
@@ -76,10 +108,11 @@ pub fn post(conn: &Arc<Conn>, destination: &str, undelivered: impl FnOnce(&mut B
     let mut earlier = Batch::default();
     undelivered(&mut earlier);
     conn.prepend_held(earlier);
-    rx.sink.push(Event::Adopt {
-        token: rx.token,
+    sink.push(Event::Adopt {
+        token,
         destination: destination.to_string(),
         conn: conn.clone(),
+        data,
     });
     true
 }
@@ -123,9 +156,9 @@ mod tests {
         let away = EnvSink::new(Box::new(|| {}));
         let conn = open_conn(home);
         conn.set_blocked(true);
-        register("registry-test-gone", away.clone());
+        register("registry-test-gone", away.clone(), false);
         let mut last = Batch::default();
-        let posted = post(&conn, "registry-test-gone", |_| {
+        let posted = post(&conn, "registry-test-gone", None, |_| {
             // The environment's clean-up, at the worst moment.
             unregister_env(&away);
             away.shut(&mut last);
@@ -146,7 +179,7 @@ mod tests {
         conn.emit(Event::Drain { conn: conn.id });
         assert!(away.lock().events.is_empty());
         assert!(
-            !post(&conn, "registry-test-gone", |_| {}),
+            !post(&conn, "registry-test-gone", None, |_| {}),
             "no receiver is left"
         );
     }

@@ -122,6 +122,8 @@ pub enum Event {
         token: u64,
         destination: String,
         conn: Arc<Conn>,
+        /// What the poster sent along (serialized by JS), if anything.
+        data: Option<Vec<u8>>,
     },
 }
 
