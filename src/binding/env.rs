@@ -233,10 +233,13 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
             &mut name,
         ))?;
         let mut t = ptr::null_mut();
+        // Its `hasRef()` says whether the holds keep the loop alive.
+        let resource =
+            super::js::resource_with_has_ref(raw, Some(tsfn_has_ref), state_ptr as *mut c_void);
         check(sys::napi_create_threadsafe_function(
             raw,
             ptr::null_mut(),
-            ptr::null_mut(),
+            resource,
             name,
             0,
             1,
@@ -318,4 +321,29 @@ fn cleanup(state: *const EnvState) {
         crate::engine::sink::close_for_gone(&conn, &state.sink);
     }
     state.spare.take();
+}
+
+/// `hasRef()` of the threadsafe function's resource: whether a listening
+/// server or an open connection keeps the event loop alive through it.
+unsafe extern "C" fn tsfn_has_ref(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let mut data: *mut c_void = ptr::null_mut();
+    let mut v = ptr::null_mut();
+    // SAFETY: called by Node on the JS thread of `env`; `data` is the
+    // environment's state (never freed), given at creation.
+    unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut data,
+        );
+        let held = !data.is_null() && (*(data as *const EnvState)).holds.get() > 0;
+        sys::napi_get_boolean(env, held, &mut v);
+    }
+    v
 }

@@ -148,6 +148,42 @@ pub unsafe fn int(env: sys::napi_env, code: i32) -> sys::napi_value {
     v
 }
 
+/// An object for an async resource, with a `hasRef()` method (`has_ref`,
+/// called with `data`), as Node's handles have: tools that look for what
+/// keeps the process alive (Jest's --detectOpenHandles) ask it.
+///
+/// # Safety
+/// On the JS thread of `env`, inside a handle scope; `data` is what
+/// `has_ref` expects, alive as long as the object.
+pub unsafe fn resource_with_has_ref(
+    env: sys::napi_env,
+    has_ref: sys::napi_callback,
+    data: *mut c_void,
+) -> sys::napi_value {
+    // SAFETY (whole block): as documented; out-pointers are locals.
+    unsafe {
+        let mut resource = ptr::null_mut();
+        sys::napi_create_object(env, &mut resource);
+        let mut f = ptr::null_mut();
+        sys::napi_create_function(env, c"hasRef".as_ptr(), 6, has_ref, data, &mut f);
+        if !f.is_null() {
+            sys::napi_set_named_property(env, resource, c"hasRef".as_ptr(), f);
+        }
+        resource
+    }
+}
+
+/// `hasRef()` of a resource that never holds the loop.
+unsafe extern "C" fn has_ref_false(
+    env: sys::napi_env,
+    _info: sys::napi_callback_info,
+) -> sys::napi_value {
+    let mut v = ptr::null_mut();
+    // SAFETY: called by Node on the JS thread of `env`.
+    unsafe { sys::napi_get_boolean(env, false, &mut v) };
+    v
+}
+
 /// An async resource for calling JS from sack's own libuv callbacks, where
 /// no Node callback scope is open (the threadsafe function opens its own).
 pub struct Entry {
@@ -163,8 +199,9 @@ impl Entry {
     pub unsafe fn new(env: sys::napi_env, name: &std::ffi::CStr) -> Option<Entry> {
         // SAFETY (whole block): as documented; out-pointers are locals.
         unsafe {
-            let mut resource = ptr::null_mut();
-            sys::napi_create_object(env, &mut resource);
+            // It never holds the event loop: Jest's --detectOpenHandles
+            // asks `hasRef()`, and counts a resource without one as open.
+            let resource = resource_with_has_ref(env, Some(has_ref_false), ptr::null_mut());
             let mut js_name = ptr::null_mut();
             sys::napi_create_string_utf8(
                 env,

@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod flush;
 mod http;
 pub mod lane;
+mod memory;
 pub mod registry;
 pub mod runtime;
 pub mod server;

@@ -337,8 +337,12 @@ impl Server {
     }
 
     pub(super) fn task_done(&self) {
-        if self.tasks.fetch_sub(1, Ordering::AcqRel) == 1 && self.is_closing() {
+        let left = self.tasks.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.is_closing() {
             self.emit_closed();
+        }
+        if left <= 1 {
+            super::memory::trim_soon();
         }
         self.room.notify_waiters();
     }
