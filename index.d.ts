@@ -1,5 +1,5 @@
 // Type definitions for sack: a WebSocket server for Node.js with a Rust engine.
-// The contract these describe: README.md ("API") and shared/docs/INTERFACE.md.
+// The reference these describe: docs/api.md (README.md has the short version).
 
 import { EventEmitter } from 'node:events';
 

@@ -62,6 +62,14 @@ const UWS_CANDIDATES = [
 // `cpus` (taskset list) defaults to BENCH_SERVER_CPUS.
 const SERVERS = [
   { name: 'sack', script: 'sack-echo.js', prepare: () => nodeServer('sack-echo.js', `sack ${pkgVersion(ROOT)} (this repo)`) },
+  // sack attached to an Express app on Node's http.Server (handleUpgrade):
+  // the same echo once the engine has taken the connection over.
+  {
+    name: 'sack-express',
+    script: 'sack-express-echo.js',
+    prepare: () =>
+      nodeServer('sack-express-echo.js', `sack ${pkgVersion(ROOT)} behind express ${pkgVersion(path.join(ROOT, 'node_modules', 'express'))} (handleUpgrade)`),
+  },
   { name: 'ws', script: 'ws-echo.js', prepare: () => nodeServer('ws-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))}`) },
   { name: 'bun', script: 'bun-echo.js', prepare: prepareBun },
   { name: 'uws', script: 'uws-echo.js', prepare: prepareUws },
