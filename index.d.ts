@@ -50,15 +50,15 @@ export interface ServerOptions {
   ca?: string | Uint8Array;
   /** Certificates chosen by SNI. Not available in this build. */
   hosts?: Array<{ host: string | string[]; cert: string | Uint8Array; key: string | Uint8Array; passphrase?: string; ca?: string | Uint8Array }>;
-  /** Largest incoming message in bytes; larger closes with 1009. Default 100 MiB. */
+  /** Largest incoming message in bytes; larger closes with 1009 (0 = no limit). Default 100 MiB. */
   maxPayload?: number;
-  /** Largest HTTP request head in bytes; larger is answered 431. Default 16 KiB. */
+  /** Largest HTTP request head in bytes; larger is answered 431 (0 = no limit). Default 16 KiB. */
   maxHeaderSize?: number;
-  /** Largest HTTP request body (request handler); larger is answered 413. Default 10 MiB. */
+  /** Largest HTTP request body (request handler); larger is answered 413 (0 = no limit). Default 10 MiB. */
   maxBodySize?: number;
   /** Bytes of HTTP request bodies the server holds at once while they arrive (0 = no limit). Past it, bodies are not read further until others are done, so TCP pushes back on their clients (each still bounded by `requestTimeout`). Default 64 MiB. */
   maxBodyBuffer?: number;
-  /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). A request body with no byte for as long is answered 408, with the same event. Default 10000. */
+  /** Milliseconds for the request head to arrive; then the socket is dropped and `error` fires (`ETIMEDOUT`). A request body with no byte for as long is answered 408, with the same event. 0 = no limit. Default 10000. */
   handshakeTimeout?: number;
   /** Milliseconds for an HTTP request's whole body to arrive after its head (`handshakeTimeout` bounds each pause); then it is answered 408 and `error` fires (`ETIMEDOUT`). 0 = no limit. Default 300000, as Node's `requestTimeout`. */
   requestTimeout?: number;
@@ -70,7 +70,7 @@ export interface ServerOptions {
   backpressureLimit?: number;
   /** Connections allowed at once, WebSocket and HTTP alike (0 = no limit). A new one past it closes an idle keep-alive HTTP connection to make room, or is answered 503 when none is idle. Default 0. */
   maxConnections?: number;
-  /** Milliseconds to wait for the peer's close frame after ours, or for a peer that stopped reading to take what is queued once closing, before dropping the socket (close 1006); also how long the answer to a client's close frame waits for a busy JS thread. Default 10000. */
+  /** Milliseconds to wait for the peer's close frame after ours, or for a peer that stopped reading to take what is queued once closing, before dropping the socket (close 1006); also how long the answer to a client's close frame waits for a busy JS thread. 0 = no limit. Default 10000. */
   closeTimeout?: number;
 }
 

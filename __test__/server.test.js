@@ -870,6 +870,26 @@ test.describe('limits', () => {
     }
     assert.equal(ok, true, 'no connection accepted after the first one closed');
   });
+
+  test.it('0 turns a limit off: maxPayload 0 takes a message that maxPayload 10 refuses; handshakeTimeout 0 waits for a slow head', async (t) => {
+    const $ = scope(t);
+    for (const [maxPayload, code] of [[10, 1009], [0, 1000]]) {
+      const s = $.server({ maxPayload });
+      s.onconnect = (ws) => (ws.onmessage = (m) => ws.close(1000));
+      const c = $.client(s);
+      await opened(c);
+      const closed = clientClosed(c);
+      c.send('x'.repeat(64 * 1024));
+      assert.equal((await closed).code, code, `maxPayload ${maxPayload}`);
+    }
+    const s = $.server({ handshakeTimeout: 0 });
+    const r = await $.raw(s);
+    r.write('GET / HTTP/1.1\r\n');
+    await delay(300);
+    r.write('Host: h\r\n\r\n');
+    const h = await r.readHead(3000);
+    assert.equal(h.statusCode, 426, 'answered after the pause, not dropped');
+  });
 });
 
 test.describe('TLS options', () => {

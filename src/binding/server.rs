@@ -46,6 +46,10 @@ pub struct ServerOptions {
     pub backlog: Option<u32>,
 }
 
+/// "No limit" for a timeout: a century, which every timer and clock sum
+/// here holds without overflowing.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 fn config(o: &ServerOptions) -> ServerConfig {
     let d = ServerConfig::default();
     let size = |v: Option<f64>, def: usize| v.map(|x| x.max(0.0) as usize).unwrap_or(def);
@@ -53,17 +57,21 @@ fn config(o: &ServerOptions) -> ServerConfig {
         v.map(|x| Duration::from_millis(x.max(0.0) as u64))
             .unwrap_or(def)
     };
+    // 0 turns a limit off, for every limit (as `ws`'s maxPayload and
+    // Node's timeouts): no size, or a wait of a century.
+    let no_size = |n: usize| if n == 0 { usize::MAX } else { n };
+    let no_time = |t: Duration| if t.is_zero() { NEVER } else { t };
     ServerConfig {
-        max_payload: size(o.max_payload, d.max_payload),
-        max_header_size: size(o.max_header_size, d.max_header_size),
-        max_body_size: size(o.max_body_size, d.max_body_size),
+        max_payload: no_size(size(o.max_payload, d.max_payload)),
+        max_header_size: no_size(size(o.max_header_size, d.max_header_size)),
+        max_body_size: no_size(size(o.max_body_size, d.max_body_size)),
         max_body_buffer: size(o.max_body_buffer, d.max_body_buffer),
-        handshake_timeout: ms(o.handshake_timeout, d.handshake_timeout),
+        handshake_timeout: no_time(ms(o.handshake_timeout, d.handshake_timeout)),
         request_timeout: ms(o.request_timeout, d.request_timeout),
         masking: o.masking.unwrap_or(d.masking),
         max_backpressure: size(o.max_backpressure, d.max_backpressure),
         backpressure_limit: size(o.backpressure_limit, d.backpressure_limit),
-        close_timeout: ms(o.close_timeout, d.close_timeout),
+        close_timeout: no_time(ms(o.close_timeout, d.close_timeout)),
         ping_interval: ms(o.ping_interval, d.ping_interval),
         max_connections: size(o.max_connections, d.max_connections),
         deflate: o.deflate.unwrap_or(false).then(|| {
