@@ -4,7 +4,7 @@
 const { defineEvents, emit } = require('./events.js');
 const registry = require('./registry.js');
 const { sackError, notOpen } = require('./errors.js');
-const native = require('../native.js');
+const native = require('./native.js');
 
 const CONNECTING = 0;
 const OPEN = 1;

@@ -3,7 +3,7 @@
 // `dispatch` once per event, in order, all events of a wake in one go
 // (src/binding/dispatch.rs holds the numbering).
 
-const native = require('../native.js');
+const native = require('./native.js');
 const registry = require('./registry.js');
 const { emit } = require('./events.js');
 const { sackError, closeCodeOf } = require('./errors.js');

@@ -3,7 +3,7 @@
 // contract, and the checks that turn a bad option into a TypeError naming it.
 
 const { badOption, sackError } = require('./errors.js');
-const native = require('../native.js');
+const native = require('./native.js');
 
 const DEFAULT_PORT = 8080;
 

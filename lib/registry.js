@@ -9,7 +9,7 @@
 // copy must find the servers and connections of the others, since the
 // newest copy's dispatcher receives all events (src/binding/env.rs, init).
 
-const native = require('../native.js');
+const native = require('./native.js');
 
 const KEY = Symbol.for('sack.registry');
 

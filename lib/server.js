@@ -1,7 +1,7 @@
 'use strict';
 // Websocket.Server: argument forms, server events and methods.
 
-const native = require('../native.js');
+const native = require('./native.js');
 const { defineEvents, emit, hasHandler } = require('./events.js');
 const { sackError } = require('./errors.js');
 const { normalize } = require('./options.js');

@@ -4,7 +4,7 @@
 // (src/engine/registry.rs).
 
 const v8 = require('node:v8');
-const native = require('../native.js');
+const native = require('./native.js');
 const registry = require('./registry.js');
 const { sackError } = require('./errors.js');
 
