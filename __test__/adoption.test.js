@@ -260,7 +260,7 @@ test.describe('noServer', () => {
 
   test.it('does not keep a process alive by itself', async () => {
     const r = await runNode(
-      `const { Websocket } = require('sack');
+      `const { Websocket } = require('sack-ws');
        const wss = Websocket.Server({ noServer: true });
        wss.on('connect', () => {});
        console.log('made ' + wss.address());`,

@@ -243,7 +243,7 @@ function makeServer(t, options = {}) {
   server.on('error', () => {});
   server.onrequest = (req, res) => {
     res.setHeader('X-Method', req.method);
-    const body = `${req.method} ${req.url} ${req.bytes ? req.bytes.byteLength : '-'}`;
+    const body = `${req.method} ${req.path} ${req.bytes ? req.bytes.byteLength : '-'}`;
     if (req.url.startsWith('/async')) setImmediate(() => res.end(body));
     else if (req.url.startsWith('/chunk')) {
       res.write(body);

@@ -170,36 +170,48 @@ test.describe('two copies of the JavaScript in one environment', () => {
   });
 });
 
+/** Jest's directory (installed on first use), or undefined after t.skip(). */
+async function jestDir(t) {
+  try {
+    const lock = JEST_VERSION === PINNED_JEST ? path.join(__dirname, 'jest-deps') : undefined;
+    return await ensureNpmPackage({ name: 'jest', version: JEST_VERSION, dir: JEST_DIR, log: (m) => t.diagnostic(m), lock });
+  } catch (e) {
+    t.skip(`jest unavailable: ${e.message}`);
+    return undefined;
+  }
+}
+
+/** Runs Jest on __test__/jest/ with `flags`; { r, tmp, out, report }. */
+async function runJest(t, dir, flags = []) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-jest-'));
+  t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const out = path.join(tmp, 'seen.jsonl');
+  const report = path.join(tmp, 'report.json');
+  const r = await run(
+    process.execPath,
+    [
+      path.join(dir, 'bin', 'jest.js'),
+      '--runInBand',
+      '--ci',
+      '--rootDir',
+      path.join(__dirname, 'jest'),
+      '--config',
+      JSON.stringify({ transform: {}, cacheDirectory: path.join(tmp, 'cache') }),
+      '--json',
+      '--outputFile',
+      report,
+      ...flags,
+    ],
+    { env: { SACK_JEST_OUT: out }, ms: 120000 },
+  );
+  return { r, out, report };
+}
+
 test.describe('Jest', () => {
   test.it('runs two test files that each load sack, in one process', { timeout: 10 * 60000 }, async (t) => {
-    let dir;
-    try {
-      const lock = JEST_VERSION === PINNED_JEST ? path.join(__dirname, 'jest-deps') : undefined;
-      dir = await ensureNpmPackage({ name: 'jest', version: JEST_VERSION, dir: JEST_DIR, log: (m) => t.diagnostic(m), lock });
-    } catch (e) {
-      t.skip(`jest unavailable: ${e.message}`);
-      return;
-    }
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-jest-'));
-    t.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-    const out = path.join(tmp, 'seen.jsonl');
-    const report = path.join(tmp, 'report.json');
-    const r = await run(
-      process.execPath,
-      [
-        path.join(dir, 'bin', 'jest.js'),
-        '--runInBand',
-        '--ci',
-        '--rootDir',
-        path.join(__dirname, 'jest'),
-        '--config',
-        JSON.stringify({ transform: {}, cacheDirectory: path.join(tmp, 'cache') }),
-        '--json',
-        '--outputFile',
-        report,
-      ],
-      { env: { SACK_JEST_OUT: out }, ms: 120000 },
-    );
+    const dir = await jestDir(t);
+    if (!dir) return;
+    const { r, out, report } = await runJest(t, dir);
     assert.equal(r.code, 0, `jest failed:\n${r.out}`);
     const { numTotalTests, numPassedTests, numTotalTestSuites } = JSON.parse(fs.readFileSync(report, 'utf8'));
     assert.deepEqual({ numTotalTestSuites, numTotalTests, numPassedTests }, { numTotalTestSuites: 2, numTotalTests: 2, numPassedTests: 2 });
@@ -209,5 +221,13 @@ test.describe('Jest', () => {
     assert.deepEqual(seen.map((l) => l.file).sort(), ['first', 'second']);
     assert.equal(seen[0].pid, seen[1].pid);
     assert.deepEqual(seen.map((l) => [l.copies, l.sameAsFirst]), [[1, true], [2, false]]);
+  });
+
+  test.it('--detectOpenHandles reports no open handle once the test files have closed their servers', { timeout: 10 * 60000 }, async (t) => {
+    const dir = await jestDir(t);
+    if (!dir) return;
+    const { r } = await runJest(t, dir, ['--detectOpenHandles']);
+    assert.equal(r.code, 0, `jest failed:\n${r.out}`);
+    assert.doesNotMatch(r.out, /open handle/i, r.out);
   });
 });

@@ -80,8 +80,8 @@ test.describe('module', () => {
     assert.equal(typeof sack.Websocket.Thread.post, 'function');
   });
 
-  test.it('require("sack") resolves to the package (self-reference)', () => {
-    assert.equal(require('sack'), sack);
+  test.it('require("sack-ws") resolves to the package (self-reference by its npm name)', () => {
+    assert.equal(require('sack-ws'), sack);
   });
 
   test.it('ESM: dynamic import of index.mjs gives the same objects', async () => {
@@ -93,7 +93,7 @@ test.describe('module', () => {
 
   test.it('ESM: `import` in a child process runs a server', async () => {
     const code = `
-      import sack, { Websocket, WebSocket } from 'sack';
+      import sack, { Websocket, WebSocket } from 'sack-ws';
       if (Websocket !== WebSocket || sack.Websocket !== Websocket) throw new Error('exports differ');
       const s = new Websocket.Server({ address: '127.0.0.1', port: 0 });
       const { port, family } = s.address();
