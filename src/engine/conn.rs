@@ -404,7 +404,7 @@ impl Conn {
             // SAFETY: `fd` is the connection's socket, open while the phase
             // is Open (the task closes it only after `set_closed`, which
             // takes this lock).
-            let n = unsafe { super::task::send_now(g.fd, &g.out) };
+            let n = unsafe { super::sys::send_now(g.fd, &g.out) };
             if n == 0 {
                 return false;
             }

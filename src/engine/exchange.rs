@@ -382,7 +382,7 @@ impl Exchange {
             // SAFETY: `fd` is the connection's socket, open while it is set:
             // the task clears it under this lock before it may close the
             // socket.
-            unsafe { super::task::send_now(fd, data) }
+            unsafe { super::sys::send_now(fd, data) }
         }
         #[cfg(not(unix))]
         {

@@ -251,7 +251,7 @@ pub(super) async fn serve_one(
     let exchange = Exchange::new(
         RequestInfo::from_head(&head),
         server.clone(),
-        super::task::raw_fd(stream),
+        super::sys::raw_fd(stream),
         waker.clone(),
         false,
     );
@@ -288,7 +288,7 @@ pub(super) async fn serve_one(
                 // answer; then JS hears it (`req`/`res` 'close') and the
                 // connection closes rather than wait for a handler that
                 // may never answer.
-                if left.is_none() && super::task::peer_gone(stream) {
+                if left.is_none() && super::sys::peer_gone(stream) {
                     left = Some(Box::pin(sleep(LEFT_GRACE)));
                 }
             }

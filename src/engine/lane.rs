@@ -158,7 +158,7 @@ impl LaneConn {
     /// flight. As Node's `http` does, a client that leaves with its
     /// request pending is given up, and JS hears it (`req`/`res` 'close').
     pub fn peer_gone(&self) -> bool {
-        super::task::peer_gone_fd(self.fd())
+        super::sys::peer_gone_fd(self.fd())
     }
 
     /// Since when it has waited for a request (`clock::mono_ms`).
@@ -373,7 +373,7 @@ impl Drop for LaneConn {
 
 #[cfg(unix)]
 fn recv(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    super::task::recv_bare(fd, buf)
+    super::sys::recv_bare(fd, buf)
 }
 
 #[cfg(not(unix))]
@@ -386,7 +386,7 @@ fn send(fd: i32, data: &[u8]) -> std::io::Result<usize> {
     #[cfg(unix)]
     {
         // SAFETY: `fd` is the connection's open socket for the call.
-        let n = unsafe { super::task::send_now_raw(fd, data) };
+        let n = unsafe { super::sys::send_now_raw(fd, data) };
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }

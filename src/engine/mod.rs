@@ -8,12 +8,14 @@ pub mod conn;
 pub mod exchange;
 pub mod flush;
 mod http;
+mod inflating;
 pub mod lane;
 mod memory;
 pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod sink;
+mod sys;
 mod task;
 
 pub use config::ServerConfig;

@@ -21,20 +21,19 @@ use tokio::time::{sleep, timeout, Instant, Sleep};
 use super::config::under_backpressure;
 use super::conn::{record, Conn, Phase};
 use super::http::{serve_one, After, IdleTimer};
+use super::inflating::{inflate_violation, InflateSlot, Inflation};
 use super::server::{error_code, CloseWatch, Server};
 use super::sink::{ConnInfo, Event, Share};
+use super::sys::{peer_gone, raw_fd, recv_into};
 use super::ServerConfig;
 use crate::http::body::unmet_expectation;
 use crate::http::head::{parse_request_head, Field, HeadError, RequestHead};
 use crate::http::response::closing_response;
 use crate::protocol::close::{self, ClosePayload};
 use crate::protocol::decoder::{Decoder, DecoderConfig, Message, Violation};
-use crate::protocol::deflate::{
-    negotiate, Agreed, Deflater, InflateError, Inflater, Inflating, Step,
-};
+use crate::protocol::deflate::{negotiate, Agreed, Deflater, Inflater, Inflating, Step};
 use crate::protocol::frame::{write_frame, OpCode};
 use crate::protocol::handshake::UpgradeHeaders;
-use crate::protocol::utf8;
 
 /// Read size: one buffer per engine thread, shared by every connection, so
 /// an idle connection holds no read buffer (DESIGN.md, performance plan).
@@ -381,81 +380,13 @@ fn poll_head(
     }
 }
 
-/// One non-blocking read into `buf`'s spare capacity (`WouldBlock` when
-/// tokio knows of no readiness, or the read finds none and clears it).
-#[cfg(target_os = "linux")]
-fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut got = 0;
-    let r = stream.try_io(tokio::io::Interest::READABLE, || {
-        let room = buf.capacity() - buf.len();
-        got = recv_bare(raw_fd(stream), buf)?;
-        // A short read emptied the socket (epoll is edge-triggered; a later
-        // arrival signals anew): drop the readiness now, as tokio's own
-        // `poll_read` does, instead of learning it from one more read.
-        if got > 0 && got < room {
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        Ok(got)
-    });
-    match r {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got > 0 => Ok(got),
-        r => r,
-    }
-}
-
-/// One `recvfrom(2)` into `buf`'s spare capacity (the bare system call on
-/// Linux); from any thread.
-#[cfg(unix)]
-pub(super) fn recv_bare(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    // The bare system call on Linux, as in `send_now`: libc's `recv` is a
-    // cancellation point, and these threads never cancel.
-    // SAFETY: `fd` is the caller's open socket; `spare` is writable for its
-    // length; no address is asked for.
-    #[cfg(target_os = "linux")]
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            fd,
-            spare.as_mut_ptr(),
-            spare.len(),
-            0,
-            std::ptr::null_mut::<libc::sockaddr>(),
-            std::ptr::null_mut::<libc::socklen_t>(),
-        ) as isize
-    };
-    // SAFETY: as above.
-    #[cfg(not(target_os = "linux"))]
-    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel wrote `n` bytes into the spare capacity.
-    unsafe { buf.set_len(buf.len() + n as usize) };
-    Ok(n as usize)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    stream.try_read_buf(buf)
-}
-
 /// Writes a final response, ends our side, and lingers briefly so the
 /// client reads it before the socket goes away.
 pub(super) async fn refuse(mut stream: TcpStream, response: &[u8]) {
     if !response.is_empty() {
         let _ = timeout(Duration::from_secs(5), stream.write_all(response)).await;
     }
-    let _ = stream.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let _ = timeout(LINGER, async {
-        while let Ok(n) = stream.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
+    linger(stream).await;
 }
 
 /// How the wait for JS's accept/reject ended.
@@ -523,84 +454,6 @@ async fn wait_decision(conn: &Conn, stream: &TcpStream, limit: Duration) -> Deci
     }
 }
 
-/// Whether the peer has closed its side with nothing left to read (a
-/// non-blocking peek of one byte gives 0).
-pub(super) fn peer_gone(stream: &TcpStream) -> bool {
-    peer_gone_fd(raw_fd(stream))
-}
-
-/// `peer_gone` for socket `fd` (from any thread).
-#[cfg(unix)]
-pub(super) fn peer_gone_fd(fd: i32) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: one writable byte; no address; a bad fd only fails the call.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n == 0
-}
-
-#[cfg(not(unix))]
-pub(super) fn peer_gone_fd(_: i32) -> bool {
-    false
-}
-
-#[cfg(unix)]
-pub(super) fn raw_fd(stream: &TcpStream) -> i32 {
-    std::os::fd::AsRawFd::as_raw_fd(stream)
-}
-
-/// Writes what it can of `data` to socket `fd` with one non-blocking
-/// `send(2)`, from any thread; returns how many bytes went (0 on error).
-///
-/// # Safety
-/// `fd` must be an open socket for the whole call.
-#[cfg(unix)]
-pub(super) unsafe fn send_now(fd: i32, data: &[u8]) -> usize {
-    // SAFETY: as the caller guarantees.
-    unsafe { send_now_raw(fd, data) }.max(0) as usize
-}
-
-/// `send_now`, returning the call's result (negative: see `errno`).
-///
-/// # Safety
-/// `fd` must be an open socket for the whole call.
-#[cfg(unix)]
-pub(super) unsafe fn send_now_raw(fd: i32, data: &[u8]) -> isize {
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    // The bare system call on Linux: libc's `send` wrapper is a
-    // cancellation point, and toggling that costs as much as a quarter of
-    // the call's user time; this thread never cancels.
-    // SAFETY: `fd` as the caller guarantees; the buffer is valid for its
-    // length; no address is passed (null, 0).
-    #[cfg(target_os = "linux")]
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            fd,
-            data.as_ptr(),
-            data.len(),
-            flags,
-            std::ptr::null::<libc::sockaddr>(),
-            0 as libc::socklen_t,
-        ) as isize
-    };
-    // SAFETY: as above.
-    #[cfg(not(target_os = "linux"))]
-    let n = unsafe { libc::send(fd, data.as_ptr() as *const libc::c_void, data.len(), flags) };
-    n
-}
-
-#[cfg(not(unix))]
-pub(super) fn raw_fd(_: &TcpStream) -> i32 {
-    -1
-}
-
 /// Has the task polled again once the runtime has looked at I/O. A plain
 /// `wake_by_ref` would not do: the runtime runs what is queued up to 61
 /// times before it polls for I/O, so two tasks taking turns would keep
@@ -609,88 +462,6 @@ fn yield_after_io(cx: &mut Context<'_>) {
     // `yield_now` defers its wake until after the next I/O poll; its first
     // poll only registers that.
     let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
-}
-
-/// A compressed message inflating over several turns of its task.
-struct Inflation {
-    job: Inflating,
-    text: bool,
-    /// The compressed bytes not inflated yet.
-    rest: Vec<u8>,
-    /// Its place among the messages inflating at once, once it has one.
-    slot: Option<InflateSlot>,
-    /// Waiting for a place (its waker is queued for one).
-    waiting: bool,
-}
-
-/// Messages that may inflate past their first slice at once, engine-wide.
-/// Each may grow to `maxPayload` before it proves too big, so this bounds
-/// what deflate bombs can pin (two of 100 MiB by default, where eight
-/// clients bombing at once took 3 GiB); the others wait their turn, reading
-/// nothing meanwhile.
-const INFLATING_AT_ONCE: usize = 2;
-
-thread_local! {
-    /// Places taken, and the tasks waiting for one (engine thread).
-    static INFLATE_SLOTS: RefCell<(usize, std::collections::VecDeque<std::task::Waker>)> =
-        const { RefCell::new((0, std::collections::VecDeque::new())) };
-}
-
-/// A place among the [`INFLATING_AT_ONCE`]; freed when dropped (the
-/// message is whole or failed, or its connection ended).
-struct InflateSlot;
-
-impl InflateSlot {
-    /// A place, or `None` with `waker` queued for the next one freed.
-    fn take(waker: &std::task::Waker) -> Option<InflateSlot> {
-        INFLATE_SLOTS.with(|s| {
-            let (taken, waiting) = &mut *s.borrow_mut();
-            if *taken < INFLATING_AT_ONCE {
-                *taken += 1;
-                return Some(InflateSlot);
-            }
-            if !waiting.iter().any(|w| w.will_wake(waker)) {
-                waiting.push_back(waker.clone());
-            }
-            None
-        })
-    }
-}
-
-impl Drop for InflateSlot {
-    fn drop(&mut self) {
-        let next = INFLATE_SLOTS.with(|s| {
-            let (taken, waiting) = &mut *s.borrow_mut();
-            *taken -= 1;
-            waiting.pop_front()
-        });
-        if let Some(w) = next {
-            w.wake();
-        }
-    }
-}
-
-/// Why an inflated message fails the connection, if it does.
-fn inflate_violation(
-    r: Result<Step, InflateError>,
-    text: bool,
-    inflated: &[u8],
-) -> Option<Violation> {
-    match r {
-        Err(InflateError::TooBig) => Some(Violation {
-            code: close::MESSAGE_TOO_BIG,
-            reason: "message too big",
-        }),
-        Err(e) => Some(Violation {
-            code: e.close_code(),
-            reason: "invalid compressed data",
-        }),
-        Ok(_) if text && utf8::validate(inflated).is_err() => Some(Violation {
-            code: close::INVALID_PAYLOAD,
-            reason: "invalid UTF-8",
-        }),
-        Ok(_) => None,
-    }
 }
 
 /// Where the closing of a connection stands.
