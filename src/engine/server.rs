@@ -362,7 +362,7 @@ impl Server {
             return false;
         }
         let waiting = *self.waiting_room.lock().unwrap_or_else(|e| e.into_inner());
-        self.open_connections() - waiting > max
+        self.open_connections().saturating_sub(waiting) > max
     }
 
     /// Asks an idle keep-alive connection (one that has had a response
@@ -389,7 +389,8 @@ impl Server {
             {
                 // Admitted one at a time: each takes a slot freed for it.
                 let mut waiting = self.waiting_room.lock().unwrap_or_else(|e| e.into_inner());
-                let room = self.open_connections() - (*waiting - 1) <= self.config.max_connections;
+                let room = self.open_connections().saturating_sub(*waiting - 1)
+                    <= self.config.max_connections;
                 if room || late {
                     *waiting -= 1;
                     if !room {
