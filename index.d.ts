@@ -48,6 +48,10 @@ export interface ServerOptions {
   passphrase?: string;
   /** Extra CA certificates appended to the chain (PEM). Not available in this build. */
   ca?: string | Uint8Array;
+  /** TLS session-ticket keys. Not available in this build: giving them throws `ERR_SACK_TLS_UNAVAILABLE`. */
+  ticketKeys?: Uint8Array;
+  /** Topics across processes through Redis. Not available in this build: giving it throws `ERR_SACK_BACKPLANE_UNAVAILABLE`. */
+  backplane?: { url: string; prefix?: string; mode?: 'pubsub' | 'history'; history?: { size?: number; ttl?: number } };
   /** Certificates chosen by SNI. Not available in this build. */
   hosts?: Array<{ host: string | string[]; cert: string | Uint8Array; key: string | Uint8Array; passphrase?: string; ca?: string | Uint8Array }>;
   /** Largest incoming message in bytes; larger closes with 1009 (0 = no limit). Default 100 MiB. */

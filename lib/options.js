@@ -254,14 +254,18 @@ function normalize(args) {
 
   const tls =
     fromUrl.secure ||
-    ['cert', 'key', 'ca', 'hosts'].some((k) => options[k] !== undefined && options[k] !== null);
+    ['cert', 'key', 'ca', 'hosts', 'passphrase', 'ticketKeys'].some((k) => options[k] !== undefined && options[k] !== null);
   if (tls) {
     // Refuse rather than serve plain text to someone who asked for TLS.
     throw sackError(
       Error,
       'ERR_SACK_TLS_UNAVAILABLE',
-      'TLS (wss://, cert/key/hosts options) is not available in this build of sack yet',
+      'TLS (wss://, cert/key/hosts/ticketKeys options) is not available in this build of sack yet',
     );
+  }
+  if (options.backplane !== undefined && options.backplane !== null) {
+    // Refuse rather than publish to this process only when every process was meant.
+    throw sackError(Error, 'ERR_SACK_BACKPLANE_UNAVAILABLE', 'the backplane option (topics across processes) is not available in this build of sack yet');
   }
   return { address, port: p, native, connect, options };
 }
