@@ -515,7 +515,8 @@ struct WsLoop {
     deflater: Option<Deflater>,
     threshold: usize,
     /// A message inflating over several turns.
-    inflation: Option<Inflation>,
+    /// (Boxed: rare, and every idle connection would carry its size.)
+    inflation: Option<Box<Inflation>>,
     /// Reused output buffers for inflating and deflating.
     inflated: Vec<u8>,
     deflated: Vec<u8>,
@@ -904,13 +905,13 @@ impl WsLoop {
                         if let Ok(Step::More(used)) = r {
                             // Large: the rest in later turns (`poll_inflation`),
                             // and what follows it after that.
-                            *inflation = Some(Inflation {
+                            *inflation = Some(Box::new(Inflation {
                                 job,
                                 text,
                                 rest: payload[used..].to_vec(),
                                 slot: None,
                                 waiting: false,
-                            });
+                            }));
                             return false;
                         }
                         if let Some(v) = inflate_violation(r, text, inflated) {
@@ -1134,6 +1135,12 @@ mod tests {
             let f = super::run(s, a, a, server.clone(), Vec::new(), true);
             let size = std::mem::size_of_val(&f);
             assert!(size <= 1024, "connection future is {size} bytes");
+            drop(f);
+            // And the task around it, from the accept.
+            let s = tokio::net::TcpStream::connect(a).await.unwrap();
+            let f = super::super::server::connection(server.clone(), s, a, a, Vec::new());
+            let size = std::mem::size_of_val(&f);
+            assert!(size <= 1280, "connection task is {size} bytes");
             drop(f);
             server.close(1001, "");
         });
