@@ -19,7 +19,7 @@ use crate::http::head::{parse_request_head, Field, HeadError, RequestHead, MAX_H
 use crate::protocol::close::{is_valid_wire_code, ClosePayload};
 use crate::protocol::decoder::{Decoder, DecoderConfig, Message};
 use crate::protocol::deflate::{
-    negotiate, slide, Agreed, DeflateConfig, Deflater, InflateError, Inflater,
+    negotiate, slide, Agreed, DeflateConfig, Deflater, InflateError, Inflater, Inflating, Step,
 };
 use crate::protocol::frame::{encode_header, parse_header, write_frame, OpCode, MAX_HEADER_LEN};
 use crate::protocol::handshake::UpgradeHeaders;
@@ -656,12 +656,29 @@ pub fn deflate(data: &[u8]) {
     };
     let max = usize::from(*limit) * 64;
     let mut inflater = Inflater::new(&agreed);
+    // The same input inflated in slices (as the engine does past its first
+    // slice) reaches the same outcome and bytes as inflated whole.
+    let mut sliced = Inflater::new(&agreed);
+    let budget = 1 + usize::from(*cut) * 7;
     for piece in pieces(rest, *cut) {
         let mut out = Vec::new();
         let r = inflater.inflate(piece, max, &mut out);
         assert!(out.len() <= max + 1, "{} > {max} + 1", out.len());
         if r.is_ok() {
             assert!(out.len() <= max);
+        }
+        let mut by_slice = Vec::new();
+        let mut job = Inflating::new(piece.len(), &by_slice);
+        let mut left = piece;
+        let s = loop {
+            match sliced.step(&mut job, left, max, &mut by_slice, budget) {
+                Ok(Step::More(used)) => left = &left[used..],
+                done => break done.map(|_| ()),
+            }
+        };
+        assert_eq!(s, r, "sliced and whole inflation differ");
+        if r.is_ok() {
+            assert_eq!(by_slice, out);
         }
     }
 
