@@ -221,7 +221,7 @@ export interface Connection {
 }
 
 export interface ServerEvents {
-  /** An upgrade request, before the 101. Decide with `server.accept/reject` now or `ws.accept/reject` later, within `handshakeTimeout` (then the client gets 503, the ws its `close` event and the server an `error` event, `ETIMEDOUT`). A handler that throws before deciding answers 500. No handler: accepted. `this` is the server. */
+  /** An upgrade request, before the 101. Decide with `server.accept/reject` now or `ws.accept/reject` later, within `handshakeTimeout` (then the client gets 503, the ws its `close` event and the server an `error` event, `ETIMEDOUT`). A handler that throws before deciding, or an async one that rejects before deciding, answers 500. No handler: accepted. `this` is the server. */
   accept: [ws: Connection];
   /** The connection is open; `this` is the connection. */
   connect: [ws: Connection];

@@ -310,6 +310,39 @@ test.describe('a client leaving during an accept decision', () => {
     assert.deepEqual(out.uncaught, ['boom in accept']);
   });
 
+  test.it('an async accept handler that rejects before deciding: the client gets HTTP 500 and the rejection reaches the process', async () => {
+    const code = `
+      const net = require('node:net');
+      const sack = require('.');
+      const { upgradeRequest } = require('./__test__/helpers.js');
+      const out = { rejections: [], response: '' };
+      process.on('unhandledRejection', (e) => out.rejections.push(String(e && e.message)));
+      const server = sack.Websocket.Server({ address: '127.0.0.1', port: 0 });
+      server.onaccept = async () => {
+        await new Promise((r) => setTimeout(r, 50));
+        throw new Error('boom after await');
+      };
+      const c = net.connect(server.address().port, '127.0.0.1');
+      c.on('error', (e) => (out.clientError = e.code));
+      c.on('data', (d) => (out.response += d));
+      c.on('close', finish);
+      c.write(upgradeRequest('/'));
+      const timer = setTimeout(() => { out.noEnd = true; finish(); }, 2000);
+      function finish() {
+        clearTimeout(timer);
+        c.destroy();
+        server.onclose = () => process.stdout.write(JSON.stringify(out));
+        server.close();
+      }
+      setTimeout(() => { process.stdout.write(JSON.stringify({ ...out, stuck: true })); process.exit(3); }, 6000).unref();
+    `;
+    const r = await runNode(code, { ms: 9000 });
+    assert.equal(r.code, 0, `child exit ${r.code} ${r.signal}; stderr: ${r.stderr}; stdout: ${r.stdout}`);
+    const out = JSON.parse(r.stdout);
+    assert.match(out.response, /^HTTP\/1\.1 500 /, `the client got ${JSON.stringify(out.response.slice(0, 200))}${out.noEnd ? ' (and the socket stayed open 2 s)' : ''}`);
+    assert.deepEqual(out.rejections, ['boom after await']);
+  });
+
   test.it('an undecided upgrade is bounded by handshakeTimeout: 503, the ws closes, an ETIMEDOUT error event', async (t) => {
     const $ = scope(t);
     const s = $.server({ handshakeTimeout: 300 });

@@ -261,7 +261,7 @@ Server.prototype._onAccept = function _onAccept(handle, info, id) {
   let failed = false;
   let failure;
   try {
-    emit(this, 'accept', this, ws);
+    emitAccept(this, ws);
   } catch (err) {
     failed = true;
     failure = err;
@@ -279,6 +279,24 @@ Server.prototype._onAccept = function _onAccept(handle, info, id) {
   // On to the process like any handler's exception.
   if (failed) throw failure;
 };
+
+// The accept handlers, called as emit() calls them. One that is async
+// (the README's pattern) and rejects before deciding answers 500 as a
+// throwing one does; the rejection still reaches the process, unhandled.
+function emitAccept(server, ws) {
+  const prop = server._on_accept;
+  const list = server._ls_accept;
+  const fns = prop ? (list ? [prop, ...list] : [prop]) : list ? list.slice() : [];
+  for (const fn of fns) {
+    const r = fn.call(server, ws);
+    if (r !== null && typeof r === 'object' && typeof r.then === 'function') {
+      r.then(undefined, (err) => {
+        if (ws.readyState === 0) ws.reject(500);
+        return Promise.reject(err);
+      });
+    }
+  }
+}
 
 Server.prototype._onOpen = function _onOpen(handle, info, id) {
   const ws = this._newConnection(handle, info, id, 1);
