@@ -194,7 +194,7 @@ impl Lane {
         if unsafe { (self.uv.poll_init)(self.loop_, poll, conn.fd()) } != 0 {
             // SAFETY: never initialized, so libuv does not know it.
             unsafe { free_poll(poll) };
-            conn.hand_back();
+            crate::engine::connection::hand_back(conn);
             return;
         }
         // Connections do not keep the process alive (`server.unref()`
@@ -499,7 +499,7 @@ impl Lane {
                 drop(slot);
                 let conn = self.remove(key)?;
                 if let Step::HandBack = step {
-                    conn.hand_back();
+                    crate::engine::connection::hand_back(conn);
                 } // Drop: the peer is gone; the socket closes with `conn`.
                 None
             }
@@ -546,7 +546,7 @@ impl Lane {
             Progress::Close => {
                 drop(slot);
                 if let Some(conn) = self.remove(key) {
-                    conn.close();
+                    crate::engine::connection::close(conn);
                 }
                 None
             }

@@ -7,6 +7,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::env::EnvState;
+use crate::engine::listener;
 use crate::engine::server::{error_code, Server};
 use crate::engine::ServerConfig;
 use crate::protocol::deflate::DeflateConfig;
@@ -154,7 +155,7 @@ pub fn listen(
     let port =
         u16::try_from(port).map_err(|_| Error::new("ERR_SOCKET_BAD_PORT", "port out of range"))?;
     let server =
-        Server::bind(&address, port, config(&options), state.sink.clone()).map_err(|e| {
+        listener::bind(&address, port, config(&options), state.sink.clone()).map_err(|e| {
             let code = error_code(&e);
             Error::new(code, format!("{code}: {e} ({address}:{port})"))
         })?;
@@ -167,7 +168,7 @@ pub fn listen(
 #[napi]
 pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer> {
     let state = EnvState::get(&env)?;
-    let server = Server::unbound(config(&options), state.sink.clone())
+    let server = listener::unbound(config(&options), state.sink.clone())
         .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
     state.servers.borrow_mut().insert(server.id, server.clone());
     Ok(NativeServer { server })
@@ -221,8 +222,7 @@ impl NativeServer {
             let socket = unsafe { BorrowedFd::borrow_raw(fd) }
                 .try_clone_to_owned()
                 .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-            self.server
-                .adopt(socket, read.to_vec())
+            listener::adopt(&self.server, socket, read.to_vec())
                 .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))
         }
         #[cfg(not(unix))]

@@ -13,6 +13,7 @@ use atomic_waker::AtomicWaker;
 
 use super::config::under_backpressure;
 use super::sink::{Batch, ConnInfo, EnvSink, Event};
+use super::writer::Writer;
 use super::ServerConfig;
 use crate::http::response::closing_response;
 use crate::protocol::close::{close_payload, is_valid_wire_code, NO_STATUS};
@@ -110,12 +111,9 @@ pub(super) struct Inner {
     pub blocked: bool,
     pub nodelay: Option<bool>,
     pub protocol: String,
-    /// The task holds bytes taken from `out` and not yet written: nobody
-    /// else may write to the socket until it clears this.
-    pub task_writing: bool,
-    /// The socket, for the direct-write path (`try_direct`); -1 until the
-    /// WebSocket loop runs.
-    pub fd: i32,
+    /// Who may write the socket now: the direct path (`try_direct`)
+    /// writes only while the task holds nothing (see `writer`).
+    pub writer: Writer,
     /// More than `backpressureLimit` bytes were queued: sends are refused,
     /// and the task closes the connection (1008).
     pub overflow: bool,
@@ -214,8 +212,7 @@ impl Conn {
                 blocked: false,
                 nodelay: None,
                 protocol: String::new(),
-                task_writing: false,
-                fd: -1,
+                writer: Writer::Engine,
                 overflow: false,
             }),
             buffered: AtomicUsize::new(0),
@@ -389,39 +386,29 @@ impl Conn {
     /// Whatever does not fit stays queued for the task. Pipelined sends keep
     /// coalescing because only the batch's last event qualifies.
     fn try_direct(&self, g: &mut MutexGuard<'_, Inner>) -> bool {
-        #[cfg(unix)]
+        // A pending `drain` is left to the task: emitting it here, under
+        // this lock, would invert the engine's route-then-inner lock order.
+        if self.records
+            || !super::flush::direct_allowed()
+            || self.want_drain.load(Ordering::Acquire)
         {
-            // A pending `drain` is left to the task: emitting it here, under
-            // this lock, would invert the engine's route-then-inner lock order.
-            if g.fd < 0
-                || g.task_writing
-                || self.records
-                || !super::flush::direct_allowed()
-                || self.want_drain.load(Ordering::Acquire)
-            {
-                return false;
-            }
-            // SAFETY: `fd` is the connection's socket, open while the phase
-            // is Open (the task closes it only after `set_closed`, which
-            // takes this lock).
-            let n = unsafe { super::sys::send_now(g.fd, &g.out) };
-            if n == 0 {
-                return false;
-            }
-            g.out.drain(..n);
-            self.buffered.fetch_sub(n, Ordering::AcqRel);
-            // No `Event::Sent` from here (lock order, as for `drain`): a
-            // direct write happens only with nothing queued before it, so
-            // the only callback it can complete is the caller's own, which
-            // looks for itself (`watch_sent`).
-            let _ = self.handed(n);
-            g.out.is_empty()
+            return false;
         }
-        #[cfg(not(unix))]
-        {
-            let _ = g;
-            false
+        let Some(direct) = g.writer.direct() else {
+            return false;
+        };
+        let n = direct.send(&g.out);
+        if n == 0 {
+            return false;
         }
+        g.out.drain(..n);
+        self.buffered.fetch_sub(n, Ordering::AcqRel);
+        // No `Event::Sent` from here (lock order, as for `drain`): a
+        // direct write happens only with nothing queued before it, so the
+        // only callback it can complete is the caller's own, which looks
+        // for itself (`watch_sent`).
+        let _ = self.handed(n);
+        g.out.is_empty()
     }
 
     /// Queues bytes to write as they are.
@@ -718,7 +705,7 @@ impl Conn {
     pub(super) fn set_closed(&self) {
         let mut g = self.lock();
         g.phase = Phase::Closed;
-        g.fd = -1;
+        g.writer.retire();
         g.out = Vec::new();
     }
 }

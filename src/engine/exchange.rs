@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
+use super::transport::Transport;
 use atomic_waker::AtomicWaker;
 use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
 use super::config::under_backpressure;
+use super::writer::{Direct, Writer};
 use crate::http::framing::{
     write_chunk_header, write_last_chunk, write_response_head, RequestInfo,
 };
@@ -89,9 +90,10 @@ struct Inner {
     /// JS wants a [`Notice::Close`] if the connection goes first (it
     /// gets one also while `over`).
     watched: bool,
-    /// The socket, for direct writes; -1 once the task is done with this
-    /// exchange (it may close the socket then) or where there is none.
-    fd: i32,
+    /// Who may write the socket: the direct path only while `Open`;
+    /// retired once the task is done with this exchange (it may close the
+    /// socket then).
+    writer: Writer,
     /// The task waits for the client's next bytes (or its timer), not for
     /// a wake from here: a response that ends fully written and keeps the
     /// connection open needs no engine wake at all.
@@ -102,7 +104,9 @@ struct Inner {
 }
 
 impl Inner {
-    fn fresh(fd: i32, out: Vec<u8>, parked: bool) -> Self {
+    fn fresh(direct: Option<Direct>, out: Vec<u8>, parked: bool) -> Self {
+        let mut writer = Writer::Engine;
+        writer.bind(direct);
         Inner {
             out,
             head_sent: false,
@@ -115,7 +119,7 @@ impl Inner {
             closed: false,
             over: false,
             watched: false,
-            fd,
+            writer,
             parked,
             ended_at: None,
         }
@@ -151,7 +155,7 @@ impl Exchange {
     pub(super) fn new(
         req: RequestInfo,
         server: Arc<super::server::Server>,
-        fd: i32,
+        direct: Option<Direct>,
         waker: Arc<AtomicWaker>,
         wake_here: bool,
     ) -> Arc<Exchange> {
@@ -159,7 +163,7 @@ impl Exchange {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             req,
             server,
-            inner: Mutex::new(Inner::fresh(fd, Vec::new(), wake_here)),
+            inner: Mutex::new(Inner::fresh(direct, Vec::new(), wake_here)),
             waker,
             wake_here,
         })
@@ -168,7 +172,11 @@ impl Exchange {
     /// Makes a finished exchange the next request's (same connection), when
     /// nothing else holds it: a request then costs no allocation for it.
     /// Returns whether it could.
-    pub(super) fn renew(this: &mut Arc<Exchange>, req: RequestInfo, fd: i32) -> bool {
+    pub(super) fn renew(
+        this: &mut Arc<Exchange>,
+        req: RequestInfo,
+        direct: Option<Direct>,
+    ) -> bool {
         let Some(ex) = Arc::get_mut(this) else {
             return false;
         };
@@ -177,7 +185,7 @@ impl Exchange {
         let inner = ex.inner.get_mut().unwrap_or_else(|e| e.into_inner());
         let mut out = std::mem::take(&mut inner.out);
         out.clear();
-        *inner = Inner::fresh(fd, out, ex.wake_here);
+        *inner = Inner::fresh(direct, out, ex.wake_here);
         true
     }
 
@@ -196,7 +204,7 @@ impl Exchange {
     /// response that has not ended never will on this connection.
     pub(super) fn detach(&self) {
         let mut g = self.lock();
-        g.fd = -1;
+        g.writer.retire();
         let notice = Self::close_locked(&mut g);
         drop(g);
         self.tell(notice);
@@ -271,7 +279,8 @@ impl Exchange {
         // case): build in this thread's scratch buffer and send from there,
         // so only what the socket does not take is copied to the queue. A
         // renewed exchange (the lane's) has room of its own, which does.
-        let in_scratch = last && g.out.is_empty() && g.fd >= 0 && g.out.capacity() < OWN_ROOM;
+        let in_scratch =
+            last && g.out.is_empty() && g.writer.direct().is_some() && g.out.capacity() < OWN_ROOM;
         let mut scratch = if in_scratch {
             SCRATCH.take()
         } else {
@@ -312,14 +321,14 @@ impl Exchange {
             g.ended = true;
         }
         if in_scratch {
-            let sent = Self::send_direct(g.fd, &scratch);
+            let sent = g.writer.direct().map_or(0, |d| d.send(&scratch));
             g.out.extend_from_slice(&scratch[sent..]);
             scratch.clear();
             if scratch.capacity() <= IDLE_KEEP {
                 SCRATCH.set(scratch);
             }
         } else if last {
-            let sent = Self::send_direct(g.fd, &g.out);
+            let sent = g.writer.direct().map_or(0, |d| d.send(&g.out));
             g.out.drain(..sent);
         }
         if last && g.parked && g.out.is_empty() && g.keep_alive {
@@ -369,28 +378,6 @@ impl Exchange {
         }
     }
 
-    /// Writes `data` straight to socket `fd` when the task still owns one
-    /// and is not writing (both known under this exchange's lock); returns
-    /// how much went. Only the end of a response goes this way: earlier
-    /// parts wait for the task.
-    fn send_direct(fd: i32, data: &[u8]) -> usize {
-        #[cfg(unix)]
-        {
-            if fd < 0 || data.is_empty() {
-                return 0;
-            }
-            // SAFETY: `fd` is the connection's socket, open while it is set:
-            // the task clears it under this lock before it may close the
-            // socket.
-            unsafe { super::sys::send_now(fd, data) }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = (fd, data);
-            0
-        }
-    }
-
     /// Drops the connection (a handler failed after the head went out).
     pub fn abort(&self) {
         self.lock().aborted = true;
@@ -405,7 +392,7 @@ impl Exchange {
     pub(super) fn poll_progress(
         &self,
         cx: &mut Context<'_>,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         park: bool,
     ) -> Poll<Option<Done>> {
         self.poll_progress_with(
@@ -424,7 +411,7 @@ impl Exchange {
         let mut g = self.lock();
         g.parked = false;
         if g.aborted {
-            g.fd = -1;
+            g.writer.retire();
             // JS asked for it: no notice.
             let _ = Self::close_locked(&mut g);
             return Poll::Ready(None);
@@ -434,7 +421,7 @@ impl Exchange {
             match write(&g.out[written..]) {
                 Poll::Ready(Ok(n)) if n > 0 => written += n,
                 Poll::Ready(_) => {
-                    g.fd = -1;
+                    g.writer.retire();
                     let notice = Self::close_locked(&mut g);
                     drop(g);
                     self.tell(notice);
@@ -456,7 +443,7 @@ impl Exchange {
         }
         let notice = self.drained(&mut g);
         if g.ended {
-            g.fd = -1;
+            g.writer.retire();
             return Poll::Ready(Some(Done {
                 keep_alive: g.keep_alive,
                 ended_at: g.ended_at,

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant, Sleep};
 
 use super::exchange::Exchange;
 use super::server::{CloseWatch, Server};
 use super::sink::Event;
+use super::transport::Transport;
 use crate::clock;
 use crate::http::body::{body_kind, expects_continue, BodyDecoder, BodyKind};
 use crate::http::framing::{RequestInfo, CONTINUE_100};
@@ -99,6 +99,16 @@ impl IdleTimer {
     }
 }
 
+/// Detaches an exchange from its connection when its request is done
+/// with (or given up): no direct write may follow.
+struct Detach<'a>(&'a Exchange);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
+}
+
 fn refuse(e: crate::http::body::BodyError) -> After {
     let why = e.to_string();
     let response = closing_response(e.status(), None, &[], why.as_bytes());
@@ -108,7 +118,7 @@ fn refuse(e: crate::http::body::BodyError) -> After {
 /// Reads the body of the request `head` (of framing `kind`), from `buf`
 /// and then the socket; `buf` keeps what follows it.
 async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     server: &Server,
     head: &RequestHead,
     kind: BodyKind,
@@ -228,7 +238,7 @@ impl Drop for BodyHold<'_> {
 /// for `closing` (the server closes), or when JS wakes it.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn serve_one(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     server: &Arc<Server>,
     head: RequestHead,
     buf: &mut Vec<u8>,
@@ -251,10 +261,13 @@ pub(super) async fn serve_one(
     let exchange = Exchange::new(
         RequestInfo::from_head(&head),
         server.clone(),
-        super::sys::raw_fd(stream),
+        // SAFETY: `_detach` retires the exchange's writer before this
+        // function returns, so before `stream` can be dropped.
+        unsafe { stream.direct() },
         waker.clone(),
         false,
     );
+    let _detach = Detach(&exchange);
     server.sink().push(Event::Request {
         server: server.id,
         exchange: exchange.clone(),
@@ -288,7 +301,7 @@ pub(super) async fn serve_one(
                 // answer; then JS hears it (`req`/`res` 'close') and the
                 // connection closes rather than wait for a handler that
                 // may never answer.
-                if left.is_none() && super::sys::peer_gone(stream) {
+                if left.is_none() && stream.peer_gone() {
                     left = Some(Box::pin(sleep(LEFT_GRACE)));
                 }
             }

@@ -14,7 +14,7 @@
 //! Only the common case stays: a complete head with no body. Anything else
 //! (a body, an upgrade, an incomplete or malformed head, a response that
 //! closes the connection, a peer that fails) goes back to an engine task
-//! ([`LaneConn::hand_back`], [`LaneConn::close`]), which treats it exactly
+//! (`connection::hand_back`, `connection::close`), which treats it exactly
 //! as it treats any connection. This module does the socket work; the
 //! binding only owns the event-loop handles and calls JS.
 
@@ -27,9 +27,11 @@ use atomic_waker::AtomicWaker;
 use super::exchange::Exchange;
 use super::server::Server;
 use super::sink::Event;
-use crate::http::body::{body_kind, BodyKind};
+use super::transport::Transport;
+use super::writer::Direct;
 use crate::http::framing::RequestInfo;
-use crate::http::head::{parse_request_head, Field};
+use crate::http::head::parse_request_head;
+use crate::http::route::{route, Route};
 
 /// Read buffers larger than this are released once empty.
 const KEEP_BUF: usize = 4096;
@@ -46,17 +48,18 @@ pub const LEFT_GRACE_MS: u64 = super::http::LEFT_GRACE.as_millis() as u64;
 /// Moves an idle keep-alive connection (its engine task ends) to the lane.
 /// `idle_since` (`clock::mono_ms`) is when its last response ended: the
 /// idle timeout runs from there, not from the move, which may come much
-/// later (when the task's timer fires).
+/// later (when the task's timer fires). `Err`: the environment stopped
+/// taking connections meanwhile, and an engine task takes it back.
 pub(super) fn adopt(
-    stream: tokio::net::TcpStream,
+    stream: Transport,
     remote: SocketAddr,
     local: SocketAddr,
     server: Arc<Server>,
     idle_since: u64,
-) {
+) -> Result<(), Box<LaneConn>> {
     // Leaves the engine's epoll; the socket stays non-blocking.
-    let Ok(stream) = stream.into_std() else {
-        return;
+    let Some(stream) = stream.into_std() else {
+        return Ok(());
     };
     let sink = server.sink();
     server.task_started();
@@ -72,9 +75,9 @@ pub(super) fn adopt(
         spare: None,
         idle_since,
     };
-    if let Some(conn) = sink.push_to_lane(conn) {
-        // The environment stopped taking them meanwhile: a task again.
-        conn.hand_back();
+    match sink.push_to_lane(conn) {
+        Some(conn) => Err(Box::new(conn)),
+        None => Ok(()),
     }
 }
 
@@ -86,7 +89,7 @@ pub enum Step {
     /// Nothing to do until the socket is readable.
     Wait,
     /// Back to an engine task, which serves what is read ahead
-    /// ([`LaneConn::hand_back`]).
+    /// (`connection::hand_back`).
     HandBack,
     /// Gone (the peer closed, or its socket failed): drop it.
     Drop,
@@ -102,7 +105,7 @@ pub enum Progress {
     /// Ended and written (or none in flight); the connection waits for
     /// its next request.
     Idle,
-    /// Ended (or aborted); the connection closes ([`LaneConn::close`]).
+    /// Ended (or aborted); the connection closes (`connection::close`).
     Close,
 }
 
@@ -247,12 +250,9 @@ impl LaneConn {
             // Refused by the engine, with its status and error event.
             Err(_) => return Some(Step::HandBack),
         };
-        // `Expect` (rare) is the engine's too: it answers 100 or 417.
-        if !matches!(body_kind(&head), Ok(BodyKind::None))
-            || head.has_field(Field::Expect)
-            || !server.has_request_handler()
-            || super::task::asks_websocket(&head, server)
-        {
+        // Only a plain request stays; a body, an `Expect`, an upgrade or a
+        // refusal is the engine's.
+        if route(&head, server.has_request_handler()) != Route::Plain {
             return Some(Step::HandBack);
         }
         self.buf.drain(..used);
@@ -261,15 +261,25 @@ impl LaneConn {
             self.buf = Vec::new();
         }
         let info = RequestInfo::from_head(&head);
+        // SAFETY: the exchange is detached (its writer retired) before the
+        // socket closes: in `give` and on drop.
         let fd = self.fd();
+        let direct = || unsafe { Direct::new(fd) };
         let reused = self
             .spare
             .take()
-            .and_then(|mut ex| Exchange::renew(&mut ex, info, fd).then_some(ex));
+            .and_then(|mut ex| Exchange::renew(&mut ex, info, Some(direct())).then_some(ex));
         // Parked (a lane exchange starts so): until JS returns, an end that
         // is fully written needs no wake.
-        let exchange = reused
-            .unwrap_or_else(|| Exchange::new(info, server.clone(), fd, self.waker.clone(), true));
+        let exchange = reused.unwrap_or_else(|| {
+            Exchange::new(
+                info,
+                server.clone(),
+                Some(direct()),
+                self.waker.clone(),
+                true,
+            )
+        });
         self.exchange = Some(exchange.clone());
         Some(Step::Request(Event::Request {
             server: server.id,
@@ -317,27 +327,16 @@ impl LaneConn {
         }
     }
 
-    /// Gives the connection to a new engine task, which serves what is
-    /// read ahead as it would on any connection.
-    pub fn hand_back(mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        self.give(move |stream, remote, local, server| {
-            super::task::run(stream, remote, local, server, buf, false)
-        });
+    /// What was read ahead of the next request, for the engine task
+    /// that takes the connection back.
+    pub(super) fn take_read_ahead(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
-    /// Closes the connection the engine's way: our FIN first, then reading
-    /// briefly, so a client still sending does not get a reset that
-    /// destroys the response it has not read yet.
-    pub fn close(self) {
-        self.give(|stream, _, _, _| super::task::refuse(stream, b""));
-    }
-
-    fn give<F, Fut>(mut self, then: F)
+    /// Gives the connection to a new engine task running `then`.
+    pub(super) fn give<F, Fut>(mut self, then: F)
     where
-        F: FnOnce(tokio::net::TcpStream, SocketAddr, SocketAddr, Arc<Server>) -> Fut
-            + Send
-            + 'static,
+        F: FnOnce(Transport, SocketAddr, SocketAddr, Arc<Server>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         if let Some(ex) = self.exchange.take() {
@@ -353,7 +352,7 @@ impl LaneConn {
         let (remote, local) = (self.remote, self.local);
         rt.spawn(async move {
             if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                then(stream, remote, local, server.clone()).await;
+                then(Transport::Plain(stream), remote, local, server.clone()).await;
             }
             server.task_done();
         });

@@ -5,17 +5,22 @@
 
 pub mod config;
 pub mod conn;
+pub mod connection;
 pub mod exchange;
 pub mod flush;
 mod http;
 mod inflating;
 pub mod lane;
+pub mod listener;
 mod memory;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+mod session;
 pub mod sink;
 mod sys;
-mod task;
+mod transport;
+mod upgrade;
+mod writer;
 
 pub use config::ServerConfig;

@@ -1,21 +1,19 @@
-//! Listeners: a synchronous bind (so the JS constructor can throw at once),
-//! then an accept loop on the engine thread.
+//! A server's shared state: its handlers, connections, limits and close;
+//! what listens for it is `listener.rs`.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::task::JoinHandle;
 
 use super::conn::Conn;
 use super::sink::{EnvSink, Event};
-use super::{runtime, task, ServerConfig};
-use crate::http::response::closing_response;
+use super::ServerConfig;
 use crate::protocol::close::GOING_AWAY;
 
 static NEXT_SERVER: AtomicU64 = AtomicU64::new(1);
@@ -50,20 +48,6 @@ pub fn error_code(e: &io::Error) -> &'static str {
             io::ErrorKind::InvalidInput => "EINVAL",
             _ => "EIO",
         },
-    }
-}
-
-/// The accept loop's listener; dropping it (the loop is aborted by
-/// `close`) closes the socket, then counts the loop's task as done.
-struct Listening {
-    listener: Option<tokio::net::TcpListener>,
-    server: Arc<Server>,
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        drop(self.listener.take());
-        self.server.task_done();
     }
 }
 
@@ -107,88 +91,8 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// Resolves `address` (an IP, a host name, or empty for the default
-/// dual-stack `::`) and binds, falling back to `0.0.0.0` where the machine
-/// has no IPv6.
-fn bind_socket(address: &str, port: u16, backlog: u32) -> io::Result<std::net::TcpListener> {
-    let any6 = address.is_empty() || address == "::" || address == "::0" || address == "[::]";
-    if any6 {
-        let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
-        return match listen(addr, backlog) {
-            Err(e) if matches!(error_code(&e), "EAFNOSUPPORT" | "EADDRNOTAVAIL" | "EINVAL") => {
-                listen(
-                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
-                    backlog,
-                )
-            }
-            r => r,
-        };
-    }
-    let host = address.trim_start_matches('[').trim_end_matches(']');
-    let addr = match host.parse::<IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port),
-        // A name that does not resolve is Node's ENOTFOUND.
-        Err(_) => (host, port)
-            .to_socket_addrs()
-            .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address not found"))?,
-    };
-    listen(addr, backlog)
-}
-
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // As Node does: a restarted server can bind while old sockets sit in TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() && addr.ip().is_unspecified() {
-        socket.set_only_v6(false)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
 impl Server {
-    /// Binds now (errors surface to the caller) and starts accepting.
-    pub fn bind(
-        address: &str,
-        port: u16,
-        config: ServerConfig,
-        sink: Arc<EnvSink>,
-    ) -> io::Result<Arc<Server>> {
-        let std_listener = bind_socket(address, port, config.backlog)?;
-        let local = std_listener.local_addr()?;
-        let runtime = runtime::handle()?;
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)?
-        };
-        let server = Server::new(config, sink, local);
-        let guard = Listening {
-            listener: Some(listener),
-            server: server.clone(),
-        };
-        let handle = runtime.spawn(async move {
-            let guard = guard;
-            if let Some(listener) = guard.listener.as_ref() {
-                guard.server.clone().accept_loop(listener).await;
-            }
-        });
-        *server.accept_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
-        Ok(server)
-    }
-
-    /// A server that listens on nothing (`noServer`): its connections come
-    /// from another server through [`Server::adopt`].
-    pub fn unbound(config: ServerConfig, sink: Arc<EnvSink>) -> io::Result<Arc<Server>> {
-        runtime::handle()?;
-        let unspecified = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0);
-        Ok(Server::new(config, sink, unspecified))
-    }
-
-    fn new(config: ServerConfig, sink: Arc<EnvSink>, local: SocketAddr) -> Arc<Server> {
+    pub(super) fn new(config: ServerConfig, sink: Arc<EnvSink>, local: SocketAddr) -> Arc<Server> {
         Arc::new(Server {
             id: NEXT_SERVER.fetch_add(1, Ordering::Relaxed),
             config,
@@ -212,41 +116,9 @@ impl Server {
         })
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: &tokio::net::TcpListener) {
-        loop {
-            match listener.accept().await {
-                Ok((stream, remote)) => self.serve(stream, remote, Vec::with_capacity(1024)),
-                // Out of file descriptors and the like: back off, keep listening.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-
-    /// Serves a new connection, of which `buf` holds what was read already.
-    fn serve(self: &Arc<Self>, stream: tokio::net::TcpStream, remote: SocketAddr, buf: Vec<u8>) {
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(self.local);
-        self.task_started();
-        tokio::spawn(connection(self.clone(), stream, remote, local, buf));
-    }
-
-    /// Takes over a connection another server accepted (Node's `http`, for
-    /// `handleUpgrade`): `socket` is its own descriptor for it, and
-    /// `read` the bytes that server read already (the request head, and
-    /// any after it). From here it is served as one this server accepted.
-    #[cfg(unix)]
-    pub fn adopt(self: &Arc<Self>, socket: std::os::fd::OwnedFd, read: Vec<u8>) -> io::Result<()> {
-        if self.is_closing() {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "server closed"));
-        }
-        let std = std::net::TcpStream::from(socket);
-        std.set_nonblocking(true)?;
-        let remote = std.peer_addr()?;
-        let runtime = runtime::handle()?;
-        let _guard = runtime.enter();
-        let stream = tokio::net::TcpStream::from_std(std)?;
-        self.serve(stream, remote, read);
-        Ok(())
+    /// The accept loop's task, aborted by `close`.
+    pub(super) fn set_accept_task(&self, task: JoinHandle<()>) {
+        *self.accept_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -347,7 +219,7 @@ impl Server {
     /// Whether a connection just accepted is one too many for
     /// `maxConnections` (the ones waiting for room not counted); if not,
     /// it is in.
-    fn over_capacity(&self) -> bool {
+    pub(super) fn over_capacity(&self) -> bool {
         let max = self.config.max_connections;
         if max == 0 {
             return false;
@@ -361,7 +233,7 @@ impl Server {
     /// the room: true once there is. A client that reconnects costs less
     /// than a WebSocket client turned away while idle connections hold
     /// every slot.
-    async fn make_room(&self) -> bool {
+    pub(super) async fn make_room(&self) -> bool {
         *self.waiting_room.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.shed.fetch_add(1, Ordering::AcqRel);
         // Idle connections on engine tasks look at `shed` when woken (a
@@ -471,26 +343,6 @@ impl Server {
             message,
         });
     }
-}
-
-/// A connection's task, from its acceptance to its end. Every connection
-/// holds this future for its whole life: what is rare (no room) is boxed,
-/// so it costs the others nothing (inline, the refusal's linger buffer
-/// made every connection 4 KiB larger).
-pub(super) async fn connection(
-    server: Arc<Server>,
-    stream: tokio::net::TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
-    buf: Vec<u8>,
-) {
-    if server.over_capacity() && !Box::pin(server.make_room()).await {
-        let response = closing_response(503, None, &[], b"server full");
-        Box::pin(task::refuse(stream, &response)).await;
-    } else {
-        task::run(stream, remote, local, server.clone(), buf, true).await;
-    }
-    server.task_done();
 }
 
 /// The values of a map behind a lock, copied out so the lock is not held

@@ -6,3 +6,4 @@ pub mod form;
 pub mod framing;
 pub mod head;
 pub mod response;
+pub mod route;

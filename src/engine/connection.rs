@@ -1,0 +1,266 @@
+//! A connection's engine task before any upgrade: room for it
+//! (`maxConnections`), then its requests one by one, each routed
+//! (`http::route`): to the request handler (`http.rs`), to the JS thread's
+//! keep-alive lane once idle (`lane.rs`), or to a WebSocket (`upgrade.rs`).
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+
+use super::http::{serve_one, After, IdleTimer};
+use super::lane::LaneConn;
+use super::server::{error_code, CloseWatch, Server};
+use super::transport::Transport;
+use crate::http::head::{parse_request_head, HeadError, RequestHead};
+use crate::http::response::closing_response;
+use crate::http::route::{route, Route};
+
+/// A connection's task, from its acceptance to its end. Every connection
+/// holds this future for its whole life: what is rare (no room, a
+/// refusal, the WebSocket) is boxed, so it costs the others nothing.
+pub(super) async fn connection(
+    server: Arc<Server>,
+    stream: Transport,
+    remote: SocketAddr,
+    local: SocketAddr,
+    buf: Vec<u8>,
+) {
+    if server.over_capacity() && !Box::pin(server.make_room()).await {
+        let response = closing_response(503, None, &[], b"server full");
+        Box::pin(stream.refuse(&response)).await;
+    } else {
+        run(stream, remote, local, server.clone(), buf, true).await;
+    }
+    server.task_done();
+}
+
+/// Gives a lane connection back to an engine task, which serves what it
+/// has read ahead as on any connection.
+pub fn hand_back(mut conn: LaneConn) {
+    let buf = conn.take_read_ahead();
+    conn.give(move |stream, remote, local, server| run(stream, remote, local, server, buf, false));
+}
+
+/// Closes a lane connection the engine's way: our FIN first, then reading
+/// briefly, so a client still sending does not get a reset that destroys
+/// the response it has not read yet.
+pub fn close(conn: LaneConn) {
+    conn.give(|stream, _, _, _| stream.refuse(b""));
+}
+
+/// Serves a connection: `buf` holds bytes already read from it, `first`
+/// says whether it has had a request yet (a fresh connection, or one that
+/// comes back from the lane).
+async fn run(
+    mut stream: Transport,
+    remote: SocketAddr,
+    local: SocketAddr,
+    server: Arc<Server>,
+    mut buf: Vec<u8>,
+    mut first: bool,
+) {
+    let cfg = &server.config;
+    // The request-head and keep-alive idle timeout: one timer for the
+    // connection's life (see `IdleTimer`).
+    let mut timer = IdleTimer::new(cfg.handshake_timeout);
+    // Wakes the task for its HTTP responses (see `Exchange::waker`).
+    let waker = Arc::new(AtomicWaker::new());
+    // Dropped before an upgrade: a WebSocket closes by its own handshake.
+    let closing = CloseWatch::new(&server);
+    loop {
+        if server.is_closing() {
+            return; // closed while the last response went out
+        }
+        let max = cfg.max_header_size;
+        // A pipelined request may be here already.
+        let ready = if buf.is_empty() {
+            None
+        } else {
+            parse_request_head(&buf, max)
+                .map_err(HeadFailure::Bad)
+                .transpose()
+        };
+        // Bytes of the next request have come: no longer idle.
+        let begun = AtomicBool::new(!buf.is_empty());
+        let head = match ready {
+            Some(h) => Some(h),
+            None => tokio::select! {
+                // In this order, and without select!'s random start.
+                biased;
+                h = poll_fn(|cx| {
+                    let h = poll_head(&stream, cx, &mut buf, max);
+                    begun.store(!buf.is_empty(), Ordering::Relaxed);
+                    h
+                }) => Some(h),
+                _ = poll_fn(|cx| timer.poll_expired(cx)) => None,
+                // Server closing, or asking an idle keep-alive connection
+                // to make room: drop it, no request going.
+                _ = poll_fn(|cx| closing.poll_idle(cx, !first && !begun.load(Ordering::Relaxed))) => return,
+            },
+        };
+        let (head, used) = match head {
+            Some(Ok(h)) => h,
+            Some(Err(HeadFailure::Closed)) => return,
+            Some(Err(HeadFailure::Io(e))) => {
+                server.emit_error(remote, local, error_code(&e), e.to_string());
+                return;
+            }
+            Some(Err(HeadFailure::Bad(e))) => {
+                let response = closing_response(e.status(), None, &[], e.to_string().as_bytes());
+                Box::pin(stream.refuse(&response)).await;
+                server.emit_error(remote, local, "HPE_INVALID", e.to_string());
+                return;
+            }
+            // An idle keep-alive connection timing out is no error.
+            None if !first => return,
+            None => {
+                server.emit_error(remote, local, "ETIMEDOUT", "handshake timeout".into());
+                return;
+            }
+        };
+        first = false;
+        buf.drain(..used);
+        let refusal = match route(&head, server.has_request_handler()) {
+            Route::WebSocket => {
+                // The WebSocket takes the connection from here.
+                drop(timer);
+                drop(closing);
+                return Box::pin(super::upgrade::upgrade(
+                    stream, head, buf, remote, local, server,
+                ))
+                .await;
+            }
+            Route::NotWebSocket => closing_response(
+                426,
+                None,
+                &[("Upgrade", "websocket")],
+                b"this server speaks WebSocket",
+            ),
+            // Before the handler and any body; the connection closes, so
+            // a body the client sends anyway is never read as a request.
+            Route::Unmet => closing_response(417, None, &[], b"unsupported expectation"),
+            Route::Plain | Route::WithBody => {
+                // Inline, not boxed: a box per request costs more than
+                // the few hundred bytes it would keep out of the task.
+                let after = serve_one(
+                    &mut stream,
+                    &server,
+                    head,
+                    &mut buf,
+                    remote,
+                    local,
+                    &mut timer,
+                    &waker,
+                    &closing,
+                )
+                .await;
+                match after {
+                    // Idle now, and the server asks for room (`make_room`).
+                    After::Next if buf.is_empty() && server.take_shed() => return,
+                    // Idle between requests with nothing read ahead: the JS
+                    // thread may serve the connection from here on. (Not
+                    // when the task learned of the response's end only from
+                    // its timer: the head wait serves a request that came
+                    // just then, or ends the connection on time.)
+                    After::Next
+                        if buf.is_empty() && !timer.is_over() && super::lane::wanted(&server) =>
+                    {
+                        drop(closing);
+                        let since = timer.since.unwrap_or_else(crate::clock::mono_ms);
+                        if let Err(conn) = super::lane::adopt(stream, remote, local, server, since)
+                        {
+                            hand_back(*conn);
+                        }
+                        return;
+                    }
+                    After::Next => continue,
+                    After::Close => return Box::pin(stream.refuse(b"")).await,
+                    After::Refuse(response, code, why) => {
+                        server.emit_error(remote, local, code, why);
+                        return Box::pin(stream.refuse(&response)).await;
+                    }
+                }
+            }
+        };
+        return Box::pin(stream.refuse(&refusal)).await;
+    }
+}
+
+enum HeadFailure {
+    /// EOF before any byte: a probe or a client that changed its mind.
+    Closed,
+    Io(std::io::Error),
+    Bad(HeadError),
+}
+
+/// Reads until `buf` (which holds no complete head) holds a request head.
+fn poll_head(
+    stream: &Transport,
+    cx: &mut Context<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Poll<Result<(RequestHead, usize), HeadFailure>> {
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity().max(1024));
+        }
+        match stream.recv_into(buf) {
+            Ok(0) => {
+                return Poll::Ready(Err(if buf.is_empty() {
+                    HeadFailure::Closed
+                } else {
+                    HeadFailure::Io(std::io::ErrorKind::UnexpectedEof.into())
+                }))
+            }
+            Ok(_) => {
+                if let Some(done) = parse_request_head(buf, max).map_err(HeadFailure::Bad)? {
+                    return Poll::Ready(Ok(done));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(HeadFailure::Io(e)));
+                }
+            }
+            Err(e) => return Poll::Ready(Err(HeadFailure::Io(e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection's task holds its future for its whole life: keep it
+    /// small (sub-futures are boxed; inline they made it 7 KiB).
+    use super::super::transport::Transport;
+
+    #[test]
+    fn connection_future_stays_small() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let a = l.local_addr().unwrap();
+            let s = Transport::Plain(tokio::net::TcpStream::connect(a).await.unwrap());
+            let sink = super::super::sink::EnvSink::new(Box::new(|| {}));
+            let server =
+                super::super::listener::bind("127.0.0.1", 0, Default::default(), sink).unwrap();
+            let f = super::run(s, a, a, server.clone(), Vec::new(), true);
+            let size = std::mem::size_of_val(&f);
+            assert!(size <= 1024, "connection future is {size} bytes");
+            drop(f);
+            // And the task around it, from the accept.
+            let s = Transport::Plain(tokio::net::TcpStream::connect(a).await.unwrap());
+            let f = super::connection(server.clone(), s, a, a, Vec::new());
+            let size = std::mem::size_of_val(&f);
+            assert!(size <= 1280, "connection task is {size} bytes");
+            drop(f);
+            server.close(1001, "");
+        });
+    }
+}

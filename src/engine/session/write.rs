@@ -1,0 +1,93 @@
+//! The session's write step: what JS queued goes to the transport, and,
+//! on a compressing connection, its records become frames here first.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+
+use super::{Next, Session, IDLE_KEEP, SCRATCH_SIZE};
+use crate::engine::conn::record;
+use crate::engine::sink::Event;
+use crate::protocol::frame::{write_frame, OpCode};
+
+impl Session {
+    /// Writes what the task holds. `Again` once all of it is out (more may
+    /// have been queued meanwhile); `End` when the transport failed.
+    pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Next {
+        while self.written < self.writing.len() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.writing[self.written..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Next::End(self.abnormal()),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    if self.conn.written(n) {
+                        self.conn.emit(Event::Drain { conn: self.conn.id });
+                    }
+                    // Frames made from records count as their records,
+                    // once all are out.
+                    let units = match self.framed {
+                        Some(units) if self.written == self.writing.len() => units,
+                        Some(_) => 0,
+                        None => n,
+                    };
+                    if let Some(upto) = self.conn.handed(units) {
+                        self.conn.emit(Event::Sent {
+                            conn: self.conn.id,
+                            upto,
+                        });
+                    }
+                }
+                Poll::Pending => return Next::Go,
+            }
+        }
+        if self.writing.is_empty() {
+            return Next::Go;
+        }
+        self.writing.clear();
+        self.written = 0;
+        self.framed = None;
+        if self.writing.capacity() > IDLE_KEEP {
+            self.writing = Vec::new();
+        }
+        Next::Again
+    }
+
+    /// Whether everything the task took from the queue is written.
+    pub(super) fn flushed(&self) -> bool {
+        self.written == self.writing.len()
+    }
+
+    /// Turns the queue's records into frames, compressing messages at or
+    /// above the threshold (RFC 7692 §6: RSV1 on the first frame).
+    pub(super) fn frame_records(&mut self) {
+        let records = std::mem::take(&mut self.writing);
+        let mask = self.conn.frame_mask();
+        let mut frames = Vec::with_capacity(records.len());
+        let mut rest = &records[..];
+        while let Some((kind, body, next)) = record::next(rest) {
+            rest = next;
+            let opcode = match kind {
+                record::TEXT => OpCode::Text,
+                record::BINARY => OpCode::Binary,
+                _ => {
+                    frames.extend_from_slice(body);
+                    continue;
+                }
+            };
+            match self.deflater.as_mut() {
+                Some(d) if body.len() >= self.threshold => {
+                    self.deflated.clear();
+                    d.deflate(body, &mut self.deflated);
+                    write_frame(&mut frames, opcode, true, &self.deflated, mask);
+                }
+                _ => write_frame(&mut frames, opcode, false, body, mask),
+            }
+        }
+        if self.deflated.capacity() > SCRATCH_SIZE {
+            self.deflated = Vec::new();
+        }
+        self.conn.rebuffer(records.len(), frames.len());
+        self.framed = Some(records.len());
+        self.writing = frames;
+    }
+}
