@@ -20,12 +20,12 @@ if (native[KEY] === undefined) {
       conns: new Map(),
       fast: {},
       // HTTP responses waiting for a native notice (drain, or their
-      // connection going), by exchange id (lib/http.js).
+      // connection going), by exchange id (lib/http/response.js).
       responses: new Map(),
       // Thread.accept's callbacks, by token (lib/thread.js).
       receivers: new Map(),
       // The header block last given to the native respond(), which keeps
-      // one per environment (lib/http.js).
+      // one per environment (lib/http/wire.js).
       sentBlock: null,
     },
   });

@@ -7,7 +7,8 @@ const { sackError } = require('./errors.js');
 const { normalize } = require('./options.js');
 const { Connection, isValidCloseCode } = require('./connection.js');
 const registry = require('./registry.js');
-const { Request, Response } = require('./http.js');
+const { Request } = require('./http/request.js');
+const { Response } = require('./http/response.js');
 
 const INITIALIZING = -1;
 const CLOSING = 2;
