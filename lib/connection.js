@@ -11,12 +11,14 @@ const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
 
-// Status numbers returned by NativeConnection methods (src/binding/connection.rs).
-const ST_OK = 1;
-const ST_ALREADY_DECIDED = -2;
-const ST_PROTOCOL_NOT_OFFERED = -3;
-const ST_BAD_TYPE = -5;
-const ST_GONE = -6;
+// Status numbers NativeConnection methods return (src/binding/contract.rs).
+const {
+  Ok: ST_OK,
+  AlreadyDecided: ST_ALREADY_DECIDED,
+  ProtocolNotOffered: ST_PROTOCOL_NOT_OFFERED,
+  BadType: ST_BAD_TYPE,
+  Gone: ST_GONE,
+} = native.CallStatus;
 
 // Close codes that may be sent (RFC 6455 §7.4): 1000–1003, 1007–1014, 3000–4999.
 function isValidCloseCode(code) {

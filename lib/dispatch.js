@@ -1,7 +1,6 @@
 'use strict';
 // Receives every engine event of this environment. The native side calls
-// `dispatch` once per event, in order, all events of a wake in one go
-// (src/binding/dispatch.rs holds the numbering).
+// `dispatch` once per event, in order, all events of a wake in one go.
 
 const native = require('./native.js');
 const registry = require('./registry.js');
@@ -9,28 +8,41 @@ const { emit } = require('./events.js');
 const { sackError, closeCodeOf } = require('./errors.js');
 const { adopt } = require('./thread.js');
 
-const TEXT = 1;
-const BINARY = 2;
-const CLOSE = 3;
-const PONG = 4;
-const DRAIN = 5;
-const ERROR = 6;
-const OPEN = 7;
-const ACCEPT = 8;
-const SERVER_ERROR = 9;
-const SERVER_CLOSE = 10;
-const ADOPT = 11;
-const REQUESTS = 12;
-const RESPONSE_DRAIN = 13;
-const RESPONSE_CLOSE = 14;
-const PEER_CLOSE = 15;
-const SENT = 16;
+// The numbers are the addon's (src/binding/contract.rs), read once here.
+const {
+  Text: TEXT,
+  Binary: BINARY,
+  Close: CLOSE,
+  Pong: PONG,
+  Drain: DRAIN,
+  Error: ERROR,
+  Open: OPEN,
+  Accept: ACCEPT,
+  ServerError: SERVER_ERROR,
+  ServerClose: SERVER_CLOSE,
+  Adopt: ADOPT,
+  Requests: REQUESTS,
+  ResponseDrain: RESPONSE_DRAIN,
+  ResponseClose: RESPONSE_CLOSE,
+  PeerClose: PEER_CLOSE,
+  Sent: SENT,
+} = native.EventKind;
 
 // Request groups (src/binding/dispatch.rs, deliver_requests).
-const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
-const STRIDE = 9;
-const METHOD_IN_TEXT = 4;
-const HAS_EXTRA = 8;
+const METHODS = native.requestMethods();
+const {
+  Server: F_SERVER,
+  Exchange: F_EXCHANGE,
+  Flags: F_FLAGS,
+  Method: F_METHOD,
+  Remote: F_REMOTE,
+  Local: F_LOCAL,
+  TargetLength: F_TARGET_LENGTH,
+  QueryAt: F_QUERY_AT,
+  HeadersLength: F_HEADERS_LENGTH,
+  Stride: STRIDE,
+} = native.RequestField;
+const { MethodInText: METHOD_IN_TEXT, HasExtra: HAS_EXTRA } = native.RequestFlag;
 
 const conns = registry.conns;
 const servers = registry.servers;
@@ -50,38 +62,38 @@ function requests(count, nums, text, extra) {
   let at = 0;
   for (let i = 0; i < count; i++) {
     const o = i * STRIDE;
-    const flags = nums[o + 2];
+    const flags = nums[o + F_FLAGS];
     let method;
     if (flags & METHOD_IN_TEXT) {
       const nl = text.indexOf('\n', at);
       method = text.slice(at, nl);
       at = nl + 1;
     } else {
-      method = METHODS[nums[o + 3]];
+      method = METHODS[nums[o + F_METHOD]];
     }
-    const targetEnd = at + nums[o + 6];
-    const headersEnd = targetEnd + 1 + nums[o + 8];
+    const targetEnd = at + nums[o + F_TARGET_LENGTH];
+    const headersEnd = targetEnd + 1 + nums[o + F_HEADERS_LENGTH];
     const target = text.slice(at, targetEnd);
     const headers = text.slice(targetEnd + 1, headersEnd);
     at = headersEnd + 1;
     let body;
-    let remote = nums[o + 4];
-    let local = nums[o + 5];
+    let remote = nums[o + F_REMOTE];
+    let local = nums[o + F_LOCAL];
     if (flags & HAS_EXTRA) {
       body = extra[i * 3];
       if (remote !== remote) remote = extra[i * 3 + 1];
       if (local !== local) local = extra[i * 3 + 2];
     }
-    if (nums[o] !== serverId) {
-      serverId = nums[o];
+    if (nums[o + F_SERVER] !== serverId) {
+      serverId = nums[o + F_SERVER];
       server = servers.get(serverId);
     }
     if (server === undefined) {
-      registry.fast.abort(nums[o + 1]);
+      registry.fast.abort(nums[o + F_EXCHANGE]);
       continue;
     }
     try {
-      server._onRequest(nums[o + 1], method, target, nums[o + 7], flags, headers, body, remote, local);
+      server._onRequest(nums[o + F_EXCHANGE], method, target, nums[o + F_QUERY_AT], flags, headers, body, remote, local);
     } catch (err) {
       if (!failed) {
         failed = true;

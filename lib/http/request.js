@@ -5,6 +5,7 @@ const { parseQuery, headersFromRaw, connectionInfo } = require('../connection.js
 const { emitterWithHook } = require('./emitter.js');
 // GONE: RequestSocket reads its response's flags.
 const { GONE } = require('./response.js');
+const { Http11: HTTP_11, UrlencodedForm: URLENCODED_FORM } = require('../native.js').RequestFlag;
 
 // An address from the engine (src/binding/dispatch.rs, address_number):
 // IPv4 as ip * 65536 + port, IPv4-mapped IPv6 as -(that) - 1, others as
@@ -28,7 +29,7 @@ function address(v) {
 // a handler that reads none of it pays nothing.
 class Request {
   constructor(method, target, q, flags, headers, body, remote, local) {
-    const v11 = (flags & 1) !== 0;
+    const v11 = (flags & HTTP_11) !== 0;
     this.method = method;
     // As Node's: the request target, query included (routers read it).
     this.url = target;
@@ -41,7 +42,7 @@ class Request {
     this.redirect = false;
     this._target = target;
     this._q = q;
-    this._isForm = (flags & 2) !== 0;
+    this._isForm = (flags & URLENCODED_FORM) !== 0;
     this._block = headers;
     this._remote = remote;
     this._local = local;

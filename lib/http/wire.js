@@ -8,22 +8,19 @@ const registry = require('../registry.js');
 // Native response calls (src/binding/exchange.rs), installed at start-up.
 const fast = registry.fast;
 
-// respond()'s and watch()'s results. They mirror `status` in
-// src/binding/connection.rs and must change with it.
-const OK = 1;
-const FULL = 0;
-const NOT_OPEN = -1;
-
-// respond(id, code, reason, head, body): `code` is the status (below
-// 1024) plus these flags, so the native side need not ask for any
-// argument's type. They mirror `flags` in src/binding/exchange.rs and
-// must change with it.
-const LAST = 1 << 10; // this part ends the response
-const NEW_HEAD = 1 << 11; // `head` is the header block (a string)
-const SAME_HEAD = 1 << 12; // the head, with the block last given again
-const REASON = 1 << 13; // `reason` is a string
-const TEXT_BODY = 1 << 14; // `body` is a string
-const BINARY_BODY = 1 << 15; // `body` is an ArrayBuffer or a view
+// respond()'s and watch()'s results, and respond()'s `code`: the status
+// (below 1024) plus part flags, so the native side need not ask for any
+// argument's type. Both are the addon's (src/binding/contract.rs).
+const native = require('../native.js');
+const { Ok: OK, Full: FULL, NotOpen: NOT_OPEN } = native.CallStatus;
+const {
+  Last: LAST, // this part ends the response
+  NewHead: NEW_HEAD, // `head` is the header block (a string)
+  SameHead: SAME_HEAD, // the head, with the block last given again
+  Reason: REASON, // `reason` is a string
+  TextBody: TEXT_BODY, // `body` is a string
+  BinaryBody: BINARY_BODY, // `body` is an ArrayBuffer or a view
+} = native.ResponsePart;
 
 // A body as the native side takes it: a string, binary, or undefined.
 function checkBody(chunk, what) {

@@ -12,16 +12,16 @@ use crate::protocol::frame::OpCode;
 
 /// Status numbers shared with index.js.
 pub mod status {
-    /// Done; for `send*`: still under `maxBackpressure`.
-    pub const OK: i32 = 1;
-    /// Sent, but `bufferedAmount` is over `maxBackpressure`.
-    pub const FULL: i32 = 0;
-    pub const NOT_OPEN: i32 = -1;
-    pub const ALREADY_DECIDED: i32 = -2;
-    pub const PROTOCOL_NOT_OFFERED: i32 = -3;
-    pub const BAD_CLOSE_CODE: i32 = -4;
-    /// `accept`/`reject` after the client left (-5 is `fast.rs`'s bad type).
-    pub const GONE: i32 = -6;
+    use super::super::contract::CallStatus as S;
+
+    pub const OK: i32 = S::Ok as i32;
+    pub const FULL: i32 = S::Full as i32;
+    pub const NOT_OPEN: i32 = S::NotOpen as i32;
+    pub const ALREADY_DECIDED: i32 = S::AlreadyDecided as i32;
+    pub const PROTOCOL_NOT_OFFERED: i32 = S::ProtocolNotOffered as i32;
+    pub const BAD_CLOSE_CODE: i32 = S::BadCloseCode as i32;
+    pub const BAD_TYPE: i32 = S::BadType as i32;
+    pub const GONE: i32 = S::Gone as i32;
 }
 
 fn code(e: ConnError) -> i32 {

@@ -12,6 +12,7 @@ use napi::bindgen_prelude::ToNapiValue;
 use napi::sys;
 
 use super::connection::NativeConnection;
+use super::contract::{RequestField, RequestFlag, METHODS};
 use super::env::EnvState;
 use super::js;
 use super::uv::{self, Uv, UV_ASYNC, UV_CHECK};
@@ -19,29 +20,29 @@ use crate::engine::exchange::Notice;
 use crate::engine::sink::{ConnInfo, Event};
 use std::net::SocketAddr;
 
-/// Event kinds, as index.js knows them.
+/// Event kinds as the numbers `dispatch` takes (declared in `contract`).
 pub mod kind {
-    pub const TEXT: f64 = 1.0;
-    pub const BINARY: f64 = 2.0;
-    pub const CLOSE: f64 = 3.0;
-    pub const PONG: f64 = 4.0;
-    pub const DRAIN: f64 = 5.0;
-    pub const ERROR: f64 = 6.0;
-    pub const OPEN: f64 = 7.0;
-    pub const ACCEPT: f64 = 8.0;
-    pub const SERVER_ERROR: f64 = 9.0;
-    pub const SERVER_CLOSE: f64 = 10.0;
-    pub const ADOPT: f64 = 11.0;
-    /// A group of HTTP requests (`deliver_requests`).
-    pub const REQUESTS: f64 = 12.0;
-    /// An HTTP response's queue fell back under `maxBackpressure`.
-    pub const RESPONSE_DRAIN: f64 = 13.0;
-    /// An HTTP response's connection went away before it ended.
-    pub const RESPONSE_CLOSE: f64 = 14.0;
-    /// The peer's close frame came; our answer is queued (`Event::PeerClose`).
-    pub const PEER_CLOSE: f64 = 15.0;
-    /// Queued bytes reached the socket: send callbacks are due (`Event::Sent`).
-    pub const SENT: f64 = 16.0;
+    use super::super::contract::EventKind as K;
+
+    const fn n(k: K) -> f64 {
+        k as i32 as f64
+    }
+    pub const TEXT: f64 = n(K::Text);
+    pub const BINARY: f64 = n(K::Binary);
+    pub const CLOSE: f64 = n(K::Close);
+    pub const PONG: f64 = n(K::Pong);
+    pub const DRAIN: f64 = n(K::Drain);
+    pub const ERROR: f64 = n(K::Error);
+    pub const OPEN: f64 = n(K::Open);
+    pub const ACCEPT: f64 = n(K::Accept);
+    pub const SERVER_ERROR: f64 = n(K::ServerError);
+    pub const SERVER_CLOSE: f64 = n(K::ServerClose);
+    pub const ADOPT: f64 = n(K::Adopt);
+    pub const REQUESTS: f64 = n(K::Requests);
+    pub const RESPONSE_DRAIN: f64 = n(K::ResponseDrain);
+    pub const RESPONSE_CLOSE: f64 = n(K::ResponseClose);
+    pub const PEER_CLOSE: f64 = n(K::PeerClose);
+    pub const SENT: f64 = n(K::Sent);
 }
 
 /// The threadsafe function's callback, on the environment's JS thread.
@@ -476,7 +477,7 @@ impl GroupSize {
 }
 
 /// Numbers per request in `deliver_requests`'s Float64Array.
-const REQUEST_STRIDE: usize = 9;
+const REQUEST_STRIDE: usize = RequestField::Stride as usize;
 
 /// The length of `s` in UTF-16 units: a JS string's length.
 fn js_length(s: &str) -> f64 {
@@ -492,10 +493,6 @@ fn js_length(s: &str) -> f64 {
 fn js_query_at(s: &str) -> f64 {
     s.find('?').map_or(-1.0, |q| js_length(&s[..q]))
 }
-
-/// Methods index.js knows by number (`lib/dispatch.js` has the same
-/// list); others travel as text.
-const METHODS: [&str; 7] = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"];
 
 /// An address as one number: IPv4 as `ip * 65536 + port` (exact in a
 /// double), an IPv4-mapped IPv6 one as `-(that) - 1`; `None` for others.
@@ -611,21 +608,24 @@ pub(super) unsafe fn deliver_requests(
             let method = METHODS.iter().position(|m| *m == head.method());
             let (remote_n, local_n) = (address_number(remote), address_number(local));
             let needs_extra = has_body || remote_n.is_none() || local_n.is_none();
-            let flags = u32::from(head.minor.min(1))
-                | (u32::from(form) << 1)
-                | (u32::from(method.is_none()) << 2)
-                | (u32::from(needs_extra) << 3);
+            let flag = |on: bool, f: RequestFlag| if on { f as u32 } else { 0 };
+            let flags = flag(head.minor >= 1, RequestFlag::Http11)
+                | flag(form, RequestFlag::UrlencodedForm)
+                | flag(method.is_none(), RequestFlag::MethodInText)
+                | flag(needs_extra, RequestFlag::HasExtra);
             let o = i * REQUEST_STRIDE;
-            nums[o] = server as f64;
-            nums[o + 1] = exchange.id as f64;
-            nums[o + 2] = f64::from(flags);
-            nums[o + 3] = method.map_or(-1.0, |m| m as f64);
-            nums[o + 4] = remote_n.unwrap_or(f64::NAN);
-            nums[o + 5] = local_n.unwrap_or(f64::NAN);
+            let mut set = |f: RequestField, v: f64| nums[o + f as usize] = v;
+            set(RequestField::Server, server as f64);
+            set(RequestField::Exchange, exchange.id as f64);
+            set(RequestField::Flags, f64::from(flags));
+            set(RequestField::Method, method.map_or(-1.0, |m| m as f64));
+            set(RequestField::Remote, remote_n.unwrap_or(f64::NAN));
+            set(RequestField::Local, local_n.unwrap_or(f64::NAN));
             let target = head.target();
-            nums[o + 6] = js_length(target);
-            nums[o + 7] = js_query_at(target);
-            nums[o + 8] = js_length(&head.target_and_fields()[target.len() + 1..]);
+            set(RequestField::TargetLength, js_length(target));
+            set(RequestField::QueryAt, js_query_at(target));
+            let headers = &head.target_and_fields()[target.len() + 1..];
+            set(RequestField::HeadersLength, js_length(headers));
             state.exchanges.borrow_mut().insert(exchange.id, exchange);
 
             if i > 0 {

@@ -13,25 +13,19 @@ use super::fast::binary;
 use super::js;
 use crate::engine::exchange::{ExchangeError, Head};
 
-/// `respond` was given a body that is neither a string nor binary.
-pub const BAD_TYPE: i32 = -5;
+use status::BAD_TYPE;
 
-/// `respond`'s flags, added to the status (lib/http.js has the same).
+/// `respond`'s flags, added to the status (declared in `contract`).
 pub mod flags {
-    /// The status's bits.
-    pub const STATUS: u32 = (1 << 10) - 1;
-    /// This part ends the response.
-    pub const LAST: u32 = 1 << 10;
-    /// With the head; its header block is the `head` argument (a string).
-    pub const NEW_HEAD: u32 = 1 << 11;
-    /// With the head; its header block is the one last given.
-    pub const SAME_HEAD: u32 = 1 << 12;
-    /// `reason` is a string.
-    pub const REASON: u32 = 1 << 13;
-    /// `body` is a string.
-    pub const TEXT_BODY: u32 = 1 << 14;
-    /// `body` is an ArrayBuffer or a view.
-    pub const BINARY_BODY: u32 = 1 << 15;
+    use super::super::contract::ResponsePart as P;
+
+    pub const STATUS: u32 = P::Status as u32;
+    pub const LAST: u32 = P::Last as u32;
+    pub const NEW_HEAD: u32 = P::NewHead as u32;
+    pub const SAME_HEAD: u32 = P::SameHead as u32;
+    pub const REASON: u32 = P::Reason as u32;
+    pub const TEXT_BODY: u32 = P::TextBody as u32;
+    pub const BINARY_BODY: u32 = P::BinaryBody as u32;
 }
 
 /// Appends the UTF-8 of JS string `v` to `out`, in one N-API call when it

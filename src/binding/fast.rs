@@ -11,8 +11,7 @@ use super::connection::status;
 use super::env::EnvState;
 use crate::protocol::frame::OpCode;
 
-/// `send` returned this: `data` was neither a string nor binary.
-pub const BAD_TYPE: i32 = -5;
+use status::BAD_TYPE;
 
 fn element_size(kind: sys::napi_typedarray_type) -> usize {
     match kind {

@@ -3,6 +3,7 @@
 //! events to calls of the per-environment JS dispatcher.
 
 mod connection;
+mod contract;
 mod dispatch;
 mod env;
 mod exchange;
