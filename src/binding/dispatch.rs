@@ -836,7 +836,7 @@ unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: 
             }
             Event::HttpLane { conn } => match state.lane.as_ref() {
                 Some(lane) => lane.adopt(conn),
-                None => crate::engine::connection::hand_back(conn),
+                None => crate::engine::connection::hand_back(conn, Vec::new()),
             },
             Event::ServerClose { server } => {
                 state.servers.borrow_mut().remove(&server);

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use atomic_waker::AtomicWaker;
 
 use super::http::{serve_one, After, IdleTimer};
-use super::lane::LaneConn;
+use super::idle::IdleConn;
 use super::server::{error_code, CloseWatch, Server};
 use super::transport::Transport;
 use crate::http::head::{parse_request_head, HeadError, RequestHead};
@@ -38,18 +38,72 @@ pub(super) async fn connection(
     server.task_done();
 }
 
-/// Gives a lane connection back to an engine task, which serves what it
-/// has read ahead as on any connection.
-pub fn hand_back(mut conn: LaneConn) {
-    let buf = conn.take_read_ahead();
-    conn.give(move |stream, remote, local, server| run(stream, remote, local, server, buf, false));
+/// Gives a connection the JS thread served back to an engine task,
+/// which serves `read_ahead` (bytes of its next request) first, as on any
+/// connection.
+pub fn hand_back(idle: IdleConn, read_ahead: Vec<u8>) {
+    resume(idle, move |stream, remote, local, server| {
+        run(stream, remote, local, server, read_ahead, false)
+    });
 }
 
-/// Closes a lane connection the engine's way: our FIN first, then reading
-/// briefly, so a client still sending does not get a reset that destroys
-/// the response it has not read yet.
-pub fn close(conn: LaneConn) {
-    conn.give(|stream, _, _, _| stream.refuse(b""));
+/// Closes a connection the JS thread served, the engine's way: our FIN
+/// first, then reading briefly, so a client still sending does not get a
+/// reset that destroys the response it has not read yet.
+pub fn close(idle: IdleConn) {
+    resume(idle, |stream, _, _, _| stream.refuse(b""));
+}
+
+/// Runs `then` on a new engine task for `idle`'s socket.
+fn resume<F, Fut>(mut idle: IdleConn, then: F)
+where
+    F: FnOnce(Transport, SocketAddr, SocketAddr, Arc<Server>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (Some(stream), Ok(rt)) = (idle.take_stream(), super::runtime::handle()) else {
+        return;
+    };
+    // The new task counts for the server's close (`idle`'s count ends
+    // when it drops below).
+    let server = idle.server.clone();
+    server.task_started();
+    let (remote, local) = (idle.remote, idle.local);
+    drop(idle);
+    rt.spawn(async move {
+        if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+            then(Transport::Plain(stream), remote, local, server.clone()).await;
+        }
+        server.task_done();
+    });
+}
+
+/// Whether an idle connection of `server` may move to its environment's
+/// JS thread: when that thread serves keep-alive HTTP (the binding's
+/// lane opts in with `EnvSink::enable_lane`).
+fn wanted(server: &Server) -> bool {
+    cfg!(unix) && !server.is_closing() && server.sink().lane_enabled()
+}
+
+/// Moves an idle keep-alive connection (its task ends) to the JS thread.
+/// `idle_since` (`clock::mono_ms`) is when its last response ended: the
+/// idle timeout runs from there, not from the move.
+fn to_lane(
+    stream: Transport,
+    remote: SocketAddr,
+    local: SocketAddr,
+    server: Arc<Server>,
+    idle_since: u64,
+) {
+    // Leaves the engine's epoll; the socket stays non-blocking.
+    let Some(stream) = stream.into_std() else {
+        return;
+    };
+    let sink = server.sink();
+    let idle = IdleConn::new(stream, server, remote, local, idle_since);
+    if let Some(idle) = sink.push_to_lane(idle) {
+        // The environment stopped taking them meanwhile.
+        hand_back(idle, Vec::new());
+    }
 }
 
 /// Serves a connection: `buf` holds bytes already read from it, `first`
@@ -166,15 +220,10 @@ async fn run(
                     // when the task learned of the response's end only from
                     // its timer: the head wait serves a request that came
                     // just then, or ends the connection on time.)
-                    After::Next
-                        if buf.is_empty() && !timer.is_over() && super::lane::wanted(&server) =>
-                    {
+                    After::Next if buf.is_empty() && !timer.is_over() && wanted(&server) => {
                         drop(closing);
                         let since = timer.since.unwrap_or_else(crate::clock::mono_ms);
-                        if let Err(conn) = super::lane::adopt(stream, remote, local, server, since)
-                        {
-                            hand_back(*conn);
-                        }
+                        to_lane(stream, remote, local, server, since);
                         return;
                     }
                     After::Next => continue,

@@ -152,7 +152,7 @@ impl std::fmt::Debug for Exchange {
 }
 
 impl Exchange {
-    pub(super) fn new(
+    pub(crate) fn new(
         req: RequestInfo,
         server: Arc<super::server::Server>,
         direct: Option<Direct>,
@@ -172,7 +172,8 @@ impl Exchange {
     /// Makes a finished exchange the next request's (same connection), when
     /// nothing else holds it: a request then costs no allocation for it.
     /// Returns whether it could.
-    pub(super) fn renew(
+    #[cfg_attr(not(feature = "node"), allow(dead_code))]
+    pub(crate) fn renew(
         this: &mut Arc<Exchange>,
         req: RequestInfo,
         direct: Option<Direct>,
@@ -202,7 +203,7 @@ impl Exchange {
 
     /// The socket is about to close: no more direct writes, and a
     /// response that has not ended never will on this connection.
-    pub(super) fn detach(&self) {
+    pub(crate) fn detach(&self) {
         let mut g = self.lock();
         g.writer.retire();
         let notice = Self::close_locked(&mut g);
@@ -403,7 +404,7 @@ impl Exchange {
 
     /// `poll_progress` with any writer (`Pending`: the socket is full, and
     /// the writer arranged to be called again when it is not).
-    pub(super) fn poll_progress_with(
+    pub(crate) fn poll_progress_with(
         &self,
         mut write: impl FnMut(&[u8]) -> Poll<std::io::Result<usize>>,
         park: bool,
@@ -472,7 +473,7 @@ impl Exchange {
 
 /// A response that has ended and is written.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Done {
+pub(crate) struct Done {
     /// Read the next request on this connection.
     pub keep_alive: bool,
     /// When it ended (`clock::mono_ms`), if that was not the time the task

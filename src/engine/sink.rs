@@ -114,7 +114,7 @@ pub enum Event {
     },
     /// A keep-alive HTTP connection for this environment's lane.
     HttpLane {
-        conn: super::lane::LaneConn,
+        conn: super::idle::IdleConn,
     },
     /// A connection posted to this environment: hand it to the receiver
     /// registered as `token`, then deliver the events held meanwhile.
@@ -414,8 +414,8 @@ impl EnvSink {
     /// environment no longer takes them.
     pub fn push_to_lane(
         self: &Arc<Self>,
-        conn: super::lane::LaneConn,
-    ) -> Option<super::lane::LaneConn> {
+        conn: super::idle::IdleConn,
+    ) -> Option<super::idle::IdleConn> {
         {
             let mut queue = self.lock();
             if !self.lane.load(Ordering::Acquire) {

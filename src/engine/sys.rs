@@ -30,7 +30,7 @@ pub(super) fn recv_into(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Resul
 /// One `recvfrom(2)` into `buf`'s spare capacity (the bare system call on
 /// Linux); from any thread.
 #[cfg(unix)]
-pub(super) fn recv_bare(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+pub(crate) fn recv_bare(fd: i32, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let spare = buf.spare_capacity_mut();
     // The bare system call on Linux, as in `send_now`: libc's `recv` is a
     // cancellation point, and these threads never cancel.
@@ -72,7 +72,7 @@ pub(super) fn peer_gone(stream: &TcpStream) -> bool {
 
 /// `peer_gone` for socket `fd` (from any thread).
 #[cfg(unix)]
-pub(super) fn peer_gone_fd(fd: i32) -> bool {
+pub(crate) fn peer_gone_fd(fd: i32) -> bool {
     let mut byte = 0u8;
     // SAFETY: one writable byte; no address; a bad fd only fails the call.
     let n = unsafe {
@@ -87,7 +87,7 @@ pub(super) fn peer_gone_fd(fd: i32) -> bool {
 }
 
 #[cfg(not(unix))]
-pub(super) fn peer_gone_fd(_: i32) -> bool {
+pub(crate) fn peer_gone_fd(_: i32) -> bool {
     false
 }
 
@@ -112,7 +112,7 @@ pub(super) unsafe fn send_now(fd: i32, data: &[u8]) -> usize {
 /// # Safety
 /// `fd` must be an open socket for the whole call.
 #[cfg(unix)]
-pub(super) unsafe fn send_now_raw(fd: i32, data: &[u8]) -> isize {
+pub(crate) unsafe fn send_now_raw(fd: i32, data: &[u8]) -> isize {
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     // The bare system call on Linux: libc's `send` wrapper is a
     // cancellation point, and toggling that costs as much as a quarter of

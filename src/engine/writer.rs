@@ -24,7 +24,7 @@ impl Direct {
     /// # Safety
     /// The [`Writer`] this goes into must be retired (or dropped) before
     /// `fd` is closed.
-    pub(super) unsafe fn new(fd: i32) -> Direct {
+    pub(crate) unsafe fn new(fd: i32) -> Direct {
         Direct { fd }
     }
 

@@ -1,10 +1,14 @@
-//! The JS thread's half of the HTTP lane (`engine::lane`): a libuv poll
+//! The HTTP lane: keep-alive connections served on the JS thread, with no
+//! engine wake, thread switch or handoff per request (`conn.rs` does the
+//! socket work). This file: a libuv poll
 //! handle per keep-alive connection on this environment's own event loop,
 //! the requests of one loop turn handed to JS in one call, and the idle
 //! sweep. Linux only. libuv's functions are looked up at run time, as
 //! N-API's are; where they are missing there is no lane, and connections
 //! stay on their engine tasks. `SACK_HTTP_LANE=0` turns the lane off (for
 //! comparisons).
+
+mod conn;
 
 use std::cell::{Cell, RefCell, RefMut};
 use std::ffi::{c_int, c_void};
@@ -20,8 +24,9 @@ use super::uv::{
     alloc_handle, data_of, free_poll, owner_of, set_data, set_owner, uv, Uv, UV_ASYNC, UV_CHECK,
     UV_POLL, UV_READABLE, UV_TIMER, UV_WRITABLE,
 };
-use crate::engine::lane::{LaneConn, Progress, Step};
+use crate::engine::idle::IdleConn;
 use crate::engine::sink::Event;
+use conn::{LaneConn, Progress, Step};
 
 /// Rounds of work per loop turn at most (each may call JS once).
 const MAX_ROUNDS: usize = 64;
@@ -184,17 +189,19 @@ impl Lane {
     }
 
     /// Takes a connection the engine moved here (`Event::HttpLane`).
-    pub fn adopt(&self, conn: LaneConn) {
-        if self.closed.get() || conn.server.is_closing() {
+    pub fn adopt(&self, idle: IdleConn) {
+        if self.closed.get() || idle.server.is_closing() {
             return; // dropped: closed
         }
+        let conn = LaneConn::new(idle);
         let poll = alloc_handle(self.uv, UV_POLL);
         // SAFETY: a fresh handle on this loop, for the connection's open
         // socket; started below with a callback of this module.
         if unsafe { (self.uv.poll_init)(self.loop_, poll, conn.fd()) } != 0 {
             // SAFETY: never initialized, so libuv does not know it.
             unsafe { free_poll(poll) };
-            crate::engine::connection::hand_back(conn);
+            let (idle, read_ahead) = conn.into_idle();
+            crate::engine::connection::hand_back(idle, read_ahead);
             return;
         }
         // Connections do not keep the process alive (`server.unref()`
@@ -236,11 +243,11 @@ impl Lane {
         let mut idle = Vec::new();
         let mut longest = 0;
         for (k, s) in self.conns.borrow_mut().iter_mut() {
-            if s.conn.server.id != id {
+            if s.conn.server().id != id {
                 continue;
             }
             if s.conn.busy() {
-                let limit = s.conn.server.config.close_timeout.as_millis() as u64;
+                let limit = s.conn.server().config.close_timeout.as_millis() as u64;
                 s.close_by = Some(now.saturating_add(limit));
                 longest = longest.max(limit);
             } else {
@@ -264,13 +271,13 @@ impl Lane {
             .borrow()
             .iter()
             .filter(|(_, s)| {
-                s.conn.server.id == id
+                s.conn.server().id == id
                     && !s.conn.busy()
                     && !s.conn.has_buffered()
                     && s.queued.is_none()
             })
             .min_by_key(|(_, s)| s.conn.idle_since())
-            .map(|(k, s)| (*k, s.conn.server.clone()));
+            .map(|(k, s)| (*k, s.conn.server().clone()));
         if let Some((key, server)) = oldest {
             if server.take_shed() {
                 drop(self.remove(key));
@@ -436,7 +443,7 @@ impl Lane {
         self.conns
             .borrow()
             .values()
-            .filter(|s| s.conn.server.id == id)
+            .filter(|s| s.conn.server().id == id)
             .count()
     }
 
@@ -477,10 +484,10 @@ impl Lane {
                     // an engine task (`LEFT_GRACE`); then the sweep
                     // gives it up.
                     let by =
-                        crate::clock::mono_ms().saturating_add(crate::engine::lane::LEFT_GRACE_MS);
+                        crate::clock::mono_ms().saturating_add(crate::engine::idle::LEFT_GRACE_MS);
                     slot.close_by = Some(slot.close_by.map_or(by, |t| t.min(by)));
                     drop(conns);
-                    self.arm_sweep(crate::engine::lane::LEFT_GRACE_MS);
+                    self.arm_sweep(crate::engine::idle::LEFT_GRACE_MS);
                     conns = self.conns.borrow_mut();
                 }
                 if let Some(slot) = conns.get_mut(&key) {
@@ -499,7 +506,8 @@ impl Lane {
                 drop(slot);
                 let conn = self.remove(key)?;
                 if let Step::HandBack = step {
-                    crate::engine::connection::hand_back(conn);
+                    let (idle, read_ahead) = conn.into_idle();
+                    crate::engine::connection::hand_back(idle, read_ahead);
                 } // Drop: the peer is gone; the socket closes with `conn`.
                 None
             }
@@ -546,7 +554,7 @@ impl Lane {
             Progress::Close => {
                 drop(slot);
                 if let Some(conn) = self.remove(key) {
-                    crate::engine::connection::close(conn);
+                    crate::engine::connection::close(conn.into_idle().0);
                 }
                 None
             }
