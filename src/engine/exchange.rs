@@ -172,7 +172,7 @@ impl Exchange {
     /// Makes a finished exchange the next request's (same connection), when
     /// nothing else holds it: a request then costs no allocation for it.
     /// Returns whether it could.
-    #[cfg_attr(not(feature = "node"), allow(dead_code))]
+    #[cfg_attr(any(test, not(feature = "node")), allow(dead_code))]
     pub(crate) fn renew(
         this: &mut Arc<Exchange>,
         req: RequestInfo,
