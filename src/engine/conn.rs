@@ -13,47 +13,13 @@ use atomic_waker::AtomicWaker;
 
 use super::config::under_backpressure;
 use super::sink::{Batch, ConnInfo, EnvSink, Event};
+use super::unframed;
 use super::writer::Writer;
 use super::ServerConfig;
 use crate::http::response::closing_response;
 use crate::protocol::close::{close_payload, is_valid_wire_code, NO_STATUS};
 use crate::protocol::frame::{write_frame, OpCode};
 
-/// Write-queue records, used instead of ready frames when outgoing messages
-/// are compressed: `send()` only copies, and the engine thread compresses
-/// (compression never runs on the JS thread). A record is a kind byte, a
-/// little-endian u64 length, then the bytes.
-pub(super) mod record {
-    /// Bytes to write as they are (responses, control frames).
-    pub const RAW: u8 = 0;
-    /// A text message, to compress when at or above the threshold.
-    pub const TEXT: u8 = 1;
-    /// A binary message, likewise.
-    pub const BINARY: u8 = 2;
-    pub const HEADER: usize = 9;
-
-    pub fn begin(out: &mut Vec<u8>, kind: u8) -> usize {
-        out.push(kind);
-        let at = out.len();
-        out.extend_from_slice(&[0; 8]);
-        at
-    }
-
-    pub fn end(out: &mut [u8], at: usize) {
-        let len = (out.len() - at - 8) as u64;
-        out[at..at + 8].copy_from_slice(&len.to_le_bytes());
-    }
-
-    /// Splits the next record off `buf`: (kind, bytes, rest).
-    pub fn next(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        if buf.len() < HEADER {
-            return None;
-        }
-        let len = u64::from_le_bytes(buf[1..HEADER].try_into().ok()?) as usize;
-        let body = buf.get(HEADER..HEADER + len)?;
-        Some((buf[0], body, &buf[HEADER + len..]))
-    }
-}
 use crate::protocol::handshake::response_101;
 
 /// Why a command from JS was refused.
@@ -416,9 +382,9 @@ impl Conn {
         let records = self.records;
         self.enqueue(g, |out| {
             if records {
-                let at = record::begin(out, record::RAW);
+                let at = unframed::begin(out, unframed::RAW);
                 out.extend_from_slice(bytes);
-                record::end(out, at);
+                unframed::end(out, at);
             } else {
                 out.extend_from_slice(bytes);
             }
@@ -435,17 +401,17 @@ impl Conn {
                 return write_frame(out, opcode, false, payload, mask);
             }
             let kind = match opcode {
-                OpCode::Text => record::TEXT,
-                OpCode::Binary => record::BINARY,
-                _ => record::RAW,
+                OpCode::Text => unframed::TEXT,
+                OpCode::Binary => unframed::BINARY,
+                _ => unframed::RAW,
             };
-            let at = record::begin(out, kind);
-            if kind == record::RAW {
+            let at = unframed::begin(out, kind);
+            if kind == unframed::RAW {
                 write_frame(out, opcode, false, payload, mask);
             } else {
                 out.extend_from_slice(payload);
             }
-            record::end(out, at);
+            unframed::end(out, at);
         });
     }
 
@@ -538,12 +504,12 @@ impl Conn {
         let records = self.records;
         self.enqueue(&mut g, |out| {
             let at = records.then(|| {
-                record::begin(
+                unframed::begin(
                     out,
                     if opcode == OpCode::Text {
-                        record::TEXT
+                        unframed::TEXT
                     } else {
-                        record::BINARY
+                        unframed::BINARY
                     },
                 )
             });
@@ -564,7 +530,7 @@ impl Conn {
                 crate::protocol::mask::apply_mask(&mut out[start..], m);
             }
             if let Some(at) = at {
-                record::end(out, at);
+                unframed::end(out, at);
             }
         });
         drop(g);

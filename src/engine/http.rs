@@ -109,7 +109,7 @@ impl Drop for Detach<'_> {
     }
 }
 
-fn refuse(e: crate::http::body::BodyError) -> After {
+fn bad_body(e: crate::http::body::BodyError) -> After {
     let why = e.to_string();
     let response = closing_response(e.status(), None, &[], why.as_bytes());
     After::Refuse(response, "HPE_INVALID", why)
@@ -134,7 +134,7 @@ async fn read_body(
         .then(|| Instant::now().checked_add(cfg.request_timeout))
         .flatten();
     loop {
-        let (used, done) = decoder.feed(buf, &mut body).map_err(refuse)?;
+        let (used, done) = decoder.feed(buf, &mut body).map_err(bad_body)?;
         buf.drain(..used);
         if done {
             return Ok(body);
@@ -255,7 +255,7 @@ pub(super) async fn serve_one(
             Ok(body) => body,
             Err(after) => return after,
         },
-        Err(e) => return refuse(e),
+        Err(e) => return bad_body(e),
     };
 
     let exchange = Exchange::new(

@@ -20,6 +20,7 @@ mod session;
 pub mod sink;
 pub(crate) mod sys;
 mod transport;
+mod unframed;
 mod upgrade;
 pub(crate) mod writer;
 

@@ -22,7 +22,7 @@ pub fn handle() -> std::io::Result<Handle> {
         .build()?;
     let handle = rt.handle().clone();
     handle.spawn(super::flush::run());
-    handle.spawn(super::sink::notifier());
+    super::sink::start(&handle);
     handle.spawn(heartbeat());
     std::thread::Builder::new()
         .name("sack-engine".into())

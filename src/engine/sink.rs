@@ -350,8 +350,18 @@ fn defer(sink: &Arc<EnvSink>) -> bool {
     })
 }
 
+/// The engine's runtime, for work that must not run on the caller's stack
+/// (`discard`); set by [`start`].
+static ENGINE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
+/// Starts the notifier on the engine's runtime (`runtime::handle`).
+pub(super) fn start(engine: &tokio::runtime::Handle) {
+    let _ = ENGINE.set(engine.clone());
+    engine.spawn(notifier());
+}
+
 /// The notifier task: wakes the JS environments that got events this round.
-pub(super) async fn notifier() {
+async fn notifier() {
     let mut due = Vec::new();
     std::future::poll_fn(|cx| {
         NOTIFIER.register(cx.waker());
@@ -511,9 +521,8 @@ fn discard(batch: Batch, sink: Arc<EnvSink>) {
     if !batch.events.iter().any(owns) {
         return; // messages and notices: dropped here
     }
-    // The engine runs (these events came from it), so this only clones
-    // its handle.
-    let Ok(rt) = super::runtime::handle() else {
+    // The engine runs: these events came from it.
+    let Some(rt) = ENGINE.get() else {
         return;
     };
     rt.spawn(async move {

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 
 use super::{Next, Session, IDLE_KEEP, SCRATCH_SIZE};
-use crate::engine::conn::record;
 use crate::engine::sink::Event;
+use crate::engine::unframed;
 use crate::protocol::frame::{write_frame, OpCode};
 
 impl Session {
@@ -64,11 +64,11 @@ impl Session {
         let mask = self.conn.frame_mask();
         let mut frames = Vec::with_capacity(records.len());
         let mut rest = &records[..];
-        while let Some((kind, body, next)) = record::next(rest) {
+        while let Some((kind, body, next)) = unframed::next(rest) {
             rest = next;
             let opcode = match kind {
-                record::TEXT => OpCode::Text,
-                record::BINARY => OpCode::Binary,
+                unframed::TEXT => OpCode::Text,
+                unframed::BINARY => OpCode::Binary,
                 _ => {
                     frames.extend_from_slice(body);
                     continue;
