@@ -1,28 +1,27 @@
-//! A WebSocket session (RFC 6455 §5–§7) on the engine thread: one poll
-//! function that takes JS's commands, then writes (`write.rs`), minds its
-//! timers (`timer.rs`) and reads (`read.rs`), in that order, until the
-//! connection ends.
+//! A WebSocket session (RFC 6455 §5–§7) on the engine thread. Its state
+//! is a sans-IO [`Core`] (`core.rs`: bytes in, bytes and events out);
+//! this executor only moves bytes between it and the transport: one poll
+//! function that takes JS's commands, then writes, minds the timers and
+//! reads, in that order, until the connection ends.
 
-mod read;
+mod core;
+mod receive;
+mod send;
 mod timer;
-mod write;
 
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use tokio::time::{sleep, Instant, Sleep};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::conn::{Conn, Phase};
-use super::inflating::Inflation;
-use super::sink::{Event, Share};
+use self::core::Core;
+use super::conn::Conn;
 use super::transport::Transport;
-use super::writer::Writer;
 use super::ServerConfig;
 use crate::protocol::close;
-use crate::protocol::decoder::{Decoder, DecoderConfig};
-use crate::protocol::deflate::{Agreed, Deflater, Inflater};
+use crate::protocol::deflate::Agreed;
 
 /// Read size: one buffer per engine thread, shared by every connection, so
 /// an idle connection holds no read buffer (DESIGN.md, performance plan).
@@ -77,7 +76,11 @@ enum Next {
     End((u16, String)),
 }
 
-/// Retires the connection's [`Writer`] when the session is dropped, before
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
+}
+
+/// Retires the connection's writer when the session is dropped, before
 /// its transport is: declared first, so dropped first.
 struct Retire(Arc<Conn>);
 
@@ -87,49 +90,11 @@ impl Drop for Retire {
     }
 }
 
+/// The executor of a session on the engine's tokio task.
 pub(super) struct Session {
     retire: Retire,
     stream: Transport,
-    conn: Arc<Conn>,
-    decoder: Decoder,
-    /// Unconsumed input: a partial frame.
-    pending: Vec<u8>,
-    writing: Vec<u8>,
-    written: usize,
-    /// `writing` holds frames made from this many bytes of records (a
-    /// compressing connection), not the records themselves.
-    framed: Option<usize>,
-    closing: Closing,
-    deadline: Option<Pin<Box<Sleep>>>,
-    close_timeout: Duration,
-    /// What the close event will report.
-    outcome: Option<(u16, String)>,
-    /// `pending` holds bytes that came with the upgrade request, not yet decoded.
-    fresh: bool,
-    max_payload: usize,
-    /// permessage-deflate, when agreed: incoming and (unless
-    /// `perMessageDeflateAllow`) outgoing.
-    inflater: Option<Inflater>,
-    deflater: Option<Deflater>,
-    threshold: usize,
-    /// A message inflating over several turns.
-    /// (Boxed: rare, and every idle connection would carry its size.)
-    inflation: Option<Box<Inflation>>,
-    /// Reused output buffers for inflating and deflating.
-    inflated: Vec<u8>,
-    deflated: Vec<u8>,
-    /// `pingInterval`: a ping after that much silence, and the end when the
-    /// next interval passes with nothing received. Off when zero.
-    ping_interval: Duration,
-    ping_timer: Option<Pin<Box<Sleep>>>,
-    last_read: Instant,
-    awaiting_pong: bool,
-    /// The peer's FIN came after its close frame: nothing more to read.
-    peer_eof: bool,
-    /// What this connection added to its environment's event queue, to
-    /// stop reading while JS is behind (`may_read`).
-    share: Share,
-    max_backpressure: usize,
+    core: Core,
 }
 
 impl Session {
@@ -140,50 +105,10 @@ impl Session {
         cfg: &ServerConfig,
         agreed: Option<Agreed>,
     ) -> Self {
-        let max_payload = cfg.max_payload;
-        let deflate = cfg.deflate.as_ref();
-        let deflater = match (&agreed, deflate) {
-            (Some(a), Some(d)) if d.compress => Some(Deflater::new(a, d.level)),
-            _ => None,
-        };
         Session {
             retire: Retire(conn.clone()),
             stream,
-            conn,
-            decoder: Decoder::new(DecoderConfig {
-                max_payload,
-                require_mask: true,
-                allow_rsv1: agreed.is_some(),
-            }),
-            // The handshake's read buffer has spare capacity: an idle
-            // connection keeps none (the scratch buffer serves reads).
-            pending: if leftover.is_empty() {
-                Vec::new()
-            } else {
-                leftover
-            },
-            writing: Vec::new(),
-            written: 0,
-            framed: None,
-            closing: Closing::No,
-            deadline: None,
-            close_timeout: cfg.close_timeout,
-            outcome: None,
-            fresh: true,
-            max_payload,
-            inflater: agreed.as_ref().map(Inflater::new),
-            deflater,
-            threshold: deflate.map_or(0, |d| d.threshold),
-            inflation: None,
-            inflated: Vec::new(),
-            deflated: Vec::new(),
-            ping_interval: cfg.ping_interval,
-            ping_timer: (!cfg.ping_interval.is_zero()).then(|| Box::pin(sleep(cfg.ping_interval))),
-            last_read: Instant::now(),
-            awaiting_pong: false,
-            peer_eof: false,
-            share: Share::default(),
-            max_backpressure: cfg.max_backpressure,
+            core: Core::new(conn, leftover, cfg, agreed),
         }
     }
 
@@ -197,21 +122,28 @@ impl Session {
 
     /// Runs until the connection ends; returns the close event's code and reason.
     pub(super) fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<(u16, String)> {
-        self.conn.waker.register(cx.waker());
-        if std::mem::take(&mut self.fresh) {
-            // Frames that came with the upgrade request.
-            self.process_pending();
-        }
-        self.poll_inflation(cx);
+        let core = &mut self.core;
+        core.conn.waker.register(cx.waker());
+        core.start();
+        // A message inflating over several turns: its next slice (the
+        // read step yields to other connections after it).
+        core.poll_inflation(cx.waker());
         let mut reads = 0;
         loop {
-            let blocked = match self.take_commands() {
-                Ok(blocked) => blocked,
+            let stream = &self.stream;
+            // SAFETY: `retire` retires the writer before the transport is
+            // dropped.
+            let direct = || unsafe { stream.direct() };
+            let commands = match self.core.take_commands(direct) {
+                Ok(c) => c,
                 Err(end) => return Poll::Ready(end),
             };
+            if let Some(on) = commands.nodelay {
+                self.stream.set_nodelay(on);
+            }
             let next = match self.poll_flush(cx) {
-                Next::Go => match self.poll_timers(cx) {
-                    Next::Go => self.poll_read(cx, blocked, &mut reads),
+                Next::Go => match self.core.poll_timers(cx) {
+                    Next::Go => self.poll_read(cx, commands.blocked, &mut reads),
                     next => next,
                 },
                 next => next,
@@ -224,75 +156,69 @@ impl Session {
         }
     }
 
-    /// Takes JS's commands and new output, under the connection's lock.
-    /// `Ok(blocked)`: whether reading is paused (`block()`); `Err`: the
-    /// connection was terminated.
-    fn take_commands(&mut self) -> Result<bool, (u16, String)> {
-        let mut overflowed = false;
-        let blocked = {
-            let mut g = self.conn.lock();
-            if g.terminate {
-                drop(g);
-                return Err(self.abnormal());
+    /// Writes what the core has to write. `Again` once all of it is out
+    /// (more may have been queued meanwhile); `End` when the transport
+    /// failed.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Next {
+        loop {
+            let out = self.core.output();
+            if out.is_empty() {
+                break;
             }
-            if let Some(on) = g.nodelay.take() {
-                self.stream.set_nodelay(on);
+            match Pin::new(&mut self.stream).poll_write(cx, out) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Next::End(self.core.abnormal()),
+                Poll::Ready(Ok(n)) => self.core.wrote(n),
+                Poll::Pending => return Next::Go,
             }
-            if g.overflow && !g.close_sent {
-                // Over `backpressureLimit`: what is not yet being written
-                // is dropped, and the close frame follows whatever frame
-                // is half out.
-                let dropped = std::mem::take(&mut g.out);
-                self.conn.unbuffer(dropped.len());
-                self.conn.queue_close(&mut g, Some(OVERFLOW));
-                self.outcome = Some((OVERFLOW.0, OVERFLOW.1.into()));
-                self.closing = Closing::Flush;
-                self.deadline = None;
-                overflowed = true;
-            }
-            if g.close_sent && self.closing == Closing::No {
-                self.closing = Closing::Sent;
-                self.deadline = Some(Box::pin(sleep(self.close_timeout)));
-            }
-            if g.close_sent && self.closing == Closing::PeerClosed {
-                // Answered: the handshake is complete once it is out
-                // (within its own closeTimeout).
-                self.closing = Closing::Flush;
-                self.deadline = None;
-            }
-            if matches!(g.writer, Writer::Engine) && !matches!(g.phase, Phase::Closed) {
-                // SAFETY: `retire` retires the writer before the session's
-                // transport is dropped.
-                g.writer.bind(unsafe { self.stream.direct() });
-            }
-            if self.writing.is_empty() {
-                if !g.out.is_empty() {
-                    std::mem::swap(&mut self.writing, &mut g.out);
-                    self.written = 0;
-                }
-                // Changed only here, under the lock: the direct path waits
-                // while the task holds bytes, so the order holds.
-                g.writer.task_holds(!self.writing.is_empty());
-            }
-            g.blocked
-        };
-        if overflowed {
-            self.conn.emit(Event::Error {
-                conn: self.conn.id,
-                code: "WS_ERR_BACKPRESSURE",
-                message: format!("more than backpressureLimit bytes queued for a peer that does not read; closing with {}", OVERFLOW.0),
-            });
         }
-        if self.framed.is_none() && !self.writing.is_empty() && self.conn.uses_records() {
-            self.frame_records();
+        if self.core.written_all() {
+            Next::Again
+        } else {
+            Next::Go
         }
-        Ok(blocked)
     }
 
-    fn abnormal(&mut self) -> (u16, String) {
-        self.outcome
-            .take()
-            .unwrap_or((close::ABNORMAL, String::new()))
+    /// Reads once into the core, unless it waits (`block()`, backpressure,
+    /// a message inflating over several turns, the read budget spent).
+    fn poll_read(&mut self, cx: &mut Context<'_>, blocked: bool, reads: &mut usize) -> Next {
+        let core = &mut self.core;
+        if let Some(waiting) = core.inflating() {
+            // Inflating over several turns: on with it in the next (or
+            // when a place frees, if it waits for one).
+            if !waiting {
+                yield_after_io(cx);
+            }
+            return Next::Wait;
+        }
+        if blocked || core.peer_eof || !core.may_read(cx.waker()) {
+            return Next::Wait;
+        }
+        if *reads == READ_BUDGET {
+            yield_after_io(cx);
+            return Next::Wait;
+        }
+        *reads += 1;
+        let read = SCRATCH.with(|s| {
+            let mut scratch = s.borrow_mut();
+            let mut rb = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n > 0 {
+                        self.core.receive(&mut scratch[..n]);
+                    }
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        match read {
+            Poll::Pending => Next::Wait,
+            Poll::Ready(Ok(0)) => self.core.peer_ended(),
+            Poll::Ready(Err(_)) => Next::End(self.core.abnormal()),
+            Poll::Ready(Ok(_)) => Next::Again,
+        }
     }
 }
 

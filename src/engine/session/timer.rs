@@ -6,10 +6,11 @@ use std::task::Context;
 
 use tokio::time::{sleep, Instant};
 
-use super::{Closing, Next, Session};
+use super::core::Core;
+use super::{Closing, Next};
 use crate::protocol::close;
 
-impl Session {
+impl Core {
     pub(super) fn poll_timers(&mut self, cx: &mut Context<'_>) -> Next {
         if self.closing == Closing::Flush {
             if self.flushed() {

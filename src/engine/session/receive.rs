@@ -1,14 +1,12 @@
-//! The session's read step: bytes from the transport are decoded (and
-//! inflated) into messages for JS, a whole read's messages in one batch.
+//! Bytes in: what the executor read is decoded (and inflated) into
+//! messages for JS, a whole read's messages in one batch.
 
-use std::cell::RefCell;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Waker;
 
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{sleep, Instant};
 
-use super::{yield_after_io, Closing, Next, Session, INFLATE_SLICE, READ_BUDGET, SCRATCH_SIZE};
+use super::core::Core;
+use super::{Closing, Next, INFLATE_SLICE, SCRATCH_SIZE};
 use crate::engine::config::under_backpressure;
 use crate::engine::inflating::{inflate_violation, InflateSlot, Inflation};
 use crate::engine::sink::{Event, Share};
@@ -16,60 +14,29 @@ use crate::protocol::close::{self, ClosePayload};
 use crate::protocol::decoder::{Message, Violation};
 use crate::protocol::deflate::{Inflating, Step};
 
-thread_local! {
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice());
-}
+impl Core {
+    /// Decodes frames that came with the upgrade request, once.
+    pub(super) fn start(&mut self) {
+        if std::mem::take(&mut self.fresh) {
+            self.process_pending();
+        }
+    }
 
-impl Session {
-    /// Reads once, unless reading waits (`block()`, backpressure, a
-    /// message inflating over several turns, the read budget spent).
-    pub(super) fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        blocked: bool,
-        reads: &mut usize,
-    ) -> Next {
-        if let Some(inf) = &self.inflation {
-            // Inflating over several turns: on with it in the next (or
-            // when a place frees, if it waits for one).
-            if !inf.waiting {
-                yield_after_io(cx);
-            }
-            return Next::Wait;
-        }
-        if blocked || self.peer_eof || !self.may_read(cx) {
-            return Next::Wait;
-        }
-        if *reads == READ_BUDGET {
-            yield_after_io(cx);
-            return Next::Wait;
-        }
-        *reads += 1;
-        let read = SCRATCH.with(|s| {
-            let mut scratch = s.borrow_mut();
-            let mut rb = ReadBuf::new(&mut scratch[..]);
-            match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    let n = rb.filled().len();
-                    if n > 0 {
-                        self.on_bytes(&mut scratch[..n]);
-                    }
-                    Poll::Ready(Ok(n))
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
-        });
-        match read {
-            Poll::Pending => Next::Wait,
-            Poll::Ready(Ok(0)) if self.closing == Closing::PeerClosed => {
-                // The peer half-closed after its close frame: it may
-                // still read. Stop reading, and answer as usual.
-                self.peer_eof = true;
-                Next::Wait
-            }
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Next::End(self.abnormal()),
-            Poll::Ready(Ok(_)) => Next::Again,
+    /// `Some(waiting)` while a message inflates over several turns
+    /// (`waiting`: for a place, see `InflateSlot`); reading waits meanwhile.
+    pub(super) fn inflating(&self) -> Option<bool> {
+        self.inflation.as_ref().map(|inf| inf.waiting)
+    }
+
+    /// The peer ended its side. After its close frame it may still read:
+    /// reading stops, and the answer goes as usual; otherwise the
+    /// connection is gone.
+    pub(super) fn peer_ended(&mut self) -> Next {
+        if self.closing == Closing::PeerClosed {
+            self.peer_eof = true;
+            Next::Wait
+        } else {
+            Next::End(self.abnormal())
         }
     }
 
@@ -78,12 +45,12 @@ impl Session {
     /// would only queue more; TCP pushes back on it instead. Nor while this
     /// connection has had its share of a queue JS has not taken yet (see
     /// `Share`): the waker is parked there and woken when JS takes it.
-    fn may_read(&mut self, cx: &mut Context<'_>) -> bool {
+    pub(super) fn may_read(&mut self, waker: &Waker) -> bool {
         if !under_backpressure(self.conn.buffered_amount(), self.max_backpressure) {
             return false;
         }
         if self.share.exhausted() {
-            if self.conn.wait_for_take(self.share.gen, cx.waker()) {
+            if self.conn.wait_for_take(self.share.gen, waker) {
                 return false;
             }
             self.share = Share::default();
@@ -91,7 +58,8 @@ impl Session {
         true
     }
 
-    fn on_bytes(&mut self, data: &mut [u8]) {
+    /// Takes bytes read from the peer.
+    pub(super) fn receive(&mut self, data: &mut [u8]) {
         if self.ping_timer.is_some() {
             self.last_read = Instant::now();
             self.awaiting_pong = false;
@@ -248,23 +216,23 @@ impl Session {
         self.closing = Closing::Flush;
     }
 
-    /// Goes on with a message inflating over several turns. True while it
-    /// still is: reading waits, and the task comes back in its next turn,
-    /// after the other connections' work. Once it is whole, it is
-    /// delivered, then what was read after it.
-    pub(super) fn poll_inflation(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Goes on with a message inflating over several turns (reading
+    /// waits, and the executor yields to other connections between
+    /// slices). Once it is whole, it is delivered, then what was read
+    /// after it. `waker` is woken when a place frees, if it waits for one.
+    pub(super) fn poll_inflation(&mut self, waker: &Waker) {
         let Some(mut inf) = self.inflation.take() else {
-            return false;
+            return;
         };
         let Some(inflater) = self.inflater.as_mut() else {
-            return false;
+            return;
         };
         if inf.slot.is_none() {
-            inf.slot = InflateSlot::take(cx.waker());
+            inf.slot = InflateSlot::take(waker);
             inf.waiting = inf.slot.is_none();
             if inf.waiting {
                 self.inflation = Some(inf);
-                return true;
+                return;
             }
         }
         let inflated = &mut self.inflated;
@@ -278,13 +246,12 @@ impl Session {
         if let Ok(Step::More(used)) = r {
             inf.rest.drain(..used);
             self.inflation = Some(inf);
-            yield_after_io(cx);
-            return true;
+            return;
         }
         if let Some(v) = inflate_violation(r, inf.text, inflated) {
             self.inflated = Vec::new();
             self.fail(v);
-            return false;
+            return;
         }
         let share = &mut self.share;
         let id = self.conn.id;
@@ -295,12 +262,11 @@ impl Session {
         });
         self.inflated = Vec::new();
         self.process_pending();
-        self.inflation.is_some()
     }
 
     /// Decodes what is held in `pending` (frames read with the upgrade
     /// request, or after a message that inflated over several turns).
-    pub(super) fn process_pending(&mut self) {
+    fn process_pending(&mut self) {
         if self.pending.is_empty() || self.closing.discards_input() {
             return;
         }

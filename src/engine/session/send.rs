@@ -1,47 +1,44 @@
-//! The session's write step: what JS queued goes to the transport, and,
-//! on a compressing connection, its records become frames here first.
+//! Bytes out: what JS queued, taken by the core, counted as it is
+//! written (`drain`, send callbacks); on a compressing connection its
+//! records become frames here first.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::AsyncWrite;
-
-use super::{Next, Session, IDLE_KEEP, SCRATCH_SIZE};
+use super::core::Core;
+use super::{IDLE_KEEP, SCRATCH_SIZE};
 use crate::engine::sink::Event;
 use crate::engine::unframed;
 use crate::protocol::frame::{write_frame, OpCode};
 
-impl Session {
-    /// Writes what the task holds. `Again` once all of it is out (more may
-    /// have been queued meanwhile); `End` when the transport failed.
-    pub(super) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Next {
-        while self.written < self.writing.len() {
-            match Pin::new(&mut self.stream).poll_write(cx, &self.writing[self.written..]) {
-                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Next::End(self.abnormal()),
-                Poll::Ready(Ok(n)) => {
-                    self.written += n;
-                    if self.conn.written(n) {
-                        self.conn.emit(Event::Drain { conn: self.conn.id });
-                    }
-                    // Frames made from records count as their records,
-                    // once all are out.
-                    let units = match self.framed {
-                        Some(units) if self.written == self.writing.len() => units,
-                        Some(_) => 0,
-                        None => n,
-                    };
-                    if let Some(upto) = self.conn.handed(units) {
-                        self.conn.emit(Event::Sent {
-                            conn: self.conn.id,
-                            upto,
-                        });
-                    }
-                }
-                Poll::Pending => return Next::Go,
-            }
+impl Core {
+    /// What is to be written now (empty: nothing).
+    pub(super) fn output(&self) -> &[u8] {
+        &self.writing[self.written..]
+    }
+
+    /// `n` bytes of [`output`](Self::output) were written.
+    pub(super) fn wrote(&mut self, n: usize) {
+        self.written += n;
+        if self.conn.written(n) {
+            self.conn.emit(Event::Drain { conn: self.conn.id });
         }
+        // Frames made from records count as their records, once all are out.
+        let units = match self.framed {
+            Some(units) if self.written == self.writing.len() => units,
+            Some(_) => 0,
+            None => n,
+        };
+        if let Some(upto) = self.conn.handed(units) {
+            self.conn.emit(Event::Sent {
+                conn: self.conn.id,
+                upto,
+            });
+        }
+    }
+
+    /// Whether what was taken from the queue is all written; if so, lets
+    /// it go, so the next commands take what JS queued meanwhile.
+    pub(super) fn written_all(&mut self) -> bool {
         if self.writing.is_empty() {
-            return Next::Go;
+            return false;
         }
         self.writing.clear();
         self.written = 0;
@@ -49,7 +46,7 @@ impl Session {
         if self.writing.capacity() > IDLE_KEEP {
             self.writing = Vec::new();
         }
-        Next::Again
+        true
     }
 
     /// Whether everything the task took from the queue is written.
