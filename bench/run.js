@@ -15,6 +15,7 @@
 //   BENCH_OUT      where to write the report (default BENCHMARKS.md at the root)
 //   BENCH_JSON     also write every run's raw result to this file
 //   BENCH_SERVER_CPUS / BENCH_LOADGEN_CPUS  taskset lists (default 0 and 1)
+//   BENCH_BASE     another built checkout of sack, run as `sack-base` (before/after)
 //
 // Only loopback traffic: every server binds 127.0.0.1 on an ephemeral port
 // and the generator refuses any other address. Every run is bounded in time.
@@ -62,6 +63,9 @@ const UWS_CANDIDATES = [
 // `cpus` (taskset list) defaults to BENCH_SERVER_CPUS.
 const SERVERS = [
   { name: 'sack', script: 'sack-echo.js', prepare: () => nodeServer('sack-echo.js', `sack ${pkgVersion(ROOT)} (this repo)`) },
+  // Before/after in one run: BENCH_BASE names another built checkout of
+  // sack (e.g. a `git worktree` of the commit before a change).
+  { name: 'sack-base', script: 'sack-echo.js', prepare: prepareBase('sack-echo.js') },
   // sack attached to an Express app on Node's http.Server (handleUpgrade):
   // the same echo once the engine has taken the connection over.
   {
@@ -151,6 +155,17 @@ function pkgVersion(dir) {
   } catch {
     return '?';
   }
+}
+
+// The `sack` server, run on the checkout BENCH_BASE names.
+function prepareBase(script) {
+  return () => {
+    const base = process.env.BENCH_BASE;
+    if (!base) throw new Error('set BENCH_BASE to another built checkout of sack');
+    const p = nodeServer(script, `sack at ${path.resolve(base)}`);
+    p.env = { SACK_PACKAGE: path.resolve(base) };
+    return p;
+  };
 }
 
 function nodeServer(script, version) {

@@ -48,6 +48,10 @@ const SERVERS = [
   { name: 'sack', script: path.join(HERE, 'sack-hello.js') },
   { name: 'node http', script: path.join(HERE, 'node-hello.js') },
 ];
+// Before/after in one run: BENCH_BASE names another built checkout of sack.
+if (env.BENCH_BASE) {
+  SERVERS.splice(1, 0, { name: 'sack-base', script: path.join(HERE, 'sack-hello.js'), env: { SACK_PACKAGE: path.resolve(env.BENCH_BASE) } });
+}
 
 // A reference, not a goal: uWebSockets.js, a C++ HTTP server with a JS
 // handler, shows what is left per request once the server's own work is

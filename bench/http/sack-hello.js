@@ -4,7 +4,8 @@
 // "hello". Listens on 127.0.0.1:$PORT (0 = any free port) and prints
 // `LISTENING <port>` on stdout once it accepts connections.
 
-const sack = require('../..');
+// SACK_PACKAGE: another checkout to measure (BENCH_BASE in run.js).
+const sack = require(process.env.SACK_PACKAGE || '../..');
 
 const port = Number(process.env.PORT || 0);
 const server = sack.Websocket.Server({ address: '127.0.0.1', port });

@@ -2,7 +2,8 @@
 // Echo server on sack for bench/run.js: PORT (0 = any free port), prints
 // "LISTENING <port>" once bound to 127.0.0.1. Text comes back as text
 // (string), binary as binary (ArrayBuffer).
-const sack = require('../..');
+// SACK_PACKAGE: another checkout to measure (bench/run.js's `sack-base`).
+const sack = require(process.env.SACK_PACKAGE || '../..');
 
 const server = sack.Websocket.Server({ address: '127.0.0.1', port: Number(process.env.PORT || 0) });
 server.onconnect = (ws) => {

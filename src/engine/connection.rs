@@ -129,32 +129,20 @@ async fn run(
         if server.is_closing() {
             return; // closed while the last response went out
         }
-        let max = cfg.max_header_size;
-        // A pipelined request may be here already.
-        let ready = if buf.is_empty() {
-            None
-        } else {
-            parse_request_head(&buf, max)
-                .map_err(HeadFailure::Bad)
-                .transpose()
-        };
-        // Bytes of the next request have come: no longer idle.
-        let begun = AtomicBool::new(!buf.is_empty());
-        let head = match ready {
-            Some(h) => Some(h),
-            None => tokio::select! {
-                // In this order, and without select!'s random start.
-                biased;
-                h = poll_fn(|cx| {
-                    let h = poll_head(&stream, cx, &mut buf, max);
-                    begun.store(!buf.is_empty(), Ordering::Relaxed);
-                    h
-                }) => Some(h),
-                _ = poll_fn(|cx| timer.poll_expired(cx)) => None,
-                // Server closing, or asking an idle keep-alive connection
-                // to make room: drop it, no request going.
-                _ = poll_fn(|cx| closing.poll_idle(cx, !first && !begun.load(Ordering::Relaxed))) => return,
-            },
+        let head = next_head(
+            &stream,
+            &mut buf,
+            cfg.max_header_size,
+            &mut timer,
+            &closing,
+            first,
+        );
+        let head = match head.await {
+            Awaited::Head(h) => Some(h),
+            Awaited::Timeout => None,
+            // Server closing, or asking an idle keep-alive connection to
+            // make room: drop it, no request going.
+            Awaited::Shed => return,
         };
         let (head, used) = match head {
             Some(Ok(h)) => h,
@@ -236,6 +224,48 @@ async fn run(
             }
         };
         return Box::pin(stream.refuse(&refusal)).await;
+    }
+}
+
+/// How the wait for a request head ended.
+enum Awaited {
+    Head(Result<(RequestHead, usize), HeadFailure>),
+    /// `handshakeTimeout` passed (idle, or the head incomplete).
+    Timeout,
+    /// The server closes, or sheds idle connections for room.
+    Shed,
+}
+
+/// Waits for the next request head: one already read (pipelined), or
+/// read from the socket, until the idle timer or the server's close.
+async fn next_head(
+    stream: &Transport,
+    buf: &mut Vec<u8>,
+    max: usize,
+    timer: &mut IdleTimer,
+    closing: &CloseWatch<'_>,
+    first: bool,
+) -> Awaited {
+    if !buf.is_empty() {
+        if let Some(h) = parse_request_head(buf, max)
+            .map_err(HeadFailure::Bad)
+            .transpose()
+        {
+            return Awaited::Head(h);
+        }
+    }
+    // Bytes of the next request have come: no longer idle.
+    let begun = AtomicBool::new(!buf.is_empty());
+    tokio::select! {
+        // In this order, and without select!'s random start.
+        biased;
+        h = poll_fn(|cx| {
+            let h = poll_head(stream, cx, buf, max);
+            begun.store(!buf.is_empty(), Ordering::Relaxed);
+            h
+        }) => Awaited::Head(h),
+        _ = poll_fn(|cx| timer.poll_expired(cx)) => Awaited::Timeout,
+        _ = poll_fn(|cx| closing.poll_idle(cx, !first && !begun.load(Ordering::Relaxed))) => Awaited::Shed,
     }
 }
 

@@ -15,10 +15,11 @@ use super::server::Server;
 use super::session::Session;
 use super::sink::{ConnInfo, Event};
 use super::transport::Transport;
+use super::ServerConfig;
 use crate::http::head::RequestHead;
 use crate::http::response::closing_response;
 use crate::protocol::close;
-use crate::protocol::deflate::negotiate;
+use crate::protocol::deflate::{negotiate, Agreed};
 use crate::protocol::handshake::UpgradeHeaders;
 
 /// The upgrade request `head` asked for a WebSocket; `leftover` is what
@@ -32,48 +33,20 @@ pub(super) async fn upgrade(
     server: Arc<Server>,
 ) {
     let cfg = &server.config;
-    if let Some(path) = cfg.path.as_deref() {
-        let target = head.target();
-        if target.split('?').next() != Some(path) {
-            let response = closing_response(400, None, &[], b"no WebSocket at this path");
-            Box::pin(stream.refuse(&response)).await;
-            server.emit_error(
-                remote,
-                local,
-                "WS_ERR_PATH",
-                format!("upgrade to {target} refused (path is {path})"),
-            );
-            return;
-        }
-    }
-    let up = UpgradeHeaders::scan(head.header_pairs());
-    let key = match up.validate(head.method(), head.minor) {
-        Ok(k) => k.to_vec(),
-        Err(e) => {
-            let extra: &[(&str, &str)] = if e.status() == 426 {
-                &[("Sec-WebSocket-Version", "13")]
-            } else {
-                &[]
-            };
-            let response = closing_response(e.status(), None, extra, e.to_string().as_bytes());
-            Box::pin(stream.refuse(&response)).await;
-            server.emit_error(remote, local, "WS_ERR_HANDSHAKE", e.to_string());
+    let Handshake {
+        key,
+        protocols,
+        extensions,
+        agreed,
+        compress,
+    } = match handshake(&head, cfg) {
+        Ok(h) => h,
+        Err(refusal) => {
+            Box::pin(stream.refuse(&refusal.response)).await;
+            server.emit_error(remote, local, refusal.code, refusal.message);
             return;
         }
     };
-    let protocols = up.protocols.clone();
-    // RFC 7692 §5: take the first acceptable offer; none is no failure.
-    let agreed = match &cfg.deflate {
-        Some(dc) if !up.extensions.is_empty() => negotiate(&up.extensions, dc),
-        _ => None,
-    };
-    drop(up);
-    let compress = agreed.is_some() && cfg.deflate.as_ref().is_some_and(|d| d.compress);
-    let (extensions, agreed) = match agreed {
-        Some((header, a)) => (header, Some(a)),
-        None => (String::new(), None),
-    };
-
     let info = Arc::new(ConnInfo {
         head,
         remote,
@@ -146,6 +119,72 @@ pub(super) async fn upgrade(
         });
     }
     server.unregister(conn.id);
+}
+
+/// What an acceptable upgrade request asked for.
+struct Handshake {
+    key: Vec<u8>,
+    protocols: Vec<String>,
+    /// The `Sec-WebSocket-Extensions` answer ("" when none was agreed).
+    extensions: String,
+    agreed: Option<Agreed>,
+    /// Outgoing messages are compressed.
+    compress: bool,
+}
+
+/// Why an upgrade request was refused: the response, and the error event.
+struct Refusal {
+    response: Vec<u8>,
+    code: &'static str,
+    message: String,
+}
+
+/// Checks an upgrade request (RFC 6455 §4.2.1) against `path` and
+/// negotiates permessage-deflate (RFC 7692 §5: the first acceptable
+/// offer; none is no failure).
+fn handshake(head: &RequestHead, cfg: &ServerConfig) -> Result<Handshake, Refusal> {
+    if let Some(path) = cfg.path.as_deref() {
+        let target = head.target();
+        if target.split('?').next() != Some(path) {
+            return Err(Refusal {
+                response: closing_response(400, None, &[], b"no WebSocket at this path"),
+                code: "WS_ERR_PATH",
+                message: format!("upgrade to {target} refused (path is {path})"),
+            });
+        }
+    }
+    let up = UpgradeHeaders::scan(head.header_pairs());
+    let key = match up.validate(head.method(), head.minor) {
+        Ok(k) => k.to_vec(),
+        Err(e) => {
+            let extra: &[(&str, &str)] = if e.status() == 426 {
+                &[("Sec-WebSocket-Version", "13")]
+            } else {
+                &[]
+            };
+            return Err(Refusal {
+                response: closing_response(e.status(), None, extra, e.to_string().as_bytes()),
+                code: "WS_ERR_HANDSHAKE",
+                message: e.to_string(),
+            });
+        }
+    };
+    let agreed = match &cfg.deflate {
+        Some(dc) if !up.extensions.is_empty() => negotiate(&up.extensions, dc),
+        _ => None,
+    };
+    let compress = agreed.is_some() && cfg.deflate.as_ref().is_some_and(|d| d.compress);
+    let (extensions, agreed) = match agreed {
+        Some((header, a)) => (header, Some(a)),
+        None => (String::new(), None),
+    };
+    Ok(Handshake {
+        key,
+        protocols: up.protocols.clone(),
+        extensions,
+        agreed,
+        compress,
+    })
 }
 
 /// How the wait for JS's accept/reject ended.
