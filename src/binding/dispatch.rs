@@ -4,7 +4,6 @@
 //! and go on in the loop's next turn ([`Resume`]), so timers, immediates
 //! and other I/O are not starved by a flood of events for slow handlers.
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -15,7 +14,8 @@ use super::connection::NativeConnection;
 use super::contract::{RequestField, RequestFlag, METHODS};
 use super::env::EnvState;
 use super::js;
-use super::uv::{self, Uv, UV_ASYNC, UV_CHECK};
+use super::lane::{self, Lane};
+use super::pacing::{self, GroupSize, Resume, MAX_REQUESTS, TURN_BUDGET_MS};
 use crate::engine::exchange::Notice;
 use crate::engine::sink::{ConnInfo, Event};
 use std::net::SocketAddr;
@@ -72,15 +72,6 @@ pub unsafe extern "C" fn on_wake(
     }
 }
 
-/// How long the deliveries of one event-loop turn may keep the JS thread
-/// before the loop gets its other work done: Node's own I/O callbacks hand
-/// back after one read, and a flood of events for slow handlers must not
-/// hold timers, immediates and other sockets for seconds (Node's
-/// threadsafe function calls again at once, in the same turn, while more
-/// is queued). Long enough that a busy server yields a few hundred times a
-/// second at most, where a yield costs microseconds.
-pub const TURN_BUDGET_MS: u64 = 10;
-
 /// Delivers queued events of this environment: what was left by a delivery
 /// that yielded, then the engine's queue, until the turn's deliveries have
 /// run for [`TURN_BUDGET_MS`]. The clock is looked at before every event
@@ -92,7 +83,7 @@ pub const TURN_BUDGET_MS: u64 = 10;
 unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
     // SAFETY: see above; the state is never freed.
     let state = unsafe { &*(context as *const EnvState) };
-    if state.resume.as_ref().is_some_and(|r| r.pending.get()) {
+    if state.resume.as_ref().is_some_and(|r| r.pending()) {
         // A delivery yielded: its resume goes on, in order, and takes the
         // engine's queue after what it left.
         return;
@@ -187,101 +178,6 @@ fn refill(state: &EnvState) {
     state.spare.replace(old);
 }
 
-/// The means to go on with a delivery in the event loop's next turn: a
-/// libuv async handle of the environment's loop (Linux; elsewhere a
-/// delivery runs to its end, as before). Only this JS thread sends it.
-///
-/// The async handle is created before the threadsafe function's (env.rs):
-/// libuv runs the async handles of one wake-up in creation order, so a
-/// resume sent from a threadsafe-function call runs in the next turn, not
-/// later in the same pass. (When one `epoll_wait` fills libuv's event
-/// array, it polls again in the same turn and the resume may run there:
-/// it then finds the turn's budget spent and yields again at once.)
-pub struct Resume {
-    uv: &'static Uv,
-    handle: *mut c_void,
-    /// A check handle, started by a turn's first delivery: the check phase
-    /// follows the poll phase (where deliveries run), so it ends the turn's
-    /// account of time.
-    turn_end: *mut c_void,
-    entry: js::Entry,
-    /// A delivery yielded and the handle is sent: the next delivery is the
-    /// resume's, not a threadsafe-function wake's.
-    pending: Cell<bool>,
-    /// When this turn's first delivery began (`clock::mono_ms`).
-    turn_began: Cell<Option<u64>>,
-    closed: Cell<bool>,
-}
-
-impl Resume {
-    /// # Safety
-    /// On the JS thread of `env`, inside a handle scope.
-    pub unsafe fn new(env: sys::napi_env) -> Option<Resume> {
-        let uv = uv::uv()?;
-        // SAFETY (whole block): as documented; the handles are initialized
-        // on this environment's loop before anything can send or start them.
-        unsafe {
-            let loop_ = uv::event_loop(env)?;
-            let entry = js::Entry::new(env, c"sack:events")?;
-            let handle = uv::alloc_handle(uv, UV_ASYNC);
-            if (uv.async_init)(loop_, handle, on_resume) != 0 {
-                return None;
-            }
-            let turn_end = uv::alloc_handle(uv, UV_CHECK);
-            if (uv.check_init)(loop_, turn_end) != 0 {
-                (uv.close)(handle, None);
-                return None;
-            }
-            // Neither holds the loop: the async one only while a resume is
-            // pending (`yield_turn`), the check one never.
-            (uv.unref)(handle);
-            (uv.unref)(turn_end);
-            Some(Resume {
-                uv,
-                handle,
-                turn_end,
-                entry,
-                pending: Cell::new(false),
-                turn_began: Cell::new(None),
-                closed: Cell::new(false),
-            })
-        }
-    }
-
-    /// Makes `state`, which holds this resume, the owner of its handles.
-    pub fn bind(&self, state: &'static EnvState) {
-        uv::set_owner(self.handle, state);
-        uv::set_owner(self.turn_end, state);
-    }
-
-    /// When this loop turn's deliveries began: now, for the turn's first.
-    fn turn_start(&self) -> u64 {
-        if let Some(t) = self.turn_began.get() {
-            return t;
-        }
-        let now = crate::clock::mono_ms();
-        if !self.closed.get() {
-            self.turn_began.set(Some(now));
-            // SAFETY: the live check handle, on its loop's thread.
-            unsafe { (self.uv.check_start)(self.turn_end, on_turn_end) };
-        }
-        now
-    }
-
-    /// The environment goes away; what is left is its clean-up's.
-    pub fn close(&self) {
-        if self.closed.replace(true) {
-            return;
-        }
-        // SAFETY: the live handles of this loop, closed once; their memory
-        // is left to the process, as the state's is.
-        unsafe {
-            (self.uv.close)(self.handle, None);
-            (self.uv.close)(self.turn_end, None);
-        }
-    }
-}
-
 impl EnvState {
     /// The delivery ran out of its turn: asks for the rest to come in the
     /// loop's next turn. False where it cannot (no resume handle), or when
@@ -294,17 +190,10 @@ impl EnvState {
         let left = !self.current.borrow().events.is_empty()
             || !self.moving.borrow().is_empty()
             || self.sink.is_scheduled();
-        if r.closed.get() || r.pending.get() || (took && !left) {
+        if took && !left {
             return false;
         }
-        r.pending.set(true);
-        // SAFETY: the live handle (not closed), on its loop's thread. A
-        // pending resume holds the loop: the events left are owed to JS.
-        unsafe {
-            (r.uv.ref_)(r.handle);
-            (r.uv.async_send)(r.handle);
-        }
-        true
+        r.send()
     }
 
     /// After an internal error (a caught panic) in a delivery: what is left
@@ -312,59 +201,51 @@ impl EnvState {
     /// engine, seeing its flag set, will not send.
     fn recover(&self) {
         if let Some(r) = self.resume.as_ref() {
-            r.pending.set(false);
+            r.clear();
         }
         self.yield_turn(false);
     }
 }
 
-/// The environment owning handle `h` of a resume, and that resume.
-fn resume_of(h: *mut c_void) -> Option<(&'static EnvState, &'static Resume)> {
-    let p = uv::owner_of(h);
-    if p.is_null() {
-        return None;
+impl pacing::Host for EnvState {
+    fn resume(&self) -> Option<&Resume<Self>> {
+        self.resume.as_ref()
     }
-    // SAFETY: set by `Resume::bind` to a state that is never freed.
-    let state: &'static EnvState = unsafe { &*p };
-    Some((state, state.resume.as_ref()?))
-}
 
-/// The check handle's callback: the turn's deliveries are over.
-unsafe extern "C" fn on_turn_end(h: *mut c_void) {
-    if let Some((_, r)) = resume_of(h) {
-        r.turn_began.set(None);
-        if !r.closed.get() {
-            // SAFETY: the live check handle, on its loop's thread.
-            unsafe { (r.uv.check_stop)(h) };
-        }
+    fn env(&self) -> sys::napi_env {
+        self.env
+    }
+
+    unsafe fn drain(&self) {
+        // SAFETY: as the caller guarantees; the state is never freed.
+        unsafe { drain(self.env, self as *const EnvState as *mut c_void) }
+    }
+
+    fn recover(&self) {
+        EnvState::recover(self)
     }
 }
 
-/// The resume handle's callback: goes on with the delivery that yielded.
-unsafe extern "C" fn on_resume(h: *mut c_void) {
-    let Some((state, r)) = resume_of(h) else {
-        return;
-    };
-    if r.closed.get() || !r.pending.replace(false) {
-        return;
+impl lane::Host for EnvState {
+    fn lane(&self) -> Option<&Lane<Self>> {
+        self.lane.as_ref()
     }
-    // SAFETY: the live handle, on its loop's thread.
-    unsafe { (r.uv.unref)(h) };
-    // A resume starts its own account, so it always delivers something,
-    // even should the turn's check handle not have run since the yield.
-    r.turn_began.set(None);
-    let run = std::panic::AssertUnwindSafe(|| {
-        // SAFETY: a libuv callback on the environment's JS thread, with no
-        // JS on the stack; the state is the drain's context.
-        unsafe {
-            r.entry.run(state.env, || {
-                drain(state.env, state as *const EnvState as *mut c_void)
-            })
-        }
-    });
-    if std::panic::catch_unwind(run).is_err() {
-        eprintln!("sack: internal error while delivering events (please report)");
-        state.recover();
+
+    fn env(&self) -> sys::napi_env {
+        self.env
+    }
+
+    fn dispatcher(&self) -> sys::napi_value {
+        EnvState::dispatcher(self)
+    }
+
+    fn group(&self) -> &GroupSize {
+        &self.group
+    }
+
+    unsafe fn deliver_requests(&self, f: sys::napi_value, requests: &mut Vec<Event>) {
+        // SAFETY: as the caller guarantees.
+        unsafe { deliver_requests(self.env, self, f, requests) }
     }
 }
 
@@ -435,44 +316,6 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
                 js::number(env, info.head.minor as f64),
             ],
         )
-    }
-}
-
-/// Most HTTP requests handed to JS in one call.
-const MAX_REQUESTS: usize = 256;
-/// Requests in the first group: a group is one JS call, which the turn's
-/// budget cannot cut, so the size grows only while handlers are fast.
-const FIRST_GROUP: usize = 16;
-
-/// How many HTTP requests go to JS in one call (both the engine's
-/// deliveries and the lane's rounds): doubling up to [`MAX_REQUESTS`]
-/// while full groups take under 2 ms, cut to about a millisecond's worth
-/// when one took longer. Slow handlers then come one or a few per call, and
-/// the turn's budget can stop between calls.
-pub struct GroupSize(Cell<usize>);
-
-impl Default for GroupSize {
-    fn default() -> Self {
-        GroupSize(Cell::new(FIRST_GROUP))
-    }
-}
-
-impl GroupSize {
-    pub fn get(&self) -> usize {
-        self.0.get()
-    }
-
-    /// A group of `n` requests took `took`. (A precise clock: the coarse
-    /// one steps by 4 ms or more, too coarse for groups of a millisecond.)
-    fn took(&self, n: usize, took: std::time::Duration) {
-        let us = took.as_micros() as usize;
-        let size = self.0.get();
-        if us >= 2000 {
-            self.0.set((n * 1000 / us).max(1));
-        } else if n >= size {
-            // Only a full group says that more would have been fast too.
-            self.0.set((size * 2).min(MAX_REQUESTS));
-        }
     }
 }
 

@@ -8,8 +8,11 @@ mod dispatch;
 mod env;
 mod exchange;
 mod fast;
+mod id_map;
 mod js;
 mod lane;
+mod lifecycle;
+mod pacing;
 mod server;
 mod uv;
 

@@ -180,7 +180,7 @@ pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer> {
 /// the JavaScript loads in the same environment).
 #[napi]
 pub fn init(env: Env, dispatcher: Function, fast: Object) -> Result<()> {
-    super::env::init(&env, dispatcher.raw(), fast.raw())
+    super::lifecycle::init(&env, dispatcher.raw(), fast.raw())
 }
 
 /// One more (`true`) or one fewer reason to keep the event loop alive.
