@@ -67,13 +67,13 @@ pub struct EnvState {
     /// Goes on with a delivery that yielded to the event loop.
     pub resume: Option<Resume<EnvState>>,
     /// The Float64Array that carries request groups' numbers, and its data
-    /// (`dispatch::request_numbers`); null until the first group.
+    /// (`request_group::request_numbers`); null until the first group.
     pub request_nums: Cell<(sys::napi_ref, *mut f64)>,
     /// `exchange::respond`'s buffers, kept between calls so a response
     /// costs no allocation: the header block last given (JS asks for it
     /// again with the `SAME_HEAD` flag), and the reason and string body.
     pub response_text: RefCell<ResponseText>,
-    /// The text of a request group (`dispatch::deliver_requests`), kept
+    /// The text of a request group (`request_group::deliver_requests`), kept
     /// between groups so a group costs no allocation.
     pub request_text: Cell<Vec<u8>>,
     /// How many requests the next group may hold.

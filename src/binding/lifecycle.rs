@@ -102,7 +102,7 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
             ptr::null_mut(),
             None,
             state_ptr as *mut c_void,
-            Some(super::dispatch::on_wake),
+            Some(super::delivery::on_wake),
             &mut t,
         ))?;
         // Weak: only explicit holds keep the loop alive.

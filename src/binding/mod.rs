@@ -4,8 +4,9 @@
 
 mod connection;
 mod contract;
-mod dispatch;
+mod delivery;
 mod env;
+mod events;
 mod exchange;
 mod fast;
 mod id_map;
@@ -13,6 +14,7 @@ mod js;
 mod lane;
 mod lifecycle;
 mod pacing;
+mod request_group;
 mod server;
 mod uv;
 
