@@ -69,7 +69,7 @@ pub struct EnvState {
     /// The Float64Array that carries request groups' numbers, and its data
     /// (`request_group::request_numbers`); null until the first group.
     pub request_nums: Cell<(sys::napi_ref, *mut f64)>,
-    /// `exchange::respond`'s buffers, kept between calls so a response
+    /// `response::respond`'s buffers, kept between calls so a response
     /// costs no allocation: the header block last given (JS asks for it
     /// again with the `SAME_HEAD` flag), and the reason and string body.
     pub response_text: RefCell<ResponseText>,

@@ -35,7 +35,7 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
             let mut dref = ptr::null_mut();
             check(sys::napi_create_reference(raw, dispatcher, 1, &mut dref))?;
             sys::napi_delete_reference(raw, state.dispatcher.replace(dref));
-            super::fast::install(raw, fast, p.0);
+            super::raw_calls::install(raw, fast, p.0);
         }
         return Ok(());
     }
@@ -111,7 +111,7 @@ pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Re
     }
     env.set_instance_data(StatePtr(state_ptr), (), |_| {})?;
     // SAFETY: on the JS thread; `fast` is an object of this call.
-    unsafe { super::fast::install(raw, fast, state_ptr) };
+    unsafe { super::raw_calls::install(raw, fast, state_ptr) };
     Ok(())
 }
 

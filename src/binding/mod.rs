@@ -7,14 +7,14 @@ mod contract;
 mod delivery;
 mod env;
 mod events;
-mod exchange;
-mod fast;
 mod id_map;
 mod js;
 mod lane;
 mod lifecycle;
 mod pacing;
+mod raw_calls;
 mod request_group;
+mod response;
 mod server;
 mod uv;
 

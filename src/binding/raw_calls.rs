@@ -1,6 +1,7 @@
-//! The hot path of `ws.send()` as a raw N-API function: no class unwrap,
-//! no intermediate String; text is copied by V8 straight into the write
-//! queue. The environment's state comes in as the callback's data pointer.
+//! The hot-path calls as raw N-API functions, which JS gets on the `fast`
+//! object `init` is given: `send` (here) and the `res` calls (`response`).
+//! No napi-rs wrappers: no class unwrap, no intermediate String; the
+//! environment's state comes in as each function's data pointer.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -13,7 +14,8 @@ use crate::protocol::frame::OpCode;
 
 use status::BAD_TYPE;
 
-/// `send(id, data)`: queues `data` on connection `id` of this environment.
+/// `send(id, data)`: queues `data` on connection `id` of this environment
+/// (`ws.send()`); text is copied by V8 straight into the write queue.
 /// Returns a status (see `connection::status`, and [`BAD_TYPE`]).
 ///
 /// # Safety
@@ -66,10 +68,10 @@ pub unsafe fn install(env: sys::napi_env, target: sys::napi_value, state: *const
     type Raw = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
     let functions: [(&std::ffi::CStr, Raw); 5] = [
         (c"send", send),
-        (c"respond", super::exchange::respond),
-        (c"abort", super::exchange::abort),
-        (c"watch", super::exchange::watch),
-        (c"exchanges", super::exchange::exchanges),
+        (c"respond", super::response::respond),
+        (c"abort", super::response::abort),
+        (c"watch", super::response::watch),
+        (c"exchanges", super::response::exchanges),
     ];
     for (name, f) in functions {
         // SAFETY: as above; `name` is NUL-terminated.

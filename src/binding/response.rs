@@ -1,7 +1,8 @@
 //! The native half of `res`: raw N-API functions on the per-request hot
-//! path (no class instance per request, no intermediate strings). A
-//! response is named by its exchange id; the environment keeps the live
-//! ones in `EnvState::exchanges` until they end.
+//! path (no class instance per request, no intermediate strings), put on
+//! JS's `fast` object by `raw_calls::install`. A response is named by its
+//! exchange id; the environment keeps the live ones in
+//! `EnvState::exchanges` until they end.
 
 use std::os::raw::c_char;
 use std::ptr;
