@@ -1,6 +1,7 @@
-//! An environment's start and end: `init` makes its state, its
-//! threadsafe function and its raw calls; `cleanup` (a Node environment
-//! clean-up hook) stops the engine from calling it and closes what it owned.
+//! An environment's start and end: `init` (from JS) makes its state, its
+//! threadsafe function and its raw calls; `keep_alive` counts what holds
+//! its event loop; `cleanup` (a Node environment clean-up hook) stops the
+//! engine from calling it and closes what it owned.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
@@ -9,21 +10,38 @@ use std::sync::{Arc, RwLock};
 
 use napi::bindgen_prelude::*;
 use napi::sys;
+use napi_derive::napi;
 
 use super::env::{EnvState, StatePtr, Tsfn, TsfnPtr};
 use super::id_map::IdMap;
 use crate::engine::registry;
 use crate::engine::sink::{Batch, EnvSink};
 
-/// Sets up this environment: `dispatcher(kind, id, a, b, c)` receives every
-/// engine event. lib/dispatch.js calls it when it loads.
+/// Sets up this environment's event delivery and defines the raw fast-path
+/// functions (`send`, `respond`, `abort`) on `fast`; lib/dispatch.js calls
+/// it when it loads (again, with a newer dispatcher, when another copy of
+/// the JavaScript loads in the same environment).
+#[napi]
+pub fn init(env: Env, dispatcher: Function, fast: Object) -> Result<()> {
+    set_up(&env, dispatcher.raw(), fast.raw())
+}
+
+/// One more (`true`) or one fewer reason to keep the event loop alive.
+#[napi]
+pub fn keep_alive(env: Env, on: bool) -> Result<()> {
+    EnvState::get(&env)?.hold(on);
+    Ok(())
+}
+
+/// What `init` does: `dispatcher(kind, id, a, b, c)` receives every
+/// engine event from now on.
 ///
-/// It may load more than once in one environment: test runners such as
+/// JS may load more than once in one environment: test runners such as
 /// Jest load a package's JavaScript afresh for every test file but its
 /// addon once per process. Then the newest dispatcher takes every event
 /// (an older copy's module scope may belong to a torn-down test), and
 /// lib/registry.js shares the servers and connections among the copies.
-pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Result<()> {
+fn set_up(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Result<()> {
     if let Some(p) = env.get_instance_data::<StatePtr>()? {
         // SAFETY: as in `EnvState::get`.
         let state = unsafe { &*p.0 };
