@@ -103,7 +103,7 @@ export declare const enum CallStatus {
   Gone = -6,
 }
 
-/** What `dispatch(kind, …)` is called for (`dispatch.rs`, `lib/dispatch.js`). */
+/** What `dispatch(kind, …)` is called for (`events.rs`, `lib/dispatch.js`). */
 export declare const enum EventKind {
   Text = 1,
   Binary = 2,

@@ -1,29 +1,30 @@
 //! Per-environment state (main thread and each worker): the event sink the
 //! engine feeds, the threadsafe function that wakes this environment, the
-//! JS dispatcher, and what to close when the environment goes away.
+//! JS dispatcher, and what to close when the environment goes away. Made
+//! and torn down by `lifecycle`; the code that uses it sits above this.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::ffi::c_void;
 use std::ptr;
 use std::sync::{Arc, RwLock};
 
 use napi::bindgen_prelude::*;
 use napi::sys;
 
+use super::id_map::IdMap;
+use super::lane::Lane;
+use super::pacing::{GroupSize, Resume};
 use crate::engine::conn::Conn;
 use crate::engine::exchange::Exchange;
-use crate::engine::registry;
 use crate::engine::server::Server;
 use crate::engine::sink::{Batch, EnvSink};
 
 /// The threadsafe function, shared with the engine's waker. `None` once the
 /// environment is being torn down: the engine must stop calling it first
 /// (calls racing a worker's teardown crash Node 20, nodejs/node#58484).
-struct Tsfn(RwLock<Option<TsfnPtr>>);
+pub(super) struct Tsfn(pub(super) RwLock<Option<TsfnPtr>>);
 
 #[derive(Clone, Copy)]
-struct TsfnPtr(sys::napi_threadsafe_function);
+pub(super) struct TsfnPtr(pub(super) sys::napi_threadsafe_function);
 // SAFETY: napi_call_threadsafe_function is documented to be callable from
 // any thread; the pointer is only dereferenced by Node.
 unsafe impl Send for TsfnPtr {}
@@ -31,7 +32,7 @@ unsafe impl Send for TsfnPtr {}
 unsafe impl Sync for TsfnPtr {}
 
 impl Tsfn {
-    fn wake(&self) {
+    pub(super) fn wake(&self) {
         let guard = self.0.read().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = *guard {
             // SAFETY: the function is alive while it is in the slot; teardown
@@ -41,33 +42,11 @@ impl Tsfn {
     }
 }
 
-/// Connection ids are sequential u64s: a multiplicative hash spreads them
-/// well and costs a fraction of SipHash on the `send` hot path (no
-/// attacker chooses these keys).
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-pub type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
-
 pub struct EnvState {
     pub env: sys::napi_env,
     pub sink: Arc<EnvSink>,
-    tsfn: Arc<Tsfn>,
-    dispatcher: Cell<sys::napi_ref>,
+    pub(super) tsfn: Arc<Tsfn>,
+    pub(super) dispatcher: Cell<sys::napi_ref>,
     /// The batch not in use, swapped with the sink's on each wake.
     pub spare: RefCell<Batch>,
     /// The batch being delivered. Events are taken one at a time, so a
@@ -78,27 +57,27 @@ pub struct EnvState {
     pub moving: RefCell<Vec<Arc<Conn>>>,
     /// Reasons to keep the event loop alive (listening servers, open
     /// connections), counted by index.js.
-    holds: Cell<u32>,
+    pub(super) holds: Cell<u32>,
     pub servers: RefCell<IdMap<Arc<Server>>>,
     pub conns: RefCell<IdMap<Arc<Conn>>>,
     /// HTTP responses delivered to JS and not ended yet, by exchange id.
     pub exchanges: RefCell<IdMap<Arc<Exchange>>>,
     /// Keep-alive HTTP connections served on this thread (Linux).
-    pub lane: Option<super::lane::Lane>,
+    pub lane: Option<Lane<EnvState>>,
     /// Goes on with a delivery that yielded to the event loop.
-    pub resume: Option<super::dispatch::Resume>,
+    pub resume: Option<Resume<EnvState>>,
     /// The Float64Array that carries request groups' numbers, and its data
-    /// (`dispatch::request_numbers`); null until the first group.
+    /// (`request_group::request_numbers`); null until the first group.
     pub request_nums: Cell<(sys::napi_ref, *mut f64)>,
-    /// `exchange::respond`'s buffers, kept between calls so a response
+    /// `response::respond`'s buffers, kept between calls so a response
     /// costs no allocation: the header block last given (JS asks for it
     /// again with the `SAME_HEAD` flag), and the reason and string body.
     pub response_text: RefCell<ResponseText>,
-    /// The text of a request group (`dispatch::deliver_requests`), kept
+    /// The text of a request group (`request_group::deliver_requests`), kept
     /// between groups so a group costs no allocation.
     pub request_text: Cell<Vec<u8>>,
     /// How many requests the next group may hold.
-    pub group: super::dispatch::GroupSize,
+    pub group: GroupSize,
 }
 
 /// See [`EnvState::response_text`].
@@ -113,13 +92,14 @@ pub struct ResponseText {
     pub body: Vec<u8>,
 }
 
-struct StatePtr(*const EnvState);
+/// The environment's instance data: its state, leaked at init.
+pub(super) struct StatePtr(pub(super) *const EnvState);
 
 impl EnvState {
     /// This environment's state; `init` must have run.
     pub fn get(env: &Env) -> Result<&'static EnvState> {
         match env.get_instance_data::<StatePtr>()? {
-            // SAFETY: the state is leaked at init and never freed (see `cleanup`).
+            // SAFETY: the state is leaked at init and never freed (see `lifecycle::cleanup`).
             Some(p) => Ok(unsafe { &*p.0 }),
             None => Err(Error::new(
                 Status::GenericFailure,
@@ -157,193 +137,4 @@ impl EnvState {
             }
         }
     }
-}
-
-/// Sets up this environment: `dispatcher(kind, id, a, b, c)` receives every
-/// engine event. lib/dispatch.js calls it when it loads.
-///
-/// It may load more than once in one environment: test runners such as
-/// Jest load a package's JavaScript afresh for every test file but its
-/// addon once per process. Then the newest dispatcher takes every event
-/// (an older copy's module scope may belong to a torn-down test), and
-/// lib/registry.js shares the servers and connections among the copies.
-pub fn init(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Result<()> {
-    if let Some(p) = env.get_instance_data::<StatePtr>()? {
-        // SAFETY: as in `get`.
-        let state = unsafe { &*p.0 };
-        let raw = env.raw();
-        // SAFETY: on the JS thread, inside this call; the old reference is
-        // ours and no longer handed out (a batch being delivered holds the
-        // function itself, which stays valid in its scope).
-        unsafe {
-            let mut dref = ptr::null_mut();
-            check(sys::napi_create_reference(raw, dispatcher, 1, &mut dref))?;
-            sys::napi_delete_reference(raw, state.dispatcher.replace(dref));
-            super::fast::install(raw, fast, p.0);
-        }
-        return Ok(());
-    }
-    let raw = env.raw();
-    let tsfn = Arc::new(Tsfn(RwLock::new(None)));
-    let waker_tsfn = tsfn.clone();
-    let state = Box::leak(Box::new(EnvState {
-        env: raw,
-        sink: EnvSink::new(Box::new(move || waker_tsfn.wake())),
-        tsfn: tsfn.clone(),
-        dispatcher: Cell::new(ptr::null_mut()),
-        spare: RefCell::new(Batch::default()),
-        current: RefCell::new(Batch::default()),
-        moving: RefCell::new(Vec::new()),
-        holds: Cell::new(0),
-        servers: RefCell::new(IdMap::default()),
-        conns: RefCell::new(IdMap::default()),
-        exchanges: RefCell::new(IdMap::default()),
-        // SAFETY: inside this call from JS, on its thread.
-        lane: unsafe { super::lane::Lane::new(raw) },
-        // SAFETY: as above.
-        resume: unsafe { super::dispatch::Resume::new(raw) },
-        request_nums: Cell::new((ptr::null_mut(), ptr::null_mut())),
-        response_text: RefCell::default(),
-        request_text: Cell::default(),
-        group: Default::default(),
-    }));
-    if let Some(lane) = state.lane.as_ref() {
-        lane.bind(state);
-        state.sink.enable_lane(true);
-    }
-    if let Some(resume) = state.resume.as_ref() {
-        resume.bind(state);
-    }
-    let state_ptr: *const EnvState = state;
-    // Registered before anything below can fail: the lane's and the
-    // resume's handles are live and must be closed when the environment
-    // goes, or a worker's loop would not close.
-    env.add_env_cleanup_hook(state_ptr as usize, |p| cleanup(p as *const EnvState))?;
-    // SAFETY: on the JS thread; every out-pointer is valid; the context
-    // pointer outlives the function (the state is never freed).
-    unsafe {
-        let mut dref = ptr::null_mut();
-        check(sys::napi_create_reference(raw, dispatcher, 1, &mut dref))?;
-        state.dispatcher.set(dref);
-        let mut name = ptr::null_mut();
-        check(sys::napi_create_string_utf8(
-            raw,
-            c"sack".as_ptr(),
-            4,
-            &mut name,
-        ))?;
-        let mut t = ptr::null_mut();
-        // Its `hasRef()` says whether the holds keep the loop alive.
-        let resource =
-            super::js::resource_with_has_ref(raw, Some(tsfn_has_ref), state_ptr as *mut c_void);
-        check(sys::napi_create_threadsafe_function(
-            raw,
-            ptr::null_mut(),
-            resource,
-            name,
-            0,
-            1,
-            ptr::null_mut(),
-            None,
-            state_ptr as *mut c_void,
-            Some(super::dispatch::on_wake),
-            &mut t,
-        ))?;
-        // Weak: only explicit holds keep the loop alive.
-        check(sys::napi_unref_threadsafe_function(raw, t))?;
-        *tsfn.0.write().unwrap_or_else(|e| e.into_inner()) = Some(TsfnPtr(t));
-    }
-    env.set_instance_data(StatePtr(state_ptr), (), |_| {})?;
-    // SAFETY: on the JS thread; `fast` is an object of this call.
-    unsafe { super::fast::install(raw, fast, state_ptr) };
-    Ok(())
-}
-
-fn check(status: i32) -> Result<()> {
-    if status == sys::Status::napi_ok {
-        Ok(())
-    } else {
-        Err(Error::new(Status::from(status), "N-API call failed"))
-    }
-}
-
-/// The environment is going away (worker exit, process exit): stop the
-/// engine from calling it, then close what it owned with 1001.
-fn cleanup(state: *const EnvState) {
-    // SAFETY: the state is leaked at init and never freed: after teardown the
-    // threadsafe function may still be finalized with a null env, which
-    // `on_wake` checks before touching the context. Leaking one small struct
-    // per environment is the price of never reading freed memory.
-    let state = unsafe { &*state };
-    if let Some(lane) = state.lane.as_ref() {
-        // The engine moves no more connections here; those here close.
-        state.sink.enable_lane(false);
-        lane.shutdown();
-    }
-    if let Some(resume) = state.resume.as_ref() {
-        resume.close();
-    }
-    if let Some(t) = state
-        .tsfn
-        .0
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
-        // SAFETY: taken out of the slot under the write lock: no engine call
-        // is in flight or can start.
-        unsafe { sys::napi_release_threadsafe_function(t.0, 1) };
-    }
-    registry::unregister_env(&state.sink);
-    for server in state.servers.take().into_values() {
-        server.close_for_gone_env(&state.sink);
-    }
-    // Connections of this environment, including ones posted here whose
-    // arrival was not delivered yet.
-    let mut leftover = state.current.take();
-    let mut queued = Batch::default();
-    state.sink.shut(&mut queued);
-    leftover.append(queued);
-    let mut conns = state.conns.take();
-    // Responses nobody will end: their connections are dropped.
-    for ex in state.exchanges.take().into_values() {
-        ex.abort();
-    }
-    for ev in leftover.events {
-        if let Some(conn) = crate::engine::sink::end_for_gone(ev) {
-            conns.insert(conn.id, conn);
-        }
-    }
-    for conn in state.moving.take() {
-        conns.insert(conn.id, conn);
-    }
-    for conn in conns.into_values() {
-        crate::engine::sink::close_for_gone(&conn, &state.sink);
-    }
-    state.spare.take();
-}
-
-/// `hasRef()` of the threadsafe function's resource: whether a listening
-/// server or an open connection keeps the event loop alive through it.
-unsafe extern "C" fn tsfn_has_ref(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
-    let mut data: *mut c_void = ptr::null_mut();
-    let mut v = ptr::null_mut();
-    // SAFETY: called by Node on the JS thread of `env`; `data` is the
-    // environment's state (never freed), given at creation.
-    unsafe {
-        sys::napi_get_cb_info(
-            env,
-            info,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            &mut data,
-        );
-        let held = !data.is_null() && (*(data as *const EnvState)).holds.get() > 0;
-        sys::napi_get_boolean(env, held, &mut v);
-    }
-    v
 }

@@ -1,13 +1,12 @@
-//! Small raw N-API helpers for the dispatch hot path, where napi-rs's
-//! typed wrappers would add conversions per event.
+//! Small raw N-API helpers for the hot paths (event delivery, the raw
+//! calls), where napi-rs's typed wrappers would add conversions per event
+//! or per call: making values, reading arguments, calling JS, scopes.
 
 use std::ffi::c_void;
 use std::os::raw::c_char;
 use std::ptr;
 
 use napi::sys;
-
-use super::env::EnvState;
 
 /// A JS string from UTF-8 bytes the engine already validated.
 ///
@@ -113,14 +112,73 @@ pub unsafe fn call(env: sys::napi_env, f: sys::napi_value, args: &[sys::napi_val
     }
 }
 
-/// The call's arguments and the environment state (the data pointer).
+fn element_size(kind: sys::napi_typedarray_type) -> usize {
+    match kind {
+        3 | 4 => 2,  // int16, uint16
+        5..=7 => 4,  // int32, uint32, float32
+        8..=10 => 8, // float64, bigint64, biguint64
+        _ => 1,      // int8, uint8, uint8_clamped
+    }
+}
+
+/// The bytes of an ArrayBuffer, TypedArray or DataView, if `v` is one.
 ///
 /// # Safety
-/// Called by Node with the data pointer given at creation.
-pub unsafe fn args<const N: usize>(
+/// On the JS thread of `env`; the slice is valid until JS runs again.
+pub unsafe fn binary<'a>(env: sys::napi_env, v: sys::napi_value) -> Option<&'a [u8]> {
+    // SAFETY (whole body): the caller guarantees `env` and `v`; every out
+    // pointer is a local.
+    unsafe {
+        let mut is = false;
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut len = 0usize;
+        sys::napi_is_typedarray(env, v, &mut is);
+        if is {
+            let mut kind = 0;
+            let mut ab = ptr::null_mut();
+            let mut offset = 0;
+            sys::napi_get_typedarray_info(
+                env,
+                v,
+                &mut kind,
+                &mut len,
+                &mut data,
+                &mut ab,
+                &mut offset,
+            );
+            len *= element_size(kind);
+        } else {
+            sys::napi_is_arraybuffer(env, v, &mut is);
+            if is {
+                sys::napi_get_arraybuffer_info(env, v, &mut data, &mut len);
+            } else {
+                sys::napi_is_dataview(env, v, &mut is);
+                if !is {
+                    return None;
+                }
+                let mut ab = ptr::null_mut();
+                let mut offset = 0;
+                sys::napi_get_dataview_info(env, v, &mut len, &mut data, &mut ab, &mut offset);
+            }
+        }
+        Some(if len == 0 || data.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(data as *const u8, len)
+        })
+    }
+}
+
+/// The call's arguments and the function's data pointer, as a `T` (the
+/// environment's state, for the raw calls).
+///
+/// # Safety
+/// Called by Node with the data pointer given at creation: a `T` that is
+/// never freed.
+pub unsafe fn args<const N: usize, T>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-) -> ([sys::napi_value; N], &'static EnvState) {
+) -> ([sys::napi_value; N], &'static T) {
     let mut argc = N;
     let mut argv = [ptr::null_mut(); N];
     let mut data: *mut c_void = ptr::null_mut();
@@ -135,7 +193,7 @@ pub unsafe fn args<const N: usize>(
             ptr::null_mut(),
             &mut data,
         );
-        (argv, &*(data as *const EnvState))
+        (argv, &*(data as *const T))
     }
 }
 

@@ -4,12 +4,17 @@
 
 mod connection;
 mod contract;
-mod dispatch;
+mod delivery;
 mod env;
-mod exchange;
-mod fast;
+mod events;
+mod id_map;
 mod js;
 mod lane;
+mod lifecycle;
+mod pacing;
+mod raw_calls;
+mod request_group;
+mod response;
 mod server;
 mod uv;
 

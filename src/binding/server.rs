@@ -174,22 +174,6 @@ pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer> {
     Ok(NativeServer { server })
 }
 
-/// Sets up this environment's event delivery and defines the raw fast-path
-/// functions (`send`, `respond`, `abort`) on `fast`; lib/dispatch.js calls
-/// it when it loads (again, with a newer dispatcher, when another copy of
-/// the JavaScript loads in the same environment).
-#[napi]
-pub fn init(env: Env, dispatcher: Function, fast: Object) -> Result<()> {
-    super::env::init(&env, dispatcher.raw(), fast.raw())
-}
-
-/// One more (`true`) or one fewer reason to keep the event loop alive.
-#[napi]
-pub fn keep_alive(env: Env, on: bool) -> Result<()> {
-    EnvState::get(&env)?.hold(on);
-    Ok(())
-}
-
 #[napi]
 impl NativeServer {
     /// Process-wide id (events name it).

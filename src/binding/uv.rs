@@ -1,14 +1,12 @@
 //! libuv, as the running Node exports it: the few functions sack's own
-//! handles need (the HTTP lane's polls, check and timers; the dispatcher's
-//! resume handle), looked up at run time as N-API's are, and handles
-//! allocated with a small header naming the environment that owns them.
-//! Linux only: elsewhere [`uv`] is `None` and callers do without.
+//! handles need (the HTTP lane's polls, check and timers; the deliveries'
+//! resume handle, `pacing`), looked up at run time as N-API's are, and
+//! handles allocated with a small header naming the environment that owns
+//! them. Linux only: elsewhere [`uv`] is `None` and callers do without.
 
 use std::alloc::Layout;
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
-
-use super::env::EnvState;
 
 // libuv's handle types and poll events (uv.h).
 pub const UV_ASYNC: c_int = 1;
@@ -130,14 +128,18 @@ fn handle_layout(size: usize) -> Layout {
     Layout::from_size_align(HEADER + size.max(64), 16).unwrap_or(Layout::new::<[u128; 32]>())
 }
 
-pub fn set_owner(h: *mut c_void, state: *const EnvState) {
+/// Names `state` the owner of handle `h`. The header holds a plain
+/// pointer: each handle's callbacks read it back as the type set here.
+pub fn set_owner<T>(h: *mut c_void, state: *const T) {
     // SAFETY: `h` came from `alloc_handle`, whose header is ours.
-    unsafe { *((h as *mut u8).sub(HEADER) as *mut *const EnvState) = state };
+    unsafe { *((h as *mut u8).sub(HEADER) as *mut *const T) = state };
 }
 
-pub fn owner_of(h: *mut c_void) -> *const EnvState {
+/// The owner of `h`, as `set_owner` stored it (null: none yet); `T` must
+/// be the type it was set as.
+pub fn owner_of<T>(h: *mut c_void) -> *const T {
     // SAFETY: as in `set_owner`.
-    unsafe { *((h as *const u8).sub(HEADER) as *const *const EnvState) }
+    unsafe { *((h as *const u8).sub(HEADER) as *const *const T) }
 }
 
 /// Frees a poll handle from `alloc_handle`: the close callback of poll

@@ -6,7 +6,8 @@
 //! sweep. Linux only. libuv's functions are looked up at run time, as
 //! N-API's are; where they are missing there is no lane, and connections
 //! stay on their engine tasks. `SACK_HTTP_LANE=0` turns the lane off (for
-//! comparisons).
+//! comparisons). What it needs of its environment (the dispatcher, the
+//! request groups' format) comes through [`Host`].
 
 mod conn;
 
@@ -18,8 +19,9 @@ use std::task::{Wake, Waker};
 
 use napi::sys;
 
-use super::env::{EnvState, IdMap};
+use super::id_map::IdMap;
 use super::js::Entry;
+use super::pacing::{GroupSize, TURN_BUDGET_MS};
 use super::uv::{
     alloc_handle, data_of, free_poll, owner_of, set_data, set_owner, uv, Uv, UV_ASYNC, UV_CHECK,
     UV_POLL, UV_READABLE, UV_TIMER, UV_WRITABLE,
@@ -30,6 +32,23 @@ use conn::{LaneConn, Progress, Step};
 
 /// Rounds of work per loop turn at most (each may call JS once).
 const MAX_ROUNDS: usize = 64;
+
+/// What the lane needs of the environment holding it, which sits above
+/// this module.
+pub trait Host: Sized + 'static {
+    /// The lane whose handles call back (the one `bind` was called on).
+    fn lane(&self) -> Option<&Lane<Self>>;
+    fn env(&self) -> sys::napi_env;
+    /// The environment's JS dispatcher.
+    fn dispatcher(&self) -> sys::napi_value;
+    /// How many requests one JS call may take.
+    fn group(&self) -> &GroupSize;
+    /// Hands `requests` to `f`, the dispatcher, in one call.
+    ///
+    /// # Safety
+    /// On the environment's JS thread, inside a handle scope.
+    unsafe fn deliver_requests(&self, f: sys::napi_value, requests: &mut Vec<Event>);
+}
 
 /// Connections whose response ended after its handler returned: woken from
 /// `Exchange::wake` (on this JS thread), delivered by an async handle.
@@ -90,7 +109,7 @@ struct Round {
 }
 
 /// This environment's lane.
-pub struct Lane {
+pub struct Lane<H> {
     uv: &'static Uv,
     loop_: *mut c_void,
     conns: RefCell<IdMap<Slot>>,
@@ -113,16 +132,16 @@ pub struct Lane {
     entry: Entry,
     closed: Cell<bool>,
     /// The environment holding this lane (`bind`), null until then.
-    owner: Cell<*const EnvState>,
+    owner: Cell<*const H>,
 }
 
-impl Lane {
+impl<H: Host> Lane<H> {
     /// Sets up the lane of environment `env` (on its JS thread, inside a
     /// call from JS); `None` where there is none.
     ///
     /// # Safety
     /// On the JS thread of `env`, inside a handle scope.
-    pub unsafe fn new(env: sys::napi_env) -> Option<Lane> {
+    pub unsafe fn new(env: sys::napi_env) -> Option<Lane<H>> {
         if std::env::var_os("SACK_HTTP_LANE").is_some_and(|v| v == "0") {
             return None;
         }
@@ -146,7 +165,7 @@ impl Lane {
                 (uv.close)(check, None);
                 return None;
             }
-            if (uv.async_init)(loop_, wake, on_async) != 0 {
+            if (uv.async_init)(loop_, wake, on_async::<H>) != 0 {
                 (uv.close)(check, None);
                 (uv.close)(timer, None);
                 return None;
@@ -181,7 +200,7 @@ impl Lane {
 
     /// Makes `state`, which holds this lane, the owner of its handles, as
     /// libuv's callbacks find it.
-    pub fn bind(&self, state: &'static EnvState) {
+    pub fn bind(&self, state: &'static H) {
         self.owner.set(state);
         for h in [self.check, self.timer, self.woken.handle as *mut c_void] {
             set_owner(h, state);
@@ -313,7 +332,7 @@ impl Lane {
             if events == 0 {
                 (self.uv.poll_stop)(slot.poll);
             } else {
-                (self.uv.poll_start)(slot.poll, events, on_poll);
+                (self.uv.poll_start)(slot.poll, events, on_poll::<H>);
             }
         }
         slot.events = events;
@@ -346,7 +365,7 @@ impl Lane {
         self.ready.borrow_mut().push(key);
         if !self.check_on.replace(true) {
             // SAFETY: the lane's live check handle.
-            unsafe { (self.uv.check_start)(self.check, on_check) };
+            unsafe { (self.uv.check_start)(self.check, on_check::<H>) };
         }
     }
 
@@ -358,7 +377,7 @@ impl Lane {
         }
         self.sweep_ms.set(period);
         // SAFETY: the lane's live timer handle.
-        unsafe { (self.uv.timer_start)(self.timer, on_sweep, period, period) };
+        unsafe { (self.uv.timer_start)(self.timer, on_sweep::<H>, period, period) };
     }
 
     /// Closes connections idle for their whole timeout (no error: as an
@@ -385,7 +404,7 @@ impl Lane {
     /// The check handle's work: every marked connection takes a step;
     /// the requests found go to JS together; then their responses (most
     /// ended during the call) are looked at, which may find more.
-    fn run(&self, state: &EnvState) {
+    fn run(&self, state: &H) {
         // Taken out for the round (no borrow is held while JS runs).
         let mut round = std::mem::take(&mut *self.round.borrow_mut());
         let started = crate::clock::mono_ms();
@@ -396,7 +415,7 @@ impl Lane {
             }
             self.now.set(crate::clock::mono_ms());
             for key in round.items.drain(..) {
-                if round.requests.len() >= state.group.get() {
+                if round.requests.len() >= state.group().get() {
                     // The group is full: next round, its events kept.
                     self.ready.borrow_mut().push(key);
                     continue;
@@ -420,7 +439,7 @@ impl Lane {
             }
             // Slow handlers and long pipelines: the loop's other work goes
             // first, as for the engine's deliveries.
-            if self.now.get().wrapping_sub(started) >= super::dispatch::TURN_BUDGET_MS {
+            if self.now.get().wrapping_sub(started) >= TURN_BUDGET_MS {
                 break;
             }
         }
@@ -570,13 +589,13 @@ impl Lane {
     ///
     /// # Safety
     /// On this environment's JS thread, with no JS on the stack.
-    unsafe fn call_js(&self, state: &EnvState, requests: &mut Vec<Event>) {
+    unsafe fn call_js(&self, state: &H, requests: &mut Vec<Event>) {
         // SAFETY: as documented.
         unsafe {
-            self.entry.run(state.env, || {
+            self.entry.run(state.env(), || {
                 let f = state.dispatcher();
                 crate::engine::flush::begin_batch();
-                super::dispatch::deliver_requests(state.env, state, f, requests);
+                state.deliver_requests(f, requests);
                 crate::engine::flush::end_batch();
             })
         }
@@ -584,14 +603,14 @@ impl Lane {
 }
 
 /// Runs `f` with the lane of handle `h`, keeping panics out of libuv.
-fn with_lane(h: *mut c_void, f: impl FnOnce(&'static EnvState, &Lane)) {
-    let p = owner_of(h);
+fn with_lane<H: Host>(h: *mut c_void, f: impl FnOnce(&'static H, &Lane<H>)) {
+    let p = owner_of::<H>(h);
     if p.is_null() {
         return;
     }
     // SAFETY: set by `bind` to a state that is never freed.
-    let state: &'static EnvState = unsafe { &*p };
-    let Some(lane) = state.lane.as_ref() else {
+    let state: &'static H = unsafe { &*p };
+    let Some(lane) = state.lane() else {
         return;
     };
     if lane.closed.get() {
@@ -603,19 +622,19 @@ fn with_lane(h: *mut c_void, f: impl FnOnce(&'static EnvState, &Lane)) {
     }
 }
 
-unsafe extern "C" fn on_poll(h: *mut c_void, status: c_int, events: c_int) {
+unsafe extern "C" fn on_poll<H: Host>(h: *mut c_void, status: c_int, events: c_int) {
     let key = data_of(h) as u64;
-    with_lane(h, |_, lane| {
+    with_lane::<H>(h, |_, lane| {
         lane.mark(key, if status < 0 { -1 } else { events })
     });
 }
 
-unsafe extern "C" fn on_check(h: *mut c_void) {
-    with_lane(h, |state, lane| lane.run(state));
+unsafe extern "C" fn on_check<H: Host>(h: *mut c_void) {
+    with_lane::<H>(h, |state, lane| lane.run(state));
 }
 
-unsafe extern "C" fn on_async(h: *mut c_void) {
-    with_lane(h, |_, lane| {
+unsafe extern "C" fn on_async<H: Host>(h: *mut c_void) {
+    with_lane::<H>(h, |_, lane| {
         let keys = {
             let mut g = lane.woken.keys.lock().unwrap_or_else(|e| e.into_inner());
             g.as_mut().map(std::mem::take).unwrap_or_default()
@@ -626,6 +645,6 @@ unsafe extern "C" fn on_async(h: *mut c_void) {
     });
 }
 
-unsafe extern "C" fn on_sweep(h: *mut c_void) {
-    with_lane(h, |_, lane| lane.sweep());
+unsafe extern "C" fn on_sweep<H: Host>(h: *mut c_void) {
+    with_lane::<H>(h, |_, lane| lane.sweep());
 }

@@ -1,6 +1,7 @@
-//! The hot path of `ws.send()` as a raw N-API function: no class unwrap,
-//! no intermediate String; text is copied by V8 straight into the write
-//! queue. The environment's state comes in as the callback's data pointer.
+//! The hot-path calls as raw N-API functions, which JS gets on the `fast`
+//! object `init` is given: `send` (here) and the `res` calls (`response`).
+//! No napi-rs wrappers: no class unwrap, no intermediate String; the
+//! environment's state comes in as each function's data pointer.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -13,64 +14,8 @@ use crate::protocol::frame::OpCode;
 
 use status::BAD_TYPE;
 
-fn element_size(kind: sys::napi_typedarray_type) -> usize {
-    match kind {
-        3 | 4 => 2,  // int16, uint16
-        5..=7 => 4,  // int32, uint32, float32
-        8..=10 => 8, // float64, bigint64, biguint64
-        _ => 1,      // int8, uint8, uint8_clamped
-    }
-}
-
-/// The bytes of an ArrayBuffer, TypedArray or DataView, if `v` is one.
-///
-/// # Safety
-/// On the JS thread of `env`; the slice is valid until JS runs again.
-pub(super) unsafe fn binary<'a>(env: sys::napi_env, v: sys::napi_value) -> Option<&'a [u8]> {
-    // SAFETY (whole body): the caller guarantees `env` and `v`; every out
-    // pointer is a local.
-    unsafe {
-        let mut is = false;
-        let mut data: *mut c_void = ptr::null_mut();
-        let mut len = 0usize;
-        sys::napi_is_typedarray(env, v, &mut is);
-        if is {
-            let mut kind = 0;
-            let mut ab = ptr::null_mut();
-            let mut offset = 0;
-            sys::napi_get_typedarray_info(
-                env,
-                v,
-                &mut kind,
-                &mut len,
-                &mut data,
-                &mut ab,
-                &mut offset,
-            );
-            len *= element_size(kind);
-        } else {
-            sys::napi_is_arraybuffer(env, v, &mut is);
-            if is {
-                sys::napi_get_arraybuffer_info(env, v, &mut data, &mut len);
-            } else {
-                sys::napi_is_dataview(env, v, &mut is);
-                if !is {
-                    return None;
-                }
-                let mut ab = ptr::null_mut();
-                let mut offset = 0;
-                sys::napi_get_dataview_info(env, v, &mut len, &mut data, &mut ab, &mut offset);
-            }
-        }
-        Some(if len == 0 || data.is_null() {
-            &[]
-        } else {
-            std::slice::from_raw_parts(data as *const u8, len)
-        })
-    }
-}
-
-/// `send(id, data)`: queues `data` on connection `id` of this environment.
+/// `send(id, data)`: queues `data` on connection `id` of this environment
+/// (`ws.send()`); text is copied by V8 straight into the write queue.
 /// Returns a status (see `connection::status`, and [`BAD_TYPE`]).
 ///
 /// # Safety
@@ -83,7 +28,7 @@ pub unsafe extern "C" fn send(
     // SAFETY (whole body): called by Node on the JS thread with valid `env`
     // and `info`; the data pointer is the environment's never-freed state.
     unsafe {
-        let (argv, state) = super::js::args::<2>(env, info);
+        let (argv, state) = super::js::args::<2, EnvState>(env, info);
         let result = |code: i32| super::js::int(env, code);
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
@@ -101,7 +46,7 @@ pub unsafe extern "C" fn send(
                 let mut written = 0usize;
                 sys::napi_get_value_string_utf8(env, v, dst as *mut _, len + 1, &mut written);
             })
-        } else if let Some(bytes) = binary(env, v) {
+        } else if let Some(bytes) = super::js::binary(env, v) {
             conn.send(OpCode::Binary, bytes)
         } else {
             return result(BAD_TYPE);
@@ -123,10 +68,10 @@ pub unsafe fn install(env: sys::napi_env, target: sys::napi_value, state: *const
     type Raw = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
     let functions: [(&std::ffi::CStr, Raw); 5] = [
         (c"send", send),
-        (c"respond", super::exchange::respond),
-        (c"abort", super::exchange::abort),
-        (c"watch", super::exchange::watch),
-        (c"exchanges", super::exchange::exchanges),
+        (c"respond", super::response::respond),
+        (c"abort", super::response::abort),
+        (c"watch", super::response::watch),
+        (c"exchanges", super::response::exchanges),
     ];
     for (name, f) in functions {
         // SAFETY: as above; `name` is NUL-terminated.

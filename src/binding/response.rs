@@ -1,7 +1,8 @@
 //! The native half of `res`: raw N-API functions on the per-request hot
-//! path (no class instance per request, no intermediate strings). A
-//! response is named by its exchange id; the environment keeps the live
-//! ones in `EnvState::exchanges` until they end.
+//! path (no class instance per request, no intermediate strings), put on
+//! JS's `fast` object by `raw_calls::install`. A response is named by its
+//! exchange id; the environment keeps the live ones in
+//! `EnvState::exchanges` until they end.
 
 use std::os::raw::c_char;
 use std::ptr;
@@ -9,7 +10,7 @@ use std::ptr;
 use napi::sys;
 
 use super::connection::status;
-use super::fast::binary;
+use super::env::EnvState;
 use super::js;
 use crate::engine::exchange::{ExchangeError, Head};
 
@@ -117,7 +118,7 @@ pub unsafe extern "C" fn respond(
     // not of the type its flag says makes N-API report an error and read
     // nothing.
     unsafe {
-        let (argv, state) = js::args::<5>(env, info);
+        let (argv, state) = js::args::<5, EnvState>(env, info);
         let mut code = 0u32;
         sys::napi_get_value_uint32(env, argv[1], &mut code);
         let mut text = state.response_text.borrow_mut();
@@ -137,7 +138,7 @@ pub unsafe extern "C" fn respond(
             read_utf8(env, body, &mut text.body);
             &text.body
         } else if code & flags::BINARY_BODY != 0 {
-            match binary(env, body) {
+            match js::binary(env, body) {
                 Some(bytes) => bytes,
                 None => return js::int(env, BAD_TYPE),
             }
@@ -264,7 +265,7 @@ pub unsafe extern "C" fn exchanges(
 ) -> sys::napi_value {
     // SAFETY: as in `respond`.
     unsafe {
-        let (_, state) = js::args::<0>(env, info);
+        let (_, state) = js::args::<0, EnvState>(env, info);
         js::int(env, state.exchanges.borrow().len() as i32)
     }
 }
@@ -274,13 +275,10 @@ pub unsafe extern "C" fn exchanges(
 ///
 /// # Safety
 /// As `js::args`.
-unsafe fn id_arg(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> (u64, &'static super::env::EnvState) {
+unsafe fn id_arg(env: sys::napi_env, info: sys::napi_callback_info) -> (u64, &'static EnvState) {
     // SAFETY: as the caller guarantees; a non-number reads as 0, no exchange.
     unsafe {
-        let (argv, state) = js::args::<1>(env, info);
+        let (argv, state) = js::args::<1, EnvState>(env, info);
         let mut id = 0f64;
         sys::napi_get_value_double(env, argv[0], &mut id);
         (id as u64, state)

@@ -1,0 +1,272 @@
+//! One engine event as one call of the environment's JS dispatcher:
+//! `dispatch(kind, …)` with the event's fields as JS values (HTTP requests
+//! go in groups instead, `request_group`).
+
+use napi::bindgen_prelude::ToNapiValue;
+use napi::sys;
+
+use super::connection::NativeConnection;
+use super::env::EnvState;
+use super::js;
+use crate::engine::exchange::Notice;
+use crate::engine::sink::{ConnInfo, Event};
+
+/// Event kinds as the numbers the dispatcher takes (declared in `contract`).
+pub mod kind {
+    use super::super::contract::EventKind as K;
+
+    const fn n(k: K) -> f64 {
+        k as i32 as f64
+    }
+    pub const TEXT: f64 = n(K::Text);
+    pub const BINARY: f64 = n(K::Binary);
+    pub const CLOSE: f64 = n(K::Close);
+    pub const PONG: f64 = n(K::Pong);
+    pub const DRAIN: f64 = n(K::Drain);
+    pub const ERROR: f64 = n(K::Error);
+    pub const OPEN: f64 = n(K::Open);
+    pub const ACCEPT: f64 = n(K::Accept);
+    pub const SERVER_ERROR: f64 = n(K::ServerError);
+    pub const SERVER_CLOSE: f64 = n(K::ServerClose);
+    pub const ADOPT: f64 = n(K::Adopt);
+    pub const REQUESTS: f64 = n(K::Requests);
+    pub const RESPONSE_DRAIN: f64 = n(K::ResponseDrain);
+    pub const RESPONSE_CLOSE: f64 = n(K::ResponseClose);
+    pub const PEER_CLOSE: f64 = n(K::PeerClose);
+    pub const SENT: f64 = n(K::Sent);
+}
+
+/// Calls `f`, the dispatcher, for `ev`.
+///
+/// # Safety
+/// On the JS thread of `env`, inside a handle scope.
+pub unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, ev: Event) {
+    use kind::*;
+    // SAFETY (whole body): on the JS thread of `env`, inside a handle scope
+    // opened by the caller.
+    unsafe {
+        let n = |x: f64| js::number(env, x);
+        match ev {
+            Event::Message {
+                conn,
+                text,
+                start,
+                len,
+            } => {
+                let data = bytes_value(env, state, text, start, len);
+                let kind = if text { TEXT } else { BINARY };
+                js::call(env, f, &[n(kind), n(conn as f64), data]);
+            }
+            Event::Pong { conn, start, len } => {
+                let data = bytes_value(env, state, false, start, len);
+                js::call(env, f, &[n(PONG), n(conn as f64), data]);
+            }
+            Event::Drain { conn } => js::call(env, f, &[n(DRAIN), n(conn as f64)]),
+            Event::Sent { conn, upto } => {
+                js::call(env, f, &[n(SENT), n(conn as f64), n(upto as f64)])
+            }
+            Event::Error {
+                conn,
+                code,
+                message,
+            } => js::call(
+                env,
+                f,
+                &[
+                    n(ERROR),
+                    n(conn as f64),
+                    js::string(env, code.as_bytes()),
+                    js::string(env, message.as_bytes()),
+                ],
+            ),
+            Event::PeerClose { conn, code, reason } => {
+                // The handlers of the messages before it have run: what they
+                // sent is queued, and our close frame goes after it.
+                conn.answer_close(code, &reason);
+                js::call(env, f, &[n(PEER_CLOSE), n(conn.id as f64)]);
+            }
+            Event::Close { conn, code, reason } => {
+                state.conns.borrow_mut().remove(&conn);
+                js::call(
+                    env,
+                    f,
+                    &[
+                        n(CLOSE),
+                        n(conn as f64),
+                        n(code as f64),
+                        js::string(env, reason.as_bytes()),
+                    ],
+                );
+            }
+            Event::Open { server, conn } => open_or_accept(env, state, f, OPEN, server, conn),
+            Event::Accept { server, conn } => open_or_accept(env, state, f, ACCEPT, server, conn),
+            Event::Adopt {
+                token,
+                destination,
+                conn,
+                data,
+            } => {
+                state.moving.borrow_mut().push(conn.clone());
+                state.conns.borrow_mut().insert(conn.id, conn.clone());
+                let id = conn.id;
+                let info = conn_info(env, &conn.info);
+                let Ok(handle) = NativeConnection::to_napi_value(env, NativeConnection::new(conn))
+                else {
+                    return;
+                };
+                js::call(
+                    env,
+                    f,
+                    &[
+                        n(ADOPT),
+                        n(token as f64),
+                        handle,
+                        info,
+                        n(id as f64),
+                        js::string(env, destination.as_bytes()),
+                        match data {
+                            Some(d) => js::arraybuffer(env, &d),
+                            None => js::undefined(env),
+                        },
+                    ],
+                );
+            }
+            Event::ServerError {
+                server,
+                remote,
+                local,
+                code,
+                message,
+            } => {
+                let info = js::array(
+                    env,
+                    &[
+                        js::string(env, remote.ip().to_string().as_bytes()),
+                        n(remote.port() as f64),
+                        js::string(env, local.ip().to_string().as_bytes()),
+                        n(local.port() as f64),
+                    ],
+                );
+                js::call(
+                    env,
+                    f,
+                    &[
+                        n(SERVER_ERROR),
+                        n(server as f64),
+                        info,
+                        js::string(env, code.as_bytes()),
+                        js::string(env, message.as_bytes()),
+                    ],
+                );
+            }
+            // Delivered in groups by `deliver_requests`.
+            Event::Request { exchange, .. } => exchange.abort(),
+            Event::Response { exchange, notice } => {
+                let kind = match notice {
+                    Notice::Drain => RESPONSE_DRAIN,
+                    Notice::Close => {
+                        // Nothing JS does with it can reach the client now.
+                        state.exchanges.borrow_mut().remove(&exchange);
+                        RESPONSE_CLOSE
+                    }
+                };
+                js::call(env, f, &[n(kind), n(exchange as f64)]);
+            }
+            Event::ShedIdle { server } => {
+                if let Some(lane) = state.lane.as_ref() {
+                    lane.shed_idle(server);
+                }
+            }
+            Event::HttpLane { conn } => match state.lane.as_ref() {
+                Some(lane) => lane.adopt(conn),
+                None => crate::engine::connection::hand_back(conn, Vec::new()),
+            },
+            Event::ServerClose { server } => {
+                state.servers.borrow_mut().remove(&server);
+                js::call(env, f, &[n(SERVER_CLOSE), n(server as f64)]);
+            }
+        }
+    }
+}
+
+unsafe fn open_or_accept(
+    env: sys::napi_env,
+    state: &EnvState,
+    f: sys::napi_value,
+    kind: f64,
+    server: u64,
+    conn: std::sync::Arc<crate::engine::conn::Conn>,
+) {
+    // SAFETY (whole body): on the JS thread of `env`, inside a handle scope.
+    unsafe {
+        state.conns.borrow_mut().insert(conn.id, conn.clone());
+        let id = conn.id;
+        let handle_info = conn.info.clone();
+        let handle = match NativeConnection::to_napi_value(env, NativeConnection::new(conn)) {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let info = conn_info(env, &handle_info);
+        js::call(
+            env,
+            f,
+            &[
+                js::number(env, kind),
+                js::number(env, server as f64),
+                handle,
+                info,
+                js::number(env, id as f64),
+            ],
+        );
+    }
+}
+
+/// Message bytes of the batch being delivered, as a JS string or ArrayBuffer.
+unsafe fn bytes_value(
+    env: sys::napi_env,
+    state: &EnvState,
+    text: bool,
+    start: usize,
+    len: usize,
+) -> sys::napi_value {
+    let cur = state.current.borrow();
+    let data = &cur.arena[start..start + len];
+    // SAFETY: on the JS thread of `env`, inside a handle scope.
+    unsafe {
+        if text {
+            js::string(env, data)
+        } else {
+            js::arraybuffer(env, data)
+        }
+    }
+}
+
+unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
+    // SAFETY (whole body): on the JS thread of `env`, inside a handle scope.
+    unsafe {
+        let mut raw = Vec::with_capacity(info.head.header_count() * 2);
+        for (n, v) in info.head.headers() {
+            raw.push(js::string(env, n.as_bytes()));
+            raw.push(js::string(env, v.as_bytes()));
+        }
+        let protocols: Vec<_> = info
+            .protocols
+            .iter()
+            .map(|p| js::string(env, p.as_bytes()))
+            .collect();
+        js::array(
+            env,
+            &[
+                js::string(env, info.head.target().as_bytes()),
+                js::array(env, &raw),
+                js::string(env, info.remote.ip().to_string().as_bytes()),
+                js::number(env, info.remote.port() as f64),
+                js::string(env, info.local.ip().to_string().as_bytes()),
+                js::number(env, info.local.port() as f64),
+                js::array(env, &protocols),
+                js::string(env, info.head.method().as_bytes()),
+                js::number(env, info.head.minor as f64),
+            ],
+        )
+    }
+}
