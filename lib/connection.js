@@ -115,7 +115,7 @@ function headersFromRaw(raw) {
 }
 
 // info: [target, rawHeaders, remoteAddress, remotePort, localAddress,
-//        localPort, protocols, method, httpMinor] (src/binding/dispatch.rs)
+//        localPort, protocols, method, httpMinor] (src/binding/dispatch.rs, conn_info)
 class Connection {
   constructor(server, handle, info, id, state) {
     this._h = handle;

@@ -28,7 +28,7 @@ const {
   Sent: SENT,
 } = native.EventKind;
 
-// Request groups (src/binding/dispatch.rs, deliver_requests).
+// Request groups (src/binding/request_group.rs, deliver_requests).
 const METHODS = native.requestMethods();
 const {
   Server: F_SERVER,

@@ -1,13 +1,13 @@
 'use strict';
 // This environment's live servers and connections, by engine id.
-// `fast` receives the raw native fast-path functions (src/binding/fast.rs)
+// `fast` receives the raw native fast-path functions (src/binding/raw_calls.rs)
 // when dispatch.js initializes the environment.
 //
 // One registry per environment, kept on the addon's exports: the addon
 // loads once per environment, but this JavaScript may load several times
 // (Jest loads a package's modules afresh for every test file), and every
 // copy must find the servers and connections of the others, since the
-// newest copy's dispatcher receives all events (src/binding/env.rs, init).
+// newest copy's dispatcher receives all events (src/binding/lifecycle.rs, init).
 
 const native = require('./native.js');
 

@@ -317,7 +317,7 @@ Server.prototype._onError = function _onError(info, code, message) {
   emit(this, 'error', this, socketInfo);
 };
 
-// The arguments come from src/binding/dispatch.rs (Event::Request).
+// The arguments come from src/binding/request_group.rs (Event::Request).
 Server.prototype._onRequest = function _onRequest(exchange, method, target, q, flags, headers, body, remote, local) {
   const req = new Request(method, target, q, flags, headers, body, remote, local);
   const res = new Response(exchange);

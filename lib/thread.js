@@ -1,7 +1,7 @@
 'use strict';
 // Websocket.Thread: hand live connections to other threads (worker_threads).
 // The socket never leaves the engine; only where its events go changes
-// (src/engine/registry.rs).
+// (src/engine/handoff.rs).
 
 const v8 = require('node:v8');
 const native = require('./native.js');

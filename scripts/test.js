@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm test`: every test of the project, in order:
 //   1. build the addon if needed (cargo is incremental),
-//   2. Rust unit tests (`cargo test`),
+//   2. the module graph and file sizes (scripts/check-shape.js), and the
+//      Rust unit tests (`cargo test`),
 //   3. Autobahn conformance, every case with deflate on (`npm run test:autobahn`),
 //   4. the node integration tests (`node --test __test__/`), last, so the
 //      output ends with the node test runner's summary.
@@ -25,6 +26,7 @@ if (!step('build', process.execPath, [path.join(__dirname, 'build.js')])) {
   console.error('\nThe addon did not build; the other steps need it.');
   process.exit(1);
 }
+step('shape', process.execPath, [path.join(__dirname, 'check-shape.js')]);
 step('rust', 'cargo', ['test']);
 if (process.env.SACK_SKIP_AUTOBAHN !== '1') {
   step('autobahn', process.execPath, [

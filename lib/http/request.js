@@ -7,7 +7,7 @@ const { emitterWithHook } = require('./emitter.js');
 const { GONE } = require('./response.js');
 const { Http11: HTTP_11, UrlencodedForm: URLENCODED_FORM } = require('../native.js').RequestFlag;
 
-// An address from the engine (src/binding/dispatch.rs, address_number):
+// An address from the engine (src/binding/request_group.rs, address_number):
 // IPv4 as ip * 65536 + port, IPv4-mapped IPv6 as -(that) - 1, others as
 // "<ip> <port>".
 function address(v) {

@@ -9,7 +9,7 @@ const { emitterWithHook } = require('./emitter.js');
 const { lowerName, headerValue, headBlock } = require('./headers.js');
 const { OK, FULL, NOT_OPEN, checkBody, send } = require('./wire.js');
 
-// Native response calls (src/binding/exchange.rs), installed at start-up.
+// Native response calls (src/binding/response.rs), installed at start-up.
 const fast = registry.fast;
 // Responses waiting for a native notice (lib/dispatch.js delivers them).
 const responses = registry.responses;

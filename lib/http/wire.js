@@ -5,7 +5,7 @@
 const { sackError } = require('../errors.js');
 const registry = require('../registry.js');
 
-// Native response calls (src/binding/exchange.rs), installed at start-up.
+// Native response calls (src/binding/response.rs), installed at start-up.
 const fast = registry.fast;
 
 // respond()'s and watch()'s results, and respond()'s `code`: the status

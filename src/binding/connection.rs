@@ -170,9 +170,9 @@ impl NativeConnection {
 #[napi]
 pub fn thread_accept(env: Env, destination: String, standing: Option<bool>) -> Result<f64> {
     let state = super::env::EnvState::get(&env)?;
-    let token = crate::engine::registry::register(
+    let token = crate::engine::handoff::register(
         &destination,
-        state.sink.clone(),
+        state.queue.clone(),
         standing.unwrap_or(false),
     );
     Ok(token as f64)
@@ -181,7 +181,7 @@ pub fn thread_accept(env: Env, destination: String, standing: Option<bool>) -> R
 /// Cancels the registration `token`; false when it was used or cancelled.
 #[napi]
 pub fn thread_cancel(token: f64) -> bool {
-    crate::engine::registry::unregister(token as u64)
+    crate::engine::handoff::unregister(token as u64)
 }
 
 /// Moves `connection` to the next receiver of `destination`, with `data`
@@ -198,11 +198,11 @@ pub fn thread_post(
     let conn = connection.conn.clone();
     let id = conn.id;
     let data = data.map(|d| d.to_vec());
-    let moved = crate::engine::registry::post(&conn, &destination, data, |earlier| {
+    let moved = crate::engine::handoff::post(&conn, &destination, data, |earlier| {
         // Events for it still queued here: the rest of the batch being
         // delivered, then what arrived since.
         state.current.borrow_mut().extract_conn(id, earlier);
-        state.sink.lock().extract_conn(id, earlier);
+        state.queue.lock().extract_conn(id, earlier);
     });
     if moved {
         state.conns.borrow_mut().remove(&id);

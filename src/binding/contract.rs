@@ -4,7 +4,7 @@
 
 use napi_derive::napi;
 
-/// What `dispatch(kind, …)` is called for (`events.rs`, `lib/dispatch.js`).
+/// What `dispatch(kind, …)` is called for (`dispatch.rs`, `lib/dispatch.js`).
 #[napi]
 pub enum EventKind {
     Text = 1,

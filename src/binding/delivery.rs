@@ -3,20 +3,20 @@
 //! requests in groups (`request_group`). The deliveries of one event-loop
 //! turn that run past [`TURN_BUDGET_MS`] stop and go on in the loop's next
 //! turn ([`Resume`]), so timers, immediates and other I/O are not starved
-//! by a flood of events for slow handlers. This is also what the lane and
-//! the resume call back into (`lane::Host`, `pacing::Host`).
+//! by a flood of events for slow handlers. This is also what the keep-alive executor and
+//! the resume call back into (`keepalive::Host`, `pacing::Host`).
 
 use std::ffi::c_void;
 
 use napi::sys;
 
+use super::dispatch::deliver;
 use super::env::EnvState;
-use super::events::deliver;
 use super::js;
-use super::lane::{self, Lane};
+use super::keepalive::{self, KeepAlive};
 use super::pacing::{self, GroupSize, Resume, TURN_BUDGET_MS};
 use super::request_group::deliver_requests;
-use crate::engine::sink::Event;
+use crate::engine::events::Event;
 
 /// The threadsafe function's callback, on the environment's JS thread.
 ///
@@ -76,7 +76,7 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
         Some(r) => r.turn_start(),
         None => crate::clock::mono_ms(),
     };
-    crate::engine::flush::begin_batch();
+    crate::engine::wakeups::begin_batch();
     loop {
         if crate::clock::mono_ms().wrapping_sub(started) >= TURN_BUDGET_MS && state.yield_turn(took)
         {
@@ -96,7 +96,7 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
                 }
             }
             // The batch's last event may answer straight to its socket.
-            crate::engine::flush::set_last_event(
+            crate::engine::wakeups::set_last_event(
                 cur.events.is_empty() && state.moving.borrow().is_empty(),
             );
             ev
@@ -131,7 +131,7 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
             deliver(env, state, dispatcher, ev);
         }
     }
-    crate::engine::flush::end_batch();
+    crate::engine::wakeups::end_batch();
     let done = state.current.borrow().events.is_empty();
     if done {
         let mut batch = state.current.take();
@@ -145,7 +145,7 @@ unsafe fn drain(env: sys::napi_env, context: *mut c_void) {
 /// on wakes this environment again.
 fn refill(state: &EnvState) {
     let mut batch = state.spare.take();
-    state.sink.take(&mut batch);
+    state.queue.take(&mut batch);
     let mut old = std::mem::replace(&mut *state.current.borrow_mut(), batch);
     old.clear();
     state.spare.replace(old);
@@ -161,7 +161,7 @@ fn release_moving(state: &EnvState) -> bool {
     let mut more = false;
     let mut still = Vec::new();
     for conn in moving {
-        if let Some(held) = conn.take_held(&state.sink) {
+        if let Some(held) = conn.take_held(&state.queue) {
             state.current.borrow_mut().append(held);
             more = true;
             still.push(conn);
@@ -182,7 +182,7 @@ impl EnvState {
         };
         let left = !self.current.borrow().events.is_empty()
             || !self.moving.borrow().is_empty()
-            || self.sink.is_scheduled();
+            || self.queue.is_scheduled();
         if took && !left {
             return false;
         }
@@ -219,9 +219,9 @@ impl pacing::Host for EnvState {
     }
 }
 
-impl lane::Host for EnvState {
-    fn lane(&self) -> Option<&Lane<Self>> {
-        self.lane.as_ref()
+impl keepalive::Host for EnvState {
+    fn keepalive(&self) -> Option<&KeepAlive<Self>> {
+        self.keepalive.as_ref()
     }
 
     fn env(&self) -> sys::napi_env {

@@ -1,4 +1,4 @@
-//! Per-environment state (main thread and each worker): the event sink the
+//! Per-environment state (main thread and each worker): the event queue the
 //! engine feeds, the threadsafe function that wakes this environment, the
 //! JS dispatcher, and what to close when the environment goes away. Made
 //! and torn down by `lifecycle`; the code that uses it sits above this.
@@ -11,12 +11,12 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 
 use super::id_map::IdMap;
-use super::lane::Lane;
+use super::keepalive::KeepAlive;
 use super::pacing::{GroupSize, Resume};
 use crate::engine::conn::Conn;
+use crate::engine::events::{Batch, EventQueue};
 use crate::engine::exchange::Exchange;
 use crate::engine::server::Server;
-use crate::engine::sink::{Batch, EnvSink};
 
 /// The threadsafe function, shared with the engine's waker. `None` once the
 /// environment is being torn down: the engine must stop calling it first
@@ -44,10 +44,10 @@ impl Tsfn {
 
 pub struct EnvState {
     pub env: sys::napi_env,
-    pub sink: Arc<EnvSink>,
+    pub queue: Arc<EventQueue>,
     pub(super) tsfn: Arc<Tsfn>,
     pub(super) dispatcher: Cell<sys::napi_ref>,
-    /// The batch not in use, swapped with the sink's on each wake.
+    /// The batch not in use, swapped with the queue's on each wake.
     pub spare: RefCell<Batch>,
     /// The batch being delivered. Events are taken one at a time, so a
     /// `post` from inside a handler can pull out the rest of its connection's.
@@ -63,7 +63,7 @@ pub struct EnvState {
     /// HTTP responses delivered to JS and not ended yet, by exchange id.
     pub exchanges: RefCell<IdMap<Arc<Exchange>>>,
     /// Keep-alive HTTP connections served on this thread (Linux).
-    pub lane: Option<Lane<EnvState>>,
+    pub keepalive: Option<KeepAlive<EnvState>>,
     /// Goes on with a delivery that yielded to the event loop.
     pub resume: Option<Resume<EnvState>>,
     /// The Float64Array that carries request groups' numbers, and its data

@@ -1,4 +1,4 @@
-//! Maps keyed by engine ids (connections, servers, exchanges, lane slots),
+//! Maps keyed by engine ids (connections, servers, exchanges, keep-alive executor slots),
 //! with a hash made for sequential ids.
 
 use std::collections::HashMap;

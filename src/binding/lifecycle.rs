@@ -14,8 +14,8 @@ use napi_derive::napi;
 
 use super::env::{EnvState, StatePtr, Tsfn, TsfnPtr};
 use super::id_map::IdMap;
-use crate::engine::registry;
-use crate::engine::sink::{Batch, EnvSink};
+use crate::engine::events::{Batch, EventQueue};
+use crate::engine::handoff;
 
 /// Sets up this environment's event delivery and defines the raw fast-path
 /// functions (`send`, `respond`, `abort`) on `fast`; lib/dispatch.js calls
@@ -62,7 +62,7 @@ fn set_up(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Resu
     let waker_tsfn = tsfn.clone();
     let state = Box::leak(Box::new(EnvState {
         env: raw,
-        sink: EnvSink::new(Box::new(move || waker_tsfn.wake())),
+        queue: EventQueue::new(Box::new(move || waker_tsfn.wake())),
         tsfn: tsfn.clone(),
         dispatcher: Cell::new(ptr::null_mut()),
         spare: RefCell::new(Batch::default()),
@@ -73,7 +73,7 @@ fn set_up(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Resu
         conns: RefCell::new(IdMap::default()),
         exchanges: RefCell::new(IdMap::default()),
         // SAFETY: inside this call from JS, on its thread.
-        lane: unsafe { super::lane::Lane::new(raw) },
+        keepalive: unsafe { super::keepalive::KeepAlive::new(raw) },
         // SAFETY: as above.
         resume: unsafe { super::pacing::Resume::new(raw) },
         request_nums: Cell::new((ptr::null_mut(), ptr::null_mut())),
@@ -81,15 +81,15 @@ fn set_up(env: &Env, dispatcher: sys::napi_value, fast: sys::napi_value) -> Resu
         request_text: Cell::default(),
         group: Default::default(),
     }));
-    if let Some(lane) = state.lane.as_ref() {
-        lane.bind(state);
-        state.sink.enable_lane(true);
+    if let Some(keepalive) = state.keepalive.as_ref() {
+        keepalive.bind(state);
+        state.queue.enable_keepalive(true);
     }
     if let Some(resume) = state.resume.as_ref() {
         resume.bind(state);
     }
     let state_ptr: *const EnvState = state;
-    // Registered before anything below can fail: the lane's and the
+    // Registered before anything below can fail: the keep-alive executor's and the
     // resume's handles are live and must be closed when the environment
     // goes, or a worker's loop would not close.
     env.add_env_cleanup_hook(state_ptr as usize, |p| cleanup(p as *const EnvState))?;
@@ -149,10 +149,10 @@ fn cleanup(state: *const EnvState) {
     // `on_wake` checks before touching the context. Leaking one small struct
     // per environment is the price of never reading freed memory.
     let state = unsafe { &*state };
-    if let Some(lane) = state.lane.as_ref() {
+    if let Some(keepalive) = state.keepalive.as_ref() {
         // The engine moves no more connections here; those here close.
-        state.sink.enable_lane(false);
-        lane.shutdown();
+        state.queue.enable_keepalive(false);
+        keepalive.shutdown();
     }
     if let Some(resume) = state.resume.as_ref() {
         resume.close();
@@ -168,15 +168,15 @@ fn cleanup(state: *const EnvState) {
         // is in flight or can start.
         unsafe { sys::napi_release_threadsafe_function(t.0, 1) };
     }
-    registry::unregister_env(&state.sink);
+    handoff::unregister_env(&state.queue);
     for server in state.servers.take().into_values() {
-        server.close_for_gone_env(&state.sink);
+        server.close_for_gone_env(&state.queue);
     }
     // Connections of this environment, including ones posted here whose
     // arrival was not delivered yet.
     let mut leftover = state.current.take();
     let mut queued = Batch::default();
-    state.sink.shut(&mut queued);
+    state.queue.shut(&mut queued);
     leftover.append(queued);
     let mut conns = state.conns.take();
     // Responses nobody will end: their connections are dropped.
@@ -184,7 +184,7 @@ fn cleanup(state: *const EnvState) {
         ex.abort();
     }
     for ev in leftover.events {
-        if let Some(conn) = crate::engine::sink::end_for_gone(ev) {
+        if let Some(conn) = crate::engine::events::end_for_gone(ev) {
             conns.insert(conn.id, conn);
         }
     }
@@ -192,7 +192,7 @@ fn cleanup(state: *const EnvState) {
         conns.insert(conn.id, conn);
     }
     for conn in conns.into_values() {
-        crate::engine::sink::close_for_gone(&conn, &state.sink);
+        crate::engine::events::close_for_gone(&conn, &state.queue);
     }
     state.spare.take();
 }

@@ -5,11 +5,11 @@
 mod connection;
 mod contract;
 mod delivery;
+mod dispatch;
 mod env;
-mod events;
 mod id_map;
 mod js;
-mod lane;
+mod keepalive;
 mod lifecycle;
 mod pacing;
 mod raw_calls;

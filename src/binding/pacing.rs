@@ -216,7 +216,7 @@ pub const MAX_REQUESTS: usize = 256;
 const FIRST_GROUP: usize = 16;
 
 /// How many HTTP requests go to JS in one call (both the engine's
-/// deliveries and the lane's rounds): doubling up to [`MAX_REQUESTS`]
+/// deliveries and the keep-alive executor's rounds): doubling up to [`MAX_REQUESTS`]
 /// while full groups take under 2 ms, cut to about a millisecond's worth
 /// when one took longer. Slow handlers then come one or a few per call, and
 /// the turn's budget can stop between calls.

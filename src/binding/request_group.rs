@@ -9,11 +9,11 @@ use std::ptr;
 use napi::sys;
 
 use super::contract::{RequestField, RequestFlag, METHODS};
+use super::dispatch::kind;
 use super::env::EnvState;
-use super::events::kind;
 use super::js;
 use super::pacing::MAX_REQUESTS;
-use crate::engine::sink::Event;
+use crate::engine::events::Event;
 
 /// Numbers per request in `deliver_requests`'s Float64Array.
 const REQUEST_STRIDE: usize = RequestField::Stride as usize;

@@ -155,7 +155,7 @@ pub fn listen(
     let port =
         u16::try_from(port).map_err(|_| Error::new("ERR_SOCKET_BAD_PORT", "port out of range"))?;
     let server =
-        listener::bind(&address, port, config(&options), state.sink.clone()).map_err(|e| {
+        listener::bind(&address, port, config(&options), state.queue.clone()).map_err(|e| {
             let code = error_code(&e);
             Error::new(code, format!("{code}: {e} ({address}:{port})"))
         })?;
@@ -168,7 +168,7 @@ pub fn listen(
 #[napi]
 pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer> {
     let state = EnvState::get(&env)?;
-    let server = listener::unbound(config(&options), state.sink.clone())
+    let server = listener::unbound(config(&options), state.queue.clone())
         .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
     state.servers.borrow_mut().insert(server.id, server.clone());
     Ok(NativeServer { server })
@@ -231,28 +231,28 @@ impl NativeServer {
         self.server
             .close(u16::try_from(code).unwrap_or(1001), &reason);
         // Its idle keep-alive connections on this thread close too.
-        if let Some(lane) = EnvState::get(&env).ok().and_then(|s| s.lane.as_ref()) {
-            lane.server_closing(self.server.id);
+        if let Some(keepalive) = EnvState::get(&env).ok().and_then(|s| s.keepalive.as_ref()) {
+            keepalive.server_closing(self.server.id);
         }
     }
 
     /// Keep-alive HTTP connections of this server served on this thread
-    /// (diagnostics: the HTTP lane).
+    /// (diagnostics: the keep-alive executor).
     #[napi]
-    pub fn lane_connections(&self, env: Env) -> u32 {
+    pub fn keepalive_connections(&self, env: Env) -> u32 {
         EnvState::get(&env)
             .ok()
-            .and_then(|s| s.lane.as_ref())
+            .and_then(|s| s.keepalive.as_ref())
             .map_or(0, |l| l.count(self.server.id) as u32)
     }
 
-    /// Entries waiting for the HTTP lane's next round on this thread, of
+    /// Entries waiting for the keep-alive executor's next round on this thread, of
     /// every server (diagnostics: one per connection at most).
     #[napi]
-    pub fn lane_waiting(&self, env: Env) -> u32 {
+    pub fn keepalive_waiting(&self, env: Env) -> u32 {
         EnvState::get(&env)
             .ok()
-            .and_then(|s| s.lane.as_ref())
+            .and_then(|s| s.keepalive.as_ref())
             .map_or(0, |l| l.waiting() as u32)
     }
 

@@ -1,5 +1,5 @@
 //! libuv, as the running Node exports it: the few functions sack's own
-//! handles need (the HTTP lane's polls, check and timers; the deliveries'
+//! handles need (the keep-alive executor's polls, check and timers; the deliveries'
 //! resume handle, `pacing`), looked up at run time as N-API's are, and
 //! handles allocated with a small header naming the environment that owns
 //! them. Linux only: elsewhere [`uv`] is `None` and callers do without.
@@ -19,7 +19,7 @@ pub const UV_WRITABLE: c_int = 2;
 pub type HandleCb = unsafe extern "C" fn(*mut c_void);
 pub type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
 
-/// The libuv functions the lane uses, from the running Node.
+/// The libuv functions the keep-alive executor uses, from the running Node.
 pub struct Uv {
     pub handle_size: unsafe extern "C" fn(c_int) -> usize,
     pub poll_init: unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use atomic_waker::AtomicWaker;
 
 use super::config::under_backpressure;
-use super::sink::{Batch, ConnInfo, EnvSink, Event};
+use super::events::{Batch, ConnInfo, Event, EventQueue};
 use super::unframed;
 use super::writer::Writer;
 use super::ServerConfig;
@@ -90,10 +90,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Where a connection's events go.
 enum Route {
     /// Straight into an environment's queue.
-    Direct(Arc<EnvSink>),
+    Direct(Arc<EventQueue>),
     /// Moving to `target` (posted to another thread): events wait in `held`
     /// until the receiver's callback has returned, then go out in order.
-    Held { target: Arc<EnvSink>, held: Batch },
+    Held {
+        target: Arc<EventQueue>,
+        held: Batch,
+    },
 }
 
 pub struct Conn {
@@ -155,7 +158,7 @@ impl Conn {
     pub(super) fn new(
         server: u64,
         config: &ServerConfig,
-        sink: Arc<EnvSink>,
+        queue: Arc<EventQueue>,
         key: Vec<u8>,
         info: Arc<ConnInfo>,
         extensions: String,
@@ -187,7 +190,7 @@ impl Conn {
             notify_sent: AtomicU64::new(u64::MAX),
             want_drain: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            route: Mutex::new(Route::Direct(sink)),
+            route: Mutex::new(Route::Direct(queue)),
         })
     }
 
@@ -200,7 +203,7 @@ impl Conn {
     }
 
     /// The environment this connection's events go to (or are moving to).
-    pub fn sink(&self) -> Arc<EnvSink> {
+    pub fn queue(&self) -> Arc<EventQueue> {
         match &*self.route() {
             Route::Direct(s) | Route::Held { target: s, .. } => s.clone(),
         }
@@ -212,17 +215,17 @@ impl Conn {
     pub fn emit_with<R>(&self, f: impl FnOnce(&mut Batch) -> R) -> R {
         let mut route = self.route();
         match &mut *route {
-            Route::Direct(sink) => {
-                let sink = sink.clone();
+            Route::Direct(queue) => {
+                let queue = queue.clone();
                 let (r, added) = {
-                    let mut b = sink.lock();
+                    let mut b = queue.lock();
                     let before = b.events.len();
                     let r = f(&mut b);
                     (r, b.events.len() > before)
                 };
                 drop(route);
                 if added {
-                    sink.wake();
+                    queue.wake();
                 }
                 r
             }
@@ -235,8 +238,8 @@ impl Conn {
     }
 
     /// Starts moving this connection's events to `target`: from now on
-    /// they are held (see `registry::post`).
-    pub(super) fn begin_move(&self, target: Arc<EnvSink>) {
+    /// they are held (see `handoff::post`).
+    pub(super) fn begin_move(&self, target: Arc<EventQueue>) {
         let mut route = self.route();
         *route = match std::mem::replace(&mut *route, Route::Direct(target.clone())) {
             Route::Direct(_) => Route::Held {
@@ -254,7 +257,7 @@ impl Conn {
     /// (or the connection is moving), so reading goes on.
     pub(super) fn wait_for_take(&self, gen: u64, waker: &std::task::Waker) -> bool {
         match &*self.route() {
-            Route::Direct(sink) => sink.lock().wait_for_take(gen, waker),
+            Route::Direct(queue) => queue.lock().wait_for_take(gen, waker),
             Route::Held { .. } => false,
         }
     }
@@ -276,20 +279,20 @@ impl Conn {
         }
     }
 
-    /// On the receiving environment (`sink`), after the receiver's callback:
+    /// On the receiving environment (`queue`), after the receiver's callback:
     /// the held events to deliver, or `None` once there are none left, at
-    /// which point events flow straight to `sink`. Also `None` if the
+    /// which point events flow straight to `queue`. Also `None` if the
     /// connection was posted on elsewhere meanwhile.
-    pub fn take_held(&self, sink: &Arc<EnvSink>) -> Option<Batch> {
+    pub fn take_held(&self, queue: &Arc<EventQueue>) -> Option<Batch> {
         let mut route = self.route();
         let Route::Held { target, held } = &mut *route else {
             return None;
         };
-        if !Arc::ptr_eq(target, sink) {
+        if !Arc::ptr_eq(target, queue) {
             return None;
         }
         if held.is_empty() {
-            *route = Route::Direct(sink.clone());
+            *route = Route::Direct(queue.clone());
             return None;
         }
         Some(std::mem::take(held))
@@ -332,7 +335,7 @@ impl Conn {
         if was_empty && !self.try_direct(g) {
             // Through the flusher: one engine wake-up for a burst of sends.
             if let Some(w) = self.waker.take() {
-                super::flush::schedule(w);
+                super::wakeups::schedule(w);
             }
         }
     }
@@ -346,7 +349,7 @@ impl Conn {
     }
 
     /// The latency path: when this send is the last thing JS does in a
-    /// batch (see `flush::direct_allowed`), the queue was empty and the task
+    /// batch (see `wakeups::direct_allowed`), the queue was empty and the task
     /// is not writing, write the bytes to the socket right here with one
     /// non-blocking `send(2)`, instead of waking the engine thread for it.
     /// Whatever does not fit stays queued for the task. Pipelined sends keep
@@ -355,7 +358,7 @@ impl Conn {
         // A pending `drain` is left to the task: emitting it here, under
         // this lock, would invert the engine's route-then-inner lock order.
         if self.records
-            || !super::flush::direct_allowed()
+            || !super::wakeups::direct_allowed()
             || self.want_drain.load(Ordering::Acquire)
         {
             return false;

@@ -1,7 +1,7 @@
 //! A connection's engine task before any upgrade: room for it
 //! (`maxConnections`), then its requests one by one, each routed
 //! (`http::route`): to the request handler (`http.rs`), to the JS thread's
-//! keep-alive lane once idle (`lane.rs`), or to a WebSocket (`upgrade.rs`).
+//! keep-alive keep-alive executor once idle (`keepalive/`), or to a WebSocket (`upgrade.rs`).
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -79,15 +79,15 @@ where
 
 /// Whether an idle connection of `server` may move to its environment's
 /// JS thread: when that thread serves keep-alive HTTP (the binding's
-/// lane opts in with `EnvSink::enable_lane`).
+/// keep-alive executor opts in with `EventQueue::enable_keepalive`).
 fn wanted(server: &Server) -> bool {
-    cfg!(unix) && !server.is_closing() && server.sink().lane_enabled()
+    cfg!(unix) && !server.is_closing() && server.queue().keepalive_enabled()
 }
 
 /// Moves an idle keep-alive connection (its task ends) to the JS thread.
 /// `idle_since` (`clock::mono_ms`) is when its last response ended: the
 /// idle timeout runs from there, not from the move.
-fn to_lane(
+fn to_keepalive(
     stream: Transport,
     remote: SocketAddr,
     local: SocketAddr,
@@ -98,9 +98,9 @@ fn to_lane(
     let Some(stream) = stream.into_std() else {
         return;
     };
-    let sink = server.sink();
+    let queue = server.queue();
     let idle = IdleConn::new(stream, server, remote, local, idle_since);
-    if let Some(idle) = sink.push_to_lane(idle) {
+    if let Some(idle) = queue.push_keepalive(idle) {
         // The environment stopped taking them meanwhile.
         hand_back(idle, Vec::new());
     }
@@ -108,7 +108,7 @@ fn to_lane(
 
 /// Serves a connection: `buf` holds bytes already read from it, `first`
 /// says whether it has had a request yet (a fresh connection, or one that
-/// comes back from the lane).
+/// comes back from the keep-alive executor).
 async fn run(
     mut stream: Transport,
     remote: SocketAddr,
@@ -211,7 +211,7 @@ async fn run(
                     After::Next if buf.is_empty() && !timer.is_over() && wanted(&server) => {
                         drop(closing);
                         let since = timer.since.unwrap_or_else(crate::clock::mono_ms);
-                        to_lane(stream, remote, local, server, since);
+                        to_keepalive(stream, remote, local, server, since);
                         return;
                     }
                     After::Next => continue,
@@ -326,9 +326,9 @@ mod tests {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let a = l.local_addr().unwrap();
             let s = Transport::Plain(tokio::net::TcpStream::connect(a).await.unwrap());
-            let sink = super::super::sink::EnvSink::new(Box::new(|| {}));
+            let queue = super::super::events::EventQueue::new(Box::new(|| {}));
             let server =
-                super::super::listener::bind("127.0.0.1", 0, Default::default(), sink).unwrap();
+                super::super::listener::bind("127.0.0.1", 0, Default::default(), queue).unwrap();
             let f = super::run(s, a, a, server.clone(), Vec::new(), true);
             let size = std::mem::size_of_val(&f);
             assert!(size <= 1024, "connection future is {size} bytes");

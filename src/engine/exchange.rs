@@ -137,8 +137,8 @@ pub struct Exchange {
     /// wake from an earlier exchange only costs the task a spurious poll.
     pub(super) waker: Arc<AtomicWaker>,
     /// Wake on the calling thread, not through the engine's flusher: the
-    /// connection is served by the JS thread's lane (`lane.rs`). Such an
-    /// exchange starts parked: the lane looks at the response right after
+    /// connection is served by the JS thread's keep-alive executor (`keepalive/`). Such an
+    /// exchange starts parked: the keep-alive executor looks at the response right after
     /// the handler's call, so an end that is fully written needs no wake.
     wake_here: bool,
 }
@@ -190,13 +190,13 @@ impl Exchange {
         true
     }
 
-    /// Wakes the connection task, once per burst (see `flush`).
+    /// Wakes the connection task, once per burst (see `wakeups`).
     fn wake(&self) {
         if let Some(w) = self.waker.take() {
             if self.wake_here {
                 w.wake();
             } else {
-                super::flush::schedule(w);
+                super::wakeups::schedule(w);
             }
         }
     }
@@ -225,7 +225,7 @@ impl Exchange {
 
     fn tell(&self, notice: Option<Notice>) {
         if let Some(notice) = notice {
-            self.server.sink().push(super::sink::Event::Response {
+            self.server.queue().push(super::events::Event::Response {
                 exchange: self.id,
                 notice,
             });
@@ -279,7 +279,7 @@ impl Exchange {
         // The end, nothing queued and a socket to write to (the usual
         // case): build in this thread's scratch buffer and send from there,
         // so only what the socket does not take is copied to the queue. A
-        // renewed exchange (the lane's) has room of its own, which does.
+        // renewed exchange (the keep-alive executor's) has room of its own, which does.
         let in_scratch =
             last && g.out.is_empty() && g.writer.direct().is_some() && g.out.capacity() < OWN_ROOM;
         let mut scratch = if in_scratch {
@@ -335,7 +335,7 @@ impl Exchange {
         if last && g.parked && g.out.is_empty() && g.keep_alive {
             // All out, and the connection stays: the task learns of the
             // end when the next request (or its timer) wakes it, and its
-            // idle time starts now. The lane looks right after the
+            // idle time starts now. The keep-alive executor looks right after the
             // handler's call and takes the time itself.
             if !self.wake_here {
                 g.ended_at = Some(crate::clock::mono_ms());

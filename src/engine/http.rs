@@ -13,9 +13,9 @@ use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep, timeout, Instant, Sleep};
 
+use super::events::Event;
 use super::exchange::Exchange;
 use super::server::{CloseWatch, Server};
-use super::sink::Event;
 use super::transport::Transport;
 use crate::clock;
 use crate::http::body::{body_kind, expects_continue, BodyDecoder, BodyKind};
@@ -268,7 +268,7 @@ pub(super) async fn serve_one(
         false,
     );
     let _detach = Detach(&exchange);
-    server.sink().push(Event::Request {
+    server.queue().push(Event::Request {
         server: server.id,
         exchange: exchange.clone(),
         head,

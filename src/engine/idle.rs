@@ -1,6 +1,6 @@
 //! An idle keep-alive HTTP connection handed from its engine task to the
-//! JS thread of its server's environment (`Event::HttpLane`), which then
-//! serves its requests itself (the binding's `lane`), and back again
+//! JS thread of its server's environment (`Event::KeepAlive`), which then
+//! serves its requests itself (the binding's `keep-alive executor`), and back again
 //! (`connection::hand_back`) for anything but a plain request.
 
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::server::Server;
 
 /// How long a handler may still answer once its client has sent a FIN
-/// (see `http::LEFT_GRACE`), in the lane's milliseconds.
+/// (see `http::LEFT_GRACE`), in the keep-alive executor's milliseconds.
 pub const LEFT_GRACE_MS: u64 = super::http::LEFT_GRACE.as_millis() as u64;
 
 /// A connection between requests, off the engine's epoll (the socket stays

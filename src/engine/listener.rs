@@ -10,8 +10,8 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::connection::connection;
+use super::events::EventQueue;
 use super::server::{error_code, Server};
-use super::sink::EnvSink;
 use super::transport::Transport;
 use super::{runtime, ServerConfig};
 
@@ -77,7 +77,7 @@ pub fn bind(
     address: &str,
     port: u16,
     config: ServerConfig,
-    sink: Arc<EnvSink>,
+    queue: Arc<EventQueue>,
 ) -> io::Result<Arc<Server>> {
     let std_listener = bind_socket(address, port, config.backlog)?;
     let local = std_listener.local_addr()?;
@@ -86,7 +86,7 @@ pub fn bind(
         let _guard = runtime.enter();
         tokio::net::TcpListener::from_std(std_listener)?
     };
-    let server = Server::new(config, sink, local);
+    let server = Server::new(config, queue, local);
     let guard = Listening {
         listener: Some(listener),
         server: server.clone(),
@@ -103,10 +103,10 @@ pub fn bind(
 
 /// A server that listens on nothing (`noServer`): its connections come
 /// from another server through [`adopt`].
-pub fn unbound(config: ServerConfig, sink: Arc<EnvSink>) -> io::Result<Arc<Server>> {
+pub fn unbound(config: ServerConfig, queue: Arc<EventQueue>) -> io::Result<Arc<Server>> {
     runtime::handle()?;
     let unspecified = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0);
-    Ok(Server::new(config, sink, unspecified))
+    Ok(Server::new(config, queue, unspecified))
 }
 
 async fn accept_loop(server: Arc<Server>, listener: &tokio::net::TcpListener) {

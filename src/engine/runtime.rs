@@ -21,13 +21,13 @@ pub fn handle() -> std::io::Result<Handle> {
         .enable_time()
         .build()?;
     let handle = rt.handle().clone();
-    handle.spawn(super::flush::run());
-    super::sink::start(&handle);
+    handle.spawn(super::wakeups::run());
+    super::events::start(&handle);
     handle.spawn(heartbeat());
     std::thread::Builder::new()
         .name("sack-engine".into())
         .spawn(move || {
-            super::sink::enable_deferred_wakes();
+            super::events::enable_deferred_wakes();
             batch_scheduling();
             rt.block_on(std::future::pending::<()>())
         })?;

@@ -12,7 +12,7 @@ use atomic_waker::AtomicWaker;
 use tokio::task::JoinHandle;
 
 use super::conn::Conn;
-use super::sink::{EnvSink, Event};
+use super::events::{Event, EventQueue};
 use super::ServerConfig;
 use crate::protocol::close::GOING_AWAY;
 
@@ -55,7 +55,7 @@ pub struct Server {
     pub id: u64,
     pub config: ServerConfig,
     local: SocketAddr,
-    sink: Mutex<Arc<EnvSink>>,
+    queue: Mutex<Arc<EventQueue>>,
     accept_handler: AtomicBool,
     request_handler: AtomicBool,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
@@ -92,12 +92,16 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    pub(super) fn new(config: ServerConfig, sink: Arc<EnvSink>, local: SocketAddr) -> Arc<Server> {
+    pub(super) fn new(
+        config: ServerConfig,
+        queue: Arc<EventQueue>,
+        local: SocketAddr,
+    ) -> Arc<Server> {
         Arc::new(Server {
             id: NEXT_SERVER.fetch_add(1, Ordering::Relaxed),
             config,
             local,
-            sink: Mutex::new(sink),
+            queue: Mutex::new(queue),
             accept_handler: AtomicBool::new(false),
             request_handler: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
@@ -125,8 +129,8 @@ impl Server {
         self.local
     }
 
-    pub fn sink(&self) -> Arc<EnvSink> {
-        self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn queue(&self) -> Arc<EventQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Which JS handlers exist: with no `accept` handler the engine answers
@@ -238,11 +242,11 @@ impl Server {
         self.shed.fetch_add(1, Ordering::AcqRel);
         // Idle connections on engine tasks look at `shed` when woken (a
         // few: a flood at the limit must not wake every one each time),
-        // those on a JS thread's lane when it hears of it.
+        // those on a JS thread's keep-alive executor when it hears of it.
         for w in snapshot(&self.watchers).into_iter().take(SHED_WAKES) {
             w.wake();
         }
-        self.sink().push(Event::ShedIdle { server: self.id });
+        self.queue().push(Event::ShedIdle { server: self.id });
         let deadline = tokio::time::Instant::now() + ROOM_WAIT;
         loop {
             let freed = self.room.notified();
@@ -278,7 +282,7 @@ impl Server {
 
     fn emit_closed(&self) {
         if !self.close_emitted.swap(true, Ordering::AcqRel) {
-            self.sink().push(Event::ServerClose { server: self.id });
+            self.queue().push(Event::ServerClose { server: self.id });
         }
     }
 
@@ -288,11 +292,11 @@ impl Server {
         self.close_where(code, reason, |_| true);
     }
 
-    /// The server's environment is going away (`sink`): stops listening
+    /// The server's environment is going away (`queue`): stops listening
     /// and closes, with 1001, the connections whose events go there. Ones
     /// posted to other threads stay open there.
-    pub fn close_for_gone_env(&self, sink: &Arc<EnvSink>) {
-        self.close_where(GOING_AWAY, "", |c| Arc::ptr_eq(&c.sink(), sink));
+    pub fn close_for_gone_env(&self, queue: &Arc<EventQueue>) {
+        self.close_where(GOING_AWAY, "", |c| Arc::ptr_eq(&c.queue(), queue));
     }
 
     fn close_where(&self, code: u16, reason: &str, mine: impl Fn(&Conn) -> bool) {
@@ -335,7 +339,7 @@ impl Server {
         code: &'static str,
         message: String,
     ) {
-        self.sink().push(Event::ServerError {
+        self.queue().push(Event::ServerError {
             server: self.id,
             remote,
             local,

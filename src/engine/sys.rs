@@ -1,6 +1,6 @@
 //! The system calls the engine makes itself rather than through tokio: the
 //! bare `recvfrom(2)` / `sendto(2)` of the hot paths (from any thread, for
-//! the JS thread's direct writes and the HTTP lane), and the peeks that
+//! the JS thread's direct writes and the keep-alive executor), and the peeks that
 //! tell a peer gone from one that sent bytes.
 
 use tokio::net::TcpStream;

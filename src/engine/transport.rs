@@ -99,7 +99,7 @@ impl Transport {
         }
     }
 
-    /// The socket itself, for the JS thread's keep-alive executor (`lane`);
+    /// The socket itself, for the JS thread's keep-alive executor (`keep-alive executor`);
     /// `None` where a transport cannot leave the engine.
     pub(super) fn into_std(self) -> Option<std::net::TcpStream> {
         let Transport::Plain(s) = self;
@@ -120,8 +120,8 @@ impl Transport {
     pub(super) async fn linger(mut self) {
         let _ = timeout(Duration::from_secs(1), self.shutdown()).await;
         let end = Instant::now() + LINGER;
-        let mut sink = [0u8; 4096];
-        while let Ok(Ok(n)) = tokio::time::timeout_at(end, self.read(&mut sink)).await {
+        let mut discard = [0u8; 4096];
+        while let Ok(Ok(n)) = tokio::time::timeout_at(end, self.read(&mut discard)).await {
             if n == 0 {
                 break;
             }

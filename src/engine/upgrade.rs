@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::time::sleep;
 
 use super::conn::{Conn, Phase};
+use super::events::{ConnInfo, Event};
 use super::server::Server;
 use super::session::Session;
-use super::sink::{ConnInfo, Event};
 use super::transport::Transport;
 use super::ServerConfig;
 use crate::http::head::RequestHead;
@@ -56,7 +56,7 @@ pub(super) async fn upgrade(
     let conn = Conn::new(
         server.id,
         cfg,
-        server.sink(),
+        server.queue(),
         key,
         info,
         extensions,

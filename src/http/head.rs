@@ -8,7 +8,7 @@ pub const MAX_HEADERS: usize = 128;
 /// header name and value, every item followed by `\n`. No parsed item can
 /// hold a `\n` (httparse refuses control characters there), so the split is
 /// exact; JS gets the target-and-headers part as it stands (see
-/// `binding::dispatch`).
+/// `binding::request_group`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     text: String,
@@ -123,7 +123,7 @@ impl RequestHead {
 
     /// The target and the header names and values, each followed by `\n`
     /// except the last value (with no headers: the target and its `\n`):
-    /// the form `binding::dispatch` hands to JS.
+    /// the form `binding::request_group` hands to JS.
     pub fn target_and_fields(&self) -> &str {
         let all = &self.text[self.method_len as usize + 1..];
         if self.count == 0 {
@@ -186,7 +186,7 @@ impl RequestHead {
 
 impl RequestHead {
     /// Gives the head's string back for a later head on this thread
-    /// (`binding::dispatch` does, once JS has the text): a request then
+    /// (`binding::request_group` does, once JS has the text): a request then
     /// costs no allocation for it.
     pub fn recycle(self) {
         let mut text = self.text;

@@ -1,5 +1,5 @@
 //! Where a request goes: the rules every executor applies to a request
-//! head, once (the engine task and the JS thread's keep-alive lane alike).
+//! head, once (the engine task and the JS thread's keep-alive keep-alive executor alike).
 
 use super::body::{body_kind, unmet_expectation, BodyKind};
 use super::head::{Field, RequestHead};
@@ -15,7 +15,7 @@ pub enum Route {
     /// An `Expect` the server cannot meet: answered 417 before any body.
     Unmet,
     /// To the request handler, with no body to read and nothing unusual:
-    /// what the JS thread's lane may serve itself.
+    /// what the JS thread's keep-alive executor may serve itself.
     Plain,
     /// To the request handler, after its body (or its `100 Continue`), or
     /// a head whose framing is bad (answered 400): the engine's.

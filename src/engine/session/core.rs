@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant, Sleep};
 
 use super::super::conn::{Conn, Phase};
+use super::super::events::{Event, Share};
 use super::super::inflating::Inflation;
-use super::super::sink::{Event, Share};
 use super::super::writer::{Direct, Writer};
 use super::super::ServerConfig;
 use super::{Closing, OVERFLOW};

@@ -4,7 +4,7 @@
 
 use super::core::Core;
 use super::{IDLE_KEEP, SCRATCH_SIZE};
-use crate::engine::sink::Event;
+use crate::engine::events::Event;
 use crate::engine::unframed;
 use crate::protocol::frame::{write_frame, OpCode};
 

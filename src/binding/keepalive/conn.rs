@@ -12,10 +12,10 @@ use std::task::Poll;
 
 use atomic_waker::AtomicWaker;
 
+use crate::engine::events::Event;
 use crate::engine::exchange::Exchange;
 use crate::engine::idle::IdleConn;
 use crate::engine::server::Server;
-use crate::engine::sink::Event;
 use crate::engine::sys;
 use crate::engine::writer::Direct;
 use crate::http::framing::RequestInfo;
@@ -25,7 +25,7 @@ use crate::http::route::{route, Route};
 /// Read buffers larger than this are released once empty.
 const KEEP_BUF: usize = 4096;
 
-/// What a lane connection needs next.
+/// What a keep-alive executor connection needs next.
 #[derive(Debug)]
 pub enum Step {
     /// This request goes to JS.
@@ -39,7 +39,7 @@ pub enum Step {
     Drop,
 }
 
-/// Where a response stands ([`LaneConn::progress`]).
+/// Where a response stands ([`KeepAliveConn::progress`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {
     /// JS has not ended it.
@@ -55,15 +55,15 @@ pub enum Progress {
 
 /// A keep-alive connection served by the JS thread.
 #[derive(Debug)]
-pub struct LaneConn {
+pub struct KeepAliveConn {
     /// The response in flight, if any. Declared before `idle`, so it is
     /// detached before the socket closes.
     exchange: InFlight,
     idle: IdleConn,
     /// Bytes read and not yet used (pipelined requests).
     buf: Vec<u8>,
-    /// Wakes the lane when a response ends later than its handler call
-    /// (the lane registers its waker here).
+    /// Wakes the keep-alive executor when a response ends later than its handler call
+    /// (the keep-alive executor registers its waker here).
     pub waker: Arc<AtomicWaker>,
     /// The last one, ended, for `Exchange::renew`.
     spare: Option<Arc<Exchange>>,
@@ -71,9 +71,9 @@ pub struct LaneConn {
     limit_ms: u64,
 }
 
-impl LaneConn {
-    pub fn new(idle: IdleConn) -> LaneConn {
-        LaneConn {
+impl KeepAliveConn {
+    pub fn new(idle: IdleConn) -> KeepAliveConn {
+        KeepAliveConn {
             limit_ms: idle.server.config.handshake_timeout.as_millis() as u64,
             idle,
             buf: Vec::new(),
@@ -224,7 +224,7 @@ impl LaneConn {
             .spare
             .take()
             .and_then(|mut ex| Exchange::renew(&mut ex, info, Some(direct())).then_some(ex));
-        // Parked (a lane exchange starts so): until JS returns, an end that
+        // Parked (a keep-alive executor exchange starts so): until JS returns, an end that
         // is fully written needs no wake.
         let exchange = reused.unwrap_or_else(|| {
             Exchange::new(
@@ -247,8 +247,8 @@ impl LaneConn {
     }
 
     /// Writes what the response has queued and says where it stands.
-    /// `Busy` and `Blocked` leave the exchange set to wake the lane. `now`
-    /// (`clock::mono_ms`, read by the lane around each JS call) starts the
+    /// `Busy` and `Blocked` leave the exchange set to wake the keep-alive executor. `now`
+    /// (`clock::mono_ms`, read by the keep-alive executor around each JS call) starts the
     /// idle time.
     pub fn progress(&mut self, now: u64) -> Progress {
         let Some(ex) = self.exchange.0.as_ref() else {
@@ -285,7 +285,7 @@ impl LaneConn {
     /// Gives the connection up to an engine task: the connection, and
     /// what was read ahead of its next request.
     pub fn into_idle(self) -> (IdleConn, Vec<u8>) {
-        let LaneConn {
+        let KeepAliveConn {
             exchange,
             idle,
             buf,

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::conn::Conn;
-use super::sink::{Batch, EnvSink, Event};
+use super::events::{Batch, Event, EventQueue};
 
 struct Receiver {
     token: u64,
-    sink: Arc<EnvSink>,
+    queue: Arc<EventQueue>,
     /// Stays registered after a connection (until `unregister`).
     standing: bool,
 }
@@ -29,17 +29,17 @@ fn with<R>(f: impl FnOnce(&mut HashMap<String, VecDeque<Receiver>>) -> R) -> R {
     f(g.get_or_insert_with(HashMap::new))
 }
 
-/// Registers a receiver for `destination` in the environment of `sink`
+/// Registers a receiver for `destination` in the environment of `queue`
 /// (`standing`: for every connection until unregistered, not just one);
 /// the returned token names it when a connection arrives.
-pub fn register(destination: &str, sink: Arc<EnvSink>, standing: bool) -> u64 {
+pub fn register(destination: &str, queue: Arc<EventQueue>, standing: bool) -> u64 {
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
     with(|m| {
         m.entry(destination.to_string())
             .or_default()
             .push_back(Receiver {
                 token,
-                sink,
+                queue,
                 standing,
             })
     });
@@ -62,10 +62,10 @@ pub fn unregister(token: u64) -> bool {
 }
 
 /// Forgets every receiver of an environment that is going away.
-pub fn unregister_env(sink: &Arc<EnvSink>) {
+pub fn unregister_env(queue: &Arc<EventQueue>) {
     with(|m| {
         for q in m.values_mut() {
-            q.retain(|r| !Arc::ptr_eq(&r.sink, sink));
+            q.retain(|r| !Arc::ptr_eq(&r.queue, queue));
         }
         m.retain(|_, q| !q.is_empty());
     })
@@ -82,10 +82,10 @@ pub fn post(
     data: Option<Vec<u8>>,
     undelivered: impl FnOnce(&mut Batch),
 ) -> bool {
-    let Some((token, sink)) = with(|m| {
+    let Some((token, queue)) = with(|m| {
         let q = m.get_mut(destination)?;
         let rx = q.pop_front()?;
-        let taken = (rx.token, rx.sink.clone());
+        let taken = (rx.token, rx.queue.clone());
         if rx.standing {
             q.push_back(rx); // its turn again after the others
         }
@@ -99,7 +99,7 @@ pub fn post(
     if conn.is_pending() {
         let _ = conn.accept(None);
     }
-    conn.begin_move(sink.clone());
+    conn.begin_move(queue.clone());
     // The socket reaches its receiver as a new one would: reading, with
     // TCP_NODELAY (what its new object reports). The old thread's `block()`
     // or `noDelay = false` is not the receiver's to know of or undo.
@@ -108,7 +108,7 @@ pub fn post(
     let mut earlier = Batch::default();
     undelivered(&mut earlier);
     conn.prepend_held(earlier);
-    sink.push(Event::Adopt {
+    queue.push(Event::Adopt {
         token,
         destination: destination.to_string(),
         conn: conn.clone(),
@@ -122,10 +122,10 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::engine::sink::ConnInfo;
+    use crate::engine::events::ConnInfo;
     use crate::http::head::RequestHead;
 
-    fn open_conn(sink: Arc<EnvSink>) -> Arc<Conn> {
+    fn open_conn(queue: Arc<EventQueue>) -> Arc<Conn> {
         let addr = "127.0.0.1:1".parse().unwrap();
         let info = Arc::new(ConnInfo {
             head: RequestHead::new("GET", "/", 1, &[]),
@@ -137,7 +137,7 @@ mod tests {
         let conn = Conn::new(
             1,
             &Default::default(),
-            sink,
+            queue,
             key,
             info,
             String::new(),
@@ -152,8 +152,8 @@ mod tests {
     /// nobody to read its events, and what comes later is not kept.
     #[test]
     fn a_socket_posted_to_an_environment_that_goes_away_meanwhile_is_closed() {
-        let home = EnvSink::new(Box::new(|| {}));
-        let away = EnvSink::new(Box::new(|| {}));
+        let home = EventQueue::new(Box::new(|| {}));
+        let away = EventQueue::new(Box::new(|| {}));
         let conn = open_conn(home);
         conn.set_blocked(true);
         register("registry-test-gone", away.clone(), false);
@@ -188,10 +188,10 @@ mod tests {
     /// client's answer to the 1001 completes the close.
     #[test]
     fn a_blocked_socket_closed_for_a_gone_environment_reads_again() {
-        let home = EnvSink::new(Box::new(|| {}));
+        let home = EventQueue::new(Box::new(|| {}));
         let conn = open_conn(home.clone());
         conn.set_blocked(true);
-        crate::engine::sink::close_for_gone(&conn, &home);
+        crate::engine::events::close_for_gone(&conn, &home);
         let g = conn.lock();
         assert!(!g.blocked);
         assert!(g.close_sent);

@@ -1,6 +1,6 @@
 //! Events out of the engine, queued per JS environment.
 //!
-//! Each environment (main thread, each worker) owns one [`EnvSink`]. The
+//! Each environment (main thread, each worker) owns one [`EventQueue`]. The
 //! engine appends events and wakes the environment only when no wake is
 //! already pending, so one wake delivers a whole batch. Message bytes go to a
 //! shared arena, not one allocation per message.
@@ -108,12 +108,12 @@ pub enum Event {
         notice: super::exchange::Notice,
     },
     /// Server `server` is at `maxConnections`: an idle keep-alive
-    /// connection of the lane should close to make room.
+    /// connection of the keep-alive executor should close to make room.
     ShedIdle {
         server: u64,
     },
-    /// A keep-alive HTTP connection for this environment's lane.
-    HttpLane {
+    /// A keep-alive HTTP connection for this environment's keep-alive executor.
+    KeepAlive {
         conn: super::idle::IdleConn,
     },
     /// A connection posted to this environment: hand it to the receiver
@@ -146,7 +146,7 @@ impl Event {
             | Event::Request { .. }
             | Event::Response { .. }
             | Event::ShedIdle { .. }
-            | Event::HttpLane { .. } => None,
+            | Event::KeepAlive { .. } => None,
         }
     }
 }
@@ -175,7 +175,7 @@ pub struct Batch {
     pub events: VecDeque<Event>,
     pub arena: Vec<u8>,
     /// Which of its environment's queues this is: 1 for the first, one
-    /// more at every [`EnvSink::take`]. 0 for batches that are no queue
+    /// more at every [`EventQueue::take`]. 0 for batches that are no queue
     /// (events held for a move, the consumer's spare).
     pub gen: u64,
     /// Readers waiting for this queue to be taken (see [`Share`]).
@@ -324,8 +324,8 @@ impl Batch {
 }
 
 thread_local! {
-    /// Sinks to wake at the end of this engine round (engine thread only).
-    static DEFERRED: std::cell::RefCell<Option<Vec<Arc<EnvSink>>>> = const { std::cell::RefCell::new(None) };
+    /// Queues to wake at the end of this engine round (engine thread only).
+    static DEFERRED: std::cell::RefCell<Option<Vec<Arc<EventQueue>>>> = const { std::cell::RefCell::new(None) };
 }
 
 static NOTIFIER: atomic_waker::AtomicWaker = atomic_waker::AtomicWaker::new();
@@ -335,15 +335,15 @@ pub(super) fn enable_deferred_wakes() {
     DEFERRED.with(|d| *d.borrow_mut() = Some(Vec::new()));
 }
 
-/// Queues `sink` for the notifier task if this is the engine thread.
-fn defer(sink: &Arc<EnvSink>) -> bool {
+/// Queues `queue` for the notifier task if this is the engine thread.
+fn defer(queue: &Arc<EventQueue>) -> bool {
     DEFERRED.with(|d| match d.borrow_mut().as_mut() {
         Some(list) => {
             if list.is_empty() {
                 // A local wake: the notifier runs after the tasks already queued.
                 NOTIFIER.wake();
             }
-            list.push(sink.clone());
+            list.push(queue.clone());
             true
         }
         None => false,
@@ -370,8 +370,8 @@ async fn notifier() {
                 std::mem::swap(list, &mut due);
             }
         });
-        for sink in due.drain(..) {
-            sink.wake_now();
+        for queue in due.drain(..) {
+            queue.wake_now();
         }
         std::task::Poll::<()>::Pending
     })
@@ -379,69 +379,69 @@ async fn notifier() {
 }
 
 /// The queue of one JS environment and the means to wake it.
-pub struct EnvSink {
+pub struct EventQueue {
     batch: Mutex<Batch>,
     scheduled: AtomicBool,
     waker: Box<dyn Fn() + Send + Sync>,
     /// The environment serves keep-alive HTTP connections itself
-    /// (`lane.rs`).
-    lane: AtomicBool,
-    /// The environment is gone ([`EnvSink::shut`]): what comes is discarded.
+    /// (`keepalive/`).
+    keepalive: AtomicBool,
+    /// The environment is gone ([`EventQueue::shut`]): what comes is discarded.
     dead: AtomicBool,
 }
 
-impl std::fmt::Debug for EnvSink {
+impl std::fmt::Debug for EventQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnvSink").finish_non_exhaustive()
+        f.debug_struct("EventQueue").finish_non_exhaustive()
     }
 }
 
-impl EnvSink {
-    /// `waker` asks the environment to call [`EnvSink::take`] soon; it must
+impl EventQueue {
+    /// `waker` asks the environment to call [`EventQueue::take`] soon; it must
     /// not block and must do nothing once the environment is gone.
     pub fn new(waker: Box<dyn Fn() + Send + Sync>) -> Arc<Self> {
-        Arc::new(EnvSink {
+        Arc::new(EventQueue {
             batch: Mutex::new(Batch {
                 gen: 1,
                 ..Batch::default()
             }),
             scheduled: AtomicBool::new(false),
             waker,
-            lane: AtomicBool::new(false),
+            keepalive: AtomicBool::new(false),
             dead: AtomicBool::new(false),
         })
     }
 
     /// `on`: the environment takes keep-alive HTTP connections
-    /// (`Event::HttpLane`); off again when it goes away. Under the queue's
+    /// (`Event::KeepAlive`); off again when it goes away. Under the queue's
     /// lock, so no connection is queued after the last drain.
-    pub fn enable_lane(&self, on: bool) {
+    pub fn enable_keepalive(&self, on: bool) {
         let _queue = self.lock();
-        self.lane.store(on, Ordering::Release);
+        self.keepalive.store(on, Ordering::Release);
     }
 
-    /// Queues a connection for the lane; gives it back when the
+    /// Queues a connection for the keep-alive executor; gives it back when the
     /// environment no longer takes them.
-    pub fn push_to_lane(
+    pub fn push_keepalive(
         self: &Arc<Self>,
         conn: super::idle::IdleConn,
     ) -> Option<super::idle::IdleConn> {
         {
             let mut queue = self.lock();
-            if !self.lane.load(Ordering::Acquire) {
+            if !self.keepalive.load(Ordering::Acquire) {
                 return Some(conn);
             }
-            queue.events.push_back(Event::HttpLane { conn });
+            queue.events.push_back(Event::KeepAlive { conn });
         }
         self.wake();
         None
     }
 
-    pub fn lane_enabled(&self) -> bool {
-        self.lane.load(Ordering::Acquire)
+    pub fn keepalive_enabled(&self) -> bool {
+        self.keepalive.load(Ordering::Acquire)
     }
 
-    /// Locks the queue to add several events; wake with [`EnvSink::wake`] after.
+    /// Locks the queue to add several events; wake with [`EventQueue::wake`] after.
     pub fn lock(&self) -> MutexGuard<'_, Batch> {
         self.batch.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -483,7 +483,7 @@ impl EnvSink {
         }
     }
 
-    /// Whether the engine queued events since the last [`EnvSink::take`]
+    /// Whether the engine queued events since the last [`EventQueue::take`]
     /// (a wake is on its way, or deferred to the end of the engine's round).
     pub fn is_scheduled(&self) -> bool {
         self.scheduled.load(Ordering::Acquire)
@@ -507,11 +507,11 @@ impl EnvSink {
     }
 }
 
-/// Ends what events queued for a gone environment (`sink`) stand for:
+/// Ends what events queued for a gone environment (`queue`) stand for:
 /// connections close with 1001 (their held events dropped), responses are
 /// aborted, the rest is dropped. On the engine thread, not the caller's
 /// stack, which may hold a connection's lock.
-fn discard(batch: Batch, sink: Arc<EnvSink>) {
+fn discard(batch: Batch, queue: Arc<EventQueue>) {
     let owns = |ev: &Event| {
         matches!(
             ev,
@@ -528,7 +528,7 @@ fn discard(batch: Batch, sink: Arc<EnvSink>) {
     rt.spawn(async move {
         for ev in batch.events {
             if let Some(conn) = end_for_gone(ev) {
-                close_for_gone(&conn, &sink);
+                close_for_gone(&conn, &queue);
             }
         }
     });
@@ -550,11 +550,11 @@ pub fn end_for_gone(ev: Event) -> Option<Arc<Conn>> {
     }
 }
 
-/// Closes `conn`, whose environment (`sink`) is gone, with 1001. Events
+/// Closes `conn`, whose environment (`queue`) is gone, with 1001. Events
 /// held for a move there are dropped, and later ones go to the dead queue,
 /// which discards them.
-pub fn close_for_gone(conn: &Conn, sink: &Arc<EnvSink>) {
-    while conn.take_held(sink).is_some() {}
+pub fn close_for_gone(conn: &Conn, queue: &Arc<EventQueue>) {
+    while conn.take_held(queue).is_some() {}
     // Reading again, whatever `block()` said: the peer's answer to the
     // close frame must be read.
     conn.set_blocked(false);

@@ -8,8 +8,8 @@ use napi::sys;
 use super::connection::NativeConnection;
 use super::env::EnvState;
 use super::js;
+use crate::engine::events::{ConnInfo, Event};
 use crate::engine::exchange::Notice;
-use crate::engine::sink::{ConnInfo, Event};
 
 /// Event kinds as the numbers the dispatcher takes (declared in `contract`).
 pub mod kind {
@@ -173,12 +173,12 @@ pub unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, 
                 js::call(env, f, &[n(kind), n(exchange as f64)]);
             }
             Event::ShedIdle { server } => {
-                if let Some(lane) = state.lane.as_ref() {
-                    lane.shed_idle(server);
+                if let Some(keepalive) = state.keepalive.as_ref() {
+                    keepalive.shed_idle(server);
                 }
             }
-            Event::HttpLane { conn } => match state.lane.as_ref() {
-                Some(lane) => lane.adopt(conn),
+            Event::KeepAlive { conn } => match state.keepalive.as_ref() {
+                Some(keepalive) => keepalive.adopt(conn),
                 None => crate::engine::connection::hand_back(conn, Vec::new()),
             },
             Event::ServerClose { server } => {

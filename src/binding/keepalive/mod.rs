@@ -1,10 +1,10 @@
-//! The HTTP lane: keep-alive connections served on the JS thread, with no
+//! The keep-alive executor: keep-alive connections served on the JS thread, with no
 //! engine wake, thread switch or handoff per request (`conn.rs` does the
 //! socket work). This file: a libuv poll
 //! handle per keep-alive connection on this environment's own event loop,
 //! the requests of one loop turn handed to JS in one call, and the idle
 //! sweep. Linux only. libuv's functions are looked up at run time, as
-//! N-API's are; where they are missing there is no lane, and connections
+//! N-API's are; where they are missing there is no keep-alive executor, and connections
 //! stay on their engine tasks. `SACK_HTTP_LANE=0` turns the lane off (for
 //! comparisons). What it needs of its environment (the dispatcher, the
 //! request groups' format) comes through [`Host`].
@@ -26,18 +26,18 @@ use super::uv::{
     alloc_handle, data_of, free_poll, owner_of, set_data, set_owner, uv, Uv, UV_ASYNC, UV_CHECK,
     UV_POLL, UV_READABLE, UV_TIMER, UV_WRITABLE,
 };
+use crate::engine::events::Event;
 use crate::engine::idle::IdleConn;
-use crate::engine::sink::Event;
-use conn::{LaneConn, Progress, Step};
+use conn::{KeepAliveConn, Progress, Step};
 
 /// Rounds of work per loop turn at most (each may call JS once).
 const MAX_ROUNDS: usize = 64;
 
-/// What the lane needs of the environment holding it, which sits above
+/// What the keep-alive executor needs of the environment holding it, which sits above
 /// this module.
 pub trait Host: Sized + 'static {
-    /// The lane whose handles call back (the one `bind` was called on).
-    fn lane(&self) -> Option<&Lane<Self>>;
+    /// The keep-alive executor whose handles call back (the one `bind` was called on).
+    fn keepalive(&self) -> Option<&KeepAlive<Self>>;
     fn env(&self) -> sys::napi_env;
     /// The environment's JS dispatcher.
     fn dispatcher(&self) -> sys::napi_value;
@@ -53,18 +53,18 @@ pub trait Host: Sized + 'static {
 /// Connections whose response ended after its handler returned: woken from
 /// `Exchange::wake` (on this JS thread), delivered by an async handle.
 struct Woken {
-    /// `None` once the lane is gone.
+    /// `None` once the keep-alive executor is gone.
     keys: Mutex<Option<Vec<u64>>>,
     handle: usize,
     send: unsafe extern "C" fn(*mut c_void) -> c_int,
 }
 
-struct LaneWake {
+struct KeepAliveWake {
     key: u64,
     woken: Arc<Woken>,
 }
 
-impl Wake for LaneWake {
+impl Wake for KeepAliveWake {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -73,7 +73,7 @@ impl Wake for LaneWake {
         let mut keys = self.woken.keys.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(keys) = keys.as_mut() {
             keys.push(self.key);
-            // SAFETY: the handle is alive while `keys` is `Some` (the lane
+            // SAFETY: the handle is alive while `keys` is `Some` (the keep-alive executor
             // clears it under this lock before closing the handle).
             unsafe { (self.woken.send)(self.woken.handle as *mut c_void) };
         }
@@ -81,7 +81,7 @@ impl Wake for LaneWake {
 }
 
 struct Slot {
-    conn: LaneConn,
+    conn: KeepAliveConn,
     poll: *mut c_void,
     /// The events the poll handle watches now (0: stopped).
     events: c_int,
@@ -100,7 +100,7 @@ struct Slot {
     close_by: Option<u64>,
 }
 
-/// A round's working lists (see `Lane::run`).
+/// A round's working lists (see `KeepAlive::run`).
 #[derive(Default)]
 struct Round {
     items: Vec<u64>,
@@ -108,8 +108,8 @@ struct Round {
     asked: Vec<u64>,
 }
 
-/// This environment's lane.
-pub struct Lane<H> {
+/// This environment's keep-alive executor.
+pub struct KeepAlive<H> {
     uv: &'static Uv,
     loop_: *mut c_void,
     conns: RefCell<IdMap<Slot>>,
@@ -131,17 +131,17 @@ pub struct Lane<H> {
     sweep_ms: Cell<u64>,
     entry: Entry,
     closed: Cell<bool>,
-    /// The environment holding this lane (`bind`), null until then.
+    /// The environment holding this keep-alive executor (`bind`), null until then.
     owner: Cell<*const H>,
 }
 
-impl<H: Host> Lane<H> {
-    /// Sets up the lane of environment `env` (on its JS thread, inside a
+impl<H: Host> KeepAlive<H> {
+    /// Sets up the keep-alive executor of environment `env` (on its JS thread, inside a
     /// call from JS); `None` where there is none.
     ///
     /// # Safety
     /// On the JS thread of `env`, inside a handle scope.
-    pub unsafe fn new(env: sys::napi_env) -> Option<Lane<H>> {
+    pub unsafe fn new(env: sys::napi_env) -> Option<KeepAlive<H>> {
         if std::env::var_os("SACK_HTTP_LANE").is_some_and(|v| v == "0") {
             return None;
         }
@@ -174,7 +174,7 @@ impl<H: Host> Lane<H> {
             (uv.unref)(check);
             (uv.unref)(timer);
             (uv.unref)(wake);
-            Some(Lane {
+            Some(KeepAlive {
                 uv,
                 loop_,
                 conns: RefCell::new(IdMap::default()),
@@ -198,7 +198,7 @@ impl<H: Host> Lane<H> {
         }
     }
 
-    /// Makes `state`, which holds this lane, the owner of its handles, as
+    /// Makes `state`, which holds this keep-alive executor, the owner of its handles, as
     /// libuv's callbacks find it.
     pub fn bind(&self, state: &'static H) {
         self.owner.set(state);
@@ -207,12 +207,12 @@ impl<H: Host> Lane<H> {
         }
     }
 
-    /// Takes a connection the engine moved here (`Event::HttpLane`).
+    /// Takes a connection the engine moved here (`Event::KeepAlive`).
     pub fn adopt(&self, idle: IdleConn) {
         if self.closed.get() || idle.server.is_closing() {
             return; // dropped: closed
         }
-        let conn = LaneConn::new(idle);
+        let conn = KeepAliveConn::new(idle);
         let poll = alloc_handle(self.uv, UV_POLL);
         // SAFETY: a fresh handle on this loop, for the connection's open
         // socket; started below with a callback of this module.
@@ -231,7 +231,7 @@ impl<H: Host> Lane<H> {
         self.next_key.set(key + 1);
         set_data(poll, key as usize);
         set_owner(poll, self.owner.get());
-        let waker = Waker::from(Arc::new(LaneWake {
+        let waker = Waker::from(Arc::new(KeepAliveWake {
             key,
             woken: self.woken.clone(),
         }));
@@ -338,9 +338,9 @@ impl<H: Host> Lane<H> {
         slot.events = events;
     }
 
-    /// Takes a connection out of the lane; its poll handle closes now,
+    /// Takes a connection out of the keep-alive executor; its poll handle closes now,
     /// which also takes the socket out of libuv's epoll.
-    fn remove(&self, key: u64) -> Option<LaneConn> {
+    fn remove(&self, key: u64) -> Option<KeepAliveConn> {
         let slot = self.conns.borrow_mut().remove(&key)?;
         // SAFETY: the slot's live poll handle, closed once; freed by its
         // close callback.
@@ -364,7 +364,7 @@ impl<H: Host> Lane<H> {
         }
         self.ready.borrow_mut().push(key);
         if !self.check_on.replace(true) {
-            // SAFETY: the lane's live check handle.
+            // SAFETY: the keep-alive executor's live check handle.
             unsafe { (self.uv.check_start)(self.check, on_check::<H>) };
         }
     }
@@ -376,7 +376,7 @@ impl<H: Host> Lane<H> {
             return;
         }
         self.sweep_ms.set(period);
-        // SAFETY: the lane's live timer handle.
+        // SAFETY: the keep-alive executor's live timer handle.
         unsafe { (self.uv.timer_start)(self.timer, on_sweep::<H>, period, period) };
     }
 
@@ -396,7 +396,7 @@ impl<H: Host> Lane<H> {
         }
         if self.conns.borrow().is_empty() {
             self.sweep_ms.set(0);
-            // SAFETY: the lane's live timer handle.
+            // SAFETY: the keep-alive executor's live timer handle.
             unsafe { (self.uv.timer_stop)(self.timer) };
         }
     }
@@ -446,18 +446,18 @@ impl<H: Host> Lane<H> {
         *self.round.borrow_mut() = round;
         if self.ready.borrow().is_empty() {
             if self.check_on.replace(false) {
-                // SAFETY: the lane's live check handle.
+                // SAFETY: the keep-alive executor's live check handle.
                 unsafe { (self.uv.check_stop)(self.check) };
             }
         } else {
             // Work left (a long pipeline): the check handle stays on, and
             // this wake keeps the loop from blocking before it runs again.
-            // SAFETY: the lane's live async handle.
+            // SAFETY: the keep-alive executor's live async handle.
             unsafe { (self.woken.send)(self.woken.handle as *mut c_void) };
         }
     }
 
-    /// How many connections of server `id` this lane serves.
+    /// How many connections of server `id` this keep-alive executor serves.
     pub fn count(&self, id: u64) -> usize {
         self.conns
             .borrow()
@@ -549,7 +549,7 @@ impl<H: Host> Lane<H> {
 
     /// Writes what the response of `key` has queued and acts on where it
     /// stands: waits for its end or for room in the socket, or closes the
-    /// connection. The connection's slot when it is in the lane with no
+    /// connection. The connection's slot when it is in the keep-alive executor with no
     /// response in flight.
     fn settle(&self, key: u64) -> Option<RefMut<'_, Slot>> {
         let mut slot = RefMut::filter_map(self.conns.borrow_mut(), |c| c.get_mut(&key)).ok()?;
@@ -594,57 +594,61 @@ impl<H: Host> Lane<H> {
         unsafe {
             self.entry.run(state.env(), || {
                 let f = state.dispatcher();
-                crate::engine::flush::begin_batch();
+                crate::engine::wakeups::begin_batch();
                 state.deliver_requests(f, requests);
-                crate::engine::flush::end_batch();
+                crate::engine::wakeups::end_batch();
             })
         }
     }
 }
 
-/// Runs `f` with the lane of handle `h`, keeping panics out of libuv.
-fn with_lane<H: Host>(h: *mut c_void, f: impl FnOnce(&'static H, &Lane<H>)) {
+/// Runs `f` with the keep-alive executor of handle `h`, keeping panics out of libuv.
+fn with_keepalive<H: Host>(h: *mut c_void, f: impl FnOnce(&'static H, &KeepAlive<H>)) {
     let p = owner_of::<H>(h);
     if p.is_null() {
         return;
     }
     // SAFETY: set by `bind` to a state that is never freed.
     let state: &'static H = unsafe { &*p };
-    let Some(lane) = state.lane() else {
+    let Some(keepalive) = state.keepalive() else {
         return;
     };
-    if lane.closed.get() {
+    if keepalive.closed.get() {
         return;
     }
-    let run = std::panic::AssertUnwindSafe(|| f(state, lane));
+    let run = std::panic::AssertUnwindSafe(|| f(state, keepalive));
     if std::panic::catch_unwind(run).is_err() {
-        eprintln!("sack: internal error in the HTTP lane (please report)");
+        eprintln!("sack: internal error in the HTTP keepalive (please report)");
     }
 }
 
 unsafe extern "C" fn on_poll<H: Host>(h: *mut c_void, status: c_int, events: c_int) {
     let key = data_of(h) as u64;
-    with_lane::<H>(h, |_, lane| {
-        lane.mark(key, if status < 0 { -1 } else { events })
+    with_keepalive::<H>(h, |_, keepalive| {
+        keepalive.mark(key, if status < 0 { -1 } else { events })
     });
 }
 
 unsafe extern "C" fn on_check<H: Host>(h: *mut c_void) {
-    with_lane::<H>(h, |state, lane| lane.run(state));
+    with_keepalive::<H>(h, |state, keepalive| keepalive.run(state));
 }
 
 unsafe extern "C" fn on_async<H: Host>(h: *mut c_void) {
-    with_lane::<H>(h, |_, lane| {
+    with_keepalive::<H>(h, |_, keepalive| {
         let keys = {
-            let mut g = lane.woken.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = keepalive
+                .woken
+                .keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             g.as_mut().map(std::mem::take).unwrap_or_default()
         };
         for key in keys {
-            lane.mark(key, 0);
+            keepalive.mark(key, 0);
         }
     });
 }
 
 unsafe extern "C" fn on_sweep<H: Host>(h: *mut c_void) {
-    with_lane::<H>(h, |_, lane| lane.sweep());
+    with_keepalive::<H>(h, |_, keepalive| keepalive.sweep());
 }
