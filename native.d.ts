@@ -73,11 +73,12 @@ export declare class NativeServer {
   close(code: number, reason: string): void
   /**
    * Keep-alive HTTP connections of this server served on this thread
-   * (diagnostics: the HTTP lane).
+   * (diagnostics for the tests; the executor's old name, as in
+   * `SACK_HTTP_LANE`).
    */
   laneConnections(): number
   /**
-   * Entries waiting for the HTTP lane's next round on this thread, of
+   * Entries waiting for the keep-alive executor's next round on this thread, of
    * every server (diagnostics: one per connection at most).
    */
   laneWaiting(): number
@@ -103,7 +104,7 @@ export declare const enum CallStatus {
   Gone = -6,
 }
 
-/** What `dispatch(kind, …)` is called for (`events.rs`, `lib/dispatch.js`). */
+/** What `dispatch(kind, …)` is called for (`dispatch.rs`, `lib/dispatch.js`). */
 export declare const enum EventKind {
   Text = 1,
   Binary = 2,

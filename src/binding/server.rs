@@ -237,9 +237,10 @@ impl NativeServer {
     }
 
     /// Keep-alive HTTP connections of this server served on this thread
-    /// (diagnostics: the keep-alive executor).
+    /// (diagnostics for the tests; the executor's old name, as in
+    /// `SACK_HTTP_LANE`).
     #[napi]
-    pub fn keepalive_connections(&self, env: Env) -> u32 {
+    pub fn lane_connections(&self, env: Env) -> u32 {
         EnvState::get(&env)
             .ok()
             .and_then(|s| s.keepalive.as_ref())
@@ -249,7 +250,7 @@ impl NativeServer {
     /// Entries waiting for the keep-alive executor's next round on this thread, of
     /// every server (diagnostics: one per connection at most).
     #[napi]
-    pub fn keepalive_waiting(&self, env: Env) -> u32 {
+    pub fn lane_waiting(&self, env: Env) -> u32 {
         EnvState::get(&env)
             .ok()
             .and_then(|s| s.keepalive.as_ref())
