@@ -256,6 +256,14 @@ export interface ServerOptions {
   /** Upgrades only for this path. */
   path?: string
   backlog?: number
+  /**
+   * TLS: the certificate chain, key and extra CA certificates (PEM),
+   * and the key's passphrase.
+   */
+  tlsCert?: Buffer
+  tlsKey?: Buffer
+  tlsCa?: Buffer
+  tlsPassphrase?: string
 }
 
 /**

@@ -56,7 +56,11 @@ function connectionInfo(info, headers) {
     localAddress: info[4],
     localPort: info[5],
     localFamily: family(info[4]),
-    hostname: null,
+    // TLS: the SNI name the client asked for, the protocol version
+    // ('TLSv1.3', 'TLSv1.2') and the cipher suite; null on plain text.
+    hostname: info[9] ?? null,
+    tlsVersion: info[10] ?? null,
+    cipher: info[11] ?? null,
     headers,
   };
 }
@@ -115,7 +119,8 @@ function headersFromRaw(raw) {
 }
 
 // info: [target, rawHeaders, remoteAddress, remotePort, localAddress,
-//        localPort, protocols, method, httpMinor] (src/binding/dispatch.rs, conn_info)
+//        localPort, protocols, method, httpMinor, tlsHostname, tlsVersion,
+//        cipher] (src/binding/dispatch.rs, conn_info)
 class Connection {
   constructor(server, handle, info, id, state) {
     this._h = handle;

@@ -197,6 +197,45 @@ function distance(a, b) {
   return prev[b.length];
 }
 
+// PEM as the engine takes it: a Buffer.
+function pem(name, v) {
+  if (typeof v === 'string') return Buffer.from(v);
+  if (v instanceof ArrayBuffer) return Buffer.from(v);
+  if (ArrayBuffer.isView(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" option must be PEM as a string or a Buffer (got ${typeof v})`);
+}
+
+// cert/key/passphrase/ca: TLS on every connection. `wss://` without a
+// certificate is refused rather than served as plain text. SNI hosts and
+// shared ticket keys are not in this build yet.
+function tlsOptions(options, secureUrl) {
+  const given = (k) => options[k] !== undefined && options[k] !== null;
+  // Never the value: it may be a key or a passphrase.
+  const bad = (name, why) => sackError(TypeError, 'ERR_INVALID_ARG_VALUE', `The "${name}" option ${why}`);
+  for (const name of ['hosts', 'ticketKeys']) {
+    if (given(name)) {
+      throw sackError(Error, 'ERR_SACK_TLS_UNAVAILABLE', `the ${name} option is not available in this build of sack yet (cert and key are)`);
+    }
+  }
+  if (!given('cert') && !given('key')) {
+    if (secureUrl) throw bad('cert', 'is needed (with key) for a wss:// URL');
+    for (const name of ['ca', 'passphrase']) {
+      if (given(name)) throw bad(name, 'is given only with cert and key');
+    }
+    return {};
+  }
+  if (!given('cert')) throw bad('cert', 'is needed to go with key (a certificate chain, PEM)');
+  if (!given('key')) throw bad('key', 'is needed to go with cert (a private key, PEM)');
+  if (options.noServer === true) throw bad('cert', 'is not taken with noServer: the server that hands over upgrades does TLS');
+  const out = { tlsCert: pem('cert', options.cert), tlsKey: pem('key', options.key) };
+  if (given('ca')) out.tlsCa = pem('ca', options.ca);
+  if (given('passphrase')) {
+    if (typeof options.passphrase !== 'string') throw bad('passphrase', 'must be a string');
+    out.tlsPassphrase = options.passphrase;
+  }
+  return out;
+}
+
 // Returns { address, port, native: options for the engine, tls, deflate }.
 function normalize(args) {
   const { url, port, options, connect } = parseArgs(args);
@@ -252,17 +291,7 @@ function normalize(args) {
     if (v !== undefined && typeof v !== 'boolean') throw badOption(name, 'true or false', v);
   }
 
-  const tls =
-    fromUrl.secure ||
-    ['cert', 'key', 'ca', 'hosts', 'passphrase', 'ticketKeys'].some((k) => options[k] !== undefined && options[k] !== null);
-  if (tls) {
-    // Refuse rather than serve plain text to someone who asked for TLS.
-    throw sackError(
-      Error,
-      'ERR_SACK_TLS_UNAVAILABLE',
-      'TLS (wss://, cert/key/hosts/ticketKeys options) is not available in this build of sack yet',
-    );
-  }
+  Object.assign(native, tlsOptions(options, fromUrl.secure === true));
   if (options.backplane !== undefined && options.backplane !== null) {
     // Refuse rather than publish to this process only when every process was meant.
     throw sackError(Error, 'ERR_SACK_BACKPLANE_UNAVAILABLE', 'the backplane option (topics across processes) is not available in this build of sack yet');

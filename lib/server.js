@@ -32,6 +32,12 @@ function Server(...args) {
   try {
     handle = this._noServer ? native.listenNone(opts) : native.listen(address, port, opts);
   } catch (e) {
+    // Bad TLS material: a TypeError naming the option and the reason.
+    if (e.code === 'ERR_SACK_TLS_MATERIAL') {
+      const err = sackError(TypeError, 'ERR_SACK_TLS_MATERIAL', e.message);
+      Error.captureStackTrace(err, Server);
+      throw err;
+    }
     // napi errors carry the code (EADDRINUSE, …); give them a plain Error shape.
     const err = new Error(e.message);
     err.code = e.code;

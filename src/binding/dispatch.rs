@@ -249,6 +249,7 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
             raw.push(js::string(env, n.as_bytes()));
             raw.push(js::string(env, v.as_bytes()));
         }
+        let tls = info.tls.as_ref();
         let protocols: Vec<_> = info
             .protocols
             .iter()
@@ -266,6 +267,14 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
                 js::array(env, &protocols),
                 js::string(env, info.head.method().as_bytes()),
                 js::number(env, info.head.minor as f64),
+                // TLS: the SNI name, the protocol version, the cipher
+                // suite (undefined on a plain connection).
+                tls.and_then(|t| t.hostname.as_deref())
+                    .map_or(js::undefined(env), |h| js::string(env, h.as_bytes())),
+                tls.map_or(js::undefined(env), |t| {
+                    js::string(env, t.protocol.as_bytes())
+                }),
+                tls.map_or(js::undefined(env), |t| js::string(env, t.cipher.as_bytes())),
             ],
         )
     }

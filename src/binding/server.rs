@@ -9,6 +9,7 @@ use napi_derive::napi;
 use super::env::EnvState;
 use crate::engine::listener;
 use crate::engine::server::{error_code, Server};
+use crate::engine::tls::{Material, Tls, TlsError};
 use crate::engine::ServerConfig;
 use crate::protocol::deflate::DeflateConfig;
 
@@ -45,13 +46,21 @@ pub struct ServerOptions {
     /// Upgrades only for this path.
     pub path: Option<String>,
     pub backlog: Option<u32>,
+    /// TLS: the certificate chain, key and extra CA certificates (PEM),
+    /// and the key's passphrase.
+    pub tls_cert: Option<Buffer>,
+    pub tls_key: Option<Buffer>,
+    pub tls_ca: Option<Buffer>,
+    pub tls_passphrase: Option<String>,
 }
 
 /// "No limit" for a timeout: a century, which every timer and clock sum
 /// here holds without overflowing.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-fn config(o: &ServerOptions) -> ServerConfig {
+/// The engine's configuration; bad TLS material is an error naming the
+/// option (`ERR_SACK_TLS_MATERIAL`, a `TypeError` in lib/).
+fn config(o: &ServerOptions) -> std::result::Result<ServerConfig, TlsError> {
     let d = ServerConfig::default();
     let size = |v: Option<f64>, def: usize| v.map(|x| x.max(0.0) as usize).unwrap_or(def);
     let ms = |v: Option<f64>, def: Duration| {
@@ -62,7 +71,7 @@ fn config(o: &ServerOptions) -> ServerConfig {
     // Node's timeouts): no size, or a wait of a century.
     let no_size = |n: usize| if n == 0 { usize::MAX } else { n };
     let no_time = |t: Duration| if t.is_zero() { NEVER } else { t };
-    ServerConfig {
+    Ok(ServerConfig {
         max_payload: no_size(size(o.max_payload, d.max_payload)),
         max_header_size: no_size(size(o.max_header_size, d.max_header_size)),
         max_body_size: no_size(size(o.max_body_size, d.max_body_size)),
@@ -100,7 +109,25 @@ fn config(o: &ServerOptions) -> ServerConfig {
         }),
         path: o.path.clone(),
         backlog: o.backlog.unwrap_or(d.backlog),
-    }
+        tls: tls(o)?,
+    })
+}
+
+fn tls(o: &ServerOptions) -> std::result::Result<Option<Tls>, TlsError> {
+    let (Some(cert), Some(key)) = (o.tls_cert.as_ref(), o.tls_key.as_ref()) else {
+        return Ok(None);
+    };
+    let material = Material {
+        cert,
+        key,
+        passphrase: o.tls_passphrase.as_deref(),
+        ca: o.tls_ca.as_deref(),
+    };
+    Tls::new(&material).map(Some)
+}
+
+fn bad_material(e: TlsError) -> Error<&'static str> {
+    Error::new("ERR_SACK_TLS_MATERIAL", e.to_string())
 }
 
 /// The numeric option defaults, in the units the options take (bytes,
@@ -134,6 +161,10 @@ pub fn option_defaults() -> ServerOptions {
         deflate_client_max_window_bits: None,
         path: None,
         backlog: None,
+        tls_cert: None,
+        tls_key: None,
+        tls_ca: None,
+        tls_passphrase: None,
     }
 }
 
@@ -154,11 +185,11 @@ pub fn listen(
     let state = EnvState::get(&env).map_err(|e| Error::new("ERR_SACK_INIT", e.reason))?;
     let port =
         u16::try_from(port).map_err(|_| Error::new("ERR_SOCKET_BAD_PORT", "port out of range"))?;
-    let server =
-        listener::bind(&address, port, config(&options), state.queue.clone()).map_err(|e| {
-            let code = error_code(&e);
-            Error::new(code, format!("{code}: {e} ({address}:{port})"))
-        })?;
+    let config = config(&options).map_err(bad_material)?;
+    let server = listener::bind(&address, port, config, state.queue.clone()).map_err(|e| {
+        let code = error_code(&e);
+        Error::new(code, format!("{code}: {e} ({address}:{port})"))
+    })?;
     state.servers.borrow_mut().insert(server.id, server.clone());
     Ok(NativeServer { server })
 }
@@ -166,10 +197,11 @@ pub fn listen(
 /// A server bound to nothing (`noServer`): connections come through
 /// `NativeServer::adopt`.
 #[napi]
-pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer> {
-    let state = EnvState::get(&env)?;
-    let server = listener::unbound(config(&options), state.queue.clone())
-        .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer, &'static str> {
+    let state = EnvState::get(&env).map_err(|e| Error::new("ERR_SACK_INIT", e.reason))?;
+    let config = config(&options).map_err(bad_material)?;
+    let server = listener::unbound(config, state.queue.clone())
+        .map_err(|e| Error::new("ERR_SACK_INIT", e.to_string()))?;
     state.servers.borrow_mut().insert(server.id, server.clone());
     Ok(NativeServer { server })
 }

@@ -68,6 +68,8 @@ pub struct ServerConfig {
     /// Upgrades only for this path (the target before any `?`); others
     /// are answered 400, as `ws` does. `None`: every path.
     pub path: Option<String>,
+    /// TLS on every connection accepted (`cert`/`key`); `None`: plain.
+    pub tls: Option<super::tls::Tls>,
     /// The listen backlog: connections the kernel completes before the
     /// engine accepts them. Default 511, as Node's `net.Server`.
     pub backlog: u32,
@@ -98,6 +100,7 @@ impl Default for ServerConfig {
             max_connections: 0,
             deflate: None,
             path: None,
+            tls: None,
             backlog: 511,
         }
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
+use tokio::io::AsyncWriteExt;
 
 use super::http::{serve_one, After, IdleTimer};
 use super::idle::IdleConn;
@@ -29,6 +30,17 @@ pub(super) async fn connection(
     local: SocketAddr,
     buf: Vec<u8>,
 ) {
+    // A TLS server's own connections start with the handshake; one taken
+    // over from Node (`handleUpgrade`, with bytes already read) does not.
+    let stream = match (&server.config.tls, stream) {
+        (Some(tls), Transport::Plain(tcp)) if buf.is_empty() => {
+            match Box::pin(tls.accept(tcp, server.config.handshake_timeout)).await {
+                Some(s) => Transport::Tls(Box::new(s)),
+                None => return server.task_done(),
+            }
+        }
+        (_, stream) => stream,
+    };
     if server.over_capacity() && !Box::pin(server.make_room()).await {
         let response = closing_response(503, None, &[], b"server full");
         Box::pin(stream.refuse(&response)).await;
@@ -80,8 +92,8 @@ where
 /// Whether an idle connection of `server` may move to its environment's
 /// JS thread: when that thread serves keep-alive HTTP (the binding's
 /// keep-alive executor opts in with `EventQueue::enable_keepalive`).
-fn wanted(server: &Server) -> bool {
-    cfg!(unix) && !server.is_closing() && server.queue().keepalive_enabled()
+fn wanted(server: &Server, stream: &Transport) -> bool {
+    cfg!(unix) && stream.is_plain() && !server.is_closing() && server.queue().keepalive_enabled()
 }
 
 /// Moves an idle keep-alive connection (its task ends) to the JS thread.
@@ -130,7 +142,7 @@ async fn run(
             return; // closed while the last response went out
         }
         let head = next_head(
-            &stream,
+            &mut stream,
             &mut buf,
             cfg.max_header_size,
             &mut timer,
@@ -208,13 +220,21 @@ async fn run(
                     // when the task learned of the response's end only from
                     // its timer: the head wait serves a request that came
                     // just then, or ends the connection on time.)
-                    After::Next if buf.is_empty() && !timer.is_over() && wanted(&server) => {
+                    After::Next
+                        if buf.is_empty() && !timer.is_over() && wanted(&server, &stream) =>
+                    {
                         drop(closing);
                         let since = timer.since.unwrap_or_else(crate::clock::mono_ms);
                         to_keepalive(stream, remote, local, server, since);
                         return;
                     }
-                    After::Next => continue,
+                    After::Next => {
+                        // TLS: the response's last records before waiting.
+                        if !stream.is_plain() && stream.flush().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     After::Close => return Box::pin(stream.refuse(b"")).await,
                     After::Refuse(response, code, why) => {
                         server.emit_error(remote, local, code, why);
@@ -239,7 +259,7 @@ enum Awaited {
 /// Waits for the next request head: one already read (pipelined), or
 /// read from the socket, until the idle timer or the server's close.
 async fn next_head(
-    stream: &Transport,
+    stream: &mut Transport,
     buf: &mut Vec<u8>,
     max: usize,
     timer: &mut IdleTimer,
@@ -278,7 +298,7 @@ enum HeadFailure {
 
 /// Reads until `buf` (which holds no complete head) holds a request head.
 fn poll_head(
-    stream: &Transport,
+    stream: &mut Transport,
     cx: &mut Context<'_>,
     buf: &mut Vec<u8>,
     max: usize,
@@ -287,7 +307,7 @@ fn poll_head(
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity().max(1024));
         }
-        match stream.recv_into(buf) {
+        match std::task::ready!(stream.poll_recv(cx, buf)) {
             Ok(0) => {
                 return Poll::Ready(Err(if buf.is_empty() {
                     HeadFailure::Closed
@@ -298,11 +318,6 @@ fn poll_head(
             Ok(_) => {
                 if let Some(done) = parse_request_head(buf, max).map_err(HeadFailure::Bad)? {
                     return Poll::Ready(Ok(done));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Err(e) = std::task::ready!(stream.poll_read_ready(cx)) {
-                    return Poll::Ready(Err(HeadFailure::Io(e)));
                 }
             }
             Err(e) => return Poll::Ready(Err(HeadFailure::Io(e))),

@@ -21,6 +21,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Subprotocols offered by the client, in order.
     pub protocols: Vec<String>,
+    /// The TLS session's facts; `None` on a plain connection.
+    pub tls: Option<super::tls::TlsInfo>,
 }
 
 /// An event for JS. Connection events name the connection by id.

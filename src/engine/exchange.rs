@@ -396,10 +396,14 @@ impl Exchange {
         stream: &mut Transport,
         park: bool,
     ) -> Poll<Option<Done>> {
-        self.poll_progress_with(
+        let progress = self.poll_progress_with(
             |data| std::pin::Pin::new(&mut *stream).poll_write(cx, data),
             park,
-        )
+        );
+        // What a TLS session still holds goes out too (plain: nothing);
+        // the task flushes again before it waits for the next request.
+        let _ = std::pin::Pin::new(&mut *stream).poll_flush(cx);
+        progress
     }
 
     /// `poll_progress` with any writer (`Pending`: the socket is full, and

@@ -132,6 +132,7 @@ mod tests {
             remote: addr,
             local: addr,
             protocols: Vec::new(),
+            tls: None,
         });
         let key = b"dGhlIHNhbXBsZSBub25jZQ==".to_vec();
         let conn = Conn::new(

@@ -169,7 +169,7 @@ async fn read_body(
         // RFC 9110 §10.1.1: invite the body only when it is not coming already.
         if !continued && expects_continue(head) && decoder.received() == 0 {
             continued = true;
-            if stream.write_all(CONTINUE_100).await.is_err() {
+            if stream.write_all(CONTINUE_100).await.is_err() || stream.flush().await.is_err() {
                 return Err(After::Close);
             }
         }

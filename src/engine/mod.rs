@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod server;
 mod session;
 pub(crate) mod sys;
+pub mod tls;
 mod transport;
 mod unframed;
 mod upgrade;

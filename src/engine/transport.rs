@@ -1,8 +1,7 @@
 //! The byte stream under a connection: every read and write the engine
-//! makes on a connection goes through [`Transport`]. Plain TCP is the only
-//! variant today; a TLS session (rustls is sans-IO: `read_tls` /
-//! `write_tls` over the same socket) is one more variant here, not new
-//! paths in the HTTP and WebSocket code above it.
+//! makes on a connection goes through [`Transport`], plain TCP or a TLS
+//! session over it (`tls.rs`), so the HTTP and WebSocket code above it has
+//! one path for both.
 
 use std::io;
 use std::pin::Pin;
@@ -13,7 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
+use super::tls::TlsInfo;
 use super::writer::Direct;
+use tokio_rustls::server::TlsStream;
 
 /// How long a closed connection keeps reading (and discarding) after our
 /// FIN, so unread input does not turn the close into a reset that could
@@ -23,27 +24,63 @@ const LINGER: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) enum Transport {
     Plain(TcpStream),
+    /// Boxed: a rustls session is large, and plain connections would
+    /// carry its size.
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Transport {
-    /// One non-blocking read into `buf`'s spare capacity (`WouldBlock`
-    /// when there is nothing to read).
-    pub(super) fn recv_into(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+    /// The TCP socket under it.
+    fn tcp(&self) -> &TcpStream {
         match self {
-            Transport::Plain(s) => super::sys::recv_into(s, buf),
+            Transport::Plain(s) => s,
+            Transport::Tls(s) => s.get_ref().0,
         }
     }
 
-    pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Reads what is there into `buf`'s spare capacity (`Ready(Ok(0))`:
+    /// the peer ended).
+    pub(super) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
         match self {
-            Transport::Plain(s) => s.poll_read_ready(cx),
+            Transport::Plain(s) => loop {
+                match super::sys::recv_into(s, buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::task::ready!(s.poll_read_ready(cx))?;
+                    }
+                    r => return Poll::Ready(r),
+                }
+            },
+            Transport::Tls(s) => {
+                let spare = buf.spare_capacity_mut();
+                let mut rb = ReadBuf::uninit(spare);
+                std::task::ready!(Pin::new(s).poll_read(cx, &mut rb))?;
+                let n = rb.filled().len();
+                // SAFETY: `poll_read` initialized `n` bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + n) };
+                Poll::Ready(Ok(n))
+            }
         }
+    }
+
+    /// Readiness of the socket for reading (bytes, a FIN or an error).
+    pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp().poll_read_ready(cx)
     }
 
     /// Whether the peer has closed its side with nothing left to read.
     pub(super) fn peer_gone(&self) -> bool {
+        super::sys::peer_gone(self.tcp())
+    }
+
+    /// TLS facts for JS (`None` on a plain connection).
+    pub(super) fn tls_info(&self) -> Option<TlsInfo> {
         match self {
-            Transport::Plain(s) => super::sys::peer_gone(s),
+            Transport::Plain(_) => None,
+            Transport::Tls(s) => Some(TlsInfo::of(s.get_ref().1)),
         }
     }
 
@@ -51,7 +88,7 @@ impl Transport {
     /// meanwhile stay unread: only readiness is looked at, so a FIN behind
     /// them is still seen.
     pub(super) async fn left(&self) {
-        let Transport::Plain(stream) = self;
+        let stream = self.tcp();
         // A FIN that came with the last read was consumed with its
         // readiness: look once.
         if self.peer_gone() {
@@ -74,11 +111,7 @@ impl Transport {
     }
 
     pub(super) fn set_nodelay(&self, on: bool) {
-        match self {
-            Transport::Plain(s) => {
-                let _ = s.set_nodelay(on);
-            }
-        }
+        let _ = self.tcp().set_nodelay(on);
     }
 
     /// The direct path for the JS thread (see `writer`).
@@ -89,7 +122,10 @@ impl Transport {
     pub(super) unsafe fn direct(&self) -> Option<Direct> {
         #[cfg(unix)]
         {
-            let Transport::Plain(s) = self;
+            // TLS bytes must go through the session: no direct path.
+            let Transport::Plain(s) = self else {
+                return None;
+            };
             // SAFETY: as the caller guarantees.
             Some(unsafe { Direct::new(std::os::fd::AsRawFd::as_raw_fd(s)) })
         }
@@ -102,8 +138,14 @@ impl Transport {
     /// The socket itself, for the JS thread's keep-alive executor (`keep-alive executor`);
     /// `None` where a transport cannot leave the engine.
     pub(super) fn into_std(self) -> Option<std::net::TcpStream> {
-        let Transport::Plain(s) = self;
-        s.into_std().ok()
+        match self {
+            Transport::Plain(s) => s.into_std().ok(),
+            Transport::Tls(_) => None,
+        }
+    }
+
+    pub(super) fn is_plain(&self) -> bool {
+        matches!(self, Transport::Plain(_))
     }
 
     /// Writes a final response, ends our side, and lingers briefly so the
@@ -137,6 +179,7 @@ impl AsyncRead for Transport {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -149,18 +192,21 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Transport::Tls(s) => Pin::new(s).poll_write(cx, data),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

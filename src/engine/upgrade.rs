@@ -52,6 +52,7 @@ pub(super) async fn upgrade(
         remote,
         local,
         protocols,
+        tls: stream.tls_info(),
     });
     let conn = Conn::new(
         server.id,

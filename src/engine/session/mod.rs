@@ -171,6 +171,12 @@ impl Session {
                 Poll::Pending => return Next::Go,
             }
         }
+        // What a TLS session still holds goes out too (plain: nothing).
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Next::End(self.core.abnormal()),
+            Poll::Pending => return Next::Go,
+        }
         if self.core.written_all() {
             Next::Again
         } else {

@@ -1,0 +1,343 @@
+'use strict';
+// TLS: certificates and keys made at test time with the openssl CLI (a
+// test CA and leaves signed by it), real clients (`ws`, Node's `https` and
+// `tls`), loopback only.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const net = require('node:net');
+const tls = require('node:tls');
+const https = require('node:https');
+const { execFileSync } = require('node:child_process');
+const { HOST, WebSocket, scope, opened, clientMessage, withTimeout, sack } = require('./helpers.js');
+
+// A CA, and leaves it signs for localhost and 127.0.0.1 with every key
+// kind the server takes. Made once per run, in a temporary directory.
+function makePki() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-tls-'));
+  const f = (name) => path.join(dir, name);
+  const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=sack test CA');
+    fs.writeFileSync(f('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
+    const leaf = (name, keyArgs) => {
+      ssl('genpkey', ...keyArgs, '-out', f(`${name}.key`));
+      ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', '/CN=localhost');
+      ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '2', '-extfile', f('ext'));
+      return { cert: fs.readFileSync(f(`${name}.pem`)), key: fs.readFileSync(f(`${name}.key`)) };
+    };
+    const pki = {
+      ca: fs.readFileSync(f('ca.pem')),
+      ecdsa: leaf('ecdsa', ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1']),
+      rsa: leaf('rsa', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']),
+      ed25519: leaf('ed25519', ['-algorithm', 'ED25519']),
+    };
+    // The same keys in their other encodings: PKCS#1 (RSA), SEC1 (EC).
+    ssl('rsa', '-in', f('rsa.key'), '-traditional', '-out', f('rsa1.key'));
+    pki.rsaPkcs1 = fs.readFileSync(f('rsa1.key'));
+    ssl('ec', '-in', f('ecdsa.key'), '-out', f('sec1.key'));
+    pki.ecSec1 = fs.readFileSync(f('sec1.key'));
+    // Encrypted PKCS#8, and the older OpenSSL encryption of a PEM.
+    ssl('pkcs8', '-topk8', '-in', f('ecdsa.key'), '-out', f('enc.key'), '-passout', 'pass:open sesame', '-v2', 'aes-256-cbc');
+    pki.encrypted = fs.readFileSync(f('enc.key'));
+    ssl('rsa', '-in', f('rsa.key'), '-traditional', '-aes128', '-passout', 'pass:open sesame', '-out', f('legacy.key'));
+    pki.legacy = fs.readFileSync(f('legacy.key'));
+    return pki;
+  } catch (e) {
+    return { error: `openssl failed: ${e.stderr || e.message}` };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const pki = makePki();
+
+function wssClient(t, server, options = {}) {
+  const c = new WebSocket(`wss://localhost:${server.address().port}/`, { ca: pki.ca, ...options });
+  c.on('error', (e) => {
+    c.lastError = e;
+  });
+  t.after(() => c.terminate());
+  return c;
+}
+
+async function echoOnce(c, data) {
+  const got = clientMessage(c);
+  c.send(data);
+  return (await got).data;
+}
+
+function httpsGet(server, pathName, agent) {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: HOST, servername: 'localhost', port: server.address().port, path: pathName, ca: pki.ca, agent, ALPNProtocols: ['http/1.1'] }, (res) => {
+      const socket = res.socket;
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString(), socket }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+test.describe('TLS', { skip: pki.error }, () => {
+  test.it('wss:// echo with the ws client trusting the test CA, for every key kind and encoding', async (t) => {
+    const $ = scope(t);
+    const keys = [
+      ['ECDSA, PKCS#8', pki.ecdsa.cert, pki.ecdsa.key],
+      ['ECDSA, SEC1', pki.ecdsa.cert, pki.ecSec1],
+      ['RSA, PKCS#8', pki.rsa.cert, pki.rsa.key],
+      ['RSA, PKCS#1', pki.rsa.cert, pki.rsaPkcs1],
+      ['Ed25519', pki.ed25519.cert, pki.ed25519.key],
+    ];
+    for (const [what, cert, key] of keys) {
+      const s = $.server({ cert, key: key.toString() });
+      s.on('connect', (ws) => ws.on('message', (m) => ws.send(`tls:${m}`)));
+      const c = wssClient(t, s);
+      await opened(c);
+      assert.equal((await echoOnce(c, 'secure')).toString(), 'tls:secure', what);
+      c.close();
+    }
+  });
+
+  test.it('ws.connection tells the SNI name, the TLS version and the cipher', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    const seen = [];
+    s.on('connect', (ws) => {
+      seen.push(ws.connection);
+      ws.send('hi');
+    });
+    const c = wssClient(t, s);
+    await clientMessage(c);
+    assert.equal(seen[0].hostname, 'localhost');
+    assert.equal(seen[0].tlsVersion, 'TLSv1.3');
+    assert.match(seen[0].cipher, /^TLS13_/);
+    // Without SNI (an IP address): no name. TLS 1.2 is still spoken.
+    const c2 = new WebSocket(`wss://${HOST}:${s.address().port}/`, { ca: pki.ca, maxVersion: 'TLSv1.2' });
+    t.after(() => c2.terminate());
+    await clientMessage(c2);
+    assert.equal(seen[1].hostname, null);
+    assert.equal(seen[1].tlsVersion, 'TLSv1.2');
+    // A plain server says null for all three.
+    const plain = $.server();
+    plain.on('connect', (ws) => {
+      seen.push(ws.connection);
+      ws.send('hi');
+    });
+    const c3 = $.client(plain);
+    await clientMessage(c3);
+    assert.deepEqual([seen[2].hostname, seen[2].tlsVersion, seen[2].cipher], [null, null, null]);
+  });
+
+  test.it('large messages both ways, and a burst of small ones, arrive whole and in order', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    s.on('connect', (ws) => ws.on('message', (m) => ws.send(m)));
+    const c = wssClient(t, s);
+    await opened(c);
+    for (const size of [16 * 1024, 1 << 20, 5 * (1 << 20)]) {
+      const data = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) data[i] = (i * 7) & 0xff;
+      assert.ok(Buffer.from(await echoOnce(c, data)).equals(data), `${size} bytes`);
+    }
+    const got = [];
+    const all = new Promise((resolve) => {
+      c.on('message', (m) => {
+        got.push(m.toString());
+        if (got.length === 1000) resolve();
+      });
+    });
+    for (let i = 0; i < 1000; i++) c.send(`m${i}`);
+    await withTimeout(all, 10000, '1000 echoes');
+    assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => `m${i}`));
+  });
+
+  test.it('permessage-deflate, ping and a close without status code (1005) over TLS', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key, perMessageDeflate: true });
+    const closed = new Promise((resolve) => {
+      s.on('connect', (ws) => {
+        ws.on('message', (m) => ws.send(m));
+        ws.on('close', (code) => resolve(code));
+        ws.ping('p');
+      });
+    });
+    const c = wssClient(t, s, { perMessageDeflate: true });
+    const pinged = new Promise((resolve) => c.on('ping', (d) => resolve(d.toString())));
+    await opened(c);
+    assert.match(c.extensions, /permessage-deflate/);
+    const text = 'compress me '.repeat(1000);
+    assert.equal((await echoOnce(c, text)).toString(), text);
+    assert.equal(await pinged, 'p');
+    c.close();
+    assert.equal(await withTimeout(closed, 5000, 'close event'), 1005);
+  });
+
+  test.it('HTTPS requests with Node\'s client: keep-alive and pipelined on one TLS connection', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.rsa.cert, key: pki.rsa.key });
+    s.on('request', (req, res) => res.end(`hello ${req.url}`));
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    t.after(() => agent.destroy());
+    const first = await httpsGet(s, '/a', agent);
+    assert.equal(first.status, 200);
+    assert.equal(first.text, 'hello /a');
+    assert.equal(first.socket.alpnProtocol, 'http/1.1');
+    const second = await httpsGet(s, '/b?x=1', agent);
+    assert.equal(second.text, 'hello /b?x=1');
+    assert.equal(second.socket, first.socket, 'the same TLS connection served both');
+    // Two requests in one write on a raw TLS socket: both answered, in order.
+    const sock = tls.connect({ host: HOST, port: s.address().port, servername: 'localhost', ca: pki.ca });
+    t.after(() => sock.destroy());
+    await new Promise((resolve, reject) => sock.once('secureConnect', resolve).once('error', reject));
+    sock.write('GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+    const chunks = [];
+    sock.on('data', (d) => chunks.push(d));
+    await new Promise((resolve) => sock.on('end', resolve));
+    const text = Buffer.concat(chunks).toString();
+    assert.ok(text.indexOf('hello /1') >= 0 && text.indexOf('hello /1') < text.indexOf('hello /2'), text);
+  });
+
+  test.it('plain HTTP on the TLS port is dropped, with no byte of an answer', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    s.on('request', () => assert.fail('a plain request reached the handler'));
+    const sock = net.connect(s.address().port, HOST);
+    t.after(() => sock.destroy());
+    // Dropped with unread bytes: a reset, or a FIN.
+    sock.on('error', () => {});
+    sock.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    const chunks = [];
+    sock.on('data', (d) => chunks.push(d));
+    await withTimeout(new Promise((resolve) => sock.on('close', resolve)), 5000, 'the server to drop it');
+    assert.equal(Buffer.concat(chunks).length, 0);
+    // The server still serves TLS.
+    const c = wssClient(t, s);
+    await opened(c);
+  });
+
+  test.it('a client that stalls in the handshake holds only itself, and is dropped after handshakeTimeout', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key, handshakeTimeout: 300 });
+    s.on('connect', (ws) => ws.send('hi'));
+    // The first byte of a TLS record, then nothing.
+    const stalled = net.connect(s.address().port, HOST);
+    t.after(() => stalled.destroy());
+    stalled.write(Buffer.from([0x16, 0x03, 0x01]));
+    const c = wssClient(t, s);
+    assert.equal((await clientMessage(c)).data.toString(), 'hi');
+    await withTimeout(new Promise((resolve) => stalled.on('close', resolve)), 3000, 'the stalled client to be dropped');
+  });
+
+  test.it('encrypted PKCS#8 keys open with the right passphrase; a wrong or missing one is a TypeError naming it', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.encrypted, passphrase: 'open sesame' });
+    s.on('connect', (ws) => ws.send('unlocked'));
+    const c = wssClient(t, s);
+    assert.equal((await clientMessage(c)).data.toString(), 'unlocked');
+    const make = (opts) => () => sack.Websocket.Server({ address: HOST, port: 0, cert: pki.ecdsa.cert, ...opts });
+    assert.throws(make({ key: pki.encrypted, passphrase: 'wrong' }), (e) => e instanceof TypeError && /passphrase: wrong passphrase/.test(e.message) && !e.message.includes('wrong"'));
+    assert.throws(make({ key: pki.encrypted }), (e) => e instanceof TypeError && /passphrase: the key is encrypted/.test(e.message));
+    assert.throws(make({ key: pki.legacy, passphrase: 'open sesame' }), (e) => e instanceof TypeError && /openssl pkcs8 -topk8/.test(e.message));
+  });
+
+  test.it('bad material is a TypeError from the constructor naming the option and the reason', () => {
+    const make = (opts) => () => sack.Websocket.Server({ address: HOST, port: 0, ...opts });
+    const cases = [
+      [{ cert: 'not a pem', key: pki.ecdsa.key }, /cert: no "BEGIN CERTIFICATE"/],
+      [{ cert: pki.ecdsa.cert, key: 'not a pem' }, /key: no private key/],
+      [{ cert: pki.ecdsa.cert, key: pki.rsa.key }, /key: does not match the certificate/],
+      [{ cert: pki.ecdsa.cert, key: pki.ecdsa.key, ca: 'junk' }, /ca: no "BEGIN CERTIFICATE"/],
+      [{ cert: pki.ecdsa.cert }, /"key" option is needed/],
+      [{ key: pki.ecdsa.key }, /"cert" option is needed/],
+      [{ url: 'wss://127.0.0.1:0/' }, /"cert" option is needed \(with key\) for a wss:\/\/ URL/],
+      [{ cert: 42, key: pki.ecdsa.key }, /"cert" option must be PEM/],
+      [{ passphrase: 'x' }, /"passphrase" option is given only with cert and key/],
+    ];
+    for (const [opts, message] of cases) {
+      assert.throws(make(opts), (e) => e instanceof TypeError && message.test(e.message), String(message));
+    }
+    // No key material is ever echoed in a message.
+    try {
+      make({ cert: pki.ecdsa.cert, key: pki.rsa.key })();
+    } catch (e) {
+      assert.ok(!e.message.includes('PRIVATE KEY'));
+    }
+  });
+
+  test.it('a wss:// URL with cert and key serves TLS on the URL\'s port', async (t) => {
+    const $ = scope(t);
+    const s = $.track(sack.Websocket.Server(`wss://${HOST}:0/`, { cert: pki.ecdsa.cert, key: pki.ecdsa.key }));
+    s.on('connect', (ws) => ws.send('from url'));
+    const c = wssClient(t, s);
+    assert.equal((await clientMessage(c)).data.toString(), 'from url');
+  });
+
+  test.it('no plaintext byte of a TLS connection reaches the wire (a recording relay between client and server)', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    s.on('connect', (ws) => ws.on('message', (m) => ws.send(`reply ${m} SERVER-SECRET-7q`)));
+    s.on('request', (req, res) => res.end('HTTP-SECRET-3z'));
+    const recorded = [];
+    const relay = net.createServer((client) => {
+      const upstream = net.connect(s.address().port, HOST);
+      client.on('data', (d) => {
+        recorded.push(d);
+        upstream.write(d);
+      });
+      upstream.on('data', (d) => {
+        recorded.push(d);
+        client.write(d);
+      });
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise((resolve) => relay.listen(0, HOST, resolve));
+    t.after(() => relay.close());
+    const c = new WebSocket(`wss://localhost:${relay.address().port}/`, { ca: pki.ca });
+    t.after(() => c.terminate());
+    await opened(c);
+    const got = clientMessage(c);
+    c.send('CLIENT-SECRET-9x');
+    assert.equal((await got).data.toString(), 'reply CLIENT-SECRET-9x SERVER-SECRET-7q');
+    const r = await httpsGet({ address: () => relay.address() }, '/SECRET-PATH');
+    assert.equal(r.text, 'HTTP-SECRET-3z');
+    const wire = Buffer.concat(recorded).toString('latin1');
+    for (const secret of ['CLIENT-SECRET', 'SERVER-SECRET', 'HTTP-SECRET', 'SECRET-PATH', 'Upgrade', 'websocket', 'HTTP/1.1']) {
+      assert.ok(!wire.includes(secret), `"${secret}" went over the wire in plain text`);
+    }
+    assert.ok(wire.length > 1000, 'the relay carried the traffic');
+  });
+
+  test.it('a TLS connection posted to a worker thread goes on there (the session stays in the engine)', async (t) => {
+    const { Worker } = require('node:worker_threads');
+    const root = path.join(__dirname, '..');
+    const w = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+       const sack = require(${JSON.stringify(root)});
+       sack.Websocket.Thread.accept('tls-echo', (d, ws) => {
+         ws.onmessage = (m) => ws.send('worker:' + m + ':' + ws.connection.tlsVersion);
+         parentPort.postMessage('arrived');
+       });
+       parentPort.postMessage('ready');`,
+      { eval: true },
+    );
+    t.after(() => w.terminate());
+    const messages = [];
+    w.on('message', (m) => messages.push(m));
+    await withTimeout(new Promise((resolve) => w.on('message', (m) => m === 'ready' && resolve())), 10000, 'worker ready');
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    s.on('connect', (ws) => assert.equal(ws.post('tls-echo'), true));
+    const c = wssClient(t, s);
+    await opened(c);
+    await withTimeout(new Promise((resolve) => w.on('message', (m) => m === 'arrived' && resolve())), 10000, 'the connection to arrive');
+    assert.equal((await echoOnce(c, 'hi')).toString(), 'worker:hi:TLSv1.3');
+  });
+});

@@ -1,0 +1,240 @@
+//! TLS: certificates and keys from PEM to a rustls server configuration,
+//! with errors that name the option and the reason, and the handshake of
+//! an accepted connection on the engine thread (never on a JS thread).
+
+use std::io;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpStream;
+
+/// The first byte of a TLS record carrying a handshake (RFC 8446 §5.1).
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Bad TLS material: which option, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option}: {reason}")]
+pub struct TlsError {
+    pub option: &'static str,
+    pub reason: String,
+}
+
+fn bad(option: &'static str, reason: impl Into<String>) -> TlsError {
+    TlsError {
+        option,
+        reason: reason.into(),
+    }
+}
+
+/// PEM material for one certificate.
+#[derive(Debug, Clone, Copy)]
+pub struct Material<'a> {
+    /// The certificate, then any intermediates.
+    pub cert: &'a [u8],
+    pub key: &'a [u8],
+    /// Opens an encrypted PKCS#8 key.
+    pub passphrase: Option<&'a str>,
+    /// More certificates, appended to the chain.
+    pub ca: Option<&'a [u8]>,
+}
+
+/// The chain and signing key of `m`, checked to belong together.
+pub fn certified_key(m: &Material<'_>) -> Result<Arc<CertifiedKey>, TlsError> {
+    let mut chain = certificates("cert", m.cert)?;
+    if let Some(ca) = m.ca {
+        chain.extend(certificates("ca", ca)?);
+    }
+    let key = private_key(m.key, m.passphrase)?;
+    let signer = any_supported_type(&key)
+        .map_err(|e| bad("key", format!("not a key rustls can sign with ({e})")))?;
+    let certified = CertifiedKey::new(chain, signer);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(_) => return Err(bad("key", "does not match the certificate (cert)")),
+    }
+    Ok(Arc::new(certified))
+}
+
+fn certificates(
+    option: &'static str,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(option, format!("unreadable PEM ({e})")))?;
+    if chain.is_empty() {
+        return Err(bad(option, "no \"BEGIN CERTIFICATE\" block in the PEM"));
+    }
+    Ok(chain)
+}
+
+/// The key in `pem`: PKCS#8 (also encrypted, opened with `passphrase`),
+/// PKCS#1 (RSA) or SEC1 (EC).
+fn private_key(pem: &[u8], passphrase: Option<&str>) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(bad(
+            "key",
+            "an OpenSSL-encrypted PEM (Proc-Type: 4,ENCRYPTED) is not supported; convert it to \
+             encrypted PKCS#8 with `openssl pkcs8 -topk8 -in key.pem -out key8.pem` (and keep \
+             `passphrase`)",
+        ));
+    }
+    if let Some(der) = encrypted_pkcs8(&text)? {
+        let Some(passphrase) = passphrase else {
+            return Err(bad(
+                "passphrase",
+                "the key is encrypted: give its passphrase",
+            ));
+        };
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
+            .map_err(|e| bad("key", format!("unreadable encrypted PKCS#8 ({e})")))?;
+        let plain = info
+            .decrypt(passphrase)
+            .map_err(|_| bad("passphrase", "wrong passphrase for the key"))?;
+        return Ok(PrivatePkcs8KeyDer::from(plain.as_bytes().to_vec()).into());
+    }
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+        let (kind, der) = section.map_err(|e| bad("key", format!("unreadable PEM ({e})")))?;
+        let key = match kind {
+            SectionKind::PrivateKey => PrivateKeyDer::Pkcs8(der.into()),
+            SectionKind::RsaPrivateKey => PrivateKeyDer::Pkcs1(der.into()),
+            SectionKind::EcPrivateKey => PrivateKeyDer::Sec1(der.into()),
+            _ => continue,
+        };
+        return Ok(key);
+    }
+    Err(bad(
+        "key",
+        "no private key in the PEM (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\" or SEC1 \
+         \"EC PRIVATE KEY\")",
+    ))
+}
+
+/// The DER of an "ENCRYPTED PRIVATE KEY" block, if `text` has one.
+fn encrypted_pkcs8(text: &str) -> Result<Option<Vec<u8>>, TlsError> {
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    let Some(start) = text.find(BEGIN) else {
+        return Ok(None);
+    };
+    let body = &text[start + BEGIN.len()..];
+    let Some(end) = body.find(END) else {
+        return Err(bad("key", "unreadable PEM (no END line)"));
+    };
+    let b64: String = body[..end].split_whitespace().collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map(Some)
+        .map_err(|e| bad("key", format!("unreadable PEM ({e})")))
+}
+
+/// Which certificate a handshake gets.
+#[derive(Debug)]
+struct Certificates {
+    default: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.default
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// A server's TLS: its rustls configuration.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl Tls {
+    /// TLS 1.2 and 1.3 with the certificate of `m`; ALPN `http/1.1`;
+    /// session resumption by tickets and by a session cache.
+    pub fn new(m: &Material<'_>) -> Result<Tls, TlsError> {
+        let certs = Arc::new(Certificates {
+            default: RwLock::new(certified_key(m)?),
+        });
+        // ring: it builds with a C compiler alone on every platform the
+        // package targets (aws-lc-rs, which rustls now prefers for its
+        // post-quantum key exchange, needs cmake and more per platform).
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad("cert", e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(certs);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| bad("cert", e.to_string()))?;
+        Ok(Tls {
+            config: Arc::new(config),
+        })
+    }
+
+    /// The handshake of a connection accepted on a TLS server, within
+    /// `limit`. `None`: the first bytes were not TLS, or the handshake
+    /// failed or took too long; the socket is then dropped.
+    pub(super) async fn accept(
+        &self,
+        stream: TcpStream,
+        limit: Duration,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let handshake = async {
+            let mut first = [0u8; 1];
+            // Only a TLS record goes to rustls: anything else (plain HTTP
+            // on the TLS port) is refused without a TLS alert.
+            match stream.peek(&mut first).await {
+                Ok(1) if first[0] == HANDSHAKE_RECORD => {}
+                _ => return Err(io::ErrorKind::InvalidData.into()),
+            }
+            tokio_rustls::TlsAcceptor::from(self.config.clone())
+                .accept(stream)
+                .await
+        };
+        if limit.is_zero() {
+            return handshake.await.ok();
+        }
+        tokio::time::timeout(limit, handshake).await.ok()?.ok()
+    }
+}
+
+/// What JS learns of a TLS connection.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// The SNI name the client asked for.
+    pub hostname: Option<String>,
+    /// "TLSv1.3" or "TLSv1.2", as Node's `getProtocol()` says it.
+    pub protocol: &'static str,
+    /// The cipher suite's IANA name.
+    pub cipher: String,
+}
+
+impl TlsInfo {
+    pub(super) fn of(conn: &rustls::ServerConnection) -> TlsInfo {
+        TlsInfo {
+            hostname: conn.server_name().map(str::to_string),
+            protocol: match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "unknown",
+            },
+            cipher: conn
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown")
+                .to_string(),
+        }
+    }
+}
