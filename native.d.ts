@@ -57,6 +57,12 @@ export declare class NativeConnection {
 
 /** A listening WebSocket server. */
 export declare class NativeServer {
+  /** Replaces the default certificate from the next handshake on. */
+  setSecureContext(m: HostMaterial): void
+  /** Adds or replaces the certificate of `m.names` (SNI). */
+  addHost(m: HostMaterial): void
+  /** Removes the certificate of `name`; whether there was one. */
+  removeHost(name: string): boolean
   /** Process-wide id (events name it). */
   get id(): number
   /** `[address, port, family]` actually bound. */
@@ -127,6 +133,18 @@ export declare const enum EventKind {
   PeerClose = 15,
   /** Queued bytes reached the socket: send callbacks are due. */
   Sent = 16,
+}
+
+/**
+ * One entry of `hosts`, or `addHost`'s argument; `setSecureContext`'s
+ * with no names.
+ */
+export interface HostMaterial {
+  names: Array<string>
+  cert: Buffer
+  key: Buffer
+  passphrase?: string
+  ca?: Buffer
 }
 
 /**
@@ -264,6 +282,8 @@ export interface ServerOptions {
   tlsKey?: Buffer
   tlsCa?: Buffer
   tlsPassphrase?: string
+  /** Certificates chosen by SNI (`hosts`). */
+  tlsHosts?: Array<HostMaterial>
 }
 
 /**

@@ -22,19 +22,25 @@ function makePki() {
   const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   try {
     ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=sack test CA');
-    fs.writeFileSync(f('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
-    const leaf = (name, keyArgs) => {
+    const leaf = (name, keyArgs, cn = 'localhost', san = 'DNS:localhost,IP:127.0.0.1') => {
+      fs.writeFileSync(f(`${name}.ext`), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\n`);
       ssl('genpkey', ...keyArgs, '-out', f(`${name}.key`));
-      ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', '/CN=localhost');
-      ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '2', '-extfile', f('ext'));
+      ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`);
+      ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '2', '-extfile', f(`${name}.ext`));
       return { cert: fs.readFileSync(f(`${name}.pem`)), key: fs.readFileSync(f(`${name}.key`)) };
     };
+    const ec = ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
     const pki = {
       ca: fs.readFileSync(f('ca.pem')),
       ecdsa: leaf('ecdsa', ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1']),
       rsa: leaf('rsa', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']),
       ed25519: leaf('ed25519', ['-algorithm', 'ED25519']),
     };
+    // Leaves for SNI: two names, a wildcard, and a second localhost one.
+    pki.a = leaf('a', ec, 'a.example.test', 'DNS:a.example.test');
+    pki.b = leaf('b', ec, 'b.example.test', 'DNS:b.example.test,DNS:b2.example.test');
+    pki.wild = leaf('wild', ec, '*.wild.test', 'DNS:*.wild.test');
+    pki.other = leaf('other', ec, 'localhost-2');
     // The same keys in their other encodings: PKCS#1 (RSA), SEC1 (EC).
     ssl('rsa', '-in', f('rsa.key'), '-traditional', '-out', f('rsa1.key'));
     pki.rsaPkcs1 = fs.readFileSync(f('rsa1.key'));
@@ -254,7 +260,7 @@ test.describe('TLS', { skip: pki.error }, () => {
       [{ cert: pki.ecdsa.cert, key: pki.ecdsa.key, ca: 'junk' }, /ca: no "BEGIN CERTIFICATE"/],
       [{ cert: pki.ecdsa.cert }, /"key" option is needed/],
       [{ key: pki.ecdsa.key }, /"cert" option is needed/],
-      [{ url: 'wss://127.0.0.1:0/' }, /"cert" option is needed \(with key\) for a wss:\/\/ URL/],
+      [{ url: 'wss://127.0.0.1:0/' }, /"cert" option is needed \(with key, or hosts\) for a wss:\/\/ URL/],
       [{ cert: 42, key: pki.ecdsa.key }, /"cert" option must be PEM/],
       [{ passphrase: 'x' }, /"passphrase" option is given only with cert and key/],
     ];
@@ -339,5 +345,124 @@ test.describe('TLS', { skip: pki.error }, () => {
     await opened(c);
     await withTimeout(new Promise((resolve) => w.on('message', (m) => m === 'arrived' && resolve())), 10000, 'the connection to arrive');
     assert.equal((await echoOnce(c, 'hi')).toString(), 'worker:hi:TLSv1.3');
+  });
+
+  // The subject CN of the certificate a handshake with `servername` gets
+  // (undefined: no SNI), or the error that ended it.
+  function peerCN(server, servername) {
+    return new Promise((resolve) => {
+      const sock = tls.connect({ host: HOST, port: server.address().port, servername, rejectUnauthorized: false });
+      sock.once('secureConnect', () => {
+        resolve(sock.getPeerCertificate().subject.CN);
+        sock.destroy();
+      });
+      sock.once('error', (e) => resolve(`error: ${e.code || e.message}`));
+    });
+  }
+
+  test.it('SNI: exact names before wildcards, one label per wildcard, case and trailing dot ignored, the default otherwise', async (t) => {
+    const $ = scope(t);
+    const s = $.server({
+      cert: pki.ecdsa.cert,
+      key: pki.ecdsa.key,
+      hosts: [
+        { host: 'a.example.test', ...pki.a },
+        { host: ['b.example.test', 'b2.example.test'], ...pki.b },
+        { host: '*.wild.test', ...pki.wild },
+        // Exact beats wildcard, whatever the order.
+        { host: 'exact.wild.test', ...pki.a },
+      ],
+    });
+    const cases = [
+      ['a.example.test', 'a.example.test'],
+      ['A.Example.TEST.', 'a.example.test'],
+      ['b2.example.test', 'b.example.test'],
+      ['x.wild.test', '*.wild.test'],
+      ['exact.wild.test', 'a.example.test'],
+      ['x.y.wild.test', 'localhost'],
+      ['wild.test', 'localhost'],
+      ['unknown.test', 'localhost'],
+      [undefined, 'localhost'],
+    ];
+    for (const [name, cn] of cases) assert.equal(await peerCN(s, name), cn, `servername ${name}`);
+    // The same with openssl s_client -servername.
+    const out = execFileSync('openssl', ['s_client', '-connect', `${HOST}:${s.address().port}`, '-servername', 'b.example.test'], {
+      input: '',
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'ignore'],
+      timeout: 10000,
+    });
+    assert.match(out, /subject=\s*CN\s*=\s*b\.example\.test/);
+    // A wss client that checks the name against the test CA.
+    s.on('connect', (ws) => ws.send(ws.connection.hostname));
+    const c = new WebSocket(`wss://a.example.test:${s.address().port}/`, { ca: pki.ca, lookup: (h, o, cb) => cb(null, [{ address: HOST, family: 4 }]) });
+    t.after(() => c.terminate());
+    assert.equal((await clientMessage(c)).data.toString(), 'a.example.test');
+  });
+
+  test.it('hosts and no default: an unknown name or no SNI fails the handshake; known names work', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ hosts: [{ host: 'a.example.test', ...pki.a }] });
+    assert.equal(await peerCN(s, 'a.example.test'), 'a.example.test');
+    assert.match(await peerCN(s, 'unknown.test'), /^error: /);
+    assert.match(await peerCN(s, undefined), /^error: /);
+  });
+
+  test.it('setSecureContext, addHost and removeHost apply from the next handshake; open connections keep theirs; bad material changes nothing', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    s.on('connect', (ws) => ws.on('message', (m) => ws.send(`${m}`)));
+    const before = wssClient(t, s);
+    await opened(before);
+    assert.equal(await peerCN(s, 'localhost'), 'localhost');
+    s.setSecureContext({ cert: pki.other.cert, key: pki.other.key });
+    assert.equal(await peerCN(s, 'localhost'), 'localhost-2');
+    assert.equal((await echoOnce(before, 'still')).toString(), 'still', 'the open connection goes on');
+    s.addHost({ host: '*.wild.test', cert: pki.wild.cert, key: pki.wild.key });
+    assert.equal(await peerCN(s, 'q.wild.test'), '*.wild.test');
+    // The last definition of a name wins.
+    s.addHost({ host: ['q.wild.test'], cert: pki.a.cert, key: pki.a.key });
+    assert.equal(await peerCN(s, 'q.wild.test'), 'a.example.test');
+    assert.equal(s.removeHost('q.wild.test'), true);
+    assert.equal(s.removeHost('q.wild.test'), false);
+    assert.equal(await peerCN(s, 'q.wild.test'), '*.wild.test');
+    // Bad material throws, and the certificates stay as they were.
+    assert.throws(() => s.setSecureContext({ cert: pki.a.cert, key: pki.rsa.key }), (e) => e instanceof TypeError && /does not match/.test(e.message));
+    assert.throws(() => s.addHost({ host: 'a..b', cert: pki.a.cert, key: pki.a.key }), (e) => e instanceof TypeError && /host/.test(e.message));
+    assert.throws(() => s.addHost({ cert: pki.a.cert, key: pki.a.key }), TypeError);
+    assert.equal(await peerCN(s, 'localhost'), 'localhost-2');
+    // A plain server has none of this.
+    const plain = $.server();
+    assert.throws(() => plain.setSecureContext({ cert: pki.a.cert, key: pki.a.key }), { code: 'ERR_SACK_NOT_TLS' });
+  });
+
+  test.it('certificates reloaded in a loop while 200 handshakes run: none fails', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    s.on('connect', (ws) => ws.close());
+    let reloads = 0;
+    let stop = false;
+    const reloader = (async () => {
+      while (!stop) {
+        s.setSecureContext(reloads % 2 ? { cert: pki.ecdsa.cert, key: pki.ecdsa.key } : { cert: pki.other.cert, key: pki.other.key });
+        reloads++;
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    let failed = 0;
+    const one = () =>
+      new Promise((resolve) => {
+        const c = new WebSocket(`wss://localhost:${s.address().port}/`, { ca: pki.ca });
+        c.on('error', () => {
+          failed++;
+          resolve();
+        });
+        c.on('close', resolve);
+      });
+    for (let round = 0; round < 10; round++) await Promise.all(Array.from({ length: 20 }, one));
+    stop = true;
+    await reloader;
+    assert.equal(failed, 0);
+    assert.ok(reloads > 10, `${reloads} reloads ran meanwhile`);
   });
 });

@@ -212,13 +212,23 @@ function tlsOptions(options, secureUrl) {
   const given = (k) => options[k] !== undefined && options[k] !== null;
   // Never the value: it may be a key or a passphrase.
   const bad = (name, why) => sackError(TypeError, 'ERR_INVALID_ARG_VALUE', `The "${name}" option ${why}`);
-  for (const name of ['hosts', 'ticketKeys']) {
-    if (given(name)) {
-      throw sackError(Error, 'ERR_SACK_TLS_UNAVAILABLE', `the ${name} option is not available in this build of sack yet (cert and key are)`);
-    }
+  if (given('ticketKeys')) {
+    throw sackError(Error, 'ERR_SACK_TLS_UNAVAILABLE', 'the ticketKeys option is not available in this build of sack yet (cert, key and hosts are)');
+  }
+  let hosts;
+  if (given('hosts')) {
+    if (!Array.isArray(options.hosts)) throw bad('hosts', 'must be an array of { host, cert, key, passphrase?, ca? }');
+    if (options.noServer === true) throw bad('hosts', 'is not taken with noServer: the server that hands over upgrades does TLS');
+    hosts = options.hosts.map((h, i) => hostMaterial(h, `hosts[${i}]`, true));
   }
   if (!given('cert') && !given('key')) {
-    if (secureUrl) throw bad('cert', 'is needed (with key) for a wss:// URL');
+    if (hosts && hosts.length) {
+      for (const name of ['ca', 'passphrase']) {
+        if (given(name)) throw bad(name, 'is given only with cert and key');
+      }
+      return { tlsHosts: hosts };
+    }
+    if (secureUrl) throw bad('cert', 'is needed (with key, or hosts) for a wss:// URL');
     for (const name of ['ca', 'passphrase']) {
       if (given(name)) throw bad(name, 'is given only with cert and key');
     }
@@ -232,6 +242,33 @@ function tlsOptions(options, secureUrl) {
   if (given('passphrase')) {
     if (typeof options.passphrase !== 'string') throw bad('passphrase', 'must be a string');
     out.tlsPassphrase = options.passphrase;
+  }
+  if (hosts) out.tlsHosts = hosts;
+  return out;
+}
+
+// { host, cert, key, passphrase?, ca? } as the engine takes it ({ names,
+// … }); `named`: host is required (hosts, addHost), else not taken
+// (setSecureContext).
+function hostMaterial(h, what, named) {
+  const bad = (why) => sackError(TypeError, 'ERR_INVALID_ARG_VALUE', `${what} ${why}`);
+  if (h === null || typeof h !== 'object' || Array.isArray(h)) throw bad('must be an object { cert, key, … }');
+  let names = [];
+  if (named) {
+    names = typeof h.host === 'string' ? [h.host] : h.host;
+    if (!Array.isArray(names) || !names.length || !names.every((n) => typeof n === 'string' && n !== '')) {
+      throw bad('.host must be a host name or a non-empty array of them');
+    }
+  } else if (h.host !== undefined) {
+    throw bad('takes no host (the default certificate): use addHost() for a host');
+  }
+  if (h.cert === undefined || h.cert === null) throw bad('.cert is needed (a certificate chain, PEM)');
+  if (h.key === undefined || h.key === null) throw bad('.key is needed (a private key, PEM)');
+  const out = { names, cert: pem(`${what}.cert`, h.cert), key: pem(`${what}.key`, h.key) };
+  if (h.ca !== undefined && h.ca !== null) out.ca = pem(`${what}.ca`, h.ca);
+  if (h.passphrase !== undefined && h.passphrase !== null) {
+    if (typeof h.passphrase !== 'string') throw bad('.passphrase must be a string');
+    out.passphrase = h.passphrase;
   }
   return out;
 }
@@ -299,4 +336,4 @@ function normalize(args) {
   return { address, port: p, native, connect, options };
 }
 
-module.exports = { normalize, parseUrl, NUMERIC, DEFAULT_PORT };
+module.exports = { normalize, parseUrl, hostMaterial, NUMERIC, DEFAULT_PORT };

@@ -4,7 +4,7 @@
 const native = require('./native.js');
 const { defineEvents, emit, hasHandler } = require('./events.js');
 const { sackError } = require('./errors.js');
-const { normalize } = require('./options.js');
+const { normalize, hostMaterial } = require('./options.js');
 const { Connection, isValidCloseCode } = require('./connection.js');
 const registry = require('./registry.js');
 const { Request } = require('./http/request.js');
@@ -55,6 +55,38 @@ function Server(...args) {
   if (!this._noServer) this._hold(true);
   if (connect) this.on('connect', connect);
 }
+
+// TLS at run time: each applies from the next handshake; connections
+// already open keep their certificate. Bad material throws (a TypeError
+// naming what is wrong) before anything changes.
+function tlsCall(server, what, call) {
+  if (server.readyState !== LISTENING) throw sackError(Error, 'ERR_SERVER_NOT_RUNNING', `${what}: the server is closed`);
+  try {
+    return call();
+  } catch (e) {
+    if (e.code === 'ERR_SACK_TLS_MATERIAL') throw sackError(TypeError, 'ERR_SACK_TLS_MATERIAL', `${what}: ${e.message}`);
+    if (e.code === 'ERR_SACK_NOT_TLS') throw sackError(Error, 'ERR_SACK_NOT_TLS', `${what}: ${e.message}`);
+    throw e;
+  }
+}
+
+// The default certificate: { cert, key, passphrase?, ca? }.
+Server.prototype.setSecureContext = function setSecureContext(context) {
+  const m = hostMaterial(context, 'setSecureContext(context): context', false);
+  tlsCall(this, 'setSecureContext', () => this._native.setSecureContext(m));
+};
+
+// A certificate chosen by SNI: { host (a name, *.name, or an array), cert, key, passphrase?, ca? }.
+Server.prototype.addHost = function addHost(host) {
+  const m = hostMaterial(host, 'addHost(host): host', true);
+  tlsCall(this, 'addHost', () => this._native.addHost(m));
+};
+
+// Removes a host's certificate; returns whether there was one.
+Server.prototype.removeHost = function removeHost(name) {
+  if (typeof name !== 'string' || name === '') throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'removeHost(name): name must be a non-empty string');
+  return tlsCall(this, 'removeHost', () => this._native.removeHost(name));
+};
 
 // handleUpgrade(req, socket, head, [callback]): an upgrade request that
 // arrived on a Node http.Server ('upgrade' event). The engine takes the TCP

@@ -52,6 +52,30 @@ pub struct ServerOptions {
     pub tls_key: Option<Buffer>,
     pub tls_ca: Option<Buffer>,
     pub tls_passphrase: Option<String>,
+    /// Certificates chosen by SNI (`hosts`).
+    pub tls_hosts: Option<Vec<HostMaterial>>,
+}
+
+/// One entry of `hosts`, or `addHost`'s argument; `setSecureContext`'s
+/// with no names.
+#[napi(object)]
+pub struct HostMaterial {
+    pub names: Vec<String>,
+    pub cert: Buffer,
+    pub key: Buffer,
+    pub passphrase: Option<String>,
+    pub ca: Option<Buffer>,
+}
+
+impl HostMaterial {
+    fn material(&self) -> Material<'_> {
+        Material {
+            cert: &self.cert,
+            key: &self.key,
+            passphrase: self.passphrase.as_deref(),
+            ca: self.ca.as_deref(),
+        }
+    }
 }
 
 /// "No limit" for a timeout: a century, which every timer and clock sum
@@ -114,16 +138,28 @@ fn config(o: &ServerOptions) -> std::result::Result<ServerConfig, TlsError> {
 }
 
 fn tls(o: &ServerOptions) -> std::result::Result<Option<Tls>, TlsError> {
-    let (Some(cert), Some(key)) = (o.tls_cert.as_ref(), o.tls_key.as_ref()) else {
+    let default = match (o.tls_cert.as_ref(), o.tls_key.as_ref()) {
+        (Some(cert), Some(key)) => Some(Material {
+            cert,
+            key,
+            passphrase: o.tls_passphrase.as_deref(),
+            ca: o.tls_ca.as_deref(),
+        }),
+        _ => None,
+    };
+    let hosts = o.tls_hosts.as_deref().unwrap_or(&[]);
+    if default.is_none() && hosts.is_empty() {
         return Ok(None);
-    };
-    let material = Material {
-        cert,
-        key,
-        passphrase: o.tls_passphrase.as_deref(),
-        ca: o.tls_ca.as_deref(),
-    };
-    Tls::new(&material).map(Some)
+    }
+    let tls = Tls::new(default.as_ref())?;
+    for (i, h) in hosts.iter().enumerate() {
+        tls.add_host(&h.names, &h.material())
+            .map_err(|e| TlsError {
+                option: "hosts",
+                reason: format!("[{i}] ({}): {e}", h.names.join(", ")),
+            })?;
+    }
+    Ok(Some(tls))
 }
 
 fn bad_material(e: TlsError) -> Error<&'static str> {
@@ -165,6 +201,7 @@ pub fn option_defaults() -> ServerOptions {
         tls_key: None,
         tls_ca: None,
         tls_passphrase: None,
+        tls_hosts: None,
     }
 }
 
@@ -208,6 +245,35 @@ pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer, &'s
 
 #[napi]
 impl NativeServer {
+    /// Replaces the default certificate from the next handshake on.
+    #[napi]
+    pub fn set_secure_context(&self, m: HostMaterial) -> Result<(), &'static str> {
+        self.tls()?.set_default(&m.material()).map_err(bad_material)
+    }
+
+    /// Adds or replaces the certificate of `m.names` (SNI).
+    #[napi]
+    pub fn add_host(&self, m: HostMaterial) -> Result<(), &'static str> {
+        self.tls()?
+            .add_host(&m.names, &m.material())
+            .map_err(bad_material)
+    }
+
+    /// Removes the certificate of `name`; whether there was one.
+    #[napi]
+    pub fn remove_host(&self, name: String) -> Result<bool, &'static str> {
+        self.tls()?.remove_host(&name).map_err(bad_material)
+    }
+
+    fn tls(&self) -> Result<&Tls, &'static str> {
+        self.server.config.tls.as_ref().ok_or_else(|| {
+            Error::new(
+                "ERR_SACK_NOT_TLS",
+                "this server has no TLS (give cert and key, or hosts)".to_string(),
+            )
+        })
+    }
+
     /// Process-wide id (events name it).
     #[napi(getter)]
     pub fn id(&self) -> f64 {

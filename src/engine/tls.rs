@@ -2,6 +2,7 @@
 //! with errors that name the option and the reason, and the handshake of
 //! an accepted connection on the engine thread (never on a JS thread).
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -135,36 +136,112 @@ fn encrypted_pkcs8(text: &str) -> Result<Option<Vec<u8>>, TlsError> {
         .map_err(|e| bad("key", format!("unreadable PEM ({e})")))
 }
 
-/// Which certificate a handshake gets.
-#[derive(Debug)]
-struct Certificates {
-    default: RwLock<Arc<CertifiedKey>>,
+/// The certificates of a server: the default, and those chosen by SNI.
+/// Replaced while the server runs; a handshake takes what is here at its
+/// ClientHello, and connections already open keep theirs.
+#[derive(Debug, Default)]
+struct Certs {
+    default: Option<Arc<CertifiedKey>>,
+    /// By exact name (lower case, no trailing dot).
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` as `example.com`: one left-most label.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
 }
 
-impl ResolvesServerCert for Certificates {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.default
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        )
+impl Certs {
+    fn for_name(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = name {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(k) = self.exact.get(&name) {
+                return Some(k.clone());
+            }
+            // RFC 6125 §6.4.3: the wildcard stands for the whole
+            // left-most label, and for nothing else.
+            if let Some(k) = name
+                .split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent))
+            {
+                return Some(k.clone());
+            }
+        }
+        self.default.clone()
     }
 }
 
-/// A server's TLS: its rustls configuration.
+#[derive(Debug, Default)]
+struct Certificates(RwLock<Certs>);
+
+impl Certificates {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Certs> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Certs> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // `None` (an unknown name and no default) fails the handshake.
+        self.read().for_name(hello.server_name())
+    }
+}
+
+/// A host name as `hosts` takes it: lower case, no trailing dot; a
+/// wildcard only as a whole left-most label (`*.example.com`).
+pub enum HostName {
+    Exact(String),
+    /// The part after `*.`.
+    Wildcard(String),
+}
+
+impl HostName {
+    pub fn parse(name: &str) -> Result<HostName, TlsError> {
+        let lower = name.trim_end_matches('.').to_ascii_lowercase();
+        let bad_name = || {
+            bad(
+                "host",
+                format!("{name:?} is not a host name or a *.name wildcard"),
+            )
+        };
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        };
+        match lower.strip_prefix("*.") {
+            Some(parent) if valid(parent) && parent.contains('.') => {
+                Ok(HostName::Wildcard(parent.to_string()))
+            }
+            Some(_) => Err(bad_name()),
+            None if valid(&lower) => Ok(HostName::Exact(lower)),
+            None => Err(bad_name()),
+        }
+    }
+}
+
+/// A server's TLS: its rustls configuration, and the certificates it
+/// chooses from, which may change while it runs.
 #[derive(Debug, Clone)]
 pub struct Tls {
     config: Arc<rustls::ServerConfig>,
+    certs: Arc<Certificates>,
 }
 
 impl Tls {
-    /// TLS 1.2 and 1.3 with the certificate of `m`; ALPN `http/1.1`;
+    /// TLS 1.2 and 1.3 with `default` (the certificate for clients that
+    /// name no host, or one `hosts` does not have); ALPN `http/1.1`;
     /// session resumption by tickets and by a session cache.
-    pub fn new(m: &Material<'_>) -> Result<Tls, TlsError> {
-        let certs = Arc::new(Certificates {
-            default: RwLock::new(certified_key(m)?),
-        });
+    pub fn new(default: Option<&Material<'_>>) -> Result<Tls, TlsError> {
+        let certs = Arc::new(Certificates::default());
+        if let Some(m) = default {
+            certs.write().default = Some(certified_key(m)?);
+        }
         // ring: it builds with a C compiler alone on every platform the
         // package targets (aws-lc-rs, which rustls now prefers for its
         // post-quantum key exchange, needs cmake and more per platform).
@@ -174,12 +251,50 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| bad("cert", e.to_string()))?
             .with_no_client_auth()
-            .with_cert_resolver(certs);
+            .with_cert_resolver(certs.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.ticketer =
             rustls::crypto::ring::Ticketer::new().map_err(|e| bad("cert", e.to_string()))?;
         Ok(Tls {
             config: Arc::new(config),
+            certs,
+        })
+    }
+
+    /// Replaces the default certificate (`setSecureContext`).
+    pub fn set_default(&self, m: &Material<'_>) -> Result<(), TlsError> {
+        let key = certified_key(m)?;
+        self.certs.write().default = Some(key);
+        Ok(())
+    }
+
+    /// Adds or replaces the certificate of `names` (`hosts`, `addHost`):
+    /// the last definition of a name wins. Nothing changes on an error.
+    pub fn add_host(&self, names: &[String], m: &Material<'_>) -> Result<(), TlsError> {
+        if names.is_empty() {
+            return Err(bad("host", "no name given"));
+        }
+        let parsed = names
+            .iter()
+            .map(|n| HostName::parse(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = certified_key(m)?;
+        let mut certs = self.certs.write();
+        for name in parsed {
+            match name {
+                HostName::Exact(n) => certs.exact.insert(n, key.clone()),
+                HostName::Wildcard(n) => certs.wildcard.insert(n, key.clone()),
+            };
+        }
+        Ok(())
+    }
+
+    /// Removes the certificate of `name`; whether there was one.
+    pub fn remove_host(&self, name: &str) -> Result<bool, TlsError> {
+        let mut certs = self.certs.write();
+        Ok(match HostName::parse(name)? {
+            HostName::Exact(n) => certs.exact.remove(&n).is_some(),
+            HostName::Wildcard(n) => certs.wildcard.remove(&n).is_some(),
         })
     }
 
@@ -235,6 +350,32 @@ impl TlsInfo {
                 .and_then(|s| s.suite().as_str())
                 .unwrap_or("unknown")
                 .to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        assert!(
+            matches!(HostName::parse("Example.COM."), Ok(HostName::Exact(n)) if n == "example.com")
+        );
+        assert!(
+            matches!(HostName::parse("*.example.com"), Ok(HostName::Wildcard(n)) if n == "example.com")
+        );
+        for bad in [
+            "",
+            "*",
+            "*.com",
+            "a.*.com",
+            "*a.example.com",
+            "a..b",
+            "ex ample.com",
+        ] {
+            assert!(HostName::parse(bad).is_err(), "{bad:?}");
         }
     }
 }
