@@ -63,6 +63,10 @@ export declare class NativeServer {
   addHost(m: HostMaterial): void
   /** Removes the certificate of `name`; whether there was one. */
   removeHost(name: string): boolean
+  /** The session-ticket key new tickets are sealed with. */
+  getTicketKeys(): Buffer
+  /** Seals new tickets with `keys`; tickets of the key before still open. */
+  setTicketKeys(keys: Buffer): void
   /** Process-wide id (events name it). */
   get id(): number
   /** `[address, port, family]` actually bound. */
@@ -284,6 +288,8 @@ export interface ServerOptions {
   tlsPassphrase?: string
   /** Certificates chosen by SNI (`hosts`). */
   tlsHosts?: Array<HostMaterial>
+  /** Session-ticket keys shared with other processes (`ticketKeys`). */
+  tlsTicketKeys?: Buffer
 }
 
 /**

@@ -465,4 +465,81 @@ test.describe('TLS', { skip: pki.error }, () => {
     assert.equal(failed, 0);
     assert.ok(reloads > 10, `${reloads} reloads ran meanwhile`);
   });
+
+  // Connects with `session` (a previous one's), returns whether it was
+  // resumed and the session to resume next time.
+  function resumeWith(port, session) {
+    return new Promise((resolve, reject) => {
+      let next;
+      const sock = tls.connect({ host: HOST, port, servername: 'localhost', ca: pki.ca, session });
+      sock.on('session', (s) => {
+        next = s;
+      });
+      sock.once('secureConnect', () => {
+        const reused = sock.isSessionReused();
+        // TLS 1.3 tickets come after the handshake: wait for one.
+        const done = () => {
+          sock.destroy();
+          resolve({ reused, session: next });
+        };
+        if (next) done();
+        else sock.once('session', () => setImmediate(done));
+      });
+      sock.once('error', reject);
+    });
+  }
+
+  test.it('session resumption by ticket: a second connection resumes (TLS 1.3)', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    const first = await resumeWith(s.address().port);
+    assert.equal(first.reused, false);
+    assert.ok(first.session, 'the server sent a ticket');
+    const second = await resumeWith(s.address().port, first.session);
+    assert.equal(second.reused, true);
+    // After setTicketKeys, tickets of the key before still resume once
+    // (one rotation back); two rotations later they do not.
+    s.setTicketKeys(Buffer.alloc(48, 1));
+    assert.equal((await resumeWith(s.address().port, first.session)).reused, true);
+    s.setTicketKeys(Buffer.alloc(48, 2));
+    assert.equal((await resumeWith(s.address().port, first.session)).reused, false);
+    assert.deepEqual(s.getTicketKeys(), Buffer.alloc(48, 2));
+    assert.throws(() => s.setTicketKeys(Buffer.alloc(47)), TypeError);
+    assert.throws(() => $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key, ticketKeys: 'x' }), TypeError);
+  });
+
+  test.it('two server processes with shared ticketKeys resume each other\'s sessions; with their own keys they do not', async (t) => {
+    const { spawn } = require('node:child_process');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-tls-proc-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(dir, 'cert.pem'), pki.ecdsa.cert);
+    fs.writeFileSync(path.join(dir, 'key.pem'), pki.ecdsa.key);
+    const shared = require('node:crypto').randomBytes(48).toString('hex');
+    const start = (keys) =>
+      new Promise((resolve, reject) => {
+        const script = `
+          const fs = require('node:fs');
+          const sack = require(${JSON.stringify(path.join(__dirname, '..'))});
+          const opts = { address: '127.0.0.1', port: 0, cert: fs.readFileSync(${JSON.stringify(path.join(dir, 'cert.pem'))}), key: fs.readFileSync(${JSON.stringify(path.join(dir, 'key.pem'))}) };
+          if (${JSON.stringify(keys)}) opts.ticketKeys = Buffer.from(${JSON.stringify(keys)}, 'hex');
+          const s = sack.Websocket.Server(opts);
+          console.log('LISTENING ' + s.address().port);
+          process.stdin.on('end', () => process.exit(0));
+          process.stdin.resume();`;
+        const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+        t.after(() => child.kill());
+        let out = '';
+        child.stdout.on('data', (d) => {
+          out += d;
+          const m = /LISTENING (\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        child.once('exit', (code) => reject(new Error(`server process exited (${code})`)));
+      });
+    const [a, b, c] = await Promise.all([start(shared), start(shared), start(null)]);
+    const first = await resumeWith(a);
+    assert.equal(first.reused, false);
+    assert.equal((await resumeWith(b, first.session)).reused, true, 'process B resumed process A\'s session');
+    assert.equal((await resumeWith(c, first.session)).reused, false, 'a process with its own keys did not');
+  });
 });

@@ -212,8 +212,9 @@ function tlsOptions(options, secureUrl) {
   const given = (k) => options[k] !== undefined && options[k] !== null;
   // Never the value: it may be a key or a passphrase.
   const bad = (name, why) => sackError(TypeError, 'ERR_INVALID_ARG_VALUE', `The "${name}" option ${why}`);
+  let ticketKeys;
   if (given('ticketKeys')) {
-    throw sackError(Error, 'ERR_SACK_TLS_UNAVAILABLE', 'the ticketKeys option is not available in this build of sack yet (cert, key and hosts are)');
+    ticketKeys = ticketKeyBytes(options.ticketKeys, 'The "ticketKeys" option');
   }
   let hosts;
   if (given('hosts')) {
@@ -226,8 +227,9 @@ function tlsOptions(options, secureUrl) {
       for (const name of ['ca', 'passphrase']) {
         if (given(name)) throw bad(name, 'is given only with cert and key');
       }
-      return { tlsHosts: hosts };
+      return ticketKeys ? { tlsHosts: hosts, tlsTicketKeys: ticketKeys } : { tlsHosts: hosts };
     }
+    if (ticketKeys) throw bad('ticketKeys', 'is given only with cert and key, or hosts');
     if (secureUrl) throw bad('cert', 'is needed (with key, or hosts) for a wss:// URL');
     for (const name of ['ca', 'passphrase']) {
       if (given(name)) throw bad(name, 'is given only with cert and key');
@@ -244,7 +246,21 @@ function tlsOptions(options, secureUrl) {
     out.tlsPassphrase = options.passphrase;
   }
   if (hosts) out.tlsHosts = hosts;
+  if (ticketKeys) out.tlsTicketKeys = ticketKeys;
   return out;
+}
+
+// Session-ticket keys as Node's: 48 bytes (a 16-byte name, 32 of key).
+const TICKET_KEYS_LEN = 48;
+function ticketKeyBytes(v, what) {
+  if (!ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer)) {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', `${what} must be a Buffer of ${TICKET_KEYS_LEN} bytes`);
+  }
+  const b = v instanceof ArrayBuffer ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (b.length !== TICKET_KEYS_LEN) {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_VALUE', `${what} must be ${TICKET_KEYS_LEN} bytes (got ${b.length})`);
+  }
+  return Buffer.from(b);
 }
 
 // { host, cert, key, passphrase?, ca? } as the engine takes it ({ names,
@@ -336,4 +352,4 @@ function normalize(args) {
   return { address, port: p, native, connect, options };
 }
 
-module.exports = { normalize, parseUrl, hostMaterial, NUMERIC, DEFAULT_PORT };
+module.exports = { normalize, parseUrl, hostMaterial, ticketKeyBytes, NUMERIC, DEFAULT_PORT };

@@ -4,7 +4,7 @@
 const native = require('./native.js');
 const { defineEvents, emit, hasHandler } = require('./events.js');
 const { sackError } = require('./errors.js');
-const { normalize, hostMaterial } = require('./options.js');
+const { normalize, hostMaterial, ticketKeyBytes } = require('./options.js');
 const { Connection, isValidCloseCode } = require('./connection.js');
 const registry = require('./registry.js');
 const { Request } = require('./http/request.js');
@@ -80,6 +80,18 @@ Server.prototype.setSecureContext = function setSecureContext(context) {
 Server.prototype.addHost = function addHost(host) {
   const m = hostMaterial(host, 'addHost(host): host', true);
   tlsCall(this, 'addHost', () => this._native.addHost(m));
+};
+
+// The session-ticket key (48 bytes), to give other processes behind the
+// same load balancer, so a client resumes its session on any of them.
+Server.prototype.getTicketKeys = function getTicketKeys() {
+  return tlsCall(this, 'getTicketKeys', () => this._native.getTicketKeys());
+};
+
+// Seals new tickets with `keys`; tickets of the key before still resume.
+Server.prototype.setTicketKeys = function setTicketKeys(keys) {
+  const b = ticketKeyBytes(keys, 'setTicketKeys(keys): keys');
+  tlsCall(this, 'setTicketKeys', () => this._native.setTicketKeys(b));
 };
 
 // Removes a host's certificate; returns whether there was one.

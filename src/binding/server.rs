@@ -54,6 +54,8 @@ pub struct ServerOptions {
     pub tls_passphrase: Option<String>,
     /// Certificates chosen by SNI (`hosts`).
     pub tls_hosts: Option<Vec<HostMaterial>>,
+    /// Session-ticket keys shared with other processes (`ticketKeys`).
+    pub tls_ticket_keys: Option<Buffer>,
 }
 
 /// One entry of `hosts`, or `addHost`'s argument; `setSecureContext`'s
@@ -159,6 +161,9 @@ fn tls(o: &ServerOptions) -> std::result::Result<Option<Tls>, TlsError> {
                 reason: format!("[{i}] ({}): {e}", h.names.join(", ")),
             })?;
     }
+    if let Some(keys) = o.tls_ticket_keys.as_ref() {
+        tls.set_ticket_keys(keys)?;
+    }
     Ok(Some(tls))
 }
 
@@ -202,6 +207,7 @@ pub fn option_defaults() -> ServerOptions {
         tls_ca: None,
         tls_passphrase: None,
         tls_hosts: None,
+        tls_ticket_keys: None,
     }
 }
 
@@ -263,6 +269,18 @@ impl NativeServer {
     #[napi]
     pub fn remove_host(&self, name: String) -> Result<bool, &'static str> {
         self.tls()?.remove_host(&name).map_err(bad_material)
+    }
+
+    /// The session-ticket key new tickets are sealed with.
+    #[napi]
+    pub fn get_ticket_keys(&self) -> Result<Buffer, &'static str> {
+        Ok(self.tls()?.ticket_keys().to_vec().into())
+    }
+
+    /// Seals new tickets with `keys`; tickets of the key before still open.
+    #[napi]
+    pub fn set_ticket_keys(&self, keys: Buffer) -> Result<(), &'static str> {
+        self.tls()?.set_ticket_keys(&keys).map_err(bad_material)
     }
 
     fn tls(&self) -> Result<&Tls, &'static str> {

@@ -225,12 +225,140 @@ impl HostName {
     }
 }
 
-/// A server's TLS: its rustls configuration, and the certificates it
-/// chooses from, which may change while it runs.
+/// Bytes of a session-ticket key, as Node's `ticketKeys`: a 16-byte name
+/// that tickets carry, then 32 bytes of AES-256-GCM key.
+pub const TICKET_KEYS_LEN: usize = 48;
+/// How long a ticket may resume a session: 2 hours, as OpenSSL's default.
+const TICKET_LIFETIME_S: u32 = 2 * 3600;
+
+/// Session tickets sealed with keys that several processes may share
+/// (`ticketKeys`), so a client resumes on whichever one a load balancer
+/// picks. A ticket is the key's name, a random nonce, and the sealed
+/// session state (RFC 5077 §4's layout, with an AEAD).
+struct Tickets {
+    /// The key new tickets are sealed with, and the one before it, still
+    /// opened so that tickets outlive a rotation.
+    keys: RwLock<(TicketKey, Option<TicketKey>)>,
+    rng: ring::rand::SystemRandom,
+}
+
+#[derive(Clone)]
+struct TicketKey {
+    bytes: [u8; TICKET_KEYS_LEN],
+}
+
+impl TicketKey {
+    fn name(&self) -> &[u8] {
+        &self.bytes[..16]
+    }
+
+    fn aead(&self) -> Option<ring::aead::LessSafeKey> {
+        let unbound =
+            ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.bytes[16..]).ok()?;
+        Some(ring::aead::LessSafeKey::new(unbound))
+    }
+}
+
+impl std::fmt::Debug for Tickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tickets { .. }")
+    }
+}
+
+impl Tickets {
+    fn new() -> Result<Tickets, TlsError> {
+        let rng = ring::rand::SystemRandom::new();
+        let mut bytes = [0u8; TICKET_KEYS_LEN];
+        ring::rand::SecureRandom::fill(&rng, &mut bytes)
+            .map_err(|_| bad("ticketKeys", "no random bytes for a ticket key"))?;
+        Ok(Tickets {
+            keys: RwLock::new((TicketKey { bytes }, None)),
+            rng,
+        })
+    }
+
+    fn set(&self, keys: &[u8]) -> Result<(), TlsError> {
+        let bytes: [u8; TICKET_KEYS_LEN] = keys.try_into().map_err(|_| {
+            bad(
+                "ticketKeys",
+                format!("must be {TICKET_KEYS_LEN} bytes (got {})", keys.len()),
+            )
+        })?;
+        let mut k = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(&mut k.0, TicketKey { bytes });
+        k.1 = Some(old);
+        Ok(())
+    }
+
+    fn get(&self) -> [u8; TICKET_KEYS_LEN] {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).0.bytes
+    }
+}
+
+impl rustls::server::ProducesTickets for Tickets {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        TICKET_LIFETIME_S
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let key = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone();
+        let mut nonce = [0u8; 12];
+        ring::rand::SecureRandom::fill(&self.rng, &mut nonce).ok()?;
+        let mut out = Vec::with_capacity(16 + 12 + plain.len() + 16);
+        out.extend_from_slice(key.name());
+        out.extend_from_slice(&nonce);
+        let mut sealed = plain.to_vec();
+        key.aead()?
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(key.name()),
+                &mut sealed,
+            )
+            .ok()?;
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        if ticket.len() < 16 + 12 + 16 {
+            return None;
+        }
+        let (name, rest) = ticket.split_at(16);
+        let (nonce, sealed) = rest.split_at(12);
+        let key = {
+            let k = self.keys.read().unwrap_or_else(|e| e.into_inner());
+            if k.0.name() == name {
+                k.0.clone()
+            } else {
+                k.1.clone().filter(|old| old.name() == name)?
+            }
+        };
+        let mut buf = sealed.to_vec();
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let plain = key
+            .aead()?
+            .open_in_place(nonce, ring::aead::Aad::from(name), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+/// A server's TLS: its rustls configuration, and the certificates and
+/// ticket keys it uses, which may change while it runs.
 #[derive(Debug, Clone)]
 pub struct Tls {
     config: Arc<rustls::ServerConfig>,
     certs: Arc<Certificates>,
+    tickets: Arc<Tickets>,
 }
 
 impl Tls {
@@ -253,12 +381,24 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.ticketer =
-            rustls::crypto::ring::Ticketer::new().map_err(|e| bad("cert", e.to_string()))?;
+        let tickets = Arc::new(Tickets::new()?);
+        config.ticketer = tickets.clone();
         Ok(Tls {
             config: Arc::new(config),
             certs,
+            tickets,
         })
+    }
+
+    /// The session-ticket key (`getTicketKeys`).
+    pub fn ticket_keys(&self) -> [u8; TICKET_KEYS_LEN] {
+        self.tickets.get()
+    }
+
+    /// Seals new tickets with `keys` (`ticketKeys`, `setTicketKeys`);
+    /// tickets sealed with the key before still open.
+    pub fn set_ticket_keys(&self, keys: &[u8]) -> Result<(), TlsError> {
+        self.tickets.set(keys)
     }
 
     /// Replaces the default certificate (`setSecureContext`).
