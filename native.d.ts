@@ -63,6 +63,11 @@ export declare class NativeServer {
   addHost(m: HostMaterial): void
   /** Removes the certificate of `name`; whether there was one. */
   removeHost(name: string): boolean
+  /**
+   * The `lowError` handler's choice for plain text on the TLS port
+   * (`decide`, from the event): carry it on as plain HTTP, or drop it.
+   */
+  decideLow(decide: number, plain: boolean): boolean
   /** The session-ticket key new tickets are sealed with. */
   getTicketKeys(): Buffer
   /** Seals new tickets with `keys`; tickets of the key before still open. */
@@ -137,6 +142,8 @@ export declare const enum EventKind {
   PeerClose = 15,
   /** Queued bytes reached the socket: send callbacks are due. */
   Sent = 16,
+  /** A failure before HTTP (`lowError`). */
+  LowError = 17,
 }
 
 /**
@@ -218,6 +225,8 @@ export declare const enum RequestFlag {
   MethodInText = 4,
   /** Body or address strings in `extra`. */
   HasExtra = 8,
+  /** Plain HTTP on a TLS port, carried on by `disableSSL()`. */
+  Redirect = 16,
 }
 
 /** [`METHODS`], for `lib/dispatch.js`. */

@@ -542,4 +542,92 @@ test.describe('TLS', { skip: pki.error }, () => {
     assert.equal((await resumeWith(b, first.session)).reused, true, 'process B resumed process A\'s session');
     assert.equal((await resumeWith(c, first.session)).reused, false, 'a process with its own keys did not');
   });
+
+  test.it('plain HTTP on the TLS port: lowError 1 with the bytes seen, disableSSL() serves it as plain HTTP (req.redirect), a redirect to https', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    const low = [];
+    s.on('lowError', function (code, info, data) {
+      low.push({ code, info, data: Buffer.from(data).toString(), self: this });
+      if (Buffer.from(data).toString().includes('reject')) this.rejectSSL();
+      else this.disableSSL();
+    });
+    s.on('request', (req, res) => {
+      res.writeHead(301, { Location: `https://localhost:${s.address().port}${req.url}`, 'X-Redirect': String(req.redirect) });
+      res.end();
+    });
+    const raw = (chunks, gap) =>
+      new Promise((resolve) => {
+        const sock = net.connect(s.address().port, HOST);
+        sock.on('error', () => {});
+        const got = [];
+        sock.on('data', (d) => got.push(d));
+        sock.on('close', () => resolve(Buffer.concat(got).toString()));
+        (async () => {
+          for (const c of chunks) {
+            sock.write(c);
+            await new Promise((r) => setTimeout(r, gap));
+          }
+        })();
+        setTimeout(() => sock.end(), 1500);
+      });
+    const whole = await raw(['GET /path?q=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'], 0);
+    assert.match(whole, /^HTTP\/1\.1 301 /);
+    assert.match(whole, /location: https:\/\/localhost:\d+\/path\?q=1/i);
+    assert.match(whole, /x-redirect: true/i);
+    assert.equal(low[0].code, 1);
+    assert.equal(low[0].self, s);
+    assert.equal(low[0].info.remoteAddress, HOST);
+    assert.match(low[0].data, /^GET \/path\?q=1/);
+    // The request line split across segments: no byte lost.
+    const split = await raw(['G', 'ET /sp', 'lit HTTP/1.1\r\nHo', 'st: h\r\nConnection: close\r\n\r\n'], 60);
+    assert.match(split, /location: https:\/\/localhost:\d+\/split/i);
+    assert.equal(low[1].data, 'G', 'the event came with the first byte alone');
+    // rejectSSL(): dropped, nothing answered.
+    assert.equal(await raw(['GET /reject HTTP/1.1\r\nHost: h\r\n\r\n'], 0), '');
+    // A plain WebSocket upgrade on the TLS port after disableSSL().
+    s.on('connect', (ws) => ws.send(`plain ${ws.url}`));
+    const c = new WebSocket(`ws://${HOST}:${s.address().port}/ws`);
+    t.after(() => c.terminate());
+    assert.equal((await clientMessage(c)).data.toString(), 'plain /ws');
+    // TLS still works beside it.
+    const tlsClient = wssClient(t, s);
+    assert.equal((await clientMessage(tlsClient)).data.toString(), 'plain /');
+    // Outside the event, both throw.
+    assert.throws(() => s.disableSSL(), { code: 'ERR_SACK_NOT_TLS' });
+    assert.throws(() => s.rejectSSL(), { code: 'ERR_SACK_NOT_TLS' });
+  });
+
+  test.it('lowError 7 for an unknown SNI name with no default certificate (data: the name); 3 when the client refuses the certificate', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ hosts: [{ host: 'a.example.test', ...pki.a }] });
+    const low = [];
+    s.on('lowError', (code, info, data) => low.push([code, data]));
+    assert.match(await peerCN(s, 'nobody.test'), /^error: /);
+    await waitFor(() => low.length === 1);
+    assert.deepEqual(low[0], [7, 'nobody.test']);
+    // A client that does not trust the certificate sends an alert
+    // (openssl's unknown_ca; Node's client checks only after the
+    // handshake, and just closes).
+    try {
+      execFileSync('openssl', ['s_client', '-connect', `${HOST}:${s.address().port}`, '-servername', 'a.example.test', '-verify_return_error'], {
+        input: '',
+        stdio: ['pipe', 'ignore', 'ignore'],
+        timeout: 10000,
+      });
+    } catch {
+      // s_client exits non-zero when verification fails
+    }
+    await waitFor(() => low.length === 2);
+    assert.equal(low[1][0], 3);
+    assert.equal(typeof low[1][1], 'string');
+  });
 });
+
+async function waitFor(cond, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

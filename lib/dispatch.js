@@ -26,6 +26,7 @@ const {
   ResponseClose: RESPONSE_CLOSE,
   PeerClose: PEER_CLOSE,
   Sent: SENT,
+  LowError: LOW_ERROR,
 } = native.EventKind;
 
 // Request groups (src/binding/request_group.rs, deliver_requests).
@@ -161,6 +162,11 @@ function dispatch(kind, id, a, b, c, d, e) {
     case SERVER_ERROR: {
       const server = servers.get(id);
       if (server !== undefined) server._onError(a, b, c);
+      return;
+    }
+    case LOW_ERROR: {
+      const server = servers.get(id);
+      if (server !== undefined) server._onLowError(a, b, c, d);
       return;
     }
     case REQUESTS:

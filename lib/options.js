@@ -231,6 +231,7 @@ function tlsOptions(options, secureUrl) {
     }
     if (ticketKeys) throw bad('ticketKeys', 'is given only with cert and key, or hosts');
     if (secureUrl) throw bad('cert', 'is needed (with key, or hosts) for a wss:// URL');
+    if (hosts) throw bad('hosts', 'is empty, and there is no cert: that would be no TLS at all');
     for (const name of ['ca', 'passphrase']) {
       if (given(name)) throw bad(name, 'is given only with cert and key');
     }

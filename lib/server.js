@@ -209,12 +209,46 @@ Server.prototype.reject = function reject(status, reason) {
   return this._accepting.reject(status, reason);
 };
 
+// disableSSL() / rejectSSL(): only during a `lowError` event with code 1
+// (plain text on a TLS port). disableSSL carries the same socket on as
+// plain HTTP (no byte lost; requests have `req.redirect === true`, and a
+// plain WebSocket upgrade works too); rejectSSL, or no choice, drops it.
 Server.prototype.disableSSL = function disableSSL() {
-  throw sackError(Error, 'ERR_SACK_NOT_TLS', 'server.disableSSL() is only valid during a lowError event with code 1 (non-TLS bytes on a TLS port)');
+  if (!this._lowChoice) {
+    throw sackError(Error, 'ERR_SACK_NOT_TLS', 'server.disableSSL() is only valid during a lowError event with code 1 (non-TLS bytes on a TLS port)');
+  }
+  this._lowChoice.plain = true;
 };
 
 Server.prototype.rejectSSL = function rejectSSL() {
-  throw sackError(Error, 'ERR_SACK_NOT_TLS', 'server.rejectSSL() is only valid during a lowError event with code 1 (non-TLS bytes on a TLS port)');
+  if (!this._lowChoice) {
+    throw sackError(Error, 'ERR_SACK_NOT_TLS', 'server.rejectSSL() is only valid during a lowError event with code 1 (non-TLS bytes on a TLS port)');
+  }
+  this._lowChoice.plain = false;
+};
+
+// A failure before HTTP: (code, socketInfo, data), this = server. Code 1
+// waits for the handler's choice (made during the event); the engine
+// holds only that connection meanwhile.
+Server.prototype._onLowError = function _onLowError(code, info, data, decide) {
+  const socketInfo = {
+    remoteAddress: info[0],
+    remotePort: info[1],
+    localAddress: info[2],
+    localPort: info[3],
+  };
+  if (!decide) {
+    emit(this, 'lowError', this, code, socketInfo, data);
+    return;
+  }
+  const choice = { plain: false };
+  this._lowChoice = choice;
+  try {
+    emit(this, 'lowError', this, code, socketInfo, data);
+  } finally {
+    this._lowChoice = null;
+    if (this._native) this._native.decideLow(decide, choice.plain);
+  }
 };
 
 // close([code], [reason], [callback]): the callback hears the `close`

@@ -5,7 +5,7 @@ const { parseQuery, headersFromRaw, connectionInfo } = require('../connection.js
 const { emitterWithHook } = require('./emitter.js');
 // GONE: RequestSocket reads its response's flags.
 const { GONE } = require('./response.js');
-const { Http11: HTTP_11, UrlencodedForm: URLENCODED_FORM } = require('../native.js').RequestFlag;
+const { Http11: HTTP_11, UrlencodedForm: URLENCODED_FORM, Redirect: REDIRECT } = require('../native.js').RequestFlag;
 
 // An address from the engine (src/binding/request_group.rs, address_number):
 // IPv4 as ip * 65536 + port, IPv4-mapped IPv6 as -(that) - 1, others as
@@ -39,7 +39,8 @@ class Request {
     // The original addon's numbering: 101 = HTTP/1.1, 100 = HTTP/1.0.
     this.version = v11 ? 101 : 100;
     this.bytes = body === undefined ? null : body;
-    this.redirect = false;
+    // Plain HTTP on a TLS port, carried on by `server.disableSSL()`.
+    this.redirect = (flags & REDIRECT) !== 0;
     this._target = target;
     this._q = q;
     this._isForm = (flags & URLENCODED_FORM) !== 0;

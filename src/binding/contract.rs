@@ -28,6 +28,8 @@ pub enum EventKind {
     PeerClose = 15,
     /// Queued bytes reached the socket: send callbacks are due.
     Sent = 16,
+    /// A failure before HTTP (`lowError`).
+    LowError = 17,
 }
 
 /// What the hot calls (`send`, `accept`, `respond`, …) return instead of
@@ -97,6 +99,8 @@ pub enum RequestFlag {
     MethodInText = 4,
     /// Body or address strings in `extra`.
     HasExtra = 8,
+    /// Plain HTTP on a TLS port, carried on by `disableSSL()`.
+    Redirect = 16,
 }
 
 /// Methods that travel as a number (their index); others as text.

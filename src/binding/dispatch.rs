@@ -8,7 +8,7 @@ use napi::sys;
 use super::connection::NativeConnection;
 use super::env::EnvState;
 use super::js;
-use crate::engine::events::{ConnInfo, Event};
+use crate::engine::events::{ConnInfo, Event, LowData};
 use crate::engine::exchange::Notice;
 
 /// Event kinds as the numbers the dispatcher takes (declared in `contract`).
@@ -34,6 +34,7 @@ pub mod kind {
     pub const RESPONSE_CLOSE: f64 = n(K::ResponseClose);
     pub const PEER_CLOSE: f64 = n(K::PeerClose);
     pub const SENT: f64 = n(K::Sent);
+    pub const LOW_ERROR: f64 = n(K::LowError);
 }
 
 /// Calls `f`, the dispatcher, for `ev`.
@@ -156,6 +157,40 @@ pub unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, 
                         info,
                         js::string(env, code.as_bytes()),
                         js::string(env, message.as_bytes()),
+                    ],
+                );
+            }
+            Event::LowError {
+                server,
+                code,
+                remote,
+                local,
+                data,
+                decide,
+            } => {
+                let info = js::array(
+                    env,
+                    &[
+                        js::string(env, remote.ip().to_string().as_bytes()),
+                        n(remote.port() as f64),
+                        js::string(env, local.ip().to_string().as_bytes()),
+                        n(local.port() as f64),
+                    ],
+                );
+                let data = match &data {
+                    LowData::Bytes(b) => js::arraybuffer(env, b),
+                    LowData::Text(t) => js::string(env, t.as_bytes()),
+                };
+                js::call(
+                    env,
+                    f,
+                    &[
+                        n(LOW_ERROR),
+                        n(server as f64),
+                        n(f64::from(code)),
+                        info,
+                        data,
+                        n(decide as f64),
                     ],
                 );
             }

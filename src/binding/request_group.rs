@@ -136,6 +136,7 @@ pub unsafe fn deliver_requests(
                 body,
                 remote,
                 local,
+                redirect,
             } = ev
             else {
                 continue;
@@ -151,7 +152,8 @@ pub unsafe fn deliver_requests(
             let flags = flag(head.minor >= 1, RequestFlag::Http11)
                 | flag(form, RequestFlag::UrlencodedForm)
                 | flag(method.is_none(), RequestFlag::MethodInText)
-                | flag(needs_extra, RequestFlag::HasExtra);
+                | flag(needs_extra, RequestFlag::HasExtra)
+                | flag(redirect, RequestFlag::Redirect);
             let o = i * REQUEST_STRIDE;
             let mut set = |f: RequestField, v: f64| nums[o + f as usize] = v;
             set(RequestField::Server, server as f64);

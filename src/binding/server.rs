@@ -271,6 +271,13 @@ impl NativeServer {
         self.tls()?.remove_host(&name).map_err(bad_material)
     }
 
+    /// The `lowError` handler's choice for plain text on the TLS port
+    /// (`decide`, from the event): carry it on as plain HTTP, or drop it.
+    #[napi]
+    pub fn decide_low(&self, decide: f64, plain: bool) -> bool {
+        self.server.decide_low(decide as u64, plain)
+    }
+
     /// The session-ticket key new tickets are sealed with.
     #[napi]
     pub fn get_ticket_keys(&self) -> Result<Buffer, &'static str> {

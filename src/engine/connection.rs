@@ -12,9 +12,11 @@ use std::task::{Context, Poll};
 use atomic_waker::AtomicWaker;
 use tokio::io::AsyncWriteExt;
 
+use super::events::LowData;
 use super::http::{serve_one, After, IdleTimer};
 use super::idle::IdleConn;
 use super::server::{error_code, CloseWatch, Server};
+use super::tls::{Handshake, LowError, Tls};
 use super::transport::Transport;
 use crate::http::head::{parse_request_head, HeadError, RequestHead};
 use crate::http::response::closing_response;
@@ -32,11 +34,16 @@ pub(super) async fn connection(
 ) {
     // A TLS server's own connections start with the handshake; one taken
     // over from Node (`handleUpgrade`, with bytes already read) does not.
+    let mut redirect = false;
     let stream = match (&server.config.tls, stream) {
         (Some(tls), Transport::Plain(tcp)) if buf.is_empty() => {
-            match Box::pin(tls.accept(tcp, server.config.handshake_timeout)).await {
-                Some(s) => Transport::Tls(Box::new(s)),
-                None => return server.task_done(),
+            match Box::pin(secure(tls, tcp, &server, remote, local)).await {
+                Secured::Tls(s) => s,
+                Secured::Plain(tcp) => {
+                    redirect = true;
+                    Transport::Plain(tcp)
+                }
+                Secured::Dropped => return server.task_done(),
             }
         }
         (_, stream) => stream,
@@ -45,9 +52,68 @@ pub(super) async fn connection(
         let response = closing_response(503, None, &[], b"server full");
         Box::pin(stream.refuse(&response)).await;
     } else {
-        run(stream, remote, local, server.clone(), buf, true).await;
+        run(
+            stream,
+            remote,
+            local,
+            server.clone(),
+            buf,
+            Start::First { redirect },
+        )
+        .await;
     }
     server.task_done();
+}
+
+/// How a TLS server's connection starts.
+enum Secured {
+    Tls(Transport),
+    /// Plain text that JS chose to carry on (`disableSSL()`).
+    Plain(tokio::net::TcpStream),
+    Dropped,
+}
+
+/// The TLS handshake, or, for plain text on the TLS port, JS's choice
+/// (`lowError` code 1): only this connection waits for it.
+async fn secure(
+    tls: &Tls,
+    tcp: tokio::net::TcpStream,
+    server: &Server,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> Secured {
+    let limit = server.config.handshake_timeout;
+    match tls.handshake(tcp, limit).await {
+        Handshake::Done(s) => Secured::Tls(Transport::Tls(s)),
+        Handshake::NotTls(tcp, seen) => {
+            let code = LowError::NotTls as u32;
+            if server
+                .low_error(code, remote, local, LowData::Bytes(seen), limit)
+                .await
+            {
+                Secured::Plain(tcp)
+            } else {
+                Secured::Dropped
+            }
+        }
+        Handshake::Failed(code, what) => {
+            let data = LowData::Text(what);
+            server
+                .low_error(code as u32, remote, local, data, limit)
+                .await;
+            Secured::Dropped
+        }
+        Handshake::Gone => Secured::Dropped,
+    }
+}
+
+/// Where `run` starts.
+#[derive(Clone, Copy)]
+enum Start {
+    /// A new connection; `redirect`: plain HTTP on a TLS port.
+    First { redirect: bool },
+    /// Back from the JS thread, with requests served already.
+    Again,
 }
 
 /// Gives a connection the JS thread served back to an engine task,
@@ -55,7 +121,7 @@ pub(super) async fn connection(
 /// connection.
 pub fn hand_back(idle: IdleConn, read_ahead: Vec<u8>) {
     resume(idle, move |stream, remote, local, server| {
-        run(stream, remote, local, server, read_ahead, false)
+        run(stream, remote, local, server, read_ahead, Start::Again)
     });
 }
 
@@ -127,8 +193,12 @@ async fn run(
     local: SocketAddr,
     server: Arc<Server>,
     mut buf: Vec<u8>,
-    mut first: bool,
+    start: Start,
 ) {
+    let (mut first, redirect) = match start {
+        Start::First { redirect } => (true, redirect),
+        Start::Again => (false, false),
+    };
     let cfg = &server.config;
     // The request-head and keep-alive idle timeout: one timer for the
     // connection's life (see `IdleTimer`).
@@ -204,6 +274,7 @@ async fn run(
                     &mut stream,
                     &server,
                     head,
+                    redirect,
                     &mut buf,
                     remote,
                     local,
@@ -221,7 +292,10 @@ async fn run(
                     // its timer: the head wait serves a request that came
                     // just then, or ends the connection on time.)
                     After::Next
-                        if buf.is_empty() && !timer.is_over() && wanted(&server, &stream) =>
+                        if buf.is_empty()
+                            && !timer.is_over()
+                            && !redirect
+                            && wanted(&server, &stream) =>
                     {
                         drop(closing);
                         let since = timer.since.unwrap_or_else(crate::clock::mono_ms);
@@ -344,7 +418,7 @@ mod tests {
             let queue = super::super::events::EventQueue::new(Box::new(|| {}));
             let server =
                 super::super::listener::bind("127.0.0.1", 0, Default::default(), queue).unwrap();
-            let f = super::run(s, a, a, server.clone(), Vec::new(), true);
+            let f = super::run(s, a, a, server.clone(), Vec::new(), super::Start::Again);
             let size = std::mem::size_of_val(&f);
             assert!(size <= 1024, "connection future is {size} bytes");
             drop(f);

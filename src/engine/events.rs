@@ -25,6 +25,14 @@ pub struct ConnInfo {
     pub tls: Option<super::tls::TlsInfo>,
 }
 
+/// What a `lowError` carries: the bytes read (plain text on a TLS port)
+/// or a text (the SNI name, or what went wrong).
+#[derive(Debug)]
+pub enum LowData {
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
 /// An event for JS. Connection events name the connection by id.
 #[derive(Debug)]
 pub enum Event {
@@ -90,6 +98,17 @@ pub enum Event {
         code: &'static str,
         message: String,
     },
+    /// A failure before HTTP (`lowError`), `code` as the contract numbers
+    /// them. `decide` (not 0): plain text on a TLS port, which JS may carry
+    /// on as plain HTTP with `Server::decide_low`.
+    LowError {
+        server: u64,
+        code: u32,
+        remote: SocketAddr,
+        local: SocketAddr,
+        data: LowData,
+        decide: u64,
+    },
     /// The listener closed and every connection of the server has ended.
     ServerClose {
         server: u64,
@@ -102,6 +121,8 @@ pub enum Event {
         body: Vec<u8>,
         remote: SocketAddr,
         local: SocketAddr,
+        /// Plain HTTP on a TLS port, carried on by `disableSSL()`.
+        redirect: bool,
     },
     /// Something JS asked to hear about an HTTP response
     /// (`exchange::Notice`).
@@ -144,6 +165,7 @@ impl Event {
             | Event::Adopt { conn, .. }
             | Event::PeerClose { conn, .. } => Some(conn.id),
             Event::ServerError { .. }
+            | Event::LowError { .. }
             | Event::ServerClose { .. }
             | Event::Request { .. }
             | Event::Response { .. }

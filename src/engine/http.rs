@@ -241,6 +241,7 @@ pub(super) async fn serve_one(
     stream: &mut Transport,
     server: &Arc<Server>,
     head: RequestHead,
+    redirect: bool,
     buf: &mut Vec<u8>,
     remote: SocketAddr,
     local: SocketAddr,
@@ -275,6 +276,7 @@ pub(super) async fn serve_one(
         body,
         remote,
         local,
+        redirect,
     });
 
     // Write what JS queues until the response has ended.

@@ -12,7 +12,7 @@ use atomic_waker::AtomicWaker;
 use tokio::task::JoinHandle;
 
 use super::conn::Conn;
-use super::events::{Event, EventQueue};
+use super::events::{Event, EventQueue, LowData};
 use super::ServerConfig;
 use crate::protocol::close::GOING_AWAY;
 
@@ -80,7 +80,12 @@ pub struct Server {
     /// Connections accepted and waiting in `make_room`: they do not count
     /// against each other's room.
     waiting_room: Mutex<usize>,
+    /// Connections with plain text on a TLS port, waiting for the
+    /// `lowError` handler's `disableSSL()` (`true`) or `rejectSSL()`.
+    low: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<bool>>>,
 }
+
+static NEXT_LOW: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,6 +122,7 @@ impl Server {
             shed: AtomicUsize::new(0),
             room: tokio::sync::Notify::new(),
             waiting_room: Mutex::new(0),
+            low: Mutex::new(HashMap::new()),
         })
     }
 
@@ -330,6 +336,69 @@ impl Server {
                 c.terminate();
             }
         }
+    }
+
+    /// Tells JS of a failure before HTTP (`lowError`). With `data` the
+    /// bytes a plain-text client sent to a TLS port, returns what JS
+    /// decides for it: carry on as plain HTTP (`true`), or drop it; no
+    /// answer within `limit` drops it.
+    pub(super) async fn low_error(
+        &self,
+        code: u32,
+        remote: SocketAddr,
+        local: SocketAddr,
+        data: LowData,
+        limit: std::time::Duration,
+    ) -> bool {
+        let LowData::Bytes(_) = &data else {
+            self.queue().push(Event::LowError {
+                server: self.id,
+                code,
+                remote,
+                local,
+                data,
+                decide: 0,
+            });
+            return false;
+        };
+        let id = NEXT_LOW.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.low
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        self.queue().push(Event::LowError {
+            server: self.id,
+            code,
+            remote,
+            local,
+            data,
+            decide: id,
+        });
+        let decided = if limit.is_zero() {
+            rx.await.ok()
+        } else {
+            tokio::time::timeout(limit, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        self.low
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        decided == Some(true)
+    }
+
+    /// JS's answer for the `lowError` of `id` (see [`Server::low_error`]);
+    /// false when nothing waits for it any more.
+    pub fn decide_low(&self, id: u64, plain: bool) -> bool {
+        let waiting = self
+            .low
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        waiting.is_some_and(|tx| tx.send(plain).is_ok())
     }
 
     pub(crate) fn emit_error(

@@ -438,31 +438,88 @@ impl Tls {
         })
     }
 
-    /// The handshake of a connection accepted on a TLS server, within
-    /// `limit`. `None`: the first bytes were not TLS, or the handshake
-    /// failed or took too long; the socket is then dropped.
-    pub(super) async fn accept(
-        &self,
-        stream: TcpStream,
-        limit: Duration,
-    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-        let handshake = async {
-            let mut first = [0u8; 1];
-            // Only a TLS record goes to rustls: anything else (plain HTTP
-            // on the TLS port) is refused without a TLS alert.
-            match stream.peek(&mut first).await {
-                Ok(1) if first[0] == HANDSHAKE_RECORD => {}
-                _ => return Err(io::ErrorKind::InvalidData.into()),
+    /// The start of a connection accepted on a TLS server, within `limit`:
+    /// its first bytes decide whether it speaks TLS, then the handshake
+    /// runs (on the engine thread).
+    pub(super) async fn handshake(&self, stream: TcpStream, limit: Duration) -> Handshake {
+        let work = async {
+            // What the client sends first, left in the socket: plain HTTP
+            // carried on after `disableSSL()` loses no byte.
+            let mut first = vec![0u8; 4096];
+            let n = match stream.peek(&mut first).await {
+                Ok(0) | Err(_) => return Handshake::Gone,
+                Ok(n) => n,
+            };
+            if first[0] != HANDSHAKE_RECORD {
+                first.truncate(n);
+                return Handshake::NotTls(stream, first);
             }
-            tokio_rustls::TlsAcceptor::from(self.config.clone())
-                .accept(stream)
-                .await
+            let acceptor = rustls::server::Acceptor::default();
+            let start = match tokio_rustls::LazyConfigAcceptor::new(acceptor, stream).await {
+                Ok(start) => start,
+                Err(e) => return failure(&e),
+            };
+            let name = start.client_hello().server_name().map(str::to_string);
+            if self.certs.read().for_name(name.as_deref()).is_none() {
+                return Handshake::Failed(LowError::UnknownHost, name.unwrap_or_default());
+            }
+            match start.into_stream(self.config.clone()).await {
+                Ok(s) => Handshake::Done(Box::new(s)),
+                Err(e) => failure(&e),
+            }
         };
         if limit.is_zero() {
-            return handshake.await.ok();
+            return work.await;
         }
-        tokio::time::timeout(limit, handshake).await.ok()?.ok()
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Handshake::Failed(LowError::Handshake, "handshake timeout".to_string())
+        })
     }
+}
+
+/// How the start of a TLS server's connection went.
+pub(super) enum Handshake {
+    /// Boxed: a rustls session is large.
+    Done(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// The first bytes (given) are no TLS record: plain text on a TLS port.
+    NotTls(TcpStream, Vec<u8>),
+    /// The handshake failed: why, and the SNI name (`UnknownHost`) or a
+    /// description.
+    Failed(LowError, String),
+    /// The client left before sending anything.
+    Gone,
+}
+
+/// `lowError` codes, as the contract numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum LowError {
+    NotTls = 1,
+    Handshake = 2,
+    Certificate = 3,
+    OtherTls = 4,
+    UnknownHost = 7,
+}
+
+/// Classifies a failed handshake: the client refused our certificate (3),
+/// the TLS exchange itself failed (2), or the connection did (4).
+fn failure(e: &io::Error) -> Handshake {
+    use rustls::AlertDescription as A;
+    let code = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA,
+        ))
+        | Some(rustls::Error::InvalidCertificate(_)) => LowError::Certificate,
+        Some(_) => LowError::Handshake,
+        None if e.kind() == io::ErrorKind::InvalidData => LowError::Handshake,
+        None => LowError::OtherTls,
+    };
+    Handshake::Failed(code, e.to_string())
 }
 
 /// What JS learns of a TLS connection.

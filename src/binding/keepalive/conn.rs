@@ -243,6 +243,7 @@ impl KeepAliveConn {
             body: Vec::new(),
             remote: self.idle.remote,
             local: self.idle.local,
+            redirect: false,
         }))
     }
 
