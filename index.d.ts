@@ -16,7 +16,7 @@ export interface ReadyStates {
 
 /** Options of `Websocket.Server`. Every field is optional. */
 export interface ServerOptions {
-  /** `ws://host:port/`; host and port are taken from it (explicit `port` wins). `wss://` needs TLS (not in this build). */
+  /** `ws://host:port/`; host and port are taken from it (explicit `port` wins). `wss://` needs `cert` and `key` (or `hosts`). */
   url?: string;
   /** Bind address. Default `"::"` (dual-stack), `"0.0.0.0"` where IPv6 is missing. A host name is resolved once (`ENOTFOUND` when it does not resolve). */
   address?: string;
@@ -40,20 +40,20 @@ export interface ServerOptions {
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** Negotiate permessage-deflate and inflate incoming, never deflate outgoing. Default `false`. */
   perMessageDeflateAllow?: boolean;
-  /** TLS certificate chain (PEM). Not available in this build: giving it throws `ERR_SACK_TLS_UNAVAILABLE`. */
+  /** TLS: the certificate chain (PEM). With `key`, every accepted connection speaks TLS 1.2/1.3. Bad material: `TypeError` (`ERR_SACK_TLS_MATERIAL`). */
   cert?: string | Uint8Array;
-  /** TLS private key (PEM). Not available in this build. */
+  /** TLS: the private key (PEM): RSA, ECDSA or Ed25519, in PKCS#8, PKCS#1 or SEC1; encrypted PKCS#8 with `passphrase`. */
   key?: string | Uint8Array;
-  /** Passphrase of an encrypted `key`. */
+  /** Passphrase of an encrypted PKCS#8 `key`. */
   passphrase?: string;
-  /** Extra CA certificates appended to the chain (PEM). Not available in this build. */
+  /** Extra certificates appended to the chain sent to clients (PEM). */
   ca?: string | Uint8Array;
-  /** TLS session-ticket keys. Not available in this build: giving them throws `ERR_SACK_TLS_UNAVAILABLE`. */
+  /** 48 bytes (as Node's) sealing TLS session tickets; processes that share them resume each other's sessions. Default: random per server. */
   ticketKeys?: Uint8Array;
   /** Topics across processes through Redis. Not available in this build: giving it throws `ERR_SACK_BACKPLANE_UNAVAILABLE`. */
   backplane?: { url: string; prefix?: string; mode?: 'pubsub' | 'history'; history?: { size?: number; ttl?: number } };
-  /** Certificates chosen by SNI. Not available in this build. */
-  hosts?: Array<{ host: string | string[]; cert: string | Uint8Array; key: string | Uint8Array; passphrase?: string; ca?: string | Uint8Array }>;
+  /** Certificates chosen by SNI: exact names before `*.name` wildcards (one label); the top-level `cert` for other names. */
+  hosts?: Array<TlsHost>;
   /** Largest incoming message in bytes; larger closes with 1009 (0 = no limit). Default 100 MiB. */
   maxPayload?: number;
   /** Largest HTTP request head in bytes; larger is answered 431 (0 = no limit). Default 16 KiB. */
@@ -99,6 +99,20 @@ export interface AddressInfo {
   port: number;
 }
 
+/** A certificate for `hosts` and `addHost()`. */
+export interface TlsHost extends TlsContext {
+  /** A name, `*.name`, or an array of them. */
+  host: string | string[];
+}
+
+/** A certificate and its key, for `setSecureContext()`. */
+export interface TlsContext {
+  cert: string | Uint8Array;
+  key: string | Uint8Array;
+  passphrase?: string;
+  ca?: string | Uint8Array;
+}
+
 export interface ConnectionInfo {
   remoteAddress: string;
   remotePort: number;
@@ -108,6 +122,10 @@ export interface ConnectionInfo {
   localFamily: 'IPv4' | 'IPv6';
   /** SNI host name on TLS connections, else `null`. */
   hostname: string | null;
+  /** `'TLSv1.3'` or `'TLSv1.2'` on TLS connections, else `null`. */
+  tlsVersion: string | null;
+  /** The cipher suite's IANA name on TLS connections, else `null`. */
+  cipher: string | null;
   headers: Record<string, string | string[]>;
 }
 
@@ -199,7 +217,7 @@ export interface Connection {
   accept(protocol?: string): boolean;
   /** Refuses this pending connection with an HTTP status (default 403). `true` when refused; `false` when the client left meanwhile. */
   reject(status?: number, reason?: string): boolean;
-  /** Only on TLS connections (not in this build): throws. */
+  /** Ending TLS on an open connection (sack to sack) is not in this build: throws. */
   disableSSL(): void;
   /** Hands this connection to a thread that called `Thread.accept(destination)`. `true` when one took it (this object is then CLOSED here); `false` when none is registered. During `accept` it also accepts the connection. */
   post(destination: string, data?: unknown): boolean;
@@ -227,8 +245,8 @@ export interface ServerEvents {
   connect: [ws: Connection];
   /** A plain HTTP request (not an upgrade). Without a handler such requests get 426. */
   request: [req: HttpRequest, res: HttpResponse];
-  /** A low-level (TLS) failure before HTTP. Not raised in this build. */
-  lowError: [code: number, socketInfo: SocketInfo, data: unknown];
+  /** A failure before HTTP on a TLS server: 1 plain text on the TLS port (`data`: the bytes read; decide with `disableSSL()` / `rejectSSL()` during the event), 2 handshake failed or timed out, 3 the client refused the certificate, 4 the connection failed, 7 unknown SNI name and no default certificate (`data`: the name). */
+  lowError: [code: number, socketInfo: SocketInfo, data: ArrayBuffer | string];
   /** A connection failed before it was upgraded (bad request, handshake or body timeout, reset). */
   error: [socketInfo: SocketInfo];
   /** The listener closed and every connection ended. */
@@ -257,10 +275,20 @@ export interface Server {
   ref(): this;
   /** Lets the process exit while listening. */
   unref(): this;
-  /** TLS only (not in this build): throws. */
+  /** During `lowError` code 1 only: serves that connection as plain HTTP (`req.redirect === true`; plain upgrades work too). Elsewhere throws `ERR_SACK_NOT_TLS`. */
   disableSSL(): void;
-  /** TLS only (not in this build): throws. */
+  /** During `lowError` code 1 only: drops that connection (as no choice does). */
   rejectSSL(): void;
+  /** Replaces the default certificate from the next handshake on; open connections keep theirs. Throws before changing anything on bad material. */
+  setSecureContext(context: TlsContext): void;
+  /** Adds or replaces the certificate of a host (SNI) from the next handshake on. */
+  addHost(host: TlsHost): void;
+  /** Removes a host's certificate; `true` when there was one. */
+  removeHost(name: string): boolean;
+  /** The 48-byte session-ticket key, to share with other processes. */
+  getTicketKeys(): Buffer;
+  /** Seals new tickets with `keys` (48 bytes); tickets of the key before still resume. */
+  setTicketKeys(keys: Uint8Array): void;
 
   on<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
   once<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
@@ -304,7 +332,7 @@ export interface HttpRequest extends EventEmitter, AsyncIterable<Buffer | string
   readonly content: string | null;
   /** The body's bytes, or `null`. */
   readonly bytes: ArrayBuffer | null;
-  /** True for requests that arrived after `disableSSL()` on a TLS port (not in this build). */
+  /** True for requests that came as plain text to a TLS port and were carried on by `server.disableSSL()`. */
   readonly redirect: boolean;
   readonly connection: RequestConnectionInfo;
   /** The same as `connection` (for `req.socket.remoteAddress`, `req.socket.destroy()`). */
