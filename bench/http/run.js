@@ -363,12 +363,18 @@ async function main() {
   }
   console.log('');
   console.log(table(rows));
-  const [sack, node, ref] = results;
+  const byName = (n) => results.find((r) => r.name === n);
+  const [sack, node] = [byName('sack'), byName('node http')];
+  const ref = results.find((r) => r.name.startsWith('uWS'));
+  const base = byName('sack-base');
   console.log('');
   console.log(
     `ratio sack / node http (medians of ${ROUNDS}): ${fmt(sack.rps / node.rps, 2)}× requests/s, ` +
       `${fmt(sack.perCpu / node.perCpu, 2)}× requests per server CPU-second`,
   );
+  if (base) {
+    console.log(`sack / sack-base (medians): ${fmt(sack.perCpu / base.perCpu, 2)}× requests per server CPU-second`);
+  }
   if (ref) {
     console.log(
       `reference ${ref.name} / node http: ${fmt(ref.rps / node.rps, 2)}× requests/s, ` +
@@ -378,7 +384,7 @@ async function main() {
   // Round by round: within a round the servers run seconds apart, so a
   // slow spell of the machine that covers a round cancels out here, where
   // it may not between the medians above.
-  for (const r of [sack, ref].filter(Boolean)) {
+  for (const r of [sack, base, ref].filter(Boolean)) {
     const ratios = r.all.map((x, k) => x.perCpu / node.all[k].perCpu);
     const sorted = [...ratios].sort((a, b) => a - b);
     console.log(
