@@ -4,6 +4,10 @@
 // sack's own `request` event opens a WebSocket to the same server; the page
 // sends and checks the messages and reports back through page.evaluate.
 //
+// The last tests do the same over TLS: the page from https://localhost and
+// the WebSocket to wss:// on that one port, Chromium trusting the test
+// certificate by its key (a launch of its own, with the flag).
+//
 // Set-up (chromiumSession in helpers.js), done by the first test: installs
 // Debian's chromium and playwright-core into .cache/ when missing. When they
 // cannot be installed, every test skips and says why.
@@ -12,6 +16,10 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 
 const { HOST, scope, withTimeout, compressibleText, chromiumSession } = require('./helpers.js');
 
@@ -341,4 +349,230 @@ test.describe('Chromium (headless) with permessage-deflate', { concurrency: fals
       checkResults(out, plan, seen);
     });
   }
+});
+
+// ---------------------------------------------------------------- TLS
+
+// A test CA and two leaves it signs for localhost and 127.0.0.1 (as
+// tls.test.js's makePki, ECDSA only): `trusted`, whose key Chromium is told
+// to accept, and `other`, another key for the same names, which it must
+// refuse. { error } when openssl is missing or fails.
+function makePki() {
+  let dir;
+  try {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-chromium-tls-'));
+    const f = (name) => path.join(dir, name);
+    const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30000 });
+    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=sack chromium test CA');
+    const leaf = (name) => {
+      fs.writeFileSync(f(`${name}.ext`), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
+      ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', f(`${name}.key`));
+      ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', '/CN=localhost');
+      ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '2', '-extfile', f(`${name}.ext`));
+      return { cert: fs.readFileSync(f(`${name}.pem`)), key: fs.readFileSync(f(`${name}.key`)) };
+    };
+    return { trusted: leaf('trusted'), other: leaf('other') };
+  } catch (e) {
+    return { error: `openssl failed: ${e.stderr || e.message}` };
+  } finally {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Base64 of the SHA-256 of a certificate's SubjectPublicKeyInfo (Chromium's SPKI pin). */
+function spkiHash(pem) {
+  const der = new crypto.X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
+  return crypto.createHash('sha256').update(der).digest('base64');
+}
+
+// In the page: open a WebSocket to `url`, read the server's greeting, send
+// `text` and a binary message of `binaryBytes` bytes ((i * 31 + 7) & 255),
+// read each reply, close; report what came back (text as is, binary as its
+// length and SHA-256), with the page's protocol and the socket's URL.
+function tlsPageScript() {
+  /* global document, window, location */
+  const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+  window.exchange = async function exchange(url, text, binaryBytes) {
+    const ws = new WebSocket(url);
+    ws.binaryType = 'arraybuffer';
+    const inbox = [];
+    const waiting = [];
+    ws.onmessage = (e) => (waiting.length ? waiting.shift().resolve(e.data) : inbox.push(e.data));
+    let closed = null;
+    const closing = new Promise((resolve) => {
+      ws.onclose = (e) => {
+        closed = { code: e.code, reason: e.reason, wasClean: e.wasClean };
+        for (const w of waiting.splice(0)) w.reject(new Error(`closed ${e.code} ${e.reason}`));
+        resolve(closed);
+      };
+    });
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new Error('WebSocket error before open'));
+    });
+    const next = () =>
+      inbox.length
+        ? Promise.resolve(inbox.shift())
+        : closed
+          ? Promise.reject(new Error(`closed ${closed.code}`))
+          : new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    const describe = async (d) =>
+      typeof d === 'string' ? { type: 'text', text: d } : { type: 'binary', length: d.byteLength, sha: hex(await crypto.subtle.digest('SHA-256', d)) };
+    const greeting = await describe(await next());
+    ws.send(text);
+    const echo = await describe(await next());
+    const bytes = new Uint8Array(binaryBytes);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + 7) & 255;
+    ws.send(bytes);
+    const reply = await describe(await next());
+    ws.close(1000, 'done');
+    return {
+      protocol: location.protocol,
+      secureContext: window.isSecureContext,
+      url: ws.url,
+      greeting,
+      echo,
+      reply,
+      sentSha: hex(await crypto.subtle.digest('SHA-256', bytes)),
+      closed: await closing,
+    };
+  };
+  document.title = 'ready';
+}
+
+const TLS_PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>loading</title></head>
+<body><p>sack wss:// test page</p>
+<script>
+(${tlsPageScript.toString()})();
+</script></body></html>`;
+
+test.describe('Chromium (headless) over TLS: https page and wss:// on one sack port', { concurrency: false }, () => {
+  let pki = null;
+  let session = null;
+  test.after(() => session?.close());
+
+  /**
+   * A Chromium of its own (the pin is a launch flag), trusting only the
+   * `trusted` leaf's key: certificate checks stay on for everything else.
+   * localhost is mapped to 127.0.0.1 (the server's only address), so the URL
+   * keeps the name the certificate is for. Null after t.skip when openssl or
+   * Chromium is unavailable.
+   */
+  async function tlsBrowser(t) {
+    pki ??= makePki();
+    if (pki.error) {
+      t.skip(`openssl unavailable: ${pki.error}`);
+      return null;
+    }
+    session ??= chromiumSession({
+      args: [`--ignore-certificate-errors-spki-list=${spkiHash(pki.trusted.cert)}`, `--host-resolver-rules=MAP localhost ${HOST}`],
+    });
+    return session.context(t);
+  }
+
+  /** A TLS sack server with `leaf` that serves TLS_PAGE at "/" and answers the page's WebSocket. */
+  function tlsPageServer(t, leaf) {
+    const $ = scope(t);
+    const s = $.server({ cert: leaf.cert, key: leaf.key });
+    const seen = { requests: [], upgrades: [], received: [] };
+    s.onrequest = (req, res) => {
+      // (req.connection has no TLS fields yet, hostname and tlsVersion are
+      // null on requests: the upgrade's below and Chromium's
+      // securityDetails() tell the TLS side.)
+      seen.requests.push({ url: req.url, host: req.headers.host });
+      if (req.url === '/') {
+        res.setHeader('Content-Type', 'text/html; charset=utf-8');
+        res.setHeader('Cache-Control', 'no-store');
+        res.end(TLS_PAGE);
+      } else {
+        res.writeHead(404, { 'Content-Type': 'text/plain' });
+        res.end('not found');
+      }
+    };
+    s.onconnect = (ws) => {
+      seen.upgrades.push({ url: ws.url, origin: ws.headers.origin, hostname: ws.connection.hostname, tlsVersion: ws.connection.tlsVersion });
+      // Text comes back prefixed, binary reversed: the page checks real
+      // replies, not a loop-back of its own bytes.
+      ws.onmessage = (m) => {
+        if (typeof m === 'string') {
+          seen.received.push({ type: 'text', text: m });
+          ws.send(`sack got: ${m}`);
+        } else {
+          const b = Buffer.from(m);
+          seen.received.push({ type: 'binary', length: b.length, sha: sha(b) });
+          ws.send(Buffer.from(b).reverse());
+        }
+      };
+      // The server speaks first.
+      ws.send('hello from sack over TLS');
+    };
+    return { s, seen, port: s.address().port };
+  }
+
+  test.it('the page comes over https from sack, opens wss:// to the same port; text and binary both ways', { timeout: 120000 }, async (t) => {
+    const context = await tlsBrowser(t);
+    if (!context) return;
+    const { seen, port } = tlsPageServer(t, pki.trusted);
+    const origin = `https://localhost:${port}`;
+    const TEXT = 'ping from the page: jörg €uro 😀';
+    // Several 16 KiB TLS records each way.
+    const BINARY = 100000;
+    const sent = Buffer.alloc(BINARY);
+    for (let i = 0; i < BINARY; i++) sent[i] = (i * 31 + 7) & 255;
+    const page = await context.newPage();
+    try {
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      const resp = await page.goto(`${origin}/`, { timeout: 15000 });
+      assert.equal(resp.status(), 200, 'the page served by sack');
+      assert.equal(resp.url(), `${origin}/`);
+      // What Chromium saw of the connection: our leaf, our CA, TLS 1.3.
+      const security = await resp.securityDetails();
+      assert.equal(security?.subjectName, 'localhost', JSON.stringify(security));
+      assert.equal(security.issuer, 'sack chromium test CA');
+      assert.equal(security.protocol, 'TLS 1.3');
+      await page.waitForFunction(() => document.title === 'ready', null, { timeout: 10000 });
+      const out = await withTimeout(
+        page.evaluate(([u, text, n]) => window.exchange(u, text, n), [`wss://localhost:${port}/ws`, TEXT, BINARY]),
+        30000,
+        'the page to exchange its messages',
+      );
+      assert.deepEqual(errors, [], 'no page errors');
+      assert.equal(out.protocol, 'https:');
+      assert.equal(out.secureContext, true);
+      assert.equal(out.url, `wss://localhost:${port}/ws`);
+      assert.deepEqual(out.greeting, { type: 'text', text: 'hello from sack over TLS' });
+      assert.deepEqual(out.echo, { type: 'text', text: `sack got: ${TEXT}` });
+      assert.equal(out.sentSha, sha(sent), 'the page sent the bytes Node expects');
+      assert.deepEqual(out.reply, { type: 'binary', length: BINARY, sha: sha(Buffer.from(sent).reverse()) });
+      assert.deepEqual(out.closed, { code: 1000, reason: 'done', wasClean: true });
+      // The server side: the same messages; the page and the upgrade both
+      // on this one port, the upgrade over TLS 1.3 with SNI localhost.
+      assert.deepEqual(seen.received, [
+        { type: 'text', text: TEXT },
+        { type: 'binary', length: BINARY, sha: sha(sent) },
+      ]);
+      assert.deepEqual(seen.requests.find((r) => r.url === '/'), { url: '/', host: `localhost:${port}` });
+      assert.deepEqual(seen.upgrades, [{ url: '/ws', origin, hostname: 'localhost', tlsVersion: 'TLSv1.3' }]);
+      t.diagnostic(`Chromium: ${security.protocol}, subject ${security.subjectName}, issuer ${security.issuer}`);
+    } finally {
+      // Before the server closes (the scope's after hook).
+      await withTimeout(page.close(), 10000, 'closing the page').catch(() => {});
+    }
+  });
+
+  test.it('the same browser refuses a certificate with another key for the same names (the pin is per key)', { timeout: 120000 }, async (t) => {
+    const context = await tlsBrowser(t);
+    if (!context) return;
+    const { seen, port } = tlsPageServer(t, pki.other);
+    const page = await context.newPage();
+    try {
+      await assert.rejects(page.goto(`https://localhost:${port}/`, { timeout: 15000 }), /net::ERR_CERT_AUTHORITY_INVALID/);
+      assert.deepEqual(seen.requests, [], 'no request got through');
+      assert.deepEqual(seen.upgrades, []);
+    } finally {
+      await withTimeout(page.close(), 10000, 'closing the page').catch(() => {});
+    }
+  });
 });

@@ -781,9 +781,11 @@ async function ensurePlaywright(log) {
  * asks. `context(t)`: its playwright browser context, or null after
  * t.skip(reason) when Chromium or playwright-core is missing and cannot be
  * installed (installed but failing to launch is a failure, not a skip).
- * Register `test.after(() => session.close())`.
+ * Register `test.after(() => session.close())`. `args`: flags added to
+ * CHROMIUM_ARGS, for a session that needs its own launch (chromium.test.js
+ * launches one trusting a test certificate's key).
  */
-function chromiumSession() {
+function chromiumSession({ args = [] } = {}) {
   let setup = null; // { context, userDataDir }, { skip: reason } or { error }
   return {
     async context(t) {
@@ -797,7 +799,7 @@ function chromiumSession() {
             const context = await chromium.launchPersistentContext(userDataDir, {
               executablePath,
               headless: true,
-              args: CHROMIUM_ARGS,
+              args: [...CHROMIUM_ARGS, ...args],
               timeout: 60000,
             });
             setup = { context, userDataDir };
