@@ -186,7 +186,11 @@ test.describe('TLS', { skip: pki.error }, () => {
   test.it('HTTPS requests with Node\'s client: keep-alive and pipelined on one TLS connection', async (t) => {
     const $ = scope(t);
     const s = $.server({ cert: pki.rsa.cert, key: pki.rsa.key });
-    s.on('request', (req, res) => res.end(`hello ${req.url}`));
+    const infos = [];
+    s.on('request', (req, res) => {
+      infos.push(req.socket);
+      res.end(`hello ${req.url}`);
+    });
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
     t.after(() => agent.destroy());
     const first = await httpsGet(s, '/a', agent);
@@ -196,6 +200,11 @@ test.describe('TLS', { skip: pki.error }, () => {
     const second = await httpsGet(s, '/b?x=1', agent);
     assert.equal(second.text, 'hello /b?x=1');
     assert.equal(second.socket, first.socket, 'the same TLS connection served both');
+    // req.socket tells the TLS facts, as ws.connection does.
+    assert.equal(infos[0].hostname, 'localhost');
+    assert.equal(infos[0].tlsVersion, 'TLSv1.3');
+    assert.match(infos[0].cipher, /^TLS13_/);
+    assert.equal(infos[1].tlsVersion, 'TLSv1.3');
     // Two requests in one write on a raw TLS socket: both answered, in order.
     const sock = tls.connect({ host: HOST, port: s.address().port, servername: 'localhost', ca: pki.ca });
     t.after(() => sock.destroy());

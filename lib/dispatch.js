@@ -44,6 +44,8 @@ const {
   Stride: STRIDE,
 } = native.RequestField;
 const { MethodInText: METHOD_IN_TEXT, HasExtra: HAS_EXTRA } = native.RequestFlag;
+// Per request in `extra`: body, remote, local, TLS facts.
+const EXTRA = 4;
 
 const conns = registry.conns;
 const servers = registry.servers;
@@ -80,10 +82,12 @@ function requests(count, nums, text, extra) {
     let body;
     let remote = nums[o + F_REMOTE];
     let local = nums[o + F_LOCAL];
+    let tls;
     if (flags & HAS_EXTRA) {
-      body = extra[i * 3];
-      if (remote !== remote) remote = extra[i * 3 + 1];
-      if (local !== local) local = extra[i * 3 + 2];
+      body = extra[i * EXTRA];
+      if (remote !== remote) remote = extra[i * EXTRA + 1];
+      if (local !== local) local = extra[i * EXTRA + 2];
+      tls = extra[i * EXTRA + 3];
     }
     if (nums[o + F_SERVER] !== serverId) {
       serverId = nums[o + F_SERVER];
@@ -94,7 +98,7 @@ function requests(count, nums, text, extra) {
       continue;
     }
     try {
-      server._onRequest(nums[o + F_EXCHANGE], method, target, nums[o + F_QUERY_AT], flags, headers, body, remote, local);
+      server._onRequest(nums[o + F_EXCHANGE], method, target, nums[o + F_QUERY_AT], flags, headers, body, remote, local, tls);
     } catch (err) {
       if (!failed) {
         failed = true;

@@ -402,8 +402,8 @@ Server.prototype._onError = function _onError(info, code, message) {
 };
 
 // The arguments come from src/binding/request_group.rs (Event::Request).
-Server.prototype._onRequest = function _onRequest(exchange, method, target, q, flags, headers, body, remote, local) {
-  const req = new Request(method, target, q, flags, headers, body, remote, local);
+Server.prototype._onRequest = function _onRequest(exchange, method, target, q, flags, headers, body, remote, local, tls) {
+  const req = new Request(method, target, q, flags, headers, body, remote, local, tls);
   const res = new Response(exchange);
   req._res = res;
   res.req = req;

@@ -28,7 +28,8 @@ function address(v) {
 // joined by "\n". Everything past the request line is built on first use:
 // a handler that reads none of it pays nothing.
 class Request {
-  constructor(method, target, q, flags, headers, body, remote, local) {
+  // `tls`: [hostname, version, cipher] on a TLS connection.
+  constructor(method, target, q, flags, headers, body, remote, local, tls) {
     const v11 = (flags & HTTP_11) !== 0;
     this.method = method;
     // As Node's: the request target, query included (routers read it).
@@ -47,6 +48,7 @@ class Request {
     this._block = headers;
     this._remote = remote;
     this._local = local;
+    this._tls = tls;
     this._rawHeaders = undefined;
     this._headers = undefined;
     this._content = undefined;
@@ -216,7 +218,10 @@ class Request {
     if (this._connection === undefined) {
       const [ra, rp] = address(this._remote);
       const [la, lp] = address(this._local);
-      this._connection = new RequestSocket(this, connectionInfo([undefined, undefined, ra, rp, la, lp], this.headers));
+      const t = this._tls;
+      const info = [undefined, undefined, ra, rp, la, lp, undefined, undefined, undefined];
+      if (t !== undefined) info.push(t[0], t[1], t[2]);
+      this._connection = new RequestSocket(this, connectionInfo(info, this.headers));
     }
     return this._connection;
   }

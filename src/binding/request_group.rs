@@ -15,6 +15,9 @@ use super::js;
 use super::pacing::MAX_REQUESTS;
 use crate::engine::events::Event;
 
+/// Values per request in `extra`: body, remote, local, TLS facts.
+const EXTRA: usize = 4;
+
 /// Numbers per request in `deliver_requests`'s Float64Array.
 const REQUEST_STRIDE: usize = RequestField::Stride as usize;
 
@@ -100,8 +103,9 @@ unsafe fn request_numbers(
 ///   as names and values joined by `\n`; requests joined by `\r`. Neither
 ///   character can occur in a parsed target, name or value.
 /// - `extra`: undefined, or an array with per request `[body, remote,
-///   local]`: the body ArrayBuffer (or undefined), and address strings
-///   `"<ip> <port>"` for addresses `nums` cannot hold.
+///   local, tls]`: the body ArrayBuffer (or undefined), address strings
+///   `"<ip> <port>"` for addresses `nums` cannot hold, and on TLS
+///   `[hostname, version, cipher]`.
 pub unsafe fn deliver_requests(
     env: sys::napi_env,
     state: &EnvState,
@@ -137,6 +141,7 @@ pub unsafe fn deliver_requests(
                 remote,
                 local,
                 redirect,
+                tls,
             } = ev
             else {
                 continue;
@@ -147,7 +152,7 @@ pub unsafe fn deliver_requests(
                 || head.has_field(crate::http::head::Field::TransferEncoding);
             let method = METHODS.iter().position(|m| *m == head.method());
             let (remote_n, local_n) = (address_number(remote), address_number(local));
-            let needs_extra = has_body || remote_n.is_none() || local_n.is_none();
+            let needs_extra = has_body || remote_n.is_none() || local_n.is_none() || tls.is_some();
             let flag = |on: bool, f: RequestFlag| if on { f as u32 } else { 0 };
             let flags = flag(head.minor >= 1, RequestFlag::Http11)
                 | flag(form, RequestFlag::UrlencodedForm)
@@ -181,15 +186,30 @@ pub unsafe fn deliver_requests(
 
             if needs_extra {
                 if extra.is_null() {
-                    sys::napi_create_array_with_length(env, count * 3, &mut extra);
+                    sys::napi_create_array_with_length(env, count * EXTRA, &mut extra);
                 }
-                let base = (i * 3) as u32;
+                let base = (i * EXTRA) as u32;
                 let body_v = if has_body {
                     js::arraybuffer(env, &body)
                 } else {
                     js::undefined(env)
                 };
                 sys::napi_set_element(env, extra, base, body_v);
+                if let Some(t) = tls.as_deref() {
+                    let name = t
+                        .hostname
+                        .as_deref()
+                        .map_or(js::undefined(env), |h| js::string(env, h.as_bytes()));
+                    let info = js::array(
+                        env,
+                        &[
+                            name,
+                            js::string(env, t.protocol.as_bytes()),
+                            js::string(env, t.cipher.as_bytes()),
+                        ],
+                    );
+                    sys::napi_set_element(env, extra, base + 3, info);
+                }
                 for (k, (a, n)) in [(remote, remote_n), (local, local_n)]
                     .into_iter()
                     .enumerate()

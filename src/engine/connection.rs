@@ -199,6 +199,8 @@ async fn run(
         Start::First { redirect } => (true, redirect),
         Start::Again => (false, false),
     };
+    // What requests tell JS of the TLS session (once per connection).
+    let tls = stream.tls_info().map(Arc::new);
     let cfg = &server.config;
     // The request-head and keep-alive idle timeout: one timer for the
     // connection's life (see `IdleTimer`).
@@ -275,6 +277,7 @@ async fn run(
                     &server,
                     head,
                     redirect,
+                    &tls,
                     &mut buf,
                     remote,
                     local,

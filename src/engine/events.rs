@@ -123,6 +123,8 @@ pub enum Event {
         local: SocketAddr,
         /// Plain HTTP on a TLS port, carried on by `disableSSL()`.
         redirect: bool,
+        /// The connection's TLS facts (`None`: plain).
+        tls: Option<Arc<super::tls::TlsInfo>>,
     },
     /// Something JS asked to hear about an HTTP response
     /// (`exchange::Notice`).

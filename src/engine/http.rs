@@ -16,6 +16,7 @@ use tokio::time::{sleep, timeout, Instant, Sleep};
 use super::events::Event;
 use super::exchange::Exchange;
 use super::server::{CloseWatch, Server};
+use super::tls::TlsInfo;
 use super::transport::Transport;
 use crate::clock;
 use crate::http::body::{body_kind, expects_continue, BodyDecoder, BodyKind};
@@ -242,6 +243,7 @@ pub(super) async fn serve_one(
     server: &Arc<Server>,
     head: RequestHead,
     redirect: bool,
+    tls: &Option<Arc<TlsInfo>>,
     buf: &mut Vec<u8>,
     remote: SocketAddr,
     local: SocketAddr,
@@ -277,6 +279,7 @@ pub(super) async fn serve_one(
         remote,
         local,
         redirect,
+        tls: tls.clone(),
     });
 
     // Write what JS queues until the response has ended.

@@ -530,7 +530,7 @@ pub struct TlsInfo {
     /// "TLSv1.3" or "TLSv1.2", as Node's `getProtocol()` says it.
     pub protocol: &'static str,
     /// The cipher suite's IANA name.
-    pub cipher: String,
+    pub cipher: &'static str,
 }
 
 impl TlsInfo {
@@ -545,8 +545,7 @@ impl TlsInfo {
             cipher: conn
                 .negotiated_cipher_suite()
                 .and_then(|s| s.suite().as_str())
-                .unwrap_or("unknown")
-                .to_string(),
+                .unwrap_or("unknown"),
         }
     }
 }

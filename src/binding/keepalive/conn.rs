@@ -244,6 +244,7 @@ impl KeepAliveConn {
             remote: self.idle.remote,
             local: self.idle.local,
             redirect: false,
+            tls: None,
         }))
     }
 
