@@ -631,6 +631,75 @@ test.describe('TLS', { skip: pki.error }, () => {
     assert.equal(low[1][0], 3);
     assert.equal(typeof low[1][1], 'string');
   });
+
+  test.it('backpressure over TLS: send() turns false for a client that does not read, drain follows when it reads again', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key, maxBackpressure: 64 * 1024 });
+    const result = new Promise((resolve) => {
+      s.on('connect', (ws) => {
+        const chunk = 'x'.repeat(16 * 1024);
+        let sent = 0;
+        while (ws.send(chunk) && sent < 10000) sent++;
+        ws.on('drain', () => resolve({ sent, buffered: ws.bufferedAmount }));
+        ws.send('last');
+      });
+    });
+    const sock = tls.connect({ host: HOST, port: s.address().port, servername: 'localhost', ca: pki.ca });
+    t.after(() => sock.destroy());
+    await new Promise((resolve, reject) => sock.once('secureConnect', resolve).once('error', reject));
+    sock.write(
+      'GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    // Not reading for a while: the server's queue fills past the limit.
+    sock.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    let got = 0;
+    sock.on('data', (d) => {
+      got += d.length;
+    });
+    sock.resume();
+    const r = await withTimeout(result, 10000, 'drain');
+    assert.ok(r.sent < 10000, `send() turned false after ${r.sent} messages`);
+    await waitFor(() => got > r.sent * 16 * 1024, 10000);
+    sock.destroy();
+  });
+
+  test.it('a peer that drops mid-record or mid-handshake costs nothing: the server goes on', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    const closes = [];
+    s.on('connect', (ws) => {
+      ws.on('close', (code) => closes.push(code));
+      ws.on('message', (m) => ws.send(m));
+    });
+    // Open over a TLS socket whose TCP socket is ours, then a record cut
+    // short on the TCP socket, then a reset.
+    const tcp = net.connect(s.address().port, HOST);
+    tcp.on('error', () => {});
+    const sock = tls.connect({ socket: tcp, servername: 'localhost', ca: pki.ca });
+    sock.on('error', () => {});
+    await new Promise((resolve, reject) => sock.once('secureConnect', resolve).once('error', reject));
+    sock.write(
+      'GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    await new Promise((resolve) => sock.once('data', resolve));
+    tcp.write(Buffer.from([0x17, 0x03, 0x03, 0x40, 0x00, 1, 2, 3]));
+    await new Promise((r) => setTimeout(r, 50));
+    tcp.resetAndDestroy();
+    await waitFor(() => closes.length === 1);
+    assert.equal(closes[0], 1006);
+    // A handshake cut after the ClientHello's first bytes.
+    const half = net.connect(s.address().port, HOST);
+    half.on('error', () => {});
+    half.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]));
+    await new Promise((r) => setTimeout(r, 50));
+    half.destroy();
+    const c2 = wssClient(t, s);
+    await opened(c2);
+    assert.equal((await echoOnce(c2, 'still here')).toString(), 'still here');
+  });
 });
 
 async function waitFor(cond, ms = 5000) {
