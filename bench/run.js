@@ -75,6 +75,15 @@ const SERVERS = [
       nodeServer('sack-express-echo.js', `sack ${pkgVersion(ROOT)} behind express ${pkgVersion(path.join(ROOT, 'node_modules', 'express'))} (handleUpgrade)`),
   },
   { name: 'ws', script: 'ws-echo.js', prepare: () => nodeServer('ws-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))}`) },
+  // TLS rows (tests with `tls`): the same echoes over TLS 1.3, with a
+  // certificate made for the run. `ws-tls` is `ws` on Node's https.Server.
+  { name: 'sack-tls', tls: true, script: 'sack-tls-echo.js', prepare: () => nodeServer('sack-tls-echo.js', `sack ${pkgVersion(ROOT)} with cert/key (rustls)`) },
+  {
+    name: 'ws-tls',
+    tls: true,
+    script: 'ws-tls-echo.js',
+    prepare: () => nodeServer('ws-tls-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))} on Node's https.Server`),
+  },
   { name: 'bun', script: 'bun-echo.js', prepare: prepareBun },
   { name: 'uws', script: 'uws-echo.js', prepare: prepareUws },
   // Issue 5's row: the same echo served by 1, 2 and 4 worker threads (the
@@ -121,6 +130,40 @@ const TESTS = [
       { key: 'handshakes_per_s', unit: 'handshakes/s', higher: true, perCpu: 'handshakes' },
       { key: 'bytes_per_conn', unit: 'B RSS / idle conn', higher: false },
     ],
+  },
+  // Over TLS (servers with `tls`, compared with ws-tls): the generator
+  // speaks TLS 1.3 with rustls; `full`: every handshake a full one,
+  // `resume`: sessions resumed by ticket after the first.
+  {
+    id: 'wss-echo-32t-64x16',
+    title: 'wss echo 32 B text, 64 conns × 16 in flight',
+    tls: true,
+    args: { mode: 'echo', conns: 64, depth: 16, size: 32, type: 'text', tls: 'full' },
+    metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
+  },
+  {
+    id: 'wss-echo-16kb-64x16',
+    title: 'wss echo 16 KiB binary, 64 conns × 16 in flight',
+    tls: true,
+    args: { mode: 'echo', conns: 64, depth: 16, size: 16384, type: 'binary', tls: 'full' },
+    metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
+  },
+  {
+    id: 'tls-connect-full',
+    title: 'TLS 1.3 full handshakes + upgrade, 5,000 conns held idle',
+    tls: true,
+    args: { mode: 'connect', conns: 5000, concurrency: 100, hold: 2, tls: 'full' },
+    metrics: [
+      { key: 'handshakes_per_s', unit: 'handshakes/s', higher: true, perCpu: 'handshakes' },
+      { key: 'bytes_per_conn', unit: 'B RSS / idle conn', higher: false },
+    ],
+  },
+  {
+    id: 'tls-connect-resume',
+    title: 'TLS 1.3 resumed handshakes + upgrade, 5,000 conns',
+    tls: true,
+    args: { mode: 'connect', conns: 5000, concurrency: 100, hold: 2, tls: 'resume' },
+    metrics: [{ key: 'handshakes_per_s', unit: 'handshakes/s', higher: true, perCpu: 'handshakes' }],
   },
   {
     id: 'latency-1x1',
@@ -423,9 +466,11 @@ async function runOne(server, prep, test) {
   if (a.mode === 'echo') {
     args.push('--conns', a.conns, '--depth', a.depth, '--size', a.size, '--type', a.type, '--seconds', SECONDS, '--warmup', WARMUP);
     if (a.spin) args.push('--spin', '1');
+    if (a.tls) args.push('--tls', a.tls);
     timeoutS = WARMUP + SECONDS + 60;
   } else {
     args.push('--conns', a.conns, '--concurrency', a.concurrency, '--hold', a.hold, '--timeout', 120);
+    if (a.tls) args.push('--tls', a.tls);
     timeoutS = 120 + a.hold + 30;
   }
   const r = await runLoadgen(args.map(String), timeoutS);
@@ -463,9 +508,10 @@ function buildRows(results, servers, tests) {
   const rows = [];
   for (const test of tests) {
     for (const metric of test.metrics) {
-      const wsRuns = (results[test.id]?.ws || []).filter((r) => r.ok && Number.isFinite(r[metric.key]));
+      const wsRuns = (results[test.id]?.[test.tls ? 'ws-tls' : 'ws'] || []).filter((r) => r.ok && Number.isFinite(r[metric.key]));
       const wsMedian = median(wsRuns.map((r) => r[metric.key]));
       for (const s of servers) {
+        if (!s.tls !== !test.tls) continue;
         const all = results[test.id]?.[s.name] || [];
         const ok = all.filter((r) => r.ok && Number.isFinite(r[metric.key]));
         const row = { test: test.title, metric, server: s.name, runs: `${ok.length}/${all.length}` };
@@ -630,7 +676,15 @@ async function main() {
   }
 
   const perRun = (t) => (t.args.mode === 'echo' ? WARMUP + SECONDS + 0.6 : 4);
-  const estimate = tests.reduce((acc, t) => acc + perRun(t) * REPS * servers.length, 0);
+  const estimate = tests.reduce((acc, t) => acc + perRun(t) * REPS * servers.filter((s) => !s.tls === !t.tls).length, 0);
+  // A certificate for the TLS servers, made for this run.
+  if (servers.some((s) => s.tls)) {
+    const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'sack-bench-tls-'));
+    sh('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1']);
+    env.BENCH_TLS_CERT = path.join(dir, 'cert.pem');
+    env.BENCH_TLS_KEY = path.join(dir, 'key.pem');
+    process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  }
   console.log(
     `\n${tests.length} tests × ${servers.length} servers × ${REPS} reps, ${SECONDS} s each (+${WARMUP} s warm-up); about ${Math.ceil(estimate / 60)} min\n`,
   );
@@ -641,6 +695,8 @@ async function main() {
     results[test.id] = {};
     for (let rep = 1; rep <= REPS; rep++) {
       for (const s of servers) {
+        // TLS tests run on the TLS servers, the others on the rest.
+        if (!s.tls !== !test.tls) continue;
         const r = await runOne(s, s.prep, test);
         (results[test.id][s.name] ||= []).push(r);
         raw.push({ test: test.id, server: s.name, rep, ...r });

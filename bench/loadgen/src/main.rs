@@ -8,6 +8,9 @@
 //!   connect  N connections opened at concurrency K, held idle; reports
 //!            handshakes/s and the server's RSS growth per idle connection.
 //!
+//! `--tls full|resume` speaks TLS 1.3 (rustls) to the server: full
+//! handshakes every time, or sessions resumed by ticket after the first.
+//!
 //! One JSON line goes to stdout per run; exit status 0 when the run was
 //! clean, 1 when it failed (the JSON then has `"ok":false` and `"error"`),
 //! 2 for bad arguments. Only loopback addresses are accepted, and every
@@ -19,6 +22,7 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // RFC 6455 §1.3's example key; the Accept value for it is fixed.
@@ -46,11 +50,14 @@ struct Args {
     timeout: f64,
     stall: f64,
     spin: bool,
+    /// "" (plain), "full" (TLS, every handshake full) or "resume" (TLS,
+    /// sessions resumed by ticket).
+    tls: String,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  sack-loadgen echo --port P [--host 127.0.0.1] [--pid SERVER_PID] [--conns 64] [--depth 16]\n               [--size 32] [--type text|binary] [--seconds 5] [--warmup 1] [--timeout 30] [--stall 5]\n               [--spin 0|1]  (1: poll without sleeping, for latency runs)\n  sack-loadgen connect --port P [--pid SERVER_PID] [--conns 10000] [--concurrency 100] [--hold 2] [--timeout 120]"
+        "usage:\n  sack-loadgen echo --port P [--host 127.0.0.1] [--pid SERVER_PID] [--conns 64] [--depth 16]\n               [--size 32] [--type text|binary] [--seconds 5] [--warmup 1] [--timeout 30] [--stall 5]\n               [--spin 0|1]  (1: poll without sleeping, for latency runs) [--tls full|resume]\n  sack-loadgen connect --port P [--pid SERVER_PID] [--conns 10000] [--concurrency 100] [--hold 2] [--timeout 120] [--tls full|resume]"
     );
     std::process::exit(2)
 }
@@ -78,6 +85,7 @@ fn parse_args() -> Args {
         timeout: if mode == "echo" { 30.0 } else { 120.0 },
         stall: 5.0,
         spin: false,
+        tls: String::new(),
     };
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| usage());
@@ -109,6 +117,7 @@ fn parse_args() -> Args {
             "--timeout" => a.timeout = num(&v),
             "--stall" => a.stall = num(&v),
             "--spin" => a.spin = v == "1" || v == "true",
+            "--tls" if v == "full" || v == "resume" => a.tls = v,
             _ => usage(),
         }
     }
@@ -431,6 +440,152 @@ fn connect_done(s: &TcpStream) -> io::Result<bool> {
     }
 }
 
+// ---------------------------------------------------------------- TLS
+
+/// A connection's byte stream: the socket, or a rustls client session over
+/// it (`--tls`). Reads and writes are non-blocking either way.
+struct Wire {
+    s: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+impl Wire {
+    fn new(s: TcpStream, tls: Option<&Arc<rustls::ClientConfig>>) -> Wire {
+        let tls = tls.map(|cfg| {
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("a valid name");
+            Box::new(rustls::ClientConnection::new(cfg.clone(), name).unwrap_or_else(|e| fail("tls", &e.to_string())))
+        });
+        Wire { s, tls }
+    }
+
+    fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Whether encrypted bytes wait for the socket.
+    fn pending(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Sends what the session holds, as far as the socket takes it.
+    fn flush_tls(&mut self) -> io::Result<()> {
+        let Some(t) = self.tls.as_mut() else { return Ok(()) };
+        while t.wants_write() {
+            match t.write_tls(&mut self.s) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.tls.is_none() {
+            return self.s.read(buf);
+        }
+        loop {
+            let t = self.tls.as_mut().expect("tls");
+            match t.reader().read(buf) {
+                Ok(n) => return Ok(n), // 0: close_notify
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            match t.read_tls(&mut self.s) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    t.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    // Handshake messages and alerts to answer.
+                    self.flush_tls()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.tls.is_none() {
+            return self.s.write(data);
+        }
+        let n = self.tls.as_mut().expect("tls").writer().write(data)?;
+        self.flush_tls()?;
+        if n == 0 && !data.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls()
+    }
+}
+
+/// Accepts any certificate: a loopback benchmark of the server's TLS cost,
+/// not of certificate checks (signatures are still verified).
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The client configuration for `--tls full` (every handshake a full one)
+/// or `--tls resume` (sessions resumed by ticket after the first).
+fn tls_config(mode: &str) -> Option<Arc<rustls::ClientConfig>> {
+    if mode.is_empty() {
+        return None;
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap_or_else(|e| fail("tls", &e.to_string()))
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if mode == "full" {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
+    Some(Arc::new(cfg))
+}
+
 // ---------------------------------------------------------------- echo
 
 #[derive(PartialEq, Clone, Copy)]
@@ -441,7 +596,7 @@ enum St {
 }
 
 struct Conn {
-    s: TcpStream,
+    s: Wire,
     st: St,
     rbuf: Vec<u8>,
     rlo: usize,
@@ -486,7 +641,7 @@ impl Echo {
         }
     }
 
-    fn new_conn(&self, s: TcpStream, id: usize) -> Conn {
+    fn new_conn(&self, s: Wire, id: usize) -> Conn {
         // Per-connection payload and mask, so that a cross-wired echo is seen.
         let expect: Vec<u8> = (0..self.size)
             .map(|i| {
@@ -617,7 +772,7 @@ fn read_all(
                 // A short read emptied the socket's receive queue. Linux's
                 // epoll reports every later arrival as a new edge, so the
                 // read that would only say WouldBlock is skipped.
-                if n < room {
+                if n < room && !c.s.is_tls() {
                     return Ok(());
                 }
             }
@@ -788,6 +943,7 @@ fn run_echo(a: &Args) {
     let mut poll = Poll::new().unwrap_or_else(|e| fail("echo", &format!("epoll: {e}")));
     let mut events = Events::with_capacity(1024);
     let req = request(a);
+    let tls = tls_config(&a.tls);
 
     // Phase 1: connect and handshake every connection.
     let mut conns: Vec<Conn> = Vec::with_capacity(a.conns);
@@ -796,7 +952,7 @@ fn run_echo(a: &Args) {
         poll.registry()
             .register(&mut s, Token(id), Interest::READABLE | Interest::WRITABLE)
             .unwrap_or_else(|e| fail("echo", &format!("register: {e}")));
-        conns.push(e.new_conn(s, id));
+        conns.push(e.new_conn(Wire::new(s, tls.as_ref()), id));
     }
     let deadline = base + Duration::from_secs_f64(a.timeout);
     let mut open = 0;
@@ -810,10 +966,10 @@ fn run_echo(a: &Args) {
         for ev in events.iter() {
             let c = &mut conns[ev.token().0];
             if c.st == St::Connecting {
-                match connect_done(&c.s) {
+                match connect_done(&c.s.s) {
                     Ok(false) => continue,
                     Ok(true) => {
-                        let _ = c.s.set_nodelay(true);
+                        let _ = c.s.s.set_nodelay(true);
                         c.wbuf.extend_from_slice(&req);
                         c.st = St::Handshaking;
                         if let Err(err) = flush(c) {
@@ -825,7 +981,7 @@ fn run_echo(a: &Args) {
             }
             if c.st == St::Handshaking {
                 if ev.is_writable() {
-                    if let Err(err) = flush(c) {
+                    if let Err(err) = flush(c).and_then(|_| c.s.flush()) {
                         fail("echo", &format!("write request: {err}"));
                     }
                 }
@@ -915,8 +1071,8 @@ fn run_echo(a: &Args) {
                     fail("echo", &format!("connection {}: {err}", ev.token().0));
                 }
             }
-            if c.wpos < c.wbuf.len() {
-                if let Err(err) = flush(c) {
+            if c.wpos < c.wbuf.len() || c.s.pending() {
+                if let Err(err) = flush(c).and_then(|_| c.s.flush()) {
                     fail("echo", &format!("connection {}: write: {err}", ev.token().0));
                 }
             }
@@ -954,7 +1110,7 @@ fn run_echo(a: &Args) {
 // ---------------------------------------------------------------- connect
 
 struct Hs {
-    s: TcpStream,
+    s: Wire,
     st: St,
     started: u64,
     buf: Vec<u8>,
@@ -999,6 +1155,7 @@ fn run_connect(a: &Args) {
     let mut poll = Poll::new().unwrap_or_else(|e| fail("connect", &format!("epoll: {e}")));
     let mut events = Events::with_capacity(4096);
     let req = request(a);
+    let tls = tls_config(&a.tls);
     let mut hist = Hist::new();
 
     // Let the freshly started server settle before the "before" reading.
@@ -1020,6 +1177,7 @@ fn run_connect(a: &Args) {
             poll.registry()
                 .register(&mut s, Token(id), Interest::READABLE | Interest::WRITABLE)
                 .unwrap_or_else(|e| fail("connect", &format!("register: {e}")));
+            let s = Wire::new(s, tls.as_ref());
             conns.push(Hs { s, st: St::Handshaking, started: ns(Instant::now()), buf: Vec::new(), wpos: 0 });
             active += 1;
             // On loopback the TCP handshake is usually complete already:
@@ -1043,8 +1201,8 @@ fn run_connect(a: &Args) {
             let c = &mut conns[id];
             match c.st {
                 St::Handshaking => {
-                    if c.wpos < req.len() {
-                        if let Err(e) = hs_write(c, &req) {
+                    if c.wpos < req.len() || c.s.pending() {
+                        if let Err(e) = hs_write(c, &req).and_then(|_| c.s.flush()) {
                             fail("connect", &format!("write #{id}: {e}"));
                         }
                         if c.wpos < req.len() {
@@ -1059,7 +1217,7 @@ fn run_connect(a: &Args) {
                                 if c.buf.len() > 16 * 1024 {
                                     fail("connect", "handshake response head too large");
                                 }
-                                if n < scratch.len() {
+                                if n < scratch.len() && !c.s.is_tls() {
                                     break; // drained (see read_all)
                                 }
                             }
@@ -1088,7 +1246,7 @@ fn run_connect(a: &Args) {
                         if let Some(err) = idle_check(c, &mut scratch) {
                             dropped += 1;
                             first_drop.get_or_insert_with(|| format!("#{id}: {err}"));
-                            let _ = poll.registry().deregister(&mut c.s);
+                            let _ = poll.registry().deregister(&mut c.s.s);
                         }
                     }
                 }
@@ -1115,7 +1273,7 @@ fn run_connect(a: &Args) {
                 if let Some(err) = idle_check(c, &mut scratch) {
                     dropped += 1;
                     first_drop.get_or_insert_with(|| format!("#{id}: {err}"));
-                    let _ = poll.registry().deregister(&mut c.s);
+                    let _ = poll.registry().deregister(&mut c.s.s);
                     c.st = St::Connecting; // counted; ignore from now on
                 }
             }
@@ -1144,7 +1302,7 @@ fn run_connect(a: &Args) {
     }
     println!("{}", j.finish());
     for c in &conns {
-        set_linger0(&c.s);
+        set_linger0(&c.s.s);
     }
     drop(conns);
     if dropped > 0 {
