@@ -572,7 +572,10 @@ fn tls_config(mode: &str) -> Option<Arc<rustls::ClientConfig>> {
         return None;
     }
     #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    // X25519, as browsers and Node offer first (ring's default is P-384).
+    provider.kx_groups = vec![rustls::crypto::ring::kx_group::X25519];
+    let provider = Arc::new(provider);
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap_or_else(|e| fail("tls", &e.to_string()))
