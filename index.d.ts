@@ -150,6 +150,13 @@ export interface SocketInfo {
   remotePort: number;
   localAddress: string;
   localPort: number;
+  /** On TLS: the SNI name (for `lowError` 7, the unknown name), else `null`. */
+  hostname: string | null;
+  /** On an established TLS session: `'TLSv1.3'` or `'TLSv1.2'`, else `null`. */
+  tlsVersion: string | null;
+  /** On an established TLS session: the cipher suite's IANA name, else `null`. */
+  cipher: string | null;
+  /** For the `error` event. */
   error: { code: string; message: string };
 }
 

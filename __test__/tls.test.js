@@ -587,6 +587,7 @@ test.describe('TLS', { skip: pki.error }, () => {
     assert.equal(low[0].code, 1);
     assert.equal(low[0].self, s);
     assert.equal(low[0].info.remoteAddress, HOST);
+    assert.deepEqual([low[0].info.hostname, low[0].info.tlsVersion, low[0].info.cipher], [null, null, null]);
     assert.match(low[0].data, /^GET \/path\?q=1/);
     // The request line split across segments: no byte lost.
     const split = await raw(['G', 'ET /sp', 'lit HTTP/1.1\r\nHo', 'st: h\r\nConnection: close\r\n\r\n'], 60);
@@ -611,10 +612,10 @@ test.describe('TLS', { skip: pki.error }, () => {
     const $ = scope(t);
     const s = $.server({ hosts: [{ host: 'a.example.test', ...pki.a }] });
     const low = [];
-    s.on('lowError', (code, info, data) => low.push([code, data]));
+    s.on('lowError', (code, info, data) => low.push([code, data, info.hostname]));
     assert.match(await peerCN(s, 'nobody.test'), /^error: /);
     await waitFor(() => low.length === 1);
-    assert.deepEqual(low[0], [7, 'nobody.test']);
+    assert.deepEqual(low[0], [7, 'nobody.test', 'nobody.test']);
     // A client that does not trust the certificate sends an alert
     // (openssl's unknown_ca; Node's client checks only after the
     // handshake, and just closes).
@@ -699,6 +700,23 @@ test.describe('TLS', { skip: pki.error }, () => {
     const c2 = wssClient(t, s);
     await opened(c2);
     assert.equal((await echoOnce(c2, 'still here')).toString(), 'still here');
+  });
+
+  test.it('the server\'s error event on a TLS connection: socketInfo carries the SNI name, the version and the cipher', async (t) => {
+    const $ = scope(t);
+    const s = $.server({ cert: pki.ecdsa.cert, key: pki.ecdsa.key });
+    const errors = [];
+    s.on('error', (info) => errors.push(info));
+    const sock = tls.connect({ host: HOST, port: s.address().port, servername: 'localhost', ca: pki.ca });
+    sock.on('error', () => {});
+    t.after(() => sock.destroy());
+    await new Promise((resolve, reject) => sock.once('secureConnect', resolve).once('error', reject));
+    sock.write('BROKEN\r\n\r\n');
+    await waitFor(() => errors.length === 1);
+    assert.equal(errors[0].error.code, 'HPE_INVALID');
+    assert.equal(errors[0].hostname, 'localhost');
+    assert.equal(errors[0].tlsVersion, 'TLSv1.3');
+    assert.match(errors[0].cipher, /^TLS13_/);
   });
 });
 

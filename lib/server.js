@@ -231,11 +231,15 @@ Server.prototype.rejectSSL = function rejectSSL() {
 // waits for the handler's choice (made during the event); the engine
 // holds only that connection meanwhile.
 Server.prototype._onLowError = function _onLowError(code, info, data, decide) {
+  // Before any TLS session: the SNI name only when it is what failed (7).
   const socketInfo = {
     remoteAddress: info[0],
     remotePort: info[1],
     localAddress: info[2],
     localPort: info[3],
+    hostname: code === 7 ? data : null,
+    tlsVersion: null,
+    cipher: null,
   };
   if (!decide) {
     emit(this, 'lowError', this, code, socketInfo, data);
@@ -395,6 +399,10 @@ Server.prototype._onError = function _onError(info, code, message) {
     remotePort: info[1],
     localAddress: info[2],
     localPort: info[3],
+    // On TLS: the SNI name, the protocol version and the cipher suite.
+    hostname: info[4] ?? null,
+    tlsVersion: info[5] ?? null,
+    cipher: info[6] ?? null,
     error: { code, message },
   };
   if (this._upgrades !== null) this._upgrades.delete(`${info[0]} ${info[1]}`);

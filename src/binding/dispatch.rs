@@ -136,9 +136,11 @@ pub unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, 
                 server,
                 remote,
                 local,
+                tls,
                 code,
                 message,
             } => {
+                let t = tls.as_deref();
                 let info = js::array(
                     env,
                     &[
@@ -146,6 +148,12 @@ pub unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, 
                         n(remote.port() as f64),
                         js::string(env, local.ip().to_string().as_bytes()),
                         n(local.port() as f64),
+                        t.and_then(|t| t.hostname.as_deref())
+                            .map_or(js::undefined(env), |h| js::string(env, h.as_bytes())),
+                        t.map_or(js::undefined(env), |t| {
+                            js::string(env, t.protocol.as_bytes())
+                        }),
+                        t.map_or(js::undefined(env), |t| js::string(env, t.cipher.as_bytes())),
                     ],
                 );
                 js::call(

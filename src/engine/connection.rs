@@ -232,19 +232,25 @@ async fn run(
             Some(Ok(h)) => h,
             Some(Err(HeadFailure::Closed)) => return,
             Some(Err(HeadFailure::Io(e))) => {
-                server.emit_error(remote, local, error_code(&e), e.to_string());
+                server.emit_error(remote, local, tls.clone(), error_code(&e), e.to_string());
                 return;
             }
             Some(Err(HeadFailure::Bad(e))) => {
                 let response = closing_response(e.status(), None, &[], e.to_string().as_bytes());
                 Box::pin(stream.refuse(&response)).await;
-                server.emit_error(remote, local, "HPE_INVALID", e.to_string());
+                server.emit_error(remote, local, tls.clone(), "HPE_INVALID", e.to_string());
                 return;
             }
             // An idle keep-alive connection timing out is no error.
             None if !first => return,
             None => {
-                server.emit_error(remote, local, "ETIMEDOUT", "handshake timeout".into());
+                server.emit_error(
+                    remote,
+                    local,
+                    tls.clone(),
+                    "ETIMEDOUT",
+                    "handshake timeout".into(),
+                );
                 return;
             }
         };
@@ -314,7 +320,7 @@ async fn run(
                     }
                     After::Close => return Box::pin(stream.refuse(b"")).await,
                     After::Refuse(response, code, why) => {
-                        server.emit_error(remote, local, code, why);
+                        server.emit_error(remote, local, tls.clone(), code, why);
                         return Box::pin(stream.refuse(&response)).await;
                     }
                 }

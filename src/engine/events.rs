@@ -95,6 +95,8 @@ pub enum Event {
         server: u64,
         remote: SocketAddr,
         local: SocketAddr,
+        /// The connection's TLS facts (`None`: plain).
+        tls: Option<Arc<super::tls::TlsInfo>>,
         code: &'static str,
         message: String,
     },

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::conn::Conn;
 use super::events::{Event, EventQueue, LowData};
+use super::tls::TlsInfo;
 use super::ServerConfig;
 use crate::protocol::close::GOING_AWAY;
 
@@ -401,10 +402,13 @@ impl Server {
         waiting.is_some_and(|tx| tx.send(plain).is_ok())
     }
 
+    /// A connection failed before its upgrade (`error`); `tls`: its TLS
+    /// session's facts, for `socketInfo`.
     pub(crate) fn emit_error(
         &self,
         remote: SocketAddr,
         local: SocketAddr,
+        tls: Option<Arc<TlsInfo>>,
         code: &'static str,
         message: String,
     ) {
@@ -412,6 +416,7 @@ impl Server {
             server: self.id,
             remote,
             local,
+            tls,
             code,
             message,
         });

@@ -33,6 +33,7 @@ pub(super) async fn upgrade(
     server: Arc<Server>,
 ) {
     let cfg = &server.config;
+    let tls = stream.tls_info().map(Arc::new);
     let Handshake {
         key,
         protocols,
@@ -43,7 +44,7 @@ pub(super) async fn upgrade(
         Ok(h) => h,
         Err(refusal) => {
             Box::pin(stream.refuse(&refusal.response)).await;
-            server.emit_error(remote, local, refusal.code, refusal.message);
+            server.emit_error(remote, local, tls, refusal.code, refusal.message);
             return;
         }
     };
@@ -52,7 +53,7 @@ pub(super) async fn upgrade(
         remote,
         local,
         protocols,
-        tls: stream.tls_info(),
+        tls: tls.as_deref().cloned(),
     });
     let conn = Conn::new(
         server.id,
@@ -82,6 +83,7 @@ pub(super) async fn upgrade(
             server.emit_error(
                 remote,
                 local,
+                conn.info.tls.clone().map(Arc::new),
                 "ETIMEDOUT",
                 "upgrade not accepted or rejected within handshakeTimeout".into(),
             );

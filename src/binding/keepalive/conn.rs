@@ -159,7 +159,7 @@ impl KeepAliveConn {
                 let code = crate::engine::server::error_code(&e);
                 let idle = &self.idle;
                 idle.server
-                    .emit_error(idle.remote, idle.local, code, e.to_string());
+                    .emit_error(idle.remote, idle.local, None, code, e.to_string());
                 Step::Drop
             }
         }
