@@ -2,6 +2,8 @@
 //! `dispatch(kind, …)` with the event's fields as JS values (HTTP requests
 //! go in groups instead, `request_group`).
 
+use std::net::SocketAddr;
+
 use napi::bindgen_prelude::ToNapiValue;
 use napi::sys;
 
@@ -10,6 +12,7 @@ use super::env::EnvState;
 use super::js;
 use crate::engine::events::{ConnInfo, Event, LowData};
 use crate::engine::exchange::Notice;
+use crate::engine::tls::TlsInfo;
 
 /// Event kinds as the numbers the dispatcher takes (declared in `contract`).
 pub mod kind {
@@ -140,22 +143,7 @@ pub unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, 
                 code,
                 message,
             } => {
-                let t = tls.as_deref();
-                let info = js::array(
-                    env,
-                    &[
-                        js::string(env, remote.ip().to_string().as_bytes()),
-                        n(remote.port() as f64),
-                        js::string(env, local.ip().to_string().as_bytes()),
-                        n(local.port() as f64),
-                        t.and_then(|t| t.hostname.as_deref())
-                            .map_or(js::undefined(env), |h| js::string(env, h.as_bytes())),
-                        t.map_or(js::undefined(env), |t| {
-                            js::string(env, t.protocol.as_bytes())
-                        }),
-                        t.map_or(js::undefined(env), |t| js::string(env, t.cipher.as_bytes())),
-                    ],
-                );
+                let info = socket_info(env, remote, local, tls.as_deref());
                 js::call(
                     env,
                     f,
@@ -176,15 +164,8 @@ pub unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, 
                 data,
                 decide,
             } => {
-                let info = js::array(
-                    env,
-                    &[
-                        js::string(env, remote.ip().to_string().as_bytes()),
-                        n(remote.port() as f64),
-                        js::string(env, local.ip().to_string().as_bytes()),
-                        n(local.port() as f64),
-                    ],
-                );
+                // Before any TLS session: no TLS facts.
+                let info = socket_info(env, remote, local, None);
                 let data = match &data {
                     LowData::Bytes(b) => js::arraybuffer(env, b),
                     LowData::Text(t) => js::string(env, t.as_bytes()),
@@ -292,7 +273,7 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
             raw.push(js::string(env, n.as_bytes()));
             raw.push(js::string(env, v.as_bytes()));
         }
-        let tls = info.tls.as_ref();
+        let tls = tls_values(env, info.tls.as_deref());
         let protocols: Vec<_> = info
             .protocols
             .iter()
@@ -310,14 +291,57 @@ unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
                 js::array(env, &protocols),
                 js::string(env, info.head.method().as_bytes()),
                 js::number(env, info.head.minor as f64),
-                // TLS: the SNI name, the protocol version, the cipher
-                // suite (undefined on a plain connection).
-                tls.and_then(|t| t.hostname.as_deref())
-                    .map_or(js::undefined(env), |h| js::string(env, h.as_bytes())),
-                tls.map_or(js::undefined(env), |t| {
-                    js::string(env, t.protocol.as_bytes())
-                }),
-                tls.map_or(js::undefined(env), |t| js::string(env, t.cipher.as_bytes())),
+                tls[0],
+                tls[1],
+                tls[2],
+            ],
+        )
+    }
+}
+
+/// A connection's TLS facts as JS values: the SNI name, the protocol
+/// version and the cipher suite (undefined on a plain connection).
+///
+/// # Safety
+/// On the JS thread of `env`, inside a handle scope.
+pub(super) unsafe fn tls_values(env: sys::napi_env, tls: Option<&TlsInfo>) -> [sys::napi_value; 3] {
+    // SAFETY (whole body): as the caller guarantees.
+    unsafe {
+        let text =
+            |s: Option<&str>| s.map_or(js::undefined(env), |s| js::string(env, s.as_bytes()));
+        [
+            text(tls.and_then(|t| t.hostname.as_deref())),
+            text(tls.map(|t| t.protocol)),
+            text(tls.map(|t| t.cipher)),
+        ]
+    }
+}
+
+/// `socketInfo` for the server's `error` and `lowError` events:
+/// [remoteAddress, remotePort, localAddress, localPort, hostname,
+/// tlsVersion, cipher].
+///
+/// # Safety
+/// On the JS thread of `env`, inside a handle scope.
+unsafe fn socket_info(
+    env: sys::napi_env,
+    remote: SocketAddr,
+    local: SocketAddr,
+    tls: Option<&TlsInfo>,
+) -> sys::napi_value {
+    // SAFETY (whole body): as the caller guarantees.
+    unsafe {
+        let [host, version, cipher] = tls_values(env, tls);
+        js::array(
+            env,
+            &[
+                js::string(env, remote.ip().to_string().as_bytes()),
+                js::number(env, remote.port() as f64),
+                js::string(env, local.ip().to_string().as_bytes()),
+                js::number(env, local.port() as f64),
+                host,
+                version,
+                cipher,
             ],
         )
     }

@@ -196,18 +196,7 @@ pub unsafe fn deliver_requests(
                 };
                 sys::napi_set_element(env, extra, base, body_v);
                 if let Some(t) = tls.as_deref() {
-                    let name = t
-                        .hostname
-                        .as_deref()
-                        .map_or(js::undefined(env), |h| js::string(env, h.as_bytes()));
-                    let info = js::array(
-                        env,
-                        &[
-                            name,
-                            js::string(env, t.protocol.as_bytes()),
-                            js::string(env, t.cipher.as_bytes()),
-                        ],
-                    );
+                    let info = js::array(env, &super::dispatch::tls_values(env, Some(t)));
                     sys::napi_set_element(env, extra, base + 3, info);
                 }
                 for (k, (a, n)) in [(remote, remote_n), (local, local_n)]

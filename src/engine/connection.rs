@@ -262,7 +262,7 @@ async fn run(
                 drop(timer);
                 drop(closing);
                 return Box::pin(super::upgrade::upgrade(
-                    stream, head, buf, remote, local, server,
+                    stream, head, buf, remote, local, server, tls,
                 ))
                 .await;
             }

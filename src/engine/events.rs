@@ -22,7 +22,7 @@ pub struct ConnInfo {
     /// Subprotocols offered by the client, in order.
     pub protocols: Vec<String>,
     /// The TLS session's facts; `None` on a plain connection.
-    pub tls: Option<super::tls::TlsInfo>,
+    pub tls: Option<Arc<super::tls::TlsInfo>>,
 }
 
 /// What a `lowError` carries: the bytes read (plain text on a TLS port)

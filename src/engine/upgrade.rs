@@ -14,6 +14,7 @@ use super::conn::{Conn, Phase};
 use super::events::{ConnInfo, Event};
 use super::server::Server;
 use super::session::Session;
+use super::tls::TlsInfo;
 use super::transport::Transport;
 use super::ServerConfig;
 use crate::http::head::RequestHead;
@@ -31,9 +32,9 @@ pub(super) async fn upgrade(
     remote: SocketAddr,
     local: SocketAddr,
     server: Arc<Server>,
+    tls: Option<Arc<TlsInfo>>,
 ) {
     let cfg = &server.config;
-    let tls = stream.tls_info().map(Arc::new);
     let Handshake {
         key,
         protocols,
@@ -53,7 +54,7 @@ pub(super) async fn upgrade(
         remote,
         local,
         protocols,
-        tls: tls.as_deref().cloned(),
+        tls,
     });
     let conn = Conn::new(
         server.id,
@@ -83,7 +84,7 @@ pub(super) async fn upgrade(
             server.emit_error(
                 remote,
                 local,
-                conn.info.tls.clone().map(Arc::new),
+                conn.info.tls.clone(),
                 "ETIMEDOUT",
                 "upgrade not accepted or rejected within handshakeTimeout".into(),
             );
