@@ -16,12 +16,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const crypto = require('node:crypto');
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
-const { execFileSync } = require('node:child_process');
 
-const { HOST, scope, withTimeout, compressibleText, chromiumSession } = require('./helpers.js');
+const { HOST, scope, withTimeout, compressibleText, chromiumSession, testPki } = require('./helpers.js');
 
 const PMD = 'permessage-deflate';
 
@@ -353,30 +349,12 @@ test.describe('Chromium (headless) with permessage-deflate', { concurrency: fals
 
 // ---------------------------------------------------------------- TLS
 
-// A test CA and two leaves it signs for localhost and 127.0.0.1 (as
-// tls.test.js's makePki, ECDSA only): `trusted`, whose key Chromium is told
-// to accept, and `other`, another key for the same names, which it must
-// refuse. { error } when openssl is missing or fails.
+// A test CA and two leaves it signs for localhost and 127.0.0.1:
+// `trusted`, whose key Chromium is told to accept, and `other`, another key
+// for the same names, which it must refuse. { error } when openssl is
+// missing or fails.
 function makePki() {
-  let dir;
-  try {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-chromium-tls-'));
-    const f = (name) => path.join(dir, name);
-    const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30000 });
-    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=sack chromium test CA');
-    const leaf = (name) => {
-      fs.writeFileSync(f(`${name}.ext`), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n');
-      ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', f(`${name}.key`));
-      ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', '/CN=localhost');
-      ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '2', '-extfile', f(`${name}.ext`));
-      return { cert: fs.readFileSync(f(`${name}.pem`)), key: fs.readFileSync(f(`${name}.key`)) };
-    };
-    return { trusted: leaf('trusted'), other: leaf('other') };
-  } catch (e) {
-    return { error: `openssl failed: ${e.stderr || e.message}` };
-  } finally {
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  }
+  return testPki('sack chromium test CA', ({ leaf }) => ({ trusted: leaf('trusted'), other: leaf('other') }));
 }
 
 /** Base64 of the SHA-256 of a certificate's SubjectPublicKeyInfo (Chromium's SPKI pin). */

@@ -10,7 +10,7 @@ const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const events = require('node:events');
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 
 const WebSocket = require('ws');
 const sack = require('..');
@@ -828,7 +828,37 @@ function chromiumSession({ args = [] } = {}) {
   };
 }
 
+// Test certificates made with the openssl CLI: a CA named `caName` in a
+// temporary directory, and `build({ ssl, file, leaf, ca })` making what a
+// test needs from it. `leaf(name, { key, cn, san })` makes a key (`key`:
+// genpkey arguments, ECDSA P-256 by default) and a certificate the CA
+// signs for `san` (localhost and 127.0.0.1 by default). Returns what
+// `build` returns, or { error } when openssl is missing or fails.
+const EC_P256 = ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
+function testPki(caName, build) {
+  let dir;
+  try {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-pki-'));
+    const file = (name) => path.join(dir, name);
+    const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30000 });
+    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', file('ca.key'), '-out', file('ca.pem'), '-days', '2', '-subj', `/CN=${caName}`);
+    const leaf = (name, { key = EC_P256, cn = 'localhost', san = 'DNS:localhost,IP:127.0.0.1' } = {}) => {
+      fs.writeFileSync(file(`${name}.ext`), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\n`);
+      ssl('genpkey', ...key, '-out', file(`${name}.key`));
+      ssl('req', '-new', '-key', file(`${name}.key`), '-out', file(`${name}.csr`), '-subj', `/CN=${cn}`);
+      ssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-out', file(`${name}.pem`), '-days', '2', '-extfile', file(`${name}.ext`));
+      return { cert: fs.readFileSync(file(`${name}.pem`)), key: fs.readFileSync(file(`${name}.key`)) };
+    };
+    return build({ ssl, file, leaf, ca: fs.readFileSync(file('ca.pem')) });
+  } catch (e) {
+    return { error: `openssl failed: ${e.stderr || e.message}` };
+  } finally {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 module.exports = {
+  testPki,
   record,
   startNode,
   sack,

@@ -12,51 +12,35 @@ const net = require('node:net');
 const tls = require('node:tls');
 const https = require('node:https');
 const { execFileSync } = require('node:child_process');
-const { HOST, WebSocket, scope, opened, clientMessage, withTimeout, sack } = require('./helpers.js');
+const { HOST, WebSocket, scope, opened, clientMessage, withTimeout, sack, testPki } = require('./helpers.js');
 
-// A CA, and leaves it signs for localhost and 127.0.0.1 with every key
-// kind the server takes. Made once per run, in a temporary directory.
+// A CA, and leaves it signs: for localhost and 127.0.0.1 with every key
+// kind the server takes, and for SNI. Made once per run.
 function makePki() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-tls-'));
-  const f = (name) => path.join(dir, name);
-  const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  try {
-    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=sack test CA');
-    const leaf = (name, keyArgs, cn = 'localhost', san = 'DNS:localhost,IP:127.0.0.1') => {
-      fs.writeFileSync(f(`${name}.ext`), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\n`);
-      ssl('genpkey', ...keyArgs, '-out', f(`${name}.key`));
-      ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`);
-      ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '2', '-extfile', f(`${name}.ext`));
-      return { cert: fs.readFileSync(f(`${name}.pem`)), key: fs.readFileSync(f(`${name}.key`)) };
-    };
-    const ec = ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
+  return testPki('sack test CA', ({ ssl, file, leaf, ca }) => {
     const pki = {
-      ca: fs.readFileSync(f('ca.pem')),
-      ecdsa: leaf('ecdsa', ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1']),
-      rsa: leaf('rsa', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']),
-      ed25519: leaf('ed25519', ['-algorithm', 'ED25519']),
+      ca,
+      ecdsa: leaf('ecdsa'),
+      rsa: leaf('rsa', { key: ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'] }),
+      ed25519: leaf('ed25519', { key: ['-algorithm', 'ED25519'] }),
+      // Leaves for SNI: two names, a wildcard, and a second localhost one.
+      a: leaf('a', { cn: 'a.example.test', san: 'DNS:a.example.test' }),
+      b: leaf('b', { cn: 'b.example.test', san: 'DNS:b.example.test,DNS:b2.example.test' }),
+      wild: leaf('wild', { cn: '*.wild.test', san: 'DNS:*.wild.test' }),
+      other: leaf('other', { cn: 'localhost-2' }),
     };
-    // Leaves for SNI: two names, a wildcard, and a second localhost one.
-    pki.a = leaf('a', ec, 'a.example.test', 'DNS:a.example.test');
-    pki.b = leaf('b', ec, 'b.example.test', 'DNS:b.example.test,DNS:b2.example.test');
-    pki.wild = leaf('wild', ec, '*.wild.test', 'DNS:*.wild.test');
-    pki.other = leaf('other', ec, 'localhost-2');
     // The same keys in their other encodings: PKCS#1 (RSA), SEC1 (EC).
-    ssl('rsa', '-in', f('rsa.key'), '-traditional', '-out', f('rsa1.key'));
-    pki.rsaPkcs1 = fs.readFileSync(f('rsa1.key'));
-    ssl('ec', '-in', f('ecdsa.key'), '-out', f('sec1.key'));
-    pki.ecSec1 = fs.readFileSync(f('sec1.key'));
+    ssl('rsa', '-in', file('rsa.key'), '-traditional', '-out', file('rsa1.key'));
+    pki.rsaPkcs1 = fs.readFileSync(file('rsa1.key'));
+    ssl('ec', '-in', file('ecdsa.key'), '-out', file('sec1.key'));
+    pki.ecSec1 = fs.readFileSync(file('sec1.key'));
     // Encrypted PKCS#8, and the older OpenSSL encryption of a PEM.
-    ssl('pkcs8', '-topk8', '-in', f('ecdsa.key'), '-out', f('enc.key'), '-passout', 'pass:open sesame', '-v2', 'aes-256-cbc');
-    pki.encrypted = fs.readFileSync(f('enc.key'));
-    ssl('rsa', '-in', f('rsa.key'), '-traditional', '-aes128', '-passout', 'pass:open sesame', '-out', f('legacy.key'));
-    pki.legacy = fs.readFileSync(f('legacy.key'));
+    ssl('pkcs8', '-topk8', '-in', file('ecdsa.key'), '-out', file('enc.key'), '-passout', 'pass:open sesame', '-v2', 'aes-256-cbc');
+    pki.encrypted = fs.readFileSync(file('enc.key'));
+    ssl('rsa', '-in', file('rsa.key'), '-traditional', '-aes128', '-passout', 'pass:open sesame', '-out', file('legacy.key'));
+    pki.legacy = fs.readFileSync(file('legacy.key'));
     return pki;
-  } catch (e) {
-    return { error: `openssl failed: ${e.stderr || e.message}` };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 const pki = makePki();

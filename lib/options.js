@@ -197,12 +197,21 @@ function distance(a, b) {
   return prev[b.length];
 }
 
-// PEM as the engine takes it: a Buffer.
-function pem(name, v) {
-  if (typeof v === 'string') return Buffer.from(v);
+// The bytes of an ArrayBuffer or a view (a Buffer over the same memory),
+// or undefined for anything else.
+function bytesOf(v) {
   if (v instanceof ArrayBuffer) return Buffer.from(v);
   if (ArrayBuffer.isView(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" option must be PEM as a string or a Buffer (got ${typeof v})`);
+  return undefined;
+}
+
+// PEM as the engine takes it: a Buffer.
+function pem(name, v) {
+  const b = typeof v === 'string' ? Buffer.from(v) : bytesOf(v);
+  if (b === undefined) {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" option must be PEM as a string or a Buffer (got ${typeof v})`);
+  }
+  return b;
 }
 
 // cert/key/passphrase/ca: TLS on every connection. `wss://` without a
@@ -254,10 +263,10 @@ function tlsOptions(options, secureUrl) {
 // Session-ticket keys as Node's: 48 bytes (a 16-byte name, 32 of key).
 const TICKET_KEYS_LEN = 48;
 function ticketKeyBytes(v, what) {
-  if (!ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer)) {
+  const b = bytesOf(v);
+  if (b === undefined) {
     throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', `${what} must be a Buffer of ${TICKET_KEYS_LEN} bytes`);
   }
-  const b = v instanceof ArrayBuffer ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   if (b.length !== TICKET_KEYS_LEN) {
     throw sackError(TypeError, 'ERR_INVALID_ARG_VALUE', `${what} must be ${TICKET_KEYS_LEN} bytes (got ${b.length})`);
   }

@@ -231,16 +231,9 @@ Server.prototype.rejectSSL = function rejectSSL() {
 // waits for the handler's choice (made during the event); the engine
 // holds only that connection meanwhile.
 Server.prototype._onLowError = function _onLowError(code, info, data, decide) {
+  const socketInfo = socketInfoOf(info);
   // Before any TLS session: the SNI name only when it is what failed (7).
-  const socketInfo = {
-    remoteAddress: info[0],
-    remotePort: info[1],
-    localAddress: info[2],
-    localPort: info[3],
-    hostname: code === 7 ? data : null,
-    tlsVersion: null,
-    cipher: null,
-  };
+  if (code === 7) socketInfo.hostname = data;
   if (!decide) {
     emit(this, 'lowError', this, code, socketInfo, data);
     return;
@@ -393,18 +386,25 @@ Server.prototype._onOpen = function _onOpen(handle, info, id) {
   this._emitConnect(ws);
 };
 
-Server.prototype._onError = function _onError(info, code, message) {
-  const socketInfo = {
+// `socketInfo` of the error and lowError events, from the engine's
+// [remoteAddress, remotePort, localAddress, localPort, hostname,
+// tlsVersion, cipher] (src/binding/dispatch.rs, socket_info); the TLS
+// facts are null on plain text.
+function socketInfoOf(info) {
+  return {
     remoteAddress: info[0],
     remotePort: info[1],
     localAddress: info[2],
     localPort: info[3],
-    // On TLS: the SNI name, the protocol version and the cipher suite.
     hostname: info[4] ?? null,
     tlsVersion: info[5] ?? null,
     cipher: info[6] ?? null,
-    error: { code, message },
   };
+}
+
+Server.prototype._onError = function _onError(info, code, message) {
+  const socketInfo = socketInfoOf(info);
+  socketInfo.error = { code, message };
   if (this._upgrades !== null) this._upgrades.delete(`${info[0]} ${info[1]}`);
   emit(this, 'error', this, socketInfo);
 };
