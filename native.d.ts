@@ -53,6 +53,18 @@ export declare class NativeConnection {
   get protocol(): string
   /** The agreed extensions (`Sec-WebSocket-Extensions` answer), or "". */
   get extensions(): string
+  /**
+   * Subscribes: `OK` (1 when newly added, 0 when it already was) or
+   * `NOT_OPEN` as a negative status.
+   */
+  subscribe(topic: string): number
+  unsubscribe(topic: string): boolean
+  isSubscribed(topic: string): boolean
+  subscriptions(): Array<string>
+  /** Publishes a text message to the other subscribers of `topic`. */
+  publishText(topic: string, text: string): Array<number>
+  /** Publishes exactly the view's bytes as a binary message. */
+  publishBinary(topic: string, data: Uint8Array): Array<number>
 }
 
 /** A listening WebSocket server. */
@@ -99,6 +111,21 @@ export declare class NativeServer {
   laneWaiting(): number
   /** Open connections. */
   get connections(): number
+  /**
+   * Publishes to every subscriber of `topic` (`local`: in this process
+   * only, not through the backplane).
+   */
+  publishText(topic: string, text: string, local?: boolean | undefined | null): Array<number>
+  publishBinary(topic: string, data: Uint8Array, local?: boolean | undefined | null): Array<number>
+  /**
+   * Starts a `cluster` query (`kind`: 0 nodes, 1 connection count,
+   * 2 subscriber count of `topic`); the answer comes as a backplane
+   * event with the returned id. -1: no backplane.
+   */
+  clusterQuery(kind: number, topic?: string | undefined | null): number
+  /** This server's node id in the cluster ("" without a backplane). */
+  get nodeId(): string
+  subscriberCount(topic: string): number
 }
 
 /**
@@ -144,6 +171,8 @@ export declare const enum EventKind {
   Sent = 16,
   /** A failure before HTTP (`lowError`). */
   LowError = 17,
+  /** The backplane's state changed, or a `cluster` query's answer. */
+  Backplane = 18,
 }
 
 /**
@@ -299,6 +328,17 @@ export interface ServerOptions {
   tlsHosts?: Array<HostMaterial>
   /** Session-ticket keys shared with other processes (`ticketKeys`). */
   tlsTicketKeys?: Buffer
+  /**
+   * The Redis backplane (`backplane`): its URL, key prefix, history
+   * (present: history mode) size and TTL (ms), heartbeat (ms), and the
+   * bytes of publishes held while Redis is away.
+   */
+  backplaneUrl?: string
+  backplanePrefix?: string
+  backplaneHistorySize?: number
+  backplaneHistoryTtl?: number
+  backplaneHeartbeat?: number
+  backplaneMaxPending?: number
 }
 
 /**

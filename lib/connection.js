@@ -417,6 +417,8 @@ defineEvents(Connection.prototype, {
   drain: ['ondrain'],
 });
 
+require('./topics.js').connectionMethods(Connection.prototype, toBytes);
+
 Connection.prototype.CONNECTING = CONNECTING;
 Connection.prototype.OPEN = OPEN;
 Connection.prototype.CLOSING = CLOSING;

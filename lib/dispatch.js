@@ -27,6 +27,7 @@ const {
   PeerClose: PEER_CLOSE,
   Sent: SENT,
   LowError: LOW_ERROR,
+  Backplane: BACKPLANE,
 } = native.EventKind;
 
 // Request groups (src/binding/request_group.rs, deliver_requests).
@@ -185,6 +186,11 @@ function dispatch(kind, id, a, b, c, d, e) {
     case ADOPT:
       adopt(id, a, b, c, d, e);
       return;
+    case BACKPLANE: {
+      const server = servers.get(id);
+      if (server !== undefined) server._onBackplane(a, b, c);
+      return;
+    }
     case SERVER_CLOSE: {
       const server = servers.get(id);
       if (server !== undefined) server._onClose();

@@ -355,11 +355,48 @@ function normalize(args) {
   }
 
   Object.assign(native, tlsOptions(options, fromUrl.secure === true));
-  if (options.backplane !== undefined && options.backplane !== null) {
-    // Refuse rather than publish to this process only when every process was meant.
-    throw sackError(Error, 'ERR_SACK_BACKPLANE_UNAVAILABLE', 'the backplane option (topics across processes) is not available in this build of sack yet');
-  }
+  Object.assign(native, backplaneOptions(options.backplane));
   return { address, port: p, native, connect, options };
+}
+
+const BACKPLANE_KEYS = new Set(['url', 'prefix', 'mode', 'history', 'heartbeat', 'maxPending']);
+
+// backplane: { url: 'redis://…', prefix = 'sack:', mode = 'pubsub' | 'history',
+// history: { size = 1000, ttl = 300000 ms }, heartbeat = 1000 ms, maxPending = 64 MiB }.
+function backplaneOptions(bp) {
+  if (bp === undefined || bp === null) return {};
+  const bad = (what, expected, v) => badOption(`backplane${what}`, expected, v);
+  if (typeof bp === 'string') bp = { url: bp };
+  if (typeof bp !== 'object') throw bad('', "an object { url: 'redis://…', … } or a redis:// URL", bp);
+  for (const k of Object.keys(bp)) {
+    if (!BACKPLANE_KEYS.has(k)) throw bad(`.${k}`, `one of the known keys (${[...BACKPLANE_KEYS].join(', ')})`, bp[k]);
+  }
+  if (typeof bp.url !== 'string' || !/^redis:\/\//.test(bp.url)) throw bad('.url', 'a redis:// URL', bp.url);
+  const out = { backplaneUrl: bp.url };
+  if (bp.prefix !== undefined) {
+    if (typeof bp.prefix !== 'string') throw bad('.prefix', 'a string', bp.prefix);
+    out.backplanePrefix = bp.prefix;
+  }
+  const mode = bp.mode === undefined ? (bp.history !== undefined ? 'history' : 'pubsub') : bp.mode;
+  if (mode !== 'pubsub' && mode !== 'history') throw bad('.mode', '"pubsub" or "history"', bp.mode);
+  if (mode === 'pubsub' && bp.history !== undefined) throw bad('.history', 'given only with mode "history"', bp.history);
+  if (mode === 'history') {
+    const h = bp.history === undefined ? {} : bp.history;
+    if (typeof h !== 'object' || h === null) throw bad('.history', 'an object { size, ttl }', h);
+    const size = h.size === undefined ? 1000 : h.size;
+    if (!Number.isInteger(size) || size < 1) throw bad('.history.size', 'a positive integer', h.size);
+    const ttl = h.ttl === undefined ? 300000 : h.ttl;
+    if (typeof ttl !== 'number' || !(ttl >= 0) || ttl === Infinity) throw bad('.history.ttl', 'a non-negative number of milliseconds (0: never expires)', h.ttl);
+    out.backplaneHistorySize = size;
+    out.backplaneHistoryTtl = ttl;
+  }
+  for (const [key, name] of [['heartbeat', 'backplaneHeartbeat'], ['maxPending', 'backplaneMaxPending']]) {
+    const v = bp[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !(v > 0) || v === Infinity) throw bad(`.${key}`, 'a positive number', v);
+    out[name] = v;
+  }
+  return out;
 }
 
 module.exports = { normalize, parseUrl, hostMaterial, ticketKeyBytes, NUMERIC, DEFAULT_PORT };

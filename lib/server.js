@@ -5,7 +5,9 @@ const native = require('./native.js');
 const { defineEvents, emit, hasHandler } = require('./events.js');
 const { sackError } = require('./errors.js');
 const { normalize, hostMaterial, ticketKeyBytes } = require('./options.js');
-const { Connection, isValidCloseCode } = require('./connection.js');
+const { Connection, isValidCloseCode, toBytes } = require('./connection.js');
+const topics = require('./topics.js');
+const { Cluster } = require('./cluster.js');
 const registry = require('./registry.js');
 const { Request } = require('./http/request.js');
 const { Response } = require('./http/response.js');
@@ -48,6 +50,7 @@ function Server(...args) {
   }
   this._native = handle;
   this._id = handle.id;
+  this.cluster = new Cluster(this);
   registry.servers.set(this._id, this);
   this.readyState = LISTENING;
   // A listening socket keeps the process alive, as net.Server's; a
@@ -55,6 +58,27 @@ function Server(...args) {
   if (!this._noServer) this._hold(true);
   if (connect) this.on('connect', connect);
 }
+
+// Topics: to every subscriber of `topic` on this server (and, with a
+// backplane, on every other process). Returns what happened here:
+// { sent, dropped } (dropped: subscribers over maxBackpressure).
+// options.local: true keeps the message in this process.
+Server.prototype.publish = function publish(topic, data, options) {
+  if (options !== undefined && options !== null && typeof options !== 'object') {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'publish(topic, data, options): options must be an object');
+  }
+  const local = !!(options && options.local);
+  if (options && options.local !== undefined && typeof options.local !== 'boolean') {
+    throw sackError(TypeError, 'ERR_INVALID_ARG_TYPE', 'publish(topic, data, options): options.local must be a boolean');
+  }
+  return topics.publishThrough(this._native, topic, data, 'publish', toBytes, local);
+};
+
+// Subscribers of `topic` on this server (this process).
+Server.prototype.subscriberCount = function subscriberCount(topic) {
+  topics.checkTopic(topic, 'subscriberCount');
+  return this._native.subscriberCount(topic);
+};
 
 // TLS at run time: each applies from the next handshake; connections
 // already open keep their certificate. Bad material throws (a TypeError
@@ -431,7 +455,20 @@ Server.prototype._onRequest = function _onRequest(exchange, method, target, q, f
   }
 };
 
+// The backplane's news (src/engine/backplane/mod.rs `what`): 1 up, 2 down,
+// 3 gap, as the `backplane` event; 4 answers a cluster query.
+const BACKPLANE_STATES = [undefined, 'up', 'down', 'gap'];
+Server.prototype._onBackplane = function _onBackplane(what, id, text) {
+  if (what === 4) {
+    this.cluster._answer(id, text);
+    return;
+  }
+  const state = BACKPLANE_STATES[what];
+  if (state !== undefined) emit(this, 'backplane', this, state, JSON.parse(text));
+};
+
 Server.prototype._onClose = function _onClose() {
+  this.cluster._closed();
   this.readyState = CLOSED;
   this._native.setHandlers(false, false);
   registry.servers.delete(this._id);
@@ -446,6 +483,7 @@ defineEvents(Server.prototype, {
   lowError: ['onerrorlow', 'onlowerror'],
   error: ['onerror'],
   close: ['onclose'],
+  backplane: ['onbackplane'],
 });
 
 Server.prototype.CONNECTING = 0;

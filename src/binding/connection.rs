@@ -50,7 +50,7 @@ fn sent(r: std::result::Result<bool, ConnError>) -> i32 {
 /// it in the user-facing `ws` object.
 #[napi]
 pub struct NativeConnection {
-    conn: Arc<Conn>,
+    pub(super) conn: Arc<Conn>,
 }
 
 impl NativeConnection {

@@ -30,6 +30,8 @@ pub enum EventKind {
     Sent = 16,
     /// A failure before HTTP (`lowError`).
     LowError = 17,
+    /// The backplane's state changed, or a `cluster` query's answer.
+    Backplane = 18,
 }
 
 /// What the hot calls (`send`, `accept`, `respond`, …) return instead of

@@ -38,6 +38,7 @@ pub mod kind {
     pub const PEER_CLOSE: f64 = n(K::PeerClose);
     pub const SENT: f64 = n(K::Sent);
     pub const LOW_ERROR: f64 = n(K::LowError);
+    pub const BACKPLANE: f64 = n(K::Backplane);
 }
 
 /// Calls `f`, the dispatcher, for `ev`.
@@ -205,6 +206,22 @@ pub unsafe fn deliver(env: sys::napi_env, state: &EnvState, f: sys::napi_value, 
                 Some(keepalive) => keepalive.adopt(conn),
                 None => crate::engine::connection::hand_back(conn, Vec::new()),
             },
+            Event::Backplane {
+                server,
+                what,
+                id,
+                text,
+            } => js::call(
+                env,
+                f,
+                &[
+                    n(BACKPLANE),
+                    n(server as f64),
+                    n(f64::from(what)),
+                    n(id as f64),
+                    js::string(env, text.as_bytes()),
+                ],
+            ),
             Event::ServerClose { server } => {
                 state.servers.borrow_mut().remove(&server);
                 js::call(env, f, &[n(SERVER_CLOSE), n(server as f64)]);

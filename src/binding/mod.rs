@@ -16,6 +16,7 @@ mod raw_calls;
 mod request_group;
 mod response;
 mod server;
+mod topics;
 mod uv;
 
 pub use connection::NativeConnection;

@@ -7,6 +7,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::env::EnvState;
+use crate::engine::backplane::{check_url, BackplaneConfig, History};
 use crate::engine::listener;
 use crate::engine::server::{error_code, Server};
 use crate::engine::tls::{Material, Tls, TlsError};
@@ -56,6 +57,15 @@ pub struct ServerOptions {
     pub tls_hosts: Option<Vec<HostMaterial>>,
     /// Session-ticket keys shared with other processes (`ticketKeys`).
     pub tls_ticket_keys: Option<Buffer>,
+    /// The Redis backplane (`backplane`): its URL, key prefix, history
+    /// (present: history mode) size and TTL (ms), heartbeat (ms), and the
+    /// bytes of publishes held while Redis is away.
+    pub backplane_url: Option<String>,
+    pub backplane_prefix: Option<String>,
+    pub backplane_history_size: Option<f64>,
+    pub backplane_history_ttl: Option<f64>,
+    pub backplane_heartbeat: Option<f64>,
+    pub backplane_max_pending: Option<f64>,
 }
 
 /// One entry of `hosts`, or `addHost`'s argument; `setSecureContext`'s
@@ -167,6 +177,39 @@ fn tls(o: &ServerOptions) -> std::result::Result<Option<Tls>, TlsError> {
     Ok(Some(tls))
 }
 
+/// The `backplane` option, or a `TypeError`-coded error for a bad URL.
+fn backplane(o: &ServerOptions) -> Result<Option<BackplaneConfig>, &'static str> {
+    let Some(url) = o.backplane_url.clone() else {
+        return Ok(None);
+    };
+    check_url(&url)
+        .map_err(|e| Error::new("ERR_SACK_BACKPLANE_URL", format!("backplane.url: {e}")))?;
+    let ms = |v: Option<f64>, d: u64| Duration::from_millis(v.map_or(d, |v| v.max(0.0) as u64));
+    Ok(Some(BackplaneConfig {
+        url,
+        prefix: o.backplane_prefix.clone().unwrap_or_else(|| "sack:".into()),
+        history: o.backplane_history_size.map(|size| History {
+            size: (size.max(1.0)) as u64,
+            ttl: ms(o.backplane_history_ttl, 300_000),
+        }),
+        heartbeat: ms(o.backplane_heartbeat, 1000).max(Duration::from_millis(10)),
+        max_pending: o
+            .backplane_max_pending
+            .map_or(64 << 20, |v| v.max(0.0) as usize),
+    }))
+}
+
+/// Starts the backplane of a server just made.
+fn start_backplane(server: &Arc<Server>, cfg: Option<BackplaneConfig>) -> Result<(), &'static str> {
+    if let Some(cfg) = cfg {
+        server.start_backplane(cfg).map_err(|e| {
+            server.close(1001, "");
+            Error::new("ERR_SACK_INIT", e.to_string())
+        })?;
+    }
+    Ok(())
+}
+
 fn bad_material(e: TlsError) -> Error<&'static str> {
     Error::new("ERR_SACK_TLS_MATERIAL", e.to_string())
 }
@@ -208,13 +251,19 @@ pub fn option_defaults() -> ServerOptions {
         tls_passphrase: None,
         tls_hosts: None,
         tls_ticket_keys: None,
+        backplane_url: None,
+        backplane_prefix: None,
+        backplane_history_size: Some(1000.0),
+        backplane_history_ttl: Some(300_000.0),
+        backplane_heartbeat: Some(1000.0),
+        backplane_max_pending: Some((64u64 << 20) as f64),
     }
 }
 
 /// A listening WebSocket server.
 #[napi]
 pub struct NativeServer {
-    server: Arc<Server>,
+    pub(super) server: Arc<Server>,
 }
 
 /// Binds `address:port` now; errors carry Node's `code` (`EADDRINUSE`, …).
@@ -229,11 +278,13 @@ pub fn listen(
     let port =
         u16::try_from(port).map_err(|_| Error::new("ERR_SOCKET_BAD_PORT", "port out of range"))?;
     let config = config(&options).map_err(bad_material)?;
+    let bp = backplane(&options)?;
     let server = listener::bind(&address, port, config, state.queue.clone()).map_err(|e| {
         let code = error_code(&e);
         Error::new(code, format!("{code}: {e} ({address}:{port})"))
     })?;
     state.servers.borrow_mut().insert(server.id, server.clone());
+    start_backplane(&server, bp)?;
     Ok(NativeServer { server })
 }
 
@@ -243,9 +294,11 @@ pub fn listen(
 pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer, &'static str> {
     let state = EnvState::get(&env).map_err(|e| Error::new("ERR_SACK_INIT", e.reason))?;
     let config = config(&options).map_err(bad_material)?;
+    let bp = backplane(&options)?;
     let server = listener::unbound(config, state.queue.clone())
         .map_err(|e| Error::new("ERR_SACK_INIT", e.to_string()))?;
     state.servers.borrow_mut().insert(server.id, server.clone());
+    start_backplane(&server, bp)?;
     Ok(NativeServer { server })
 }
 

@@ -13,6 +13,7 @@ use atomic_waker::AtomicWaker;
 
 use super::config::under_backpressure;
 use super::events::{Batch, ConnInfo, Event, EventQueue};
+use super::topics::Topics;
 use super::unframed;
 use super::writer::Writer;
 use super::ServerConfig;
@@ -83,6 +84,18 @@ pub(super) struct Inner {
     /// More than `backpressureLimit` bytes were queued: sends are refused,
     /// and the task closes the connection (1008).
     pub overflow: bool,
+    /// Topics subscribed to (few per connection: a list beats a set).
+    pub topics: Vec<Arc<str>>,
+}
+
+/// What `Conn::offer` did with a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Offer {
+    Queued,
+    /// Over `maxBackpressure`: skipped.
+    Full,
+    /// Not open, or closing.
+    Closed,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -124,6 +137,8 @@ pub struct Conn {
     want_drain: AtomicBool,
     pub(super) waker: AtomicWaker,
     route: Mutex<Route>,
+    /// The server's topics, which this connection may subscribe to.
+    pub topics: Arc<Topics>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -155,6 +170,8 @@ fn mask_key() -> [u8; 4] {
 }
 
 impl Conn {
+    // Each argument is a fact of the upgrade that the connection keeps.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         server: u64,
         config: &ServerConfig,
@@ -163,6 +180,7 @@ impl Conn {
         info: Arc<ConnInfo>,
         extensions: String,
         records: bool,
+        topics: Arc<Topics>,
     ) -> Arc<Conn> {
         Arc::new(Conn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -183,6 +201,7 @@ impl Conn {
                 protocol: String::new(),
                 writer: Writer::Engine,
                 overflow: false,
+                topics: Vec::new(),
             }),
             buffered: AtomicUsize::new(0),
             queued_total: AtomicU64::new(0),
@@ -191,6 +210,7 @@ impl Conn {
             want_drain: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             route: Mutex::new(Route::Direct(queue)),
+            topics,
         })
     }
 
@@ -315,6 +335,18 @@ impl Conn {
 
     /// Appends bytes to the queue and wakes the task if it was idle.
     fn enqueue(&self, g: &mut MutexGuard<'_, Inner>, fill: impl FnOnce(&mut Vec<u8>)) {
+        self.enqueue_via(g, true, fill)
+    }
+
+    /// As `enqueue`; `direct`: the caller's thread may write the socket
+    /// itself (see `try_direct`). A publish says no: one thread writing
+    /// thousands of sockets in a row would stall its JS.
+    fn enqueue_via(
+        &self,
+        g: &mut MutexGuard<'_, Inner>,
+        direct: bool,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) {
         let was_empty = g.out.is_empty();
         let before = g.out.len();
         fill(&mut g.out);
@@ -332,7 +364,7 @@ impl Conn {
             self.waker.wake();
             return;
         }
-        if was_empty && !self.try_direct(g) {
+        if was_empty && !(direct && self.try_direct(g)) {
             // Through the flusher: one engine wake-up for a burst of sends.
             if let Some(w) = self.waker.take() {
                 super::wakeups::schedule(w);
@@ -397,9 +429,19 @@ impl Conn {
     /// Queues a frame; data frames of a compressing connection are queued as
     /// messages for the engine to compress.
     fn enqueue_frame(&self, g: &mut MutexGuard<'_, Inner>, opcode: OpCode, payload: &[u8]) {
+        self.enqueue_frame_via(g, true, opcode, payload)
+    }
+
+    fn enqueue_frame_via(
+        &self,
+        g: &mut MutexGuard<'_, Inner>,
+        direct: bool,
+        opcode: OpCode,
+        payload: &[u8],
+    ) {
         let mask = self.frame_mask();
         let records = self.records;
-        self.enqueue(g, |out| {
+        self.enqueue_via(g, direct, |out| {
             if !records {
                 return write_frame(out, opcode, false, payload, mask);
             }
@@ -676,5 +718,87 @@ impl Conn {
         g.phase = Phase::Closed;
         g.writer.retire();
         g.out = Vec::new();
+        let topics = std::mem::take(&mut g.topics);
+        drop(g);
+        // After the lock: the map comes first in the lock order (`topics`).
+        self.topics.leave_all(self.id, topics);
+    }
+
+    /// Subscribes to `topic`; false if it already was. Refused (`NotOpen`)
+    /// once the connection is closing or gone.
+    pub fn subscribe(self: &Arc<Self>, topic: &str) -> Result<bool, ConnError> {
+        self.topics
+            .clone()
+            .subscribe(self, topic)
+            .ok_or(ConnError::NotOpen)
+    }
+
+    /// Unsubscribes from `topic`; false if it was not subscribed.
+    pub fn unsubscribe(&self, topic: &str) -> bool {
+        self.topics.unsubscribe(self, topic)
+    }
+
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.lock().topics.iter().any(|t| &**t == topic)
+    }
+
+    /// The topics subscribed to, oldest first.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.lock().topics.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// Publishes to every other subscriber of `topic` (on every process,
+    /// with a backplane); returns what happened here.
+    pub fn publish(&self, topic: &str, opcode: OpCode, payload: &[u8]) -> super::topics::Published {
+        self.topics
+            .publish_out(topic, opcode, payload, Some(self.id), false)
+    }
+
+    /// Records `topic` in this connection's list (the topic map is locked):
+    /// `Some(false)` if there already, `None` if the connection is gone.
+    pub(super) fn note_topic(&self, topic: &Arc<str>) -> Option<bool> {
+        let mut g = self.lock();
+        if matches!(g.phase, Phase::Closed | Phase::Rejected) || g.terminate || g.close_sent {
+            return None;
+        }
+        if g.topics.iter().any(|t| t == topic) {
+            return Some(false);
+        }
+        g.topics.push(topic.clone());
+        Some(true)
+    }
+
+    /// Drops `topic` from this connection's list (the topic map is locked).
+    pub(super) fn forget_topic(&self, topic: &str) -> bool {
+        let mut g = self.lock();
+        let Some(i) = g.topics.iter().position(|t| &**t == topic) else {
+            return false;
+        };
+        g.topics.remove(i);
+        true
+    }
+
+    /// Whether a publish reaches this connection as the shared unmasked
+    /// frame (not as a record to compress, nor masked per frame).
+    pub(super) fn takes_frames(&self) -> bool {
+        !self.records && !self.masking
+    }
+
+    /// Queues a published message: `frame` (built by the publisher, empty
+    /// unless `takes_frames`) or `payload` as this connection frames it.
+    pub(super) fn offer(&self, frame: &[u8], opcode: OpCode, payload: &[u8]) -> Offer {
+        let mut g = self.lock();
+        if !matches!(g.phase, Phase::Open) || g.close_sent || g.overflow {
+            return Offer::Closed;
+        }
+        if !under_backpressure(self.buffered.load(Ordering::Acquire), self.max_backpressure) {
+            return Offer::Full;
+        }
+        if self.takes_frames() {
+            self.enqueue_via(&mut g, false, |out| out.extend_from_slice(frame));
+        } else {
+            self.enqueue_frame_via(&mut g, false, opcode, payload);
+        }
+        Offer::Queued
     }
 }

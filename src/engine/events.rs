@@ -111,6 +111,14 @@ pub enum Event {
         data: LowData,
         decide: u64,
     },
+    /// The backplane came up, went down, lost messages, or answered a
+    /// `cluster` query (`backplane::what`); `text` is JSON.
+    Backplane {
+        server: u64,
+        what: u32,
+        id: u64,
+        text: String,
+    },
     /// The listener closed and every connection of the server has ended.
     ServerClose {
         server: u64,
@@ -170,6 +178,7 @@ impl Event {
             | Event::PeerClose { conn, .. } => Some(conn.id),
             Event::ServerError { .. }
             | Event::LowError { .. }
+            | Event::Backplane { .. }
             | Event::ServerClose { .. }
             | Event::Request { .. }
             | Event::Response { .. }

@@ -143,6 +143,7 @@ mod tests {
             info,
             String::new(),
             false,
+            crate::engine::topics::Topics::new(),
         );
         conn.accept(None).unwrap();
         conn

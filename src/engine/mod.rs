@@ -3,6 +3,7 @@
 //! out through [`events::EventQueue`], commands come in as method calls on
 //! [`conn::Conn`] and [`server::Server`].
 
+pub mod backplane;
 pub mod config;
 pub mod conn;
 pub mod connection;
@@ -19,6 +20,7 @@ pub mod server;
 mod session;
 pub(crate) mod sys;
 pub mod tls;
+pub mod topics;
 mod transport;
 mod unframed;
 mod upgrade;

@@ -84,6 +84,10 @@ pub struct Server {
     /// Connections with plain text on a TLS port, waiting for the
     /// `lowError` handler's `disableSSL()` (`true`) or `rejectSSL()`.
     low: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<bool>>>,
+    /// Topics of this server's connections (`subscribe`/`publish`).
+    pub topics: Arc<super::topics::Topics>,
+    /// Topics across processes (`backplane` option), once started.
+    pub backplane: std::sync::OnceLock<Arc<super::backplane::Backplane>>,
 }
 
 static NEXT_LOW: AtomicU64 = AtomicU64::new(1);
@@ -124,7 +128,19 @@ impl Server {
             room: tokio::sync::Notify::new(),
             waiting_room: Mutex::new(0),
             low: Mutex::new(HashMap::new()),
+            topics: super::topics::Topics::new(),
+            backplane: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Starts the backplane (`backplane` option); once per server.
+    pub fn start_backplane(
+        self: &Arc<Self>,
+        cfg: super::backplane::BackplaneConfig,
+    ) -> io::Result<()> {
+        let bp = super::backplane::Backplane::start(self, cfg)?;
+        let _ = self.backplane.set(bp);
+        Ok(())
     }
 
     /// The accept loop's task, aborted by `close`.
@@ -309,6 +325,9 @@ impl Server {
     fn close_where(&self, code: u16, reason: &str, mine: impl Fn(&Conn) -> bool) {
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let Some(bp) = self.backplane.get() {
+            bp.stop();
         }
         let accepting = self
             .accept_task

@@ -64,6 +64,7 @@ pub(super) async fn upgrade(
         info,
         extensions,
         compress,
+        server.topics.clone(),
     );
     if !server.register(&conn) {
         let response = closing_response(503, None, &[], b"server closing or full");

@@ -1,0 +1,225 @@
+//! Topics: one message to every connection subscribed to a name.
+//!
+//! A publish builds the frame once and appends the same bytes to each
+//! subscriber's write queue on the caller's thread; the connections' tasks
+//! write them. No JS runs per subscriber. A subscriber whose queue is over
+//! `maxBackpressure` is skipped and counted as dropped (as uWebSockets and
+//! Bun do): one slow reader never holds up the others, and a topic never
+//! queues without bound.
+//!
+//! Lock order: the topic map, then a connection's own lock. A connection
+//! leaving (`Conn::set_closed`) takes its list under its own lock, lets go,
+//! then takes the map, so the two never wait on each other.
+//!
+//! Topics belong to a server: connections posted to another thread keep
+//! theirs (the `Conn` and its entries do not move).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use super::conn::{Conn, Offer};
+use crate::protocol::frame::{write_frame, OpCode};
+
+/// What one local publish did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Subscribers the frame was queued for.
+    pub sent: u32,
+    /// Subscribers skipped: over `maxBackpressure`.
+    pub dropped: u32,
+}
+
+/// Told when a topic gets its first local subscriber (`true`) or loses its
+/// last (`false`): the backplane subscribes across processes only then.
+/// Called under the topic map's lock: it must only hand the news on.
+pub type Interest = Box<dyn Fn(&Arc<str>, bool) + Send + Sync>;
+
+/// Carries a publish to the other processes (the backplane).
+pub type Relay = Box<dyn Fn(&str, OpCode, &[u8]) + Send + Sync>;
+
+#[derive(Default)]
+struct Subscribers {
+    list: Vec<Arc<Conn>>,
+    /// Where each connection id sits in `list` (swap-remove keeps
+    /// unsubscribing O(1) when thousands share a topic).
+    at: HashMap<u64, usize>,
+}
+
+impl Subscribers {
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(i) = self.at.remove(&id) else {
+            return false;
+        };
+        self.list.swap_remove(i);
+        if let Some(moved) = self.list.get(i) {
+            self.at.insert(moved.id, i);
+        }
+        true
+    }
+}
+
+#[derive(Default)]
+pub struct Topics {
+    map: Mutex<HashMap<Arc<str>, Subscribers>>,
+    interest: OnceLock<Interest>,
+    relay: OnceLock<Relay>,
+}
+
+impl std::fmt::Debug for Topics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topics").finish_non_exhaustive()
+    }
+}
+
+impl Topics {
+    pub fn new() -> Arc<Topics> {
+        Arc::new(Topics::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Subscribers>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets who hears of first and last subscribers (once, at start).
+    pub fn set_interest(&self, interest: Interest) {
+        let _ = self.interest.set(interest);
+    }
+
+    /// Sets where publishes go beyond this process (once, at start).
+    pub fn set_relay(&self, relay: Relay) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// `publish` here, then to the other processes unless `local`.
+    pub fn publish_out(
+        &self,
+        topic: &str,
+        opcode: OpCode,
+        payload: &[u8],
+        except: Option<u64>,
+        local: bool,
+    ) -> Published {
+        let done = self.publish(topic, opcode, payload, except);
+        if !local {
+            if let Some(relay) = self.relay.get() {
+                relay(topic, opcode, payload);
+            }
+        }
+        done
+    }
+
+    fn tell(&self, topic: &Arc<str>, first: bool) {
+        if let Some(f) = self.interest.get() {
+            f(topic, first);
+        }
+    }
+
+    /// Adds `conn` under `topic`; `Some(false)` if it was there already,
+    /// `None` if the connection is gone (closed or refused).
+    pub(super) fn subscribe(&self, conn: &Arc<Conn>, topic: &str) -> Option<bool> {
+        let mut map = self.lock();
+        let key: Arc<str> = match map.get_key_value(topic) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(topic),
+        };
+        let added = conn.note_topic(&key)?;
+        if !added {
+            return Some(false);
+        }
+        let subs = map.entry(key.clone()).or_default();
+        let first = subs.list.is_empty();
+        subs.at.insert(conn.id, subs.list.len());
+        subs.list.push(conn.clone());
+        // Told under the map lock, so first and last reach the backplane
+        // in the order they happened.
+        if first {
+            self.tell(&key, true);
+        }
+        Some(true)
+    }
+
+    /// Removes `conn` from `topic`; false if it was not subscribed.
+    pub(super) fn unsubscribe(&self, conn: &Conn, topic: &str) -> bool {
+        let mut map = self.lock();
+        if !conn.forget_topic(topic) {
+            return false;
+        }
+        self.remove_locked(&mut map, conn.id, topic)
+    }
+
+    fn remove_locked(
+        &self,
+        map: &mut MutexGuard<'_, HashMap<Arc<str>, Subscribers>>,
+        id: u64,
+        topic: &str,
+    ) -> bool {
+        let Some(subs) = map.get_mut(topic) else {
+            return false;
+        };
+        let removed = subs.remove(id);
+        if subs.list.is_empty() {
+            if let Some((key, _)) = map.remove_entry(topic) {
+                self.tell(&key, false);
+            }
+        }
+        removed
+    }
+
+    /// A closed connection leaves every topic in `topics`.
+    pub(super) fn leave_all(&self, id: u64, topics: Vec<Arc<str>>) {
+        if topics.is_empty() {
+            return;
+        }
+        let mut map = self.lock();
+        for t in &topics {
+            self.remove_locked(&mut map, id, t);
+        }
+    }
+
+    /// Local subscribers of `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.lock().get(topic).map_or(0, |s| s.list.len())
+    }
+
+    /// Topics with a local subscriber, and how many each has.
+    pub fn counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.lock()
+            .iter()
+            .map(|(k, s)| (k.clone(), s.list.len()))
+            .collect()
+    }
+
+    /// Queues one data message for every open subscriber of `topic` but
+    /// `except`. The unmasked frame is built once, on first need; a
+    /// compressing connection gets the message as a record, as `send`
+    /// gives it, and compresses it in its own context (RFC 7692 §7.2.1).
+    pub fn publish(
+        &self,
+        topic: &str,
+        opcode: OpCode,
+        payload: &[u8],
+        except: Option<u64>,
+    ) -> Published {
+        let map = self.lock();
+        let Some(subs) = map.get(topic) else {
+            return Published::default();
+        };
+        let mut frame: Vec<u8> = Vec::new();
+        let mut done = Published::default();
+        for conn in &subs.list {
+            if Some(conn.id) == except {
+                continue;
+            }
+            if frame.is_empty() && conn.takes_frames() {
+                frame.reserve_exact(payload.len() + 14);
+                write_frame(&mut frame, opcode, false, payload, None);
+            }
+            match conn.offer(&frame, opcode, payload) {
+                Offer::Queued => done.sent += 1,
+                Offer::Full => done.dropped += 1,
+                Offer::Closed => {}
+            }
+        }
+        done
+    }
+}
