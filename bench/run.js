@@ -17,6 +17,10 @@
 //   BENCH_SERVER_CPUS / BENCH_LOADGEN_CPUS  taskset lists (default 0 and 1)
 //   BENCH_BASE     another built checkout of sack, run as `sack-base` (before/after)
 //
+// Tests marked `deflate` (permessage-deflate echo) run only on the servers
+// marked `deflate`, started with DEFLATE=1; tests marked `tls` only on the
+// servers marked `tls`.
+//
 // Only loopback traffic: every server binds 127.0.0.1 on an ephemeral port
 // and the generator refuses any other address. Every run is bounded in time.
 
@@ -62,10 +66,10 @@ const UWS_CANDIDATES = [
 //   { name: 'sack-w2', script: 'sack-echo.js', env: { SACK_WORKERS: '2' }, cpus: '0' },
 // `cpus` (taskset list) defaults to BENCH_SERVER_CPUS.
 const SERVERS = [
-  { name: 'sack', script: 'sack-echo.js', prepare: () => nodeServer('sack-echo.js', `sack ${pkgVersion(ROOT)} (this repo)`) },
+  { name: 'sack', deflate: true, script: 'sack-echo.js', prepare: () => nodeServer('sack-echo.js', `sack ${pkgVersion(ROOT)} (this repo)`) },
   // Before/after in one run: BENCH_BASE names another built checkout of
   // sack (e.g. a `git worktree` of the commit before a change).
-  { name: 'sack-base', script: 'sack-echo.js', prepare: prepareBase('sack-echo.js') },
+  { name: 'sack-base', deflate: true, script: 'sack-echo.js', prepare: prepareBase('sack-echo.js') },
   // sack attached to an Express app on Node's http.Server (handleUpgrade):
   // the same echo once the engine has taken the connection over.
   {
@@ -74,7 +78,7 @@ const SERVERS = [
     prepare: () =>
       nodeServer('sack-express-echo.js', `sack ${pkgVersion(ROOT)} behind express ${pkgVersion(path.join(ROOT, 'node_modules', 'express'))} (handleUpgrade)`),
   },
-  { name: 'ws', script: 'ws-echo.js', prepare: () => nodeServer('ws-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))}`) },
+  { name: 'ws', deflate: true, script: 'ws-echo.js', prepare: () => nodeServer('ws-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))}`) },
   // TLS rows (tests with `tls`): the same echoes over TLS 1.3, with a
   // certificate made for the run. `ws-tls` is `ws` on Node's https.Server.
   { name: 'sack-tls', tls: true, script: 'sack-tls-echo.js', prepare: () => nodeServer('sack-tls-echo.js', `sack ${pkgVersion(ROOT)} with cert/key (rustls)`) },
@@ -84,8 +88,8 @@ const SERVERS = [
     script: 'ws-tls-echo.js',
     prepare: () => nodeServer('ws-tls-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))} on Node's https.Server`),
   },
-  { name: 'bun', script: 'bun-echo.js', prepare: prepareBun },
-  { name: 'uws', script: 'uws-echo.js', prepare: prepareUws },
+  { name: 'bun', deflate: true, script: 'bun-echo.js', prepare: prepareBun },
+  { name: 'uws', deflate: true, script: 'uws-echo.js', prepare: prepareUws },
   // Issue 5's row: the same echo served by 1, 2 and 4 worker threads (the
   // main thread only listens and posts). Same one server core as the others.
   ...[1, 2, 4].map((n) => ({
@@ -103,11 +107,23 @@ const SERVERS = [
 //
 // metrics: key in the generator's JSON, label, whether higher is better,
 // and whether to report it per server CPU-second.
+//
+// args.writes: how the generator writes its frames. 'batched' (its default):
+// every frame due on a connection in one write(2), as a busy client or a
+// proxy does; 'per-frame': one write(2) per frame, as a browser sending
+// one message per event does, so the server gets small segments and more
+// wake-ups for the same messages.
 const TESTS = [
   {
     id: 'echo-32t-64x16',
-    title: 'echo 32 B text, 64 conns × 16 in flight',
-    args: { mode: 'echo', conns: 64, depth: 16, size: 32, type: 'text' },
+    title: 'echo 32 B text, 64 conns × 16 in flight (client: many frames per write)',
+    args: { mode: 'echo', conns: 64, depth: 16, size: 32, type: 'text', writes: 'batched' },
+    metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
+  },
+  {
+    id: 'echo-32t-64x16-perframe',
+    title: 'echo 32 B text, 64 conns × 16 in flight (client: one frame per write)',
+    args: { mode: 'echo', conns: 64, depth: 16, size: 32, type: 'text', writes: 'per-frame' },
     metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
   },
   {
@@ -118,9 +134,46 @@ const TESTS = [
   },
   {
     id: 'echo-16kb-64x16',
-    title: 'echo 16 KiB binary, 64 conns × 16 in flight',
-    args: { mode: 'echo', conns: 64, depth: 16, size: 16384, type: 'binary' },
+    title: 'echo 16 KiB binary, 64 conns × 16 in flight (client: many frames per write)',
+    args: { mode: 'echo', conns: 64, depth: 16, size: 16384, type: 'binary', writes: 'batched' },
     metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
+  },
+  {
+    id: 'echo-16kb-64x16-perframe',
+    title: 'echo 16 KiB binary, 64 conns × 16 in flight (client: one frame per write)',
+    args: { mode: 'echo', conns: 64, depth: 16, size: 16384, type: 'binary', writes: 'per-frame' },
+    metrics: [{ key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' }],
+  },
+  // permessage-deflate (servers with `deflate`, started with DEFLATE=1, each
+  // with its own defaults): 4 KiB JSON text, different per message. The
+  // generator offers `permessage-deflate; client_max_window_bits` as
+  // browsers do, compresses every message at level 6 keeping its window
+  // (context takeover, unless the server says otherwise), inflates and
+  // checks every echo. Payload ÷ wire: message bytes ÷ bytes on the
+  // socket, both ways. RSS / conn: (server VmRSS at the end of the run,
+  // every connection open and busy − VmRSS before the first connection) ÷
+  // connections; at 64 connections fixed costs (heap growth, JIT, buffers)
+  // weigh in, the 1,000-connection row shows the per-connection state.
+  {
+    id: 'deflate-echo-4kj-64x16',
+    title: 'permessage-deflate echo 4 KiB JSON text, 64 conns × 16 in flight',
+    deflate: true,
+    args: { mode: 'echo', conns: 64, depth: 16, size: 4096, type: 'json', deflate: 1, rss: 1 },
+    metrics: [
+      { key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' },
+      { key: 'wire_ratio', unit: 'payload ÷ wire bytes', higher: true },
+      { key: 'bytes_per_conn', unit: 'B RSS / active deflate conn', higher: false },
+    ],
+  },
+  {
+    id: 'deflate-echo-4kj-1000x1',
+    title: 'permessage-deflate echo 4 KiB JSON text, 1,000 conns × 1 in flight',
+    deflate: true,
+    args: { mode: 'echo', conns: 1000, depth: 1, size: 4096, type: 'json', deflate: 1, rss: 1 },
+    metrics: [
+      { key: 'msgs_per_s', unit: 'msgs/s', higher: true, perCpu: 'msgs' },
+      { key: 'bytes_per_conn', unit: 'B RSS / active deflate conn', higher: false },
+    ],
   },
   {
     id: 'connect',
@@ -377,12 +430,12 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 // Starts a server and resolves with { child, port, pid } once it printed
 // "LISTENING <port>".
-function startServer(server, prep) {
+function startServer(server, prep, extraEnv = {}) {
   return new Promise((resolve, reject) => {
     const argv = pinned(server.cpus || SERVER_CPUS, NOFILE, prep.cmd);
     const child = spawn(argv[0], argv.slice(1), {
       cwd: ROOT,
-      env: { ...env, ...prep.env, ...(server.env || {}), PORT: '0', BENCH_STDIN_GUARD: '1' },
+      env: { ...env, ...prep.env, ...(server.env || {}), ...extraEnv, PORT: '0', BENCH_STDIN_GUARD: '1' },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     track(child);
@@ -456,7 +509,7 @@ function runLoadgen(args, timeoutS) {
 async function runOne(server, prep, test) {
   let srv;
   try {
-    srv = await startServer(server, prep);
+    srv = await startServer(server, prep, test.deflate ? { DEFLATE: '1' } : {});
   } catch (e) {
     return { ok: false, error: `server: ${e.message}` };
   }
@@ -467,6 +520,9 @@ async function runOne(server, prep, test) {
     args.push('--conns', a.conns, '--depth', a.depth, '--size', a.size, '--type', a.type, '--seconds', SECONDS, '--warmup', WARMUP);
     if (a.spin) args.push('--spin', '1');
     if (a.tls) args.push('--tls', a.tls);
+    if (a.writes) args.push('--writes', a.writes);
+    if (a.deflate) args.push('--deflate', '1');
+    if (a.rss) args.push('--rss', '1');
     timeoutS = WARMUP + SECONDS + 60;
   } else {
     args.push('--conns', a.conns, '--concurrency', a.concurrency, '--hold', a.hold, '--timeout', 120);
@@ -483,6 +539,12 @@ async function runOne(server, prep, test) {
 }
 
 // ---------------------------------------------------------------- report
+
+// Whether `test` runs on server `s`: TLS tests on the TLS servers, the
+// others on the rest; deflate tests only on servers that can deflate.
+function applies(s, test) {
+  return !s.tls === !test.tls && (!test.deflate || s.deflate === true);
+}
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -511,7 +573,7 @@ function buildRows(results, servers, tests) {
       const wsRuns = (results[test.id]?.[test.tls ? 'ws-tls' : 'ws'] || []).filter((r) => r.ok && Number.isFinite(r[metric.key]));
       const wsMedian = median(wsRuns.map((r) => r[metric.key]));
       for (const s of servers) {
-        if (!s.tls !== !test.tls) continue;
+        if (!applies(s, test)) continue;
         const all = results[test.id]?.[s.name] || [];
         const ok = all.filter((r) => r.ok && Number.isFinite(r[metric.key]));
         const row = { test: test.title, metric, server: s.name, runs: `${ok.length}/${all.length}` };
@@ -532,7 +594,9 @@ function buildRows(results, servers, tests) {
         row.serverCpu = median(ok.map((r) => r.server_cpu).filter(Number.isFinite));
         row.genCpu = median(ok.map((r) => r.client_cpu).filter(Number.isFinite));
         row.otherCpu = median(ok.map((r) => r.other_cpu).filter(Number.isFinite));
-        if (test.args.mode === 'echo') {
+        if (metric.key === 'bytes_per_conn') {
+          row.lat = `RSS ${fmt(median(ok.map((r) => r.rss_before_kb / 1024)))} → ${fmt(median(ok.map((r) => r.rss_after_kb / 1024)))} MiB`;
+        } else if (test.args.mode === 'echo') {
           row.lat = `${fmt(median(ok.map((r) => r.p50_us)))} / ${fmt(median(ok.map((r) => r.p99_us)))}`;
         } else if (metric.key === 'handshakes_per_s') {
           row.lat = `${fmt(median(ok.map((r) => r.hs_p50_us)))} / ${fmt(median(ok.map((r) => r.hs_p99_us)))}`;
@@ -540,6 +604,8 @@ function buildRows(results, servers, tests) {
           row.lat = `RSS ${fmt(median(ok.map((r) => r.rss_before_kb / 1024)))} → ${fmt(median(ok.map((r) => r.rss_after_kb / 1024)))} MiB`;
         }
         const notes = [];
+        // What the server accepted of the generator's deflate offer.
+        if (test.deflate && metric === test.metrics[0]) notes.push(`negotiated: ${ok[0].extension || 'nothing'}`);
         if (row.genCpu > 0.9 && !test.args.spin) notes.push('generator near saturation');
         if (row.otherCpu > 0.25) notes.push(`other load on the machine: ${pct(row.otherCpu)} of a core`);
         if (notes.length) row.note = notes.join('; ');
@@ -675,8 +741,8 @@ async function main() {
     process.exit(1);
   }
 
-  const perRun = (t) => (t.args.mode === 'echo' ? WARMUP + SECONDS + 0.6 : 4);
-  const estimate = tests.reduce((acc, t) => acc + perRun(t) * REPS * servers.filter((s) => !s.tls === !t.tls).length, 0);
+  const perRun = (t) => (t.args.mode === 'echo' ? WARMUP + SECONDS + 0.6 + (t.args.rss ? 0.3 : 0) : 4);
+  const estimate = tests.reduce((acc, t) => acc + perRun(t) * REPS * servers.filter((s) => applies(s, t)).length, 0);
   // A certificate for the TLS servers, made for this run.
   if (servers.some((s) => s.tls)) {
     const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'sack-bench-tls-'));
@@ -695,8 +761,7 @@ async function main() {
     results[test.id] = {};
     for (let rep = 1; rep <= REPS; rep++) {
       for (const s of servers) {
-        // TLS tests run on the TLS servers, the others on the rest.
-        if (!s.tls !== !test.tls) continue;
+        if (!applies(s, test)) continue;
         const r = await runOne(s, s.prep, test);
         (results[test.id][s.name] ||= []).push(r);
         raw.push({ test: test.id, server: s.name, rep, ...r });
@@ -754,10 +819,12 @@ async function main() {
     '- **p50 / p99 µs**: echo rows: time from queuing a message to checking its echo, including the pipeline\'s queueing; connect rows: connect to verified `101`.',
     '- **Latency row**: one connection, one message at a time; the generator busy-polls (so its Gen CPU is 100 % by design) and the time is the server\'s wake-up, its work and the loopback round trip.',
     '- **B RSS / idle conn**: (VmRSS after all connections are open and held idle 2 s − VmRSS before the first) ÷ connections.',
+    '- **One frame / many frames per write**: the generator writes each frame with a write(2) of its own (`--writes per-frame`), or every frame due on a connection in one write (`--writes batched`, its default); the same messages, but in the first case the server receives more, smaller segments and wakes up more often.',
+    '- **permessage-deflate rows**: servers started with `DEFLATE=1` (each with its own defaults; the negotiated extension is in the Runs column). The generator offers `permessage-deflate; client_max_window_bits` as browsers do, compresses each 4 KiB JSON message (different per message) at level 6 with context takeover, inflates every echo and compares it. **payload ÷ wire bytes**: message bytes ÷ bytes written and read on the sockets (frame headers included), both directions. **B RSS / active deflate conn**: (VmRSS at the end of the measured window, every connection open and busy − VmRSS before the first connection) ÷ connections; at 64 connections the fixed costs of a busy server weigh in, the 1,000-connection row is closer to the per-connection state.',
     '',
     '## Method',
     '',
-    '- Load generator: bench/loadgen (Rust, mio, one thread): its own handshake (Sec-WebSocket-Accept verified), every client frame masked, each connection keeps N messages in flight, written in one batch per connection per wake-up; every echo is checked for type, length, bytes and order (a sequence number in each payload). Any mismatch, close or stall fails the run.',
+    '- Load generator: bench/loadgen (Rust, mio, one thread): its own handshake (Sec-WebSocket-Accept verified), every client frame masked, each connection keeps N messages in flight, written in one batch per connection per wake-up (or one write per frame in the "one frame per write" rows); every echo is checked for type, length, bytes and order (a sequence number in each payload). Any mismatch, close or stall fails the run.',
     '- Traffic: 127.0.0.1 only, ephemeral ports; each run is bounded in time.',
     '',
     // The hand-written part: what each optimization bought, and the profile.

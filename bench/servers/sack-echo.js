@@ -5,7 +5,9 @@
 // SACK_PACKAGE: another checkout to measure (bench/run.js's `sack-base`).
 const sack = require(process.env.SACK_PACKAGE || '../..');
 
-const server = sack.Websocket.Server({ address: '127.0.0.1', port: Number(process.env.PORT || 0) });
+// DEFLATE=1: permessage-deflate with sack's defaults (bench/run.js's deflate rows).
+const deflate = process.env.DEFLATE === '1' ? { perMessageDeflate: true } : {};
+const server = sack.Websocket.Server({ address: '127.0.0.1', port: Number(process.env.PORT || 0), ...deflate });
 server.onconnect = (ws) => {
   ws.onmessage = (msg) => ws.send(msg);
 };

@@ -15,15 +15,30 @@ if (!addon) {
 // emulation when the addon fails to load, which must not be measured.
 const uWS = require(path.resolve(addon));
 
+// DEFLATE=1 (bench/run.js's deflate rows): a compressor and a decompressor
+// of its own per connection, so that both directions keep their window
+// across messages as ws, sack and browsers do (uWS's SHARED_* ones reset
+// per message and negotiate no context takeover).
+const deflate = process.env.DEFLATE === '1';
+let compression = uWS.DISABLED;
+if (deflate) {
+  if (uWS.DEDICATED_COMPRESSOR === undefined) {
+    console.error('uWS: this build has no DEDICATED_COMPRESSOR; no deflate row');
+    process.exit(3);
+  }
+  compression = uWS.DEDICATED_COMPRESSOR | (uWS.DEDICATED_DECOMPRESSOR || 0);
+}
+
 uWS
   .App()
   .ws('/*', {
-    compression: uWS.DISABLED,
+    compression,
     maxPayloadLength: 100 * 1024 * 1024,
     maxBackpressure: 16 * 1024 * 1024,
     idleTimeout: 0,
     message(ws, msg, isBinary) {
-      ws.send(msg, isBinary);
+      // uWS compresses a send only when asked to (its third argument).
+      ws.send(msg, isBinary, deflate);
     },
   })
   .any('/*', (res) => {

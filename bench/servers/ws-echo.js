@@ -4,7 +4,9 @@
 // prints "LISTENING <port>"; the message type is kept.
 const { WebSocketServer } = require('ws');
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(process.env.PORT || 0), perMessageDeflate: false });
+// DEFLATE=1: permessage-deflate with ws's defaults (bench/run.js's deflate rows).
+const perMessageDeflate = process.env.DEFLATE === '1';
+const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(process.env.PORT || 0), perMessageDeflate });
 wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
 });

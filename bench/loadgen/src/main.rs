@@ -11,13 +11,21 @@
 //! `--tls full|resume` speaks TLS 1.3 (rustls) to the server: full
 //! handshakes every time, or sessions resumed by ticket after the first.
 //!
+//! `--writes batched|per-frame` (echo): every frame due on a connection
+//! goes out in one write (the default), or each frame in a write of its own.
+//! `--type json` sends ~`--size` bytes of JSON text, different per message;
+//! `--deflate 1` offers permessage-deflate, compresses every message with
+//! context takeover (as browsers do) and inflates the echoes.
+//!
 //! One JSON line goes to stdout per run; exit status 0 when the run was
 //! clean, 1 when it failed (the JSON then has `"ok":false` and `"error"`),
 //! 2 for bad arguments. Only loopback addresses are accepted, and every
 //! phase is bounded in time.
 
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +51,14 @@ struct Args {
     depth: usize,
     size: usize,
     binary: bool,
+    /// Text payloads of generated JSON, different per message (`--type json`).
+    json: bool,
+    /// One write(2) per frame instead of one per connection and wake-up.
+    per_frame: bool,
+    /// Offer permessage-deflate and compress every message.
+    deflate: bool,
+    /// Read the server's RSS before connecting (echo), for RSS per connection.
+    rss: bool,
     seconds: f64,
     warmup: f64,
     concurrency: usize,
@@ -57,7 +73,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  sack-loadgen echo --port P [--host 127.0.0.1] [--pid SERVER_PID] [--conns 64] [--depth 16]\n               [--size 32] [--type text|binary] [--seconds 5] [--warmup 1] [--timeout 30] [--stall 5]\n               [--spin 0|1]  (1: poll without sleeping, for latency runs) [--tls full|resume]\n  sack-loadgen connect --port P [--pid SERVER_PID] [--conns 10000] [--concurrency 100] [--hold 2] [--timeout 120] [--tls full|resume]"
+        "usage:\n  sack-loadgen echo --port P [--host 127.0.0.1] [--pid SERVER_PID] [--conns 64] [--depth 16]\n               [--size 32] [--type text|binary|json] [--seconds 5] [--warmup 1] [--timeout 30] [--stall 5]\n               [--spin 0|1]  (1: poll without sleeping, for latency runs) [--tls full|resume]\n               [--writes batched|per-frame] [--deflate 0|1] [--rss 0|1]\n  sack-loadgen connect --port P [--pid SERVER_PID] [--conns 10000] [--concurrency 100] [--hold 2] [--timeout 120] [--tls full|resume]"
     );
     std::process::exit(2)
 }
@@ -78,6 +94,10 @@ fn parse_args() -> Args {
         depth: 16,
         size: 32,
         binary: false,
+        json: false,
+        per_frame: false,
+        deflate: false,
+        rss: false,
         seconds: 5.0,
         warmup: 1.0,
         concurrency: 100,
@@ -104,12 +124,22 @@ fn parse_args() -> Args {
             "--depth" => a.depth = num(&v) as usize,
             "--size" => a.size = num(&v) as usize,
             "--type" => {
-                a.binary = match v.as_str() {
-                    "text" => false,
-                    "binary" => true,
+                (a.binary, a.json) = match v.as_str() {
+                    "text" => (false, false),
+                    "binary" => (true, false),
+                    "json" => (false, true),
                     _ => usage(),
                 }
             }
+            "--writes" => {
+                a.per_frame = match v.as_str() {
+                    "batched" => false,
+                    "per-frame" => true,
+                    _ => usage(),
+                }
+            }
+            "--deflate" => a.deflate = v == "1" || v == "true",
+            "--rss" => a.rss = v == "1" || v == "true",
             "--seconds" => a.seconds = num(&v),
             "--warmup" => a.warmup = num(&v),
             "--concurrency" => a.concurrency = num(&v) as usize,
@@ -373,12 +403,66 @@ impl Hist {
 // ---------------------------------------------------------------- handshake
 
 fn request(a: &Args) -> Vec<u8> {
+    // The offer browsers make (Chrome, Firefox).
+    let ext = if a.deflate && a.mode == "echo" {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     format!(
         "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n",
         a.path, a.host, a.port
     )
     .into_bytes()
+}
+
+/// What the server's permessage-deflate response asked of us (RFC 7692).
+#[derive(Clone, Debug)]
+struct Pmd {
+    /// The server resets its compressor per message (our inflater then too).
+    server_nct: bool,
+    /// We must reset our compressor per message.
+    client_nct: bool,
+    /// Our compressor's window (client_max_window_bits, 15 if not given).
+    client_bits: u8,
+    /// The header value, for the report.
+    text: String,
+}
+
+/// Parses a Sec-WebSocket-Extensions response value to our offer of
+/// `permessage-deflate; client_max_window_bits`.
+fn parse_pmd(value: &str) -> Result<Pmd, String> {
+    if value.contains(',') {
+        return Err(format!("handshake: more than one extension accepted: {value:?}"));
+    }
+    let mut parts = value.split(';').map(str::trim);
+    if parts.next() != Some("permessage-deflate") {
+        return Err(format!("handshake: unexpected extension {value:?}"));
+    }
+    let mut p = Pmd { server_nct: false, client_nct: false, client_bits: 15, text: value.to_string() };
+    for param in parts.filter(|x| !x.is_empty()) {
+        let (name, v) = match param.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (param, None),
+        };
+        let bits = |v: Option<&str>| -> Result<u8, String> {
+            match v.and_then(|v| v.parse::<u8>().ok()) {
+                Some(b @ 8..=15) => Ok(b),
+                _ => Err(format!("handshake: bad {name} in {value:?}")),
+            }
+        };
+        match name {
+            "server_no_context_takeover" => p.server_nct = true,
+            "client_no_context_takeover" => p.client_nct = true,
+            "server_max_window_bits" => {
+                bits(v)?; // we inflate with a 32 KiB window: any size will do
+            }
+            "client_max_window_bits" => p.client_bits = bits(v)?,
+            _ => return Err(format!("handshake: unknown permessage-deflate parameter in {value:?}")),
+        }
+    }
+    Ok(p)
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {
@@ -386,8 +470,9 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
 }
 
 /// Checks a complete response head: 101, Upgrade, Connection, the Accept
-/// value for our key, and no extension (none was offered).
-fn check_response(head: &[u8]) -> Result<(), String> {
+/// value for our key, and no extension but permessage-deflate when it was
+/// offered (returned when the server accepted it).
+fn check_response(head: &[u8], offered_deflate: bool) -> Result<Option<Pmd>, String> {
     let text = std::str::from_utf8(head).map_err(|_| "handshake response is not UTF-8".to_string())?;
     let mut lines = text.split("\r\n");
     let status = lines.next().unwrap_or("");
@@ -396,7 +481,7 @@ fn check_response(head: &[u8]) -> Result<(), String> {
     if !ver.starts_with("HTTP/1.") || code != "101" {
         return Err(format!("handshake: expected 101, got {status:?}"));
     }
-    let (mut accept, mut upgrade, mut connection) = (None, false, false);
+    let (mut accept, mut upgrade, mut connection, mut pmd) = (None, false, false, None);
     for l in lines {
         let Some((name, value)) = l.split_once(':') else { continue };
         let value = value.trim();
@@ -407,7 +492,10 @@ fn check_response(head: &[u8]) -> Result<(), String> {
                 connection = value.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             }
             "sec-websocket-extensions" if !value.is_empty() => {
-                return Err(format!("handshake: unexpected extension {value:?}"))
+                if !offered_deflate || pmd.is_some() {
+                    return Err(format!("handshake: unexpected extension {value:?}"));
+                }
+                pmd = Some(parse_pmd(value)?);
             }
             _ => {}
         }
@@ -423,7 +511,7 @@ fn check_response(head: &[u8]) -> Result<(), String> {
     if !connection {
         return Err("handshake: missing Connection: Upgrade".into());
     }
-    Ok(())
+    Ok(pmd)
 }
 
 /// Whether a non-blocking connect has completed (Ok(true)), is still in
@@ -598,14 +686,105 @@ enum St {
     Open,
 }
 
+/// A connection's permessage-deflate state: both directions keep their
+/// window across messages unless the server asked otherwise.
+struct Z {
+    comp: Compress,
+    decomp: Decompress,
+    /// The last compressed message (sent) and inflated echo (received).
+    zout: Vec<u8>,
+    zin: Vec<u8>,
+    pmd: Pmd,
+}
+
+impl Z {
+    fn new(pmd: Pmd) -> Z {
+        // zlib cannot make a raw deflate stream with a 256-byte window; no
+        // server here asks for one.
+        let bits = pmd.client_bits.max(9);
+        Z {
+            // Level 6 (zlib's default), as Chromium's deflater uses.
+            comp: Compress::new_with_window_bits(Compression::new(6), false, bits),
+            decomp: Decompress::new_with_window_bits(false, 15),
+            zout: Vec::with_capacity(8192),
+            zin: Vec::with_capacity(8192),
+            pmd,
+        }
+    }
+
+    /// Compresses one message into `zout` (RFC 7692 §7.2.1: a sync flush,
+    /// its 00 00 ff ff tail removed).
+    fn deflate(&mut self, msg: &[u8]) -> Result<(), String> {
+        if self.pmd.client_nct {
+            self.comp.reset();
+        }
+        self.zout.clear();
+        let mut inp = msg;
+        for _ in 0..10_000 {
+            if self.zout.capacity() - self.zout.len() < 64 {
+                self.zout.reserve(inp.len() / 2 + 256);
+            }
+            let before = self.comp.total_in();
+            let st = self
+                .comp
+                .compress_vec(inp, &mut self.zout, FlushCompress::Sync)
+                .map_err(|e| format!("deflate: {e}"))?;
+            inp = &inp[(self.comp.total_in() - before) as usize..];
+            if inp.is_empty() && (self.zout.len() < self.zout.capacity() || st == Status::BufError) {
+                if !self.zout.ends_with(&[0, 0, 0xff, 0xff]) {
+                    return Err("deflate: the sync flush left no 00 00 ff ff tail".into());
+                }
+                self.zout.truncate(self.zout.len() - 4);
+                return Ok(());
+            }
+        }
+        Err("deflate: no progress".into())
+    }
+
+    /// Inflates one compressed message (its tail appended to `data`) into
+    /// `zin`; at most `limit` bytes.
+    fn inflate(&mut self, data: &mut Vec<u8>, limit: usize) -> Result<(), String> {
+        data.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        self.zin.clear();
+        let mut inp = &data[..];
+        for _ in 0..100_000 {
+            if self.zin.capacity() - self.zin.len() < 1024 {
+                self.zin.reserve(inp.len() * 4 + 4096);
+            }
+            let before = self.decomp.total_in();
+            let st = self
+                .decomp
+                .decompress_vec(inp, &mut self.zin, FlushDecompress::Sync)
+                .map_err(|e| format!("inflate: {e}"))?;
+            inp = &inp[(self.decomp.total_in() - before) as usize..];
+            if self.zin.len() > limit {
+                return Err(format!("inflated echo longer than {limit} bytes"));
+            }
+            if st == Status::StreamEnd {
+                // A final block: the next message starts a new stream.
+                self.decomp.reset(false);
+                return Ok(());
+            }
+            if inp.is_empty() && (self.zin.len() < self.zin.capacity() || st == Status::BufError) {
+                return Ok(());
+            }
+        }
+        Err("inflate: no progress".into())
+    }
+}
+
 struct Conn {
     s: Wire,
     st: St,
+    id: usize,
     rbuf: Vec<u8>,
     rlo: usize,
     rhi: usize,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// End offsets in `wbuf` of the frames queued there (`--writes
+    /// per-frame` writes up to the next one per system call).
+    ends: VecDeque<usize>,
     /// Messages sent / echoes received; their difference is in flight.
     sent: u64,
     recv: u64,
@@ -622,6 +801,18 @@ struct Conn {
     hdr: [u8; 16],
     in_msg: bool,
     msg_off: usize,
+    /// Generic path (`--type json`, `--deflate`): message `seq` as sent, at
+    /// `msgs[seq % depth]`; the echo being received and whether it is
+    /// compressed (RSV1).
+    msgs: Vec<Vec<u8>>,
+    rmsg: Vec<u8>,
+    rsv1: bool,
+    z: Option<Box<Z>>,
+    /// Message bytes (uncompressed) and bytes on the wire, each way.
+    payload_out: u64,
+    payload_in: u64,
+    wire_out: u64,
+    wire_in: u64,
 }
 
 struct Echo {
@@ -629,6 +820,98 @@ struct Echo {
     size: usize,
     binary: bool,
     hl: usize,
+    /// Whole messages built, kept and compared per message (JSON or
+    /// deflate), instead of the patched template frame.
+    generic: bool,
+    json: bool,
+}
+
+/// Deterministic JSON text of about `size` bytes (exactly, when size allows
+/// the envelope) for message `seq` of connection `conn`: an array of user
+/// records whose ids, names, times, scores and tags come from a PRNG seeded
+/// by both, so that every message differs and compresses as API data does.
+fn json_msg(conn: usize, seq: u64, size: usize, out: &mut Vec<u8>) {
+    const FIRST: [&str; 16] = [
+        "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Ken", "Dennis", "Margaret", "Linus", "Radia",
+        "Frances", "John", "Leslie", "Niklaus", "Tony",
+    ];
+    const LAST: [&str; 16] = [
+        "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Thompson", "Ritchie", "Hamilton",
+        "Torvalds", "Perlman", "Allen", "McCarthy", "Lamport", "Wirth", "Hoare",
+    ];
+    const ROLES: [&str; 5] = ["admin", "editor", "viewer", "owner", "guest"];
+    const TAGS: [&str; 12] =
+        ["alpha", "beta", "stable", "urgent", "billing", "search", "mobile", "web", "api", "infra", "eu", "us"];
+    const ALNUM: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = (conn as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x5851_F42D;
+    let mut rnd = move || {
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut s = String::with_capacity(size + 256);
+    let _ = write!(s, "{{\"conn\":{conn},\"seq\":{seq},\"items\":[");
+    const TAIL: usize = "],\"pad\":\"\"}".len();
+    let mut item = String::with_capacity(256);
+    let mut id = 1_000_000 + seq * 40 + conn as u64 * 7_919;
+    loop {
+        item.clear();
+        id += 1 + rnd() % 5;
+        let (f, l) = (FIRST[(rnd() % 16) as usize], LAST[(rnd() % 16) as usize]);
+        let t = 1_714_521_600 + seq * 13 + rnd() % 86_400; // 2024-05-01 + …
+        let (day, rem) = (t / 86_400 - 19_844, t % 86_400);
+        let _ = write!(
+            item,
+            "{}{{\"id\":{id},\"name\":\"{f} {l}\",\"email\":\"{}.{}{}@example.com\",\"role\":\"{}\",\
+             \"created\":\"2024-05-{:02}T{:02}:{:02}:{:02}Z\",\"score\":{}.{:02},\"active\":{},\"tags\":[\"{}\",\"{}\"]}}",
+            if s.ends_with('[') { "" } else { "," },
+            f.to_ascii_lowercase(),
+            l.to_ascii_lowercase(),
+            rnd() % 100,
+            ROLES[(rnd() % 5) as usize],
+            1 + day % 28,
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            rnd() % 1000,
+            rnd() % 100,
+            rnd() % 3 != 0,
+            TAGS[(rnd() % 12) as usize],
+            TAGS[(rnd() % 12) as usize],
+        );
+        if s.len() + item.len() + TAIL > size {
+            break;
+        }
+        s.push_str(&item);
+    }
+    s.push_str("],\"pad\":\"");
+    while s.len() + 2 < size {
+        s.push(ALNUM[(rnd() % 36) as usize] as char);
+    }
+    s.push_str("\"}");
+    out.clear();
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends one masked client frame carrying `payload`.
+fn push_frame(wbuf: &mut Vec<u8>, ends: &mut VecDeque<usize>, b0: u8, mask: [u8; 4], payload: &[u8]) {
+    wbuf.push(b0);
+    let n = payload.len();
+    if n < 126 {
+        wbuf.push(0x80 | n as u8);
+    } else if n < 65536 {
+        wbuf.push(0x80 | 126);
+        wbuf.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        wbuf.push(0x80 | 127);
+        wbuf.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    wbuf.extend_from_slice(&mask);
+    wbuf.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    ends.push_back(wbuf.len());
 }
 
 impl Echo {
@@ -678,11 +961,13 @@ impl Echo {
         Conn {
             s,
             st: St::Connecting,
+            id,
             rbuf: vec![0; rcap],
             rlo: 0,
             rhi: 0,
             wbuf: Vec::with_capacity((self.size + 14) * self.depth + 1024),
             wpos: 0,
+            ends: VecDeque::with_capacity(self.depth + 4),
             sent: 0,
             recv: 0,
             ring: vec![0; self.depth],
@@ -693,44 +978,92 @@ impl Echo {
             hdr: [0; 16],
             in_msg: false,
             msg_off: 0,
+            msgs: if self.generic { vec![Vec::new(); self.depth] } else { Vec::new() },
+            rmsg: Vec::new(),
+            rsv1: false,
+            z: None,
+            payload_out: 0,
+            payload_in: 0,
+            wire_out: 0,
+            wire_in: 0,
         }
     }
 
     #[inline]
-    fn queue_msg(&self, c: &mut Conn, now_ns: u64) {
+    fn queue_msg(&self, c: &mut Conn, now_ns: u64) -> Result<(), String> {
         if c.wpos > 0 && c.wpos == c.wbuf.len() {
             c.wbuf.clear();
+            c.ends.clear();
             c.wpos = 0;
         }
-        let at = c.wbuf.len() + c.poff;
-        c.wbuf.extend_from_slice(&c.frame);
-        let mut h = [0u8; 16];
-        self.encode_seq(c.sent, &mut h);
-        for (i, b) in h.iter().take(self.hl).enumerate() {
-            c.wbuf[at + i] = b ^ c.mask[i & 3];
+        let slot = (c.sent % self.depth as u64) as usize;
+        if self.generic {
+            let mut msg = std::mem::take(&mut c.msgs[slot]);
+            if self.json {
+                json_msg(c.id, c.sent, self.size, &mut msg);
+            } else {
+                msg.clear();
+                msg.extend_from_slice(&c.expect);
+                let mut h = [0u8; 16];
+                self.encode_seq(c.sent, &mut h);
+                msg[..self.hl].copy_from_slice(&h[..self.hl]);
+            }
+            let opcode = if self.binary { 2 } else { 1 };
+            match c.z.as_mut() {
+                Some(z) => {
+                    z.deflate(&msg)?;
+                    push_frame(&mut c.wbuf, &mut c.ends, 0x80 | 0x40 | opcode, c.mask, &z.zout);
+                }
+                None => push_frame(&mut c.wbuf, &mut c.ends, 0x80 | opcode, c.mask, &msg),
+            }
+            c.payload_out += msg.len() as u64;
+            c.msgs[slot] = msg;
+        } else {
+            let at = c.wbuf.len() + c.poff;
+            c.wbuf.extend_from_slice(&c.frame);
+            c.ends.push_back(c.wbuf.len());
+            let mut h = [0u8; 16];
+            self.encode_seq(c.sent, &mut h);
+            for (i, b) in h.iter().take(self.hl).enumerate() {
+                c.wbuf[at + i] = b ^ c.mask[i & 3];
+            }
+            c.payload_out += self.size as u64;
         }
-        c.ring[(c.sent % self.depth as u64) as usize] = now_ns;
+        c.ring[slot] = now_ns;
         c.sent += 1;
+        Ok(())
     }
 }
 
 fn queue_control(c: &mut Conn, opcode: u8, payload: &[u8]) {
-    c.wbuf.push(0x80 | opcode);
-    c.wbuf.push(0x80 | payload.len() as u8);
-    c.wbuf.extend_from_slice(&c.mask);
-    let m = c.mask;
-    c.wbuf.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i & 3]));
+    push_frame(&mut c.wbuf, &mut c.ends, 0x80 | opcode, c.mask, payload);
 }
 
-fn flush(c: &mut Conn) -> io::Result<()> {
+/// Writes what `wbuf` holds: all of it per system call, or (`per_frame`)
+/// one frame per system call.
+fn flush(c: &mut Conn, per_frame: bool) -> io::Result<()> {
     while c.wpos < c.wbuf.len() {
-        match c.s.write(&c.wbuf[c.wpos..]) {
+        let stop = if per_frame {
+            while c.ends.front().is_some_and(|&e| e <= c.wpos) {
+                c.ends.pop_front();
+            }
+            c.ends.front().copied().unwrap_or(c.wbuf.len())
+        } else {
+            c.wbuf.len()
+        };
+        match c.s.write(&c.wbuf[c.wpos..stop]) {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
-            Ok(n) => c.wpos += n,
+            Ok(n) => {
+                c.wpos += n;
+                c.wire_out += n as u64;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Keep the unsent tail at the front for the next append.
                 if c.wpos > 0 {
-                    c.wbuf.drain(..c.wpos);
+                    let w = c.wpos;
+                    c.wbuf.drain(..w);
+                    c.ends.retain(|&e| e > w);
+                    c.ends.iter_mut().for_each(|e| *e -= w);
                     c.wpos = 0;
                 }
                 return Ok(());
@@ -740,6 +1073,7 @@ fn flush(c: &mut Conn) -> io::Result<()> {
         }
     }
     c.wbuf.clear();
+    c.ends.clear();
     c.wpos = 0;
     Ok(())
 }
@@ -767,6 +1101,7 @@ fn read_all(
             Ok(0) => return Err("server closed the connection".into()),
             Ok(n) => {
                 c.rhi += n;
+                c.wire_in += n as u64;
                 on_data(c)?;
                 if c.rlo == c.rhi {
                     c.rlo = 0;
@@ -809,8 +1144,10 @@ fn parse_frames(
         let (b0, b1) = (buf[0], buf[1]);
         let fin = b0 & 0x80 != 0;
         let opcode = b0 & 0x0f;
-        if b0 & 0x70 != 0 {
-            return Err(format!("frame with RSV bits set (0x{b0:02x})"));
+        // RSV1 only on the first frame of a data message, and only with
+        // permessage-deflate; RSV2 and RSV3 never.
+        if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && (c.z.is_none() || !(opcode == 1 || opcode == 2))) {
+            return Err(format!("frame with unexpected RSV bits (0x{b0:02x})"));
         }
         if b1 & 0x80 != 0 {
             return Err("server frame is masked".into());
@@ -864,44 +1201,79 @@ fn parse_frames(
                     }
                     c.in_msg = true;
                     c.msg_off = 0;
+                    c.rsv1 = b0 & 0x40 != 0;
+                    c.rmsg.clear();
                     let mut h = [0u8; 16];
                     e.encode_seq(c.recv, &mut h);
                     c.hdr = h;
                 }
-                // Check this fragment against the expected bytes.
-                let off = c.msg_off;
-                if off + plen > e.size {
-                    return Err(format!("echo longer than sent ({} > {} bytes)", off + plen, e.size));
-                }
-                let p = &c.rbuf[p0..p1];
-                let mut i = 0;
-                while i < p.len() && off + i < e.hl {
-                    if p[i] != c.hdr[off + i] {
+                let slot = (c.recv % e.depth as u64) as usize;
+                if e.generic {
+                    // Whole messages: collect, inflate if compressed, compare.
+                    let limit = 2 * e.size + 65536;
+                    if c.rmsg.len() + plen > limit {
+                        return Err(format!("echo longer than {limit} bytes on the wire"));
+                    }
+                    c.rmsg.extend_from_slice(&c.rbuf[p0..p1]);
+                    if !fin {
+                        continue;
+                    }
+                    let got: &[u8] = if c.rsv1 {
+                        let z = c.z.as_mut().expect("RSV1 checked above");
+                        z.inflate(&mut c.rmsg, limit)?;
+                        &z.zin
+                    } else {
+                        &c.rmsg
+                    };
+                    let want = &c.msgs[slot];
+                    if got != &want[..] {
                         return Err(format!(
-                            "out of order or corrupt echo: expected sequence {} on this connection",
-                            c.recv
+                            "echo differs from message {} of this connection ({} bytes, sent {}{}): out of order, corrupt or cross-wired",
+                            c.recv,
+                            got.len(),
+                            want.len(),
+                            if c.rsv1 { ", compressed" } else { "" }
                         ));
                     }
-                    i += 1;
-                }
-                if p[i..] != c.expect[off + i..off + plen] {
-                    return Err("echo payload differs from what was sent".into());
-                }
-                c.msg_off += plen;
-                if fin {
+                    c.payload_in += got.len() as u64;
+                } else {
+                    // Check this fragment against the expected bytes.
+                    let off = c.msg_off;
+                    if off + plen > e.size {
+                        return Err(format!("echo longer than sent ({} > {} bytes)", off + plen, e.size));
+                    }
+                    let p = &c.rbuf[p0..p1];
+                    let mut i = 0;
+                    while i < p.len() && off + i < e.hl {
+                        if p[i] != c.hdr[off + i] {
+                            return Err(format!(
+                                "out of order or corrupt echo: expected sequence {} on this connection",
+                                c.recv
+                            ));
+                        }
+                        i += 1;
+                    }
+                    if p[i..] != c.expect[off + i..off + plen] {
+                        return Err("echo payload differs from what was sent".into());
+                    }
+                    c.msg_off += plen;
+                    if !fin {
+                        continue;
+                    }
                     if c.msg_off != e.size {
                         return Err(format!("echo shorter than sent ({} < {} bytes)", c.msg_off, e.size));
                     }
-                    c.in_msg = false;
-                    let sent_at = c.ring[(c.recv % e.depth as u64) as usize];
-                    c.recv += 1;
-                    if counting {
-                        k.msgs += 1;
-                        k.hist.record(now_ns.saturating_sub(sent_at));
-                    }
-                    if sending {
-                        e.queue_msg(c, now_ns);
-                    }
+                    c.payload_in += e.size as u64;
+                }
+                c.in_msg = false;
+                let sent_at = c.ring[slot];
+                c.recv += 1;
+                if counting {
+                    k.msgs += 1;
+                    k.hist.record(now_ns.saturating_sub(sent_at));
+                }
+                if sending {
+                    e.queue_msg(c, now_ns)?;
                 }
             }
             8 => {
@@ -930,6 +1302,13 @@ fn fail(mode: &str, err: &str) -> ! {
     std::process::exit(1)
 }
 
+/// Sums over the connections: payload out, payload in, wire out, wire in.
+fn byte_counts(conns: &[Conn]) -> [u64; 4] {
+    conns.iter().fold([0; 4], |a, c| {
+        [a[0] + c.payload_out, a[1] + c.payload_in, a[2] + c.wire_out, a[3] + c.wire_in]
+    })
+}
+
 fn run_echo(a: &Args) {
     let addr = SocketAddr::new(a.host, a.port);
     let e = Echo {
@@ -937,6 +1316,8 @@ fn run_echo(a: &Args) {
         size: a.size,
         binary: a.binary,
         hl: a.size.min(if a.binary { 8 } else { 16 }),
+        generic: a.json || a.deflate,
+        json: a.json,
     };
     if nofile() < a.conns as u64 + 16 {
         fail("echo", &format!("RLIMIT_NOFILE {} is too low for {} connections", nofile(), a.conns));
@@ -947,6 +1328,16 @@ fn run_echo(a: &Args) {
     let mut events = Events::with_capacity(1024);
     let req = request(a);
     let tls = tls_config(&a.tls);
+    let pf = a.per_frame;
+
+    // The server's RSS before any connection (as in `connect`: once the
+    // freshly started server settled).
+    let rss0 = if a.rss {
+        std::thread::sleep(Duration::from_millis(300));
+        a.pid.and_then(proc_rss_kb)
+    } else {
+        None
+    };
 
     // Phase 1: connect and handshake every connection.
     let mut conns: Vec<Conn> = Vec::with_capacity(a.conns);
@@ -959,6 +1350,7 @@ fn run_echo(a: &Args) {
     }
     let deadline = base + Duration::from_secs_f64(a.timeout);
     let mut open = 0;
+    let mut extension: Option<String> = None;
     while open < a.conns {
         let now = Instant::now();
         if now >= deadline {
@@ -975,7 +1367,7 @@ fn run_echo(a: &Args) {
                         let _ = c.s.s.set_nodelay(true);
                         c.wbuf.extend_from_slice(&req);
                         c.st = St::Handshaking;
-                        if let Err(err) = flush(c) {
+                        if let Err(err) = flush(c, false) {
                             fail("echo", &format!("write request: {err}"));
                         }
                     }
@@ -984,7 +1376,7 @@ fn run_echo(a: &Args) {
             }
             if c.st == St::Handshaking {
                 if ev.is_writable() {
-                    if let Err(err) = flush(c).and_then(|_| c.s.flush()) {
+                    if let Err(err) = flush(c, false).and_then(|_| c.s.flush()) {
                         fail("echo", &format!("write request: {err}"));
                     }
                 }
@@ -994,7 +1386,11 @@ fn run_echo(a: &Args) {
                         return Ok(()); // bytes after the head stay in rbuf
                     }
                     if let Some(end) = find_head_end(&c.rbuf[c.rlo..c.rhi]) {
-                        check_response(&c.rbuf[c.rlo..c.rlo + end])?;
+                        if let Some(p) = check_response(&c.rbuf[c.rlo..c.rlo + end], a.deflate)? {
+                            c.z = Some(Box::new(Z::new(p)));
+                        } else if a.deflate {
+                            return Err("handshake: the server did not accept permessage-deflate".into());
+                        }
                         c.rlo += end;
                         done = true;
                     } else if c.rhi - c.rlo > 16 * 1024 {
@@ -1008,6 +1404,9 @@ fn run_echo(a: &Args) {
                 if done {
                     c.st = St::Open;
                     open += 1;
+                    if extension.is_none() {
+                        extension = c.z.as_ref().map(|z| z.pmd.text.clone());
+                    }
                 }
             }
         }
@@ -1022,14 +1421,17 @@ fn run_echo(a: &Args) {
     let t0 = ns(start);
     for c in conns.iter_mut() {
         for _ in 0..a.depth {
-            e.queue_msg(c, t0);
+            if let Err(err) = e.queue_msg(c, t0) {
+                fail("echo", &err);
+            }
         }
-        if let Err(err) = flush(c) {
+        if let Err(err) = flush(c, pf) {
             fail("echo", &format!("write: {err}"));
         }
     }
     let mut measuring = a.warmup == 0.0;
     let mut s0 = snap(a.pid);
+    let mut b0 = byte_counts(&conns);
     let mut last_progress = start;
     let mut last_total: u64 = 0;
     // No echo at all for this long fails the run (at most half the run).
@@ -1041,6 +1443,7 @@ fn run_echo(a: &Args) {
             k.msgs = 0;
             k.hist.clear();
             s0 = snap(a.pid);
+            b0 = byte_counts(&conns);
         }
         if now >= end {
             break snap(a.pid);
@@ -1075,24 +1478,29 @@ fn run_echo(a: &Args) {
                 }
             }
             if c.wpos < c.wbuf.len() || c.s.pending() {
-                if let Err(err) = flush(c).and_then(|_| c.s.flush()) {
+                if let Err(err) = flush(c, pf).and_then(|_| c.s.flush()) {
                     fail("echo", &format!("connection {}: write: {err}", ev.token().0));
                 }
             }
         }
     };
+    let b1 = byte_counts(&conns);
+    let rss1 = a.pid.and_then(proc_rss_kb);
 
     let wall = s1.wall.duration_since(s0.wall).as_secs_f64();
     if k.msgs == 0 {
         fail("echo", "no echo arrived in the measured window");
     }
+    let [po, pi, wo, wi] = [b1[0] - b0[0], b1[1] - b0[1], b1[2] - b0[2], b1[3] - b0[3]];
     let mut j = Json::new();
     j.s("mode", "echo")
         .b("ok", true)
         .u("conns", a.conns as u64)
         .u("depth", a.depth as u64)
         .u("size", a.size as u64)
-        .s("type", if a.binary { "binary" } else { "text" })
+        .s("type", if a.binary { "binary" } else if a.json { "json" } else { "text" })
+        .s("writes", if pf { "per-frame" } else { "batched" })
+        .s("extension", extension.as_deref().unwrap_or(""))
         .n("seconds", wall)
         .u("msgs", k.msgs)
         .n("msgs_per_s", k.msgs as f64 / wall)
@@ -1100,10 +1508,26 @@ fn run_echo(a: &Args) {
         .n("p50_us", k.hist.quantile(0.50) as f64 / 1e3)
         .n("p99_us", k.hist.quantile(0.99) as f64 / 1e3)
         .n("p999_us", k.hist.quantile(0.999) as f64 / 1e3)
-        .n("max_us", k.hist.max as f64 / 1e3);
+        .n("max_us", k.hist.max as f64 / 1e3)
+        // Message bytes (uncompressed) and bytes written and read on the
+        // sockets (frame headers included; TLS: before encryption) in the
+        // measured window, and their ratios.
+        .u("payload_out", po)
+        .u("payload_in", pi)
+        .u("wire_out", wo)
+        .u("wire_in", wi)
+        .n("wire_ratio_out", po as f64 / wo as f64)
+        .n("wire_ratio_in", pi as f64 / wi as f64)
+        .n("wire_ratio", (po + pi) as f64 / (wo + wi) as f64);
     cpu_json(&mut j, &s0, &s1);
-    if let Some(rss) = a.pid.and_then(proc_rss_kb) {
+    if let Some(rss) = rss1 {
         j.u("server_rss_kb", rss);
+    }
+    if let (Some(r0), Some(r1)) = (rss0, rss1) {
+        // While every connection is open and busy.
+        j.u("rss_before_kb", r0)
+            .u("rss_after_kb", r1)
+            .n("bytes_per_conn", (r1 as f64 - r0 as f64) * 1024.0 / a.conns as f64);
     }
     println!("{}", j.finish());
     // Close politely-ish: drop everything (the kernel sends FIN or RST).
@@ -1230,7 +1654,7 @@ fn run_connect(a: &Args) {
                         }
                     }
                     if let Some(end) = find_head_end(&c.buf) {
-                        if let Err(e) = check_response(&c.buf[..end]) {
+                        if let Err(e) = check_response(&c.buf[..end], false) {
                             fail("connect", &format!("#{id}: {e}"));
                         }
                         if end != c.buf.len() {
