@@ -289,9 +289,12 @@ impl Backplane {
     /// dropped and a `gap` raised for its topic.
     pub fn publish(&self, topic: &str, opcode: OpCode, payload: &[u8]) {
         let s = &self.shared;
+        if s.stopped() {
+            return;
+        }
         let size = payload.len() + topic.len() + 64;
         let pending = s.pending.fetch_add(size, Ordering::AcqRel) + size;
-        if pending > s.cfg.max_pending || s.stopped() {
+        if pending > s.cfg.max_pending {
             s.pending.fetch_sub(size, Ordering::AcqRel);
             if !s.overflowing.swap(true, Ordering::AcqRel) {
                 s.gap(&[Arc::from(topic)], "overflow");

@@ -147,8 +147,19 @@ async fn change(s: &Shared, sink: &mut PubSubSink, wanted: &mut Wanted, i: Inter
     }
 }
 
-/// The topic's meta (epoch, last offset) in history mode.
+/// The topic's meta (epoch, last offset) in history mode; tried twice, as
+/// the command connection may be a stale one from before a restart.
 async fn meta(s: &Shared, topic: &str) -> redis::RedisResult<(Option<u64>, u64)> {
+    match meta_once(s, topic).await {
+        Ok(m) => Ok(m),
+        Err(_) => {
+            s.drop_commands().await;
+            meta_once(s, topic).await
+        }
+    }
+}
+
+async fn meta_once(s: &Shared, topic: &str) -> redis::RedisResult<(Option<u64>, u64)> {
     let mut c = s.commands().await?;
     let (e, o): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
         .arg(wire::meta_key(&s.cfg.prefix, topic))
@@ -230,16 +241,13 @@ async fn fill(s: &Shared, topic: &str, from: u64, to: u64) {
     if from > to {
         return;
     }
-    let reply: redis::RedisResult<redis::streams::StreamRangeReply> = async {
-        let mut c = s.commands().await?;
-        redis::cmd("XRANGE")
-            .arg(wire::stream_key(&s.cfg.prefix, topic))
-            .arg(format!("0-{from}"))
-            .arg(format!("0-{to}"))
-            .query_async(&mut c)
-            .await
-    }
-    .await;
+    let reply = match xrange(s, topic, from, to).await {
+        Ok(r) => Ok(r),
+        Err(_) => {
+            s.drop_commands().await;
+            xrange(s, topic, from, to).await
+        }
+    };
     let reply = match reply {
         Ok(r) => r,
         Err(_) => {
@@ -281,4 +289,19 @@ async fn fill(s: &Shared, topic: &str, from: u64, to: u64) {
     if holes || next != to + 1 {
         s.gap(&[Arc::from(topic)], "trimmed");
     }
+}
+
+async fn xrange(
+    s: &Shared,
+    topic: &str,
+    from: u64,
+    to: u64,
+) -> redis::RedisResult<redis::streams::StreamRangeReply> {
+    let mut c = s.commands().await?;
+    redis::cmd("XRANGE")
+        .arg(wire::stream_key(&s.cfg.prefix, topic))
+        .arg(format!("0-{from}"))
+        .arg(format!("0-{to}"))
+        .query_async(&mut c)
+        .await
 }
