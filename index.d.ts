@@ -50,8 +50,8 @@ export interface ServerOptions {
   ca?: string | Uint8Array;
   /** 48 bytes (as Node's) sealing TLS session tickets; processes that share them resume each other's sessions. Default: random per server. */
   ticketKeys?: Uint8Array;
-  /** Topics across processes through Redis. Not available in this build: giving it throws `ERR_SACK_BACKPLANE_UNAVAILABLE`. */
-  backplane?: { url: string; prefix?: string; mode?: 'pubsub' | 'history'; history?: { size?: number; ttl?: number } };
+  /** Topics across processes and hosts through Redis: every `publish` also reaches the subscribers of the other servers sharing this Redis and `prefix`. A string is taken as `{ url }`. Bad values: `TypeError`. See `BackplaneOptions`. */
+  backplane?: string | BackplaneOptions;
   /** Certificates chosen by SNI: exact names before `*.name` wildcards (one label); the top-level `cert` for other names. */
   hosts?: Array<TlsHost>;
   /** Largest incoming message in bytes; larger closes with 1009 (0 = no limit). Default 100 MiB. */
@@ -76,6 +76,52 @@ export interface ServerOptions {
   maxConnections?: number;
   /** Milliseconds to wait for the peer's close frame after ours, or for a peer that stopped reading to take what is queued once closing, before dropping the socket (close 1006); also how long the answer to a client's close frame waits for a busy JS thread. 0 = no limit. Default 10000. */
   closeTimeout?: number;
+}
+
+export interface BackplaneOptions {
+  /** `redis://[user:password@]host:port[/db]` (no TLS to Redis). */
+  url: string;
+  /** Put before every Redis key and channel, so apps can share one Redis. Default `'sack:'`. */
+  prefix?: string;
+  /** `'pubsub'` (the default without `history`): at most once, ordered per publisher and topic; every reconnect raises a `gap`. `'history'` (the default with `history`): each topic keeps an offset and a bounded Redis Stream; holes after a reconnect are filled from it and publishes wait for Redis, so within the window nothing is lost, duplicated or reordered; a `gap` only when Redis lost the data (a restart without persistence) or a hole is older than the stream. */
+  mode?: 'pubsub' | 'history';
+  /** History mode: `size` entries kept per topic (default 1000); `ttl` milliseconds after its last publish a topic's history expires (0: never; default 300000). */
+  history?: { size?: number; ttl?: number };
+  /** Milliseconds between this node's heartbeats to Redis (`cluster` figures of other nodes are this old at most; a node silent for three beats leaves `cluster.nodes()`). Default 1000. */
+  heartbeat?: number;
+  /** Bytes of publishes held while Redis is away; past it publishes are dropped for other processes with a `gap` event (local delivery goes on). Default 64 MiB. */
+  maxPending?: number;
+}
+
+/** What a publish did in this process. */
+export interface PublishResult {
+  /** Subscribers the message was queued for. */
+  sent: number;
+  /** Subscribers skipped because more than `maxBackpressure` bytes waited for them. */
+  dropped: number;
+}
+
+/** A node of the cluster (a server sharing the backplane). */
+export interface ClusterNode {
+  /** The node's id (random per server start). */
+  id: string | null;
+  /** This server. */
+  self: boolean;
+  /** Open connections, as of the node's last heartbeat (live for `self`). */
+  connections: number;
+  pid: number | null;
+  /** Start and last heartbeat, ms since the epoch. */
+  started: number | null;
+  lastSeen: number | null;
+}
+
+/** `server.cluster`: figures across every server sharing the backplane, from their heartbeats (at most `heartbeat` ms old; this server's own are live). Without a backplane, this server alone. Rejects with `ERR_SACK_BACKPLANE` when Redis does not answer, `ERR_SERVER_NOT_RUNNING` after `close`. */
+export interface Cluster {
+  /** This server's node id, or `null` without a backplane. */
+  readonly nodeId: string | null;
+  nodes(): Promise<ClusterNode[]>;
+  connectionCount(): Promise<number>;
+  subscriberCount(topic: string): Promise<number>;
 }
 
 export interface PerMessageDeflateOptions {
@@ -226,8 +272,17 @@ export interface Connection {
   reject(status?: number, reason?: string): boolean;
   /** Ending TLS on an open connection (sack to sack) is not in this build: throws. */
   disableSSL(): void;
-  /** Hands this connection to a thread that called `Thread.accept(destination)`. `true` when one took it (this object is then CLOSED here); `false` when none is registered. During `accept` it also accepts the connection. */
+  /** Hands this connection to a thread that called `Thread.accept(destination)`. `true` when one took it (this object is then CLOSED here); `false` when none is registered. During `accept` it also accepts the connection. Subscriptions go along. */
   post(destination: string, data?: unknown): boolean;
+  /** Subscribes to `topic` (any string): `server.publish` and other connections' `publish` reach it. `true` when newly subscribed, `false` when it already was or the connection is closing; throws `WS_ERR_NOT_OPEN` once closed. Allowed from the `accept` event on. A closed connection leaves its topics. */
+  subscribe(topic: string): boolean;
+  /** `true` when it was subscribed. */
+  unsubscribe(topic: string): boolean;
+  isSubscribed(topic: string): boolean;
+  /** The topics subscribed to, oldest first. */
+  readonly subscriptions: string[];
+  /** Sends `data` (as `send` types it) to every subscriber of `topic` but this connection, here and, with a backplane, in every other process. Returns what happened here. */
+  publish(topic: string, data: string | ArrayBuffer | ArrayBufferView): PublishResult;
 
   on<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
   once<K extends keyof ConnectionEvents>(event: K, fn: Handler<ConnectionEvents[K], Connection>): this;
@@ -258,6 +313,8 @@ export interface ServerEvents {
   error: [socketInfo: SocketInfo];
   /** The listener closed and every connection ended. */
   close: [];
+  /** The backplane: `'up'` (connected to Redis, subscriptions restored; `info` `{}`), `'down'` (`info.error`), `'gap'` (messages may have been lost for `info.topics`; `info.reason`: `'reconnect'` (pubsub mode), `'epoch'` (Redis lost the topic's history), `'trimmed'` (a hole older than the history), `'fetch'` (the history could not be read), `'publish'` (pubsub-mode publishes Redis did not take), `'overflow'` (over `maxPending`)). */
+  backplane: [state: 'up' | 'down' | 'gap', info: { error?: string; topics?: string[]; reason?: string }];
 }
 
 export interface Server {
@@ -296,6 +353,12 @@ export interface Server {
   getTicketKeys(): Buffer;
   /** Seals new tickets with `keys` (48 bytes); tickets of the key before still resume. */
   setTicketKeys(keys: Uint8Array): void;
+  /** Sends `data` to every subscriber of `topic`: the frame is built once and written to each by the engine, no JS per subscriber. With a backplane it also goes to the other processes, unless `options.local`. Returns what happened here. */
+  publish(topic: string, data: string | ArrayBuffer | ArrayBufferView, options?: { local?: boolean }): PublishResult;
+  /** Subscribers of `topic` on this server. */
+  subscriberCount(topic: string): number;
+  /** Figures across every process sharing the backplane. */
+  readonly cluster: Cluster;
 
   on<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
   once<K extends keyof ServerEvents>(event: K, fn: Handler<ServerEvents[K], K extends 'connect' ? Connection : Server>): this;
@@ -315,6 +378,8 @@ export interface Server {
   set onerror(fn: Handler<ServerEvents['error'], Server> | null);
   get onclose(): HandlerProperty<ServerEvents['close'], Server>;
   set onclose(fn: Handler<ServerEvents['close'], Server> | null);
+  get onbackplane(): HandlerProperty<ServerEvents['backplane'], Server>;
+  set onbackplane(fn: Handler<ServerEvents['backplane'], Server> | null);
 }
 
 /**

@@ -54,8 +54,8 @@ export declare class NativeConnection {
   /** The agreed extensions (`Sec-WebSocket-Extensions` answer), or "". */
   get extensions(): string
   /**
-   * Subscribes: `OK` (1 when newly added, 0 when it already was) or
-   * `NOT_OPEN` as a negative status.
+   * Subscribes: 1 when newly added, 0 when it already was, `NOT_OPEN`
+   * (negative) when the connection is closing or gone.
    */
   subscribe(topic: string): number
   unsubscribe(topic: string): boolean

@@ -1,8 +1,11 @@
 // A chat room: one sack server serves the page over HTTP (`request` event)
 // and the page's WebSocket (/chat) on the same port. Every message goes to
-// every open tab, with a count of who is connected.
+// every open tab (a topic), with a count of who is connected.
 //   PORT=9000 HOST=127.0.0.1 node examples/chat-server.js
 //   (PORT default 8080, 0 = any free port; HOST default: all interfaces)
+// Several processes, one room: give each the same Redis,
+//   REDIS_URL=redis://127.0.0.1:6379 PORT=9001 node examples/chat-server.js
+//   REDIS_URL=redis://127.0.0.1:6379 PORT=9002 node examples/chat-server.js
 'use strict';
 const crypto = require('node:crypto');
 const sack = require('..');
@@ -18,6 +21,8 @@ const server = sack.Websocket.Server({
   // A tab that stops reading is dropped rather than queueing everyone's
   // messages for it without end.
   backpressureLimit: 1024 * 1024,
+  // Topics across processes, when asked for.
+  ...(process.env.REDIS_URL ? { backplane: { url: process.env.REDIS_URL } } : {}),
 });
 
 // ---------------------------------------------------------------- the page
@@ -144,14 +149,16 @@ server.onrequest = (req, res) => {
 
 // ---------------------------------------------------------------- the room
 
-const room = new Set();
+// Every tab subscribes to the topic "chat"; a publish reaches them all.
+// The engine writes the one frame to each: no JS loop over connections.
+// With REDIS_URL set, every process sharing that Redis is one room.
+const ROOM = 'chat';
 let guests = 0;
 
 function broadcast(msg) {
-  const data = JSON.stringify(msg);
-  // send() returns false for a slow tab; backpressureLimit drops it if it
-  // never catches up, so there is nothing more to do here.
-  for (const ws of room) ws.send(data);
+  // A tab too slow to take it (over maxBackpressure) is skipped, and
+  // backpressureLimit drops it if it never catches up.
+  server.publish(ROOM, JSON.stringify(msg));
 }
 
 server.onaccept = (ws) => {
@@ -161,9 +168,9 @@ server.onaccept = (ws) => {
 
 server.onconnect = (ws) => {
   const name = `guest-${++guests}`;
-  room.add(ws);
+  ws.subscribe(ROOM);
   ws.send(JSON.stringify({ type: 'hello', name }));
-  broadcast({ type: 'count', n: room.size });
+  broadcast({ type: 'count', n: server.subscriberCount(ROOM) });
 
   ws.onmessage = (data) => {
     if (typeof data !== 'string') return; // the page sends text only
@@ -172,10 +179,8 @@ server.onconnect = (ws) => {
     const text = Array.from(data.replace(/[^\P{Cc}\n\t]/gu, '').trim()).slice(0, MAX_CHARS).join('');
     if (text) broadcast({ type: 'message', text, from: name, at: Date.now() });
   };
-  ws.onclose = () => {
-    room.delete(ws);
-    broadcast({ type: 'count', n: room.size });
-  };
+  // A closed connection has left its topics by now.
+  ws.onclose = () => broadcast({ type: 'count', n: server.subscriberCount(ROOM) });
 };
 
 // ---------------------------------------------------------------- run
@@ -187,7 +192,7 @@ function stop(signal) {
   // A second Ctrl-C does not wait for slow clients.
   if (stopping) process.exit(1);
   stopping = true;
-  console.log(`${signal}: closing ${room.size} connection(s)…`);
+  console.log(`${signal}: closing ${server.connections} connection(s)…`);
   // Closes every WebSocket with 1001; 'close' fires once all have ended,
   // and then nothing keeps the process alive: it exits with code 0.
   server.close();

@@ -34,9 +34,9 @@ function Server(...args) {
   try {
     handle = this._noServer ? native.listenNone(opts) : native.listen(address, port, opts);
   } catch (e) {
-    // Bad TLS material: a TypeError naming the option and the reason.
-    if (e.code === 'ERR_SACK_TLS_MATERIAL') {
-      const err = sackError(TypeError, 'ERR_SACK_TLS_MATERIAL', e.message);
+    // Bad TLS material or Redis URL: a TypeError naming the option and the reason.
+    if (e.code === 'ERR_SACK_TLS_MATERIAL' || e.code === 'ERR_SACK_BACKPLANE_URL') {
+      const err = sackError(TypeError, e.code, e.message);
       Error.captureStackTrace(err, Server);
       throw err;
     }

@@ -59,8 +59,11 @@ function connectionMethods(proto, toBytes) {
     enumerable: true,
     configurable: true,
   });
-  // To every subscriber of `topic` but this connection.
+  // To every subscriber of `topic` but this connection; also once it has
+  // closed (a "left" notice from the close handler), not after post():
+  // the connection is another thread's then.
   proto.publish = function publish(topic, data) {
+    if (this._moved) throw notOpen(this, 'publish');
     return publishThrough(this._h, topic, data, 'publish', toBytes, false);
   };
 }

@@ -7,7 +7,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::env::EnvState;
-use crate::engine::backplane::{check_url, BackplaneConfig, History};
+use crate::engine::backplane::{check_url, Backplane, BackplaneConfig, History};
 use crate::engine::listener;
 use crate::engine::server::{error_code, Server};
 use crate::engine::tls::{Material, Tls, TlsError};
@@ -199,15 +199,22 @@ fn backplane(o: &ServerOptions) -> Result<Option<BackplaneConfig>, &'static str>
     }))
 }
 
-/// Starts the backplane of a server just made.
-fn start_backplane(server: &Arc<Server>, cfg: Option<BackplaneConfig>) -> Result<(), &'static str> {
-    if let Some(cfg) = cfg {
-        server.start_backplane(cfg).map_err(|e| {
-            server.close(1001, "");
-            Error::new("ERR_SACK_INIT", e.to_string())
-        })?;
-    }
-    Ok(())
+/// Starts the backplane of a server just made; it stops when the server
+/// starts closing.
+fn start_backplane(
+    server: &Arc<Server>,
+    cfg: Option<BackplaneConfig>,
+) -> Result<Option<Arc<Backplane>>, &'static str> {
+    let Some(cfg) = cfg else {
+        return Ok(None);
+    };
+    let bp = Backplane::start(server, cfg).map_err(|e| {
+        server.close(1001, "");
+        Error::new("ERR_SACK_INIT", e.to_string())
+    })?;
+    let stop = bp.clone();
+    server.on_close(Box::new(move || stop.stop()));
+    Ok(Some(bp))
 }
 
 fn bad_material(e: TlsError) -> Error<&'static str> {
@@ -264,6 +271,8 @@ pub fn option_defaults() -> ServerOptions {
 #[napi]
 pub struct NativeServer {
     pub(super) server: Arc<Server>,
+    /// Topics across processes (`backplane`), if configured.
+    pub(super) backplane: Option<Arc<Backplane>>,
 }
 
 /// Binds `address:port` now; errors carry Node's `code` (`EADDRINUSE`, …).
@@ -284,8 +293,8 @@ pub fn listen(
         Error::new(code, format!("{code}: {e} ({address}:{port})"))
     })?;
     state.servers.borrow_mut().insert(server.id, server.clone());
-    start_backplane(&server, bp)?;
-    Ok(NativeServer { server })
+    let backplane = start_backplane(&server, bp)?;
+    Ok(NativeServer { server, backplane })
 }
 
 /// A server bound to nothing (`noServer`): connections come through
@@ -298,8 +307,8 @@ pub fn listen_none(env: Env, options: ServerOptions) -> Result<NativeServer, &'s
     let server = listener::unbound(config, state.queue.clone())
         .map_err(|e| Error::new("ERR_SACK_INIT", e.to_string()))?;
     state.servers.borrow_mut().insert(server.id, server.clone());
-    start_backplane(&server, bp)?;
-    Ok(NativeServer { server })
+    let backplane = start_backplane(&server, bp)?;
+    Ok(NativeServer { server, backplane })
 }
 
 #[napi]

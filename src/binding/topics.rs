@@ -17,19 +17,19 @@ fn counts(p: Published) -> Vec<u32> {
 
 #[napi]
 impl NativeConnection {
-    /// Subscribes: `OK` (1 when newly added, 0 when it already was) or
-    /// `NOT_OPEN` as a negative status.
+    /// Subscribes: 1 when newly added, 0 when it already was, `NOT_OPEN`
+    /// (negative) when the connection is closing or gone.
     #[napi]
     pub fn subscribe(&self, topic: String) -> i32 {
-        match self.conn.subscribe(&topic) {
-            Ok(added) => added as i32,
-            Err(_) => -status::NOT_OPEN,
+        match self.conn.topics.subscribe(&self.conn, &topic) {
+            Some(added) => added as i32,
+            None => status::NOT_OPEN,
         }
     }
 
     #[napi]
     pub fn unsubscribe(&self, topic: String) -> bool {
-        self.conn.unsubscribe(&topic)
+        self.conn.topics.unsubscribe(&self.conn, &topic)
     }
 
     #[napi]
@@ -45,13 +45,23 @@ impl NativeConnection {
     /// Publishes a text message to the other subscribers of `topic`.
     #[napi]
     pub fn publish_text(&self, topic: String, text: String) -> Vec<u32> {
-        counts(self.conn.publish(&topic, OpCode::Text, text.as_bytes()))
+        counts(self.publish(&topic, OpCode::Text, text.as_bytes()))
     }
 
     /// Publishes exactly the view's bytes as a binary message.
     #[napi]
     pub fn publish_binary(&self, topic: String, data: Uint8ArraySlice) -> Vec<u32> {
-        counts(self.conn.publish(&topic, OpCode::Binary, &data))
+        counts(self.publish(&topic, OpCode::Binary, &data))
+    }
+}
+
+impl NativeConnection {
+    /// To every subscriber but this connection, here and (with a
+    /// backplane) in the other processes.
+    fn publish(&self, topic: &str, opcode: OpCode, payload: &[u8]) -> Published {
+        self.conn
+            .topics
+            .publish_out(topic, opcode, payload, Some(self.conn.id), false)
     }
 }
 
@@ -91,7 +101,7 @@ impl NativeServer {
     /// event with the returned id. -1: no backplane.
     #[napi]
     pub fn cluster_query(&self, kind: u32, topic: Option<String>) -> f64 {
-        let Some(bp) = self.server.backplane.get() else {
+        let Some(bp) = self.backplane.as_ref() else {
             return -1.0;
         };
         let q = match kind {
@@ -105,9 +115,8 @@ impl NativeServer {
     /// This server's node id in the cluster ("" without a backplane).
     #[napi(getter)]
     pub fn node_id(&self) -> String {
-        self.server
-            .backplane
-            .get()
+        self.backplane
+            .as_ref()
             .map_or(String::new(), |bp| bp.node().to_string())
     }
 

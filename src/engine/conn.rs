@@ -13,7 +13,10 @@ use atomic_waker::AtomicWaker;
 
 use super::config::under_backpressure;
 use super::events::{Batch, ConnInfo, Event, EventQueue};
-use super::topics::Topics;
+use super::topics::{Offer, Subscriber, Topics};
+
+/// The topic map of a server's connections.
+pub type ConnTopics = Topics<Conn>;
 use super::unframed;
 use super::writer::Writer;
 use super::ServerConfig;
@@ -88,16 +91,6 @@ pub(super) struct Inner {
     pub topics: Vec<Arc<str>>,
 }
 
-/// What `Conn::offer` did with a published message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Offer {
-    Queued,
-    /// Over `maxBackpressure`: skipped.
-    Full,
-    /// Not open, or closing.
-    Closed,
-}
-
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Where a connection's events go.
@@ -138,7 +131,7 @@ pub struct Conn {
     pub(super) waker: AtomicWaker,
     route: Mutex<Route>,
     /// The server's topics, which this connection may subscribe to.
-    pub topics: Arc<Topics>,
+    pub topics: Arc<ConnTopics>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -180,7 +173,7 @@ impl Conn {
         info: Arc<ConnInfo>,
         extensions: String,
         records: bool,
-        topics: Arc<Topics>,
+        topics: Arc<ConnTopics>,
     ) -> Arc<Conn> {
         Arc::new(Conn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -724,20 +717,6 @@ impl Conn {
         self.topics.leave_all(self.id, topics);
     }
 
-    /// Subscribes to `topic`; false if it already was. Refused (`NotOpen`)
-    /// once the connection is closing or gone.
-    pub fn subscribe(self: &Arc<Self>, topic: &str) -> Result<bool, ConnError> {
-        self.topics
-            .clone()
-            .subscribe(self, topic)
-            .ok_or(ConnError::NotOpen)
-    }
-
-    /// Unsubscribes from `topic`; false if it was not subscribed.
-    pub fn unsubscribe(&self, topic: &str) -> bool {
-        self.topics.unsubscribe(self, topic)
-    }
-
     pub fn is_subscribed(&self, topic: &str) -> bool {
         self.lock().topics.iter().any(|t| &**t == topic)
     }
@@ -746,17 +725,14 @@ impl Conn {
     pub fn subscriptions(&self) -> Vec<String> {
         self.lock().topics.iter().map(|t| t.to_string()).collect()
     }
+}
 
-    /// Publishes to every other subscriber of `topic` (on every process,
-    /// with a backplane); returns what happened here.
-    pub fn publish(&self, topic: &str, opcode: OpCode, payload: &[u8]) -> super::topics::Published {
-        self.topics
-            .publish_out(topic, opcode, payload, Some(self.id), false)
+impl Subscriber for Conn {
+    fn id(&self) -> u64 {
+        self.id
     }
 
-    /// Records `topic` in this connection's list (the topic map is locked):
-    /// `Some(false)` if there already, `None` if the connection is gone.
-    pub(super) fn note_topic(&self, topic: &Arc<str>) -> Option<bool> {
+    fn note_topic(&self, topic: &Arc<str>) -> Option<bool> {
         let mut g = self.lock();
         if matches!(g.phase, Phase::Closed | Phase::Rejected) || g.terminate || g.close_sent {
             return None;
@@ -768,8 +744,7 @@ impl Conn {
         Some(true)
     }
 
-    /// Drops `topic` from this connection's list (the topic map is locked).
-    pub(super) fn forget_topic(&self, topic: &str) -> bool {
+    fn forget_topic(&self, topic: &str) -> bool {
         let mut g = self.lock();
         let Some(i) = g.topics.iter().position(|t| &**t == topic) else {
             return false;
@@ -778,15 +753,12 @@ impl Conn {
         true
     }
 
-    /// Whether a publish reaches this connection as the shared unmasked
-    /// frame (not as a record to compress, nor masked per frame).
-    pub(super) fn takes_frames(&self) -> bool {
+    /// Compressing and masking connections frame each message themselves.
+    fn takes_frames(&self) -> bool {
         !self.records && !self.masking
     }
 
-    /// Queues a published message: `frame` (built by the publisher, empty
-    /// unless `takes_frames`) or `payload` as this connection frames it.
-    pub(super) fn offer(&self, frame: &[u8], opcode: OpCode, payload: &[u8]) -> Offer {
+    fn offer(&self, frame: &[u8], opcode: OpCode, payload: &[u8]) -> Offer {
         let mut g = self.lock();
         if !matches!(g.phase, Phase::Open) || g.close_sent || g.overflow {
             return Offer::Closed;

@@ -143,7 +143,7 @@ mod tests {
             info,
             String::new(),
             false,
-            crate::engine::topics::Topics::new(),
+            crate::engine::conn::ConnTopics::new(),
         );
         conn.accept(None).unwrap();
         conn

@@ -11,7 +11,7 @@ use std::time::Duration;
 use atomic_waker::AtomicWaker;
 use tokio::task::JoinHandle;
 
-use super::conn::Conn;
+use super::conn::{Conn, ConnTopics};
 use super::events::{Event, EventQueue, LowData};
 use super::tls::TlsInfo;
 use super::ServerConfig;
@@ -85,9 +85,9 @@ pub struct Server {
     /// `lowError` handler's `disableSSL()` (`true`) or `rejectSSL()`.
     low: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<bool>>>,
     /// Topics of this server's connections (`subscribe`/`publish`).
-    pub topics: Arc<super::topics::Topics>,
-    /// Topics across processes (`backplane` option), once started.
-    pub backplane: std::sync::OnceLock<Arc<super::backplane::Backplane>>,
+    pub topics: Arc<ConnTopics>,
+    /// Called once when the server starts closing (the backplane stops).
+    on_close: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
 }
 
 static NEXT_LOW: AtomicU64 = AtomicU64::new(1);
@@ -128,19 +128,20 @@ impl Server {
             room: tokio::sync::Notify::new(),
             waiting_room: Mutex::new(0),
             low: Mutex::new(HashMap::new()),
-            topics: super::topics::Topics::new(),
-            backplane: std::sync::OnceLock::new(),
+            topics: ConnTopics::new(),
+            on_close: Mutex::new(Vec::new()),
         })
     }
 
-    /// Starts the backplane (`backplane` option); once per server.
-    pub fn start_backplane(
-        self: &Arc<Self>,
-        cfg: super::backplane::BackplaneConfig,
-    ) -> io::Result<()> {
-        let bp = super::backplane::Backplane::start(self, cfg)?;
-        let _ = self.backplane.set(bp);
-        Ok(())
+    /// Runs `hook` when the server starts closing (at once if it has).
+    pub fn on_close(&self, hook: Box<dyn FnOnce() + Send>) {
+        let mut hooks = self.on_close.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_closing() {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(hook);
+        }
     }
 
     /// The accept loop's task, aborted by `close`.
@@ -326,8 +327,9 @@ impl Server {
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(bp) = self.backplane.get() {
-            bp.stop();
+        let hooks = std::mem::take(&mut *self.on_close.lock().unwrap_or_else(|e| e.into_inner()));
+        for hook in hooks {
+            hook();
         }
         let accepting = self
             .accept_task

@@ -12,13 +12,40 @@
 //! then takes the map, so the two never wait on each other.
 //!
 //! Topics belong to a server: connections posted to another thread keep
-//! theirs (the `Conn` and its entries do not move).
+//! theirs (the connection and its entries do not move). The map knows its
+//! subscribers through [`Subscriber`] (the engine's `Conn`), so it can be
+//! tested without sockets.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::conn::{Conn, Offer};
 use crate::protocol::frame::{write_frame, OpCode};
+
+/// What a subscriber did with a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// Over `maxBackpressure`: skipped.
+    Full,
+    /// Not open, or closing.
+    Closed,
+}
+
+/// A connection as the topic map sees it.
+pub trait Subscriber: Send + Sync {
+    fn id(&self) -> u64;
+    /// Adds `topic` to the subscriber's own list (the map is locked):
+    /// `Some(false)` if there already, `None` if it is gone.
+    fn note_topic(&self, topic: &Arc<str>) -> Option<bool>;
+    /// Drops `topic` from its list (the map is locked); false if absent.
+    fn forget_topic(&self, topic: &str) -> bool;
+    /// Takes the shared unmasked frame (rather than the payload to frame
+    /// or compress itself).
+    fn takes_frames(&self) -> bool;
+    /// Queues a published message: `frame` when `takes_frames`, else
+    /// `payload` framed its own way.
+    fn offer(&self, frame: &[u8], opcode: OpCode, payload: &[u8]) -> Offer;
+}
 
 /// What one local publish did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,46 +64,57 @@ pub type Interest = Box<dyn Fn(&Arc<str>, bool) + Send + Sync>;
 /// Carries a publish to the other processes (the backplane).
 pub type Relay = Box<dyn Fn(&str, OpCode, &[u8]) + Send + Sync>;
 
-#[derive(Default)]
-struct Subscribers {
-    list: Vec<Arc<Conn>>,
+struct Subscribers<S> {
+    list: Vec<Arc<S>>,
     /// Where each connection id sits in `list` (swap-remove keeps
     /// unsubscribing O(1) when thousands share a topic).
     at: HashMap<u64, usize>,
 }
 
-impl Subscribers {
+impl<S: Subscriber> Subscribers<S> {
+    fn new() -> Self {
+        Subscribers {
+            list: Vec::new(),
+            at: HashMap::new(),
+        }
+    }
+
     fn remove(&mut self, id: u64) -> bool {
         let Some(i) = self.at.remove(&id) else {
             return false;
         };
         self.list.swap_remove(i);
         if let Some(moved) = self.list.get(i) {
-            self.at.insert(moved.id, i);
+            self.at.insert(moved.id(), i);
         }
         true
     }
 }
 
-#[derive(Default)]
-pub struct Topics {
-    map: Mutex<HashMap<Arc<str>, Subscribers>>,
+type Map<S> = HashMap<Arc<str>, Subscribers<S>>;
+
+pub struct Topics<S> {
+    map: Mutex<Map<S>>,
     interest: OnceLock<Interest>,
     relay: OnceLock<Relay>,
 }
 
-impl std::fmt::Debug for Topics {
+impl<S> std::fmt::Debug for Topics<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Topics").finish_non_exhaustive()
     }
 }
 
-impl Topics {
-    pub fn new() -> Arc<Topics> {
-        Arc::new(Topics::default())
+impl<S: Subscriber> Topics<S> {
+    pub fn new() -> Arc<Topics<S>> {
+        Arc::new(Topics {
+            map: Mutex::new(HashMap::new()),
+            interest: OnceLock::new(),
+            relay: OnceLock::new(),
+        })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Subscribers>> {
+    fn lock(&self) -> MutexGuard<'_, Map<S>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -116,7 +154,7 @@ impl Topics {
 
     /// Adds `conn` under `topic`; `Some(false)` if it was there already,
     /// `None` if the connection is gone (closed or refused).
-    pub(super) fn subscribe(&self, conn: &Arc<Conn>, topic: &str) -> Option<bool> {
+    pub fn subscribe(&self, conn: &Arc<S>, topic: &str) -> Option<bool> {
         let mut map = self.lock();
         let key: Arc<str> = match map.get_key_value(topic) {
             Some((k, _)) => k.clone(),
@@ -126,9 +164,9 @@ impl Topics {
         if !added {
             return Some(false);
         }
-        let subs = map.entry(key.clone()).or_default();
+        let subs = map.entry(key.clone()).or_insert_with(Subscribers::new);
         let first = subs.list.is_empty();
-        subs.at.insert(conn.id, subs.list.len());
+        subs.at.insert(conn.id(), subs.list.len());
         subs.list.push(conn.clone());
         // Told under the map lock, so first and last reach the backplane
         // in the order they happened.
@@ -139,20 +177,15 @@ impl Topics {
     }
 
     /// Removes `conn` from `topic`; false if it was not subscribed.
-    pub(super) fn unsubscribe(&self, conn: &Conn, topic: &str) -> bool {
+    pub fn unsubscribe(&self, conn: &S, topic: &str) -> bool {
         let mut map = self.lock();
         if !conn.forget_topic(topic) {
             return false;
         }
-        self.remove_locked(&mut map, conn.id, topic)
+        self.remove_locked(&mut map, conn.id(), topic)
     }
 
-    fn remove_locked(
-        &self,
-        map: &mut MutexGuard<'_, HashMap<Arc<str>, Subscribers>>,
-        id: u64,
-        topic: &str,
-    ) -> bool {
+    fn remove_locked(&self, map: &mut MutexGuard<'_, Map<S>>, id: u64, topic: &str) -> bool {
         let Some(subs) = map.get_mut(topic) else {
             return false;
         };
@@ -166,7 +199,7 @@ impl Topics {
     }
 
     /// A closed connection leaves every topic in `topics`.
-    pub(super) fn leave_all(&self, id: u64, topics: Vec<Arc<str>>) {
+    pub fn leave_all(&self, id: u64, topics: Vec<Arc<str>>) {
         if topics.is_empty() {
             return;
         }
@@ -207,7 +240,7 @@ impl Topics {
         let mut frame: Vec<u8> = Vec::new();
         let mut done = Published::default();
         for conn in &subs.list {
-            if Some(conn.id) == except {
+            if Some(conn.id()) == except {
                 continue;
             }
             if frame.is_empty() && conn.takes_frames() {
