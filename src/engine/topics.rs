@@ -256,3 +256,189 @@ impl<S: Subscriber> Topics<S> {
         done
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A subscriber that records what it was offered.
+    struct Fake {
+        id: u64,
+        topics: Mutex<Vec<Arc<str>>>,
+        frames: bool,
+        full: AtomicBool,
+        gone: AtomicBool,
+        got: Mutex<Vec<Vec<u8>>>,
+        offers: AtomicUsize,
+    }
+
+    fn fake(id: u64, frames: bool) -> Arc<Fake> {
+        Arc::new(Fake {
+            id,
+            topics: Mutex::new(Vec::new()),
+            frames,
+            full: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+            got: Mutex::new(Vec::new()),
+            offers: AtomicUsize::new(0),
+        })
+    }
+
+    impl Subscriber for Fake {
+        fn id(&self) -> u64 {
+            self.id
+        }
+        fn note_topic(&self, topic: &Arc<str>) -> Option<bool> {
+            if self.gone.load(Ordering::Relaxed) {
+                return None;
+            }
+            let mut t = self.topics.lock().unwrap();
+            if t.contains(topic) {
+                return Some(false);
+            }
+            t.push(topic.clone());
+            Some(true)
+        }
+        fn forget_topic(&self, topic: &str) -> bool {
+            let mut t = self.topics.lock().unwrap();
+            let before = t.len();
+            t.retain(|x| &**x != topic);
+            t.len() < before
+        }
+        fn takes_frames(&self) -> bool {
+            self.frames
+        }
+        fn offer(&self, frame: &[u8], _opcode: OpCode, payload: &[u8]) -> Offer {
+            self.offers.fetch_add(1, Ordering::Relaxed);
+            if self.full.load(Ordering::Relaxed) {
+                return Offer::Full;
+            }
+            let bytes = if self.frames { frame } else { payload };
+            self.got.lock().unwrap().push(bytes.to_vec());
+            Offer::Queued
+        }
+    }
+
+    #[test]
+    fn a_publish_builds_one_frame_for_every_subscriber_but_the_sender() {
+        let topics = Topics::<Fake>::new();
+        let subs: Vec<_> = (1..=4).map(|i| fake(i, i != 4)).collect();
+        for s in &subs {
+            assert_eq!(topics.subscribe(s, "room"), Some(true));
+        }
+        assert_eq!(topics.subscribe(&subs[0], "room"), Some(false));
+        assert_eq!(topics.subscriber_count("room"), 4);
+        let done = topics.publish("room", OpCode::Text, b"hi", Some(2));
+        assert_eq!(
+            done,
+            Published {
+                sent: 3,
+                dropped: 0
+            }
+        );
+        assert_eq!(
+            *subs[0].got.lock().unwrap(),
+            vec![vec![0x81, 2, b'h', b'i']]
+        );
+        assert!(subs[1].got.lock().unwrap().is_empty(), "the sender");
+        assert_eq!(
+            *subs[3].got.lock().unwrap(),
+            vec![b"hi".to_vec()],
+            "frames itself"
+        );
+        assert_eq!(
+            topics.publish("nobody", OpCode::Text, b"x", None),
+            Published::default()
+        );
+    }
+
+    #[test]
+    fn full_subscribers_are_counted_and_skipped_not_waited_for() {
+        let topics = Topics::<Fake>::new();
+        let (a, b) = (fake(1, true), fake(2, true));
+        topics.subscribe(&a, "t");
+        topics.subscribe(&b, "t");
+        a.full.store(true, Ordering::Relaxed);
+        let done = topics.publish("t", OpCode::Binary, &[1, 2, 3], None);
+        assert_eq!(
+            done,
+            Published {
+                sent: 1,
+                dropped: 1
+            }
+        );
+        assert_eq!(b.got.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn interest_hears_the_first_subscriber_and_the_last_leaving_in_order() {
+        let topics = Topics::<Fake>::new();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        topics.set_interest(Box::new(move |t, on| {
+            h.lock().unwrap().push((t.to_string(), on))
+        }));
+        let subs: Vec<_> = (1..=3).map(|i| fake(i, true)).collect();
+        for s in &subs {
+            topics.subscribe(s, "a");
+        }
+        topics.subscribe(&subs[0], "b");
+        assert!(topics.unsubscribe(&subs[1], "a"));
+        assert!(!topics.unsubscribe(&subs[1], "a"));
+        topics.leave_all(1, std::mem::take(&mut *subs[0].topics.lock().unwrap()));
+        assert_eq!(topics.subscriber_count("a"), 1);
+        assert_eq!(topics.subscriber_count("b"), 0);
+        assert!(topics.unsubscribe(&subs[2], "a"));
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [("a", true), ("b", true), ("b", false), ("a", false)]
+                .map(|(t, on)| (t.to_string(), on))
+        );
+        assert!(topics.counts().is_empty());
+    }
+
+    #[test]
+    fn a_gone_subscriber_is_refused_and_removal_keeps_the_index_right() {
+        let topics = Topics::<Fake>::new();
+        let gone = fake(9, true);
+        gone.gone.store(true, Ordering::Relaxed);
+        assert_eq!(topics.subscribe(&gone, "t"), None);
+        assert_eq!(topics.subscriber_count("t"), 0);
+        // Swap-removal from the middle, then every other one still reached once.
+        let subs: Vec<_> = (1..=50).map(|i| fake(i, true)).collect();
+        for s in &subs {
+            topics.subscribe(s, "t");
+        }
+        for s in subs.iter().filter(|s| s.id % 3 == 0) {
+            assert!(topics.unsubscribe(s, "t"));
+        }
+        topics.publish("t", OpCode::Text, b"x", None);
+        for s in &subs {
+            let want = usize::from(s.id % 3 != 0);
+            assert_eq!(
+                s.offers.load(Ordering::Relaxed),
+                want,
+                "subscriber {}",
+                s.id
+            );
+        }
+    }
+
+    #[test]
+    fn the_relay_hears_publishes_unless_local() {
+        let topics = Topics::<Fake>::new();
+        let relayed = Arc::new(Mutex::new(Vec::new()));
+        let r = relayed.clone();
+        topics.set_relay(Box::new(move |t, _op, p| {
+            r.lock().unwrap().push((t.to_string(), p.to_vec()))
+        }));
+        topics.publish_out("t", OpCode::Text, b"out", None, false);
+        topics.publish_out("t", OpCode::Text, b"here", None, true);
+        assert_eq!(
+            *relayed.lock().unwrap(),
+            vec![("t".to_string(), b"out".to_vec())]
+        );
+    }
+}
