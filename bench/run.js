@@ -16,16 +16,25 @@
 //   BENCH_JSON     also write every run's raw result to this file
 //   BENCH_SERVER_CPUS / BENCH_LOADGEN_CPUS  taskset lists (default 0 and 1)
 //   BENCH_BASE     another built checkout of sack, run as `sack-base` (before/after)
+//   BENCH_FANOUT_CONNS      subscribers of the fanout test (default 10000, over 100 topics)
+//   BENCH_BACKPLANE_CONNS   subscribers of the backplane test (default 25)
+//   BENCH_BACKPLANE_RATE    its publishes per second (default 50000)
+//   BENCH_REDIS_SERVER      the redis-server binary (default: redis-server on PATH)
+//   BENCH_REDIS_CPUS        its taskset list (default: BENCH_SERVER_CPUS, with the publisher)
 //
 // Tests marked `deflate` (permessage-deflate echo) run only on the servers
 // marked `deflate`, started with DEFLATE=1; tests marked `tls` only on the
-// servers marked `tls`.
+// servers marked `tls`. Tests marked `fanout` (topics, one publisher, many
+// subscribers) run on the servers with a `fanout` script; tests marked
+// `backplane` on the servers marked `backplane` (two sack processes and a
+// Redis).
 //
 // Only loopback traffic: every server binds 127.0.0.1 on an ephemeral port
 // and the generator refuses any other address. Every run is bounded in time.
 
 const { spawn, spawnSync, execFileSync } = require('child_process');
 const fs = require('fs');
+const net = require('net');
 const os = require('os');
 const path = require('path');
 
@@ -42,8 +51,14 @@ const SECONDS = numEnv('BENCH_SECONDS', 5, 0.2, 120);
 const WARMUP = numEnv('BENCH_WARMUP', 1, 0, 30);
 const CONNECT_CONNS = intEnv('BENCH_CONNECT_CONNS', 10000, 1, 1000000);
 const CONNECT_CONCURRENCY = intEnv('BENCH_CONNECT_CONCURRENCY', 100, 1, 100000);
+const FANOUT_CONNS = intEnv('BENCH_FANOUT_CONNS', 10000, 100, 1000000);
+const BACKPLANE_CONNS = intEnv('BENCH_BACKPLANE_CONNS', 25, 1, 100000);
+const BACKPLANE_RATE = intEnv('BENCH_BACKPLANE_RATE', 50000, 1, 10000000);
+const REDIS_SERVER = env.BENCH_REDIS_SERVER || 'redis-server';
 const SERVER_CPUS = env.BENCH_SERVER_CPUS || '0';
 const LOADGEN_CPUS = env.BENCH_LOADGEN_CPUS || '1';
+// The backplane rows' redis-server (default: with the publisher, A).
+const REDIS_CPUS = env.BENCH_REDIS_CPUS || SERVER_CPUS;
 const OUT = path.resolve(env.BENCH_OUT || path.join(ROOT, 'BENCHMARKS.md'));
 
 // Pinned versions of the comparison servers (overridable).
@@ -65,11 +80,31 @@ const UWS_CANDIDATES = [
 // 1, 2, 4 worker threads), add an entry with its own env, e.g.
 //   { name: 'sack-w2', script: 'sack-echo.js', env: { SACK_WORKERS: '2' }, cpus: '0' },
 // `cpus` (taskset list) defaults to BENCH_SERVER_CPUS.
+//
+// `fanout`: the server's script (and environment) for the fanout tests,
+// run by the same program as its echo script (node, or bun). A server
+// with `fanoutOnly` runs the fanout tests only; one with `backplane` the
+// backplane tests only.
 const SERVERS = [
-  { name: 'sack', deflate: true, script: 'sack-echo.js', prepare: () => nodeServer('sack-echo.js', `sack ${pkgVersion(ROOT)} (this repo)`) },
+  {
+    name: 'sack',
+    deflate: true,
+    script: 'sack-echo.js',
+    fanout: { script: 'sack-fanout.js', env: { FANOUT_MODE: 'engine' } },
+    prepare: () => nodeServer('sack-echo.js', `sack ${pkgVersion(ROOT)} (this repo)`),
+  },
   // Before/after in one run: BENCH_BASE names another built checkout of
   // sack (e.g. a `git worktree` of the commit before a change).
-  { name: 'sack-base', deflate: true, script: 'sack-echo.js', prepare: prepareBase('sack-echo.js') },
+  { name: 'sack-base', deflate: true, script: 'sack-echo.js', fanout: { script: 'sack-fanout.js', env: { FANOUT_MODE: 'engine' } }, prepare: prepareBase('sack-echo.js') },
+  // Fan-out the way before topics: a Set of connections per topic in JS
+  // and ws.send() to each (fanout tests only).
+  {
+    name: 'sack-jsloop',
+    fanoutOnly: true,
+    script: 'sack-fanout.js',
+    fanout: { script: 'sack-fanout.js', env: { FANOUT_MODE: 'jsloop' } },
+    prepare: () => nodeServer('sack-fanout.js', `sack ${pkgVersion(ROOT)} (this repo), ws.send() over a Set per topic in JS`),
+  },
   // sack attached to an Express app on Node's http.Server (handleUpgrade):
   // the same echo once the engine has taken the connection over.
   {
@@ -78,7 +113,13 @@ const SERVERS = [
     prepare: () =>
       nodeServer('sack-express-echo.js', `sack ${pkgVersion(ROOT)} behind express ${pkgVersion(path.join(ROOT, 'node_modules', 'express'))} (handleUpgrade)`),
   },
-  { name: 'ws', deflate: true, script: 'ws-echo.js', prepare: () => nodeServer('ws-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))}`) },
+  {
+    name: 'ws',
+    deflate: true,
+    script: 'ws-echo.js',
+    fanout: { script: 'ws-fanout.js' },
+    prepare: () => nodeServer('ws-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))}`),
+  },
   // TLS rows (tests with `tls`): the same echoes over TLS 1.3, with a
   // certificate made for the run. `ws-tls` is `ws` on Node's https.Server.
   { name: 'sack-tls', tls: true, script: 'sack-tls-echo.js', prepare: () => nodeServer('sack-tls-echo.js', `sack ${pkgVersion(ROOT)} with cert/key (rustls)`) },
@@ -88,8 +129,8 @@ const SERVERS = [
     script: 'ws-tls-echo.js',
     prepare: () => nodeServer('ws-tls-echo.js', `ws ${pkgVersion(path.join(ROOT, 'node_modules', 'ws'))} on Node's https.Server`),
   },
-  { name: 'bun', deflate: true, script: 'bun-echo.js', prepare: prepareBun },
-  { name: 'uws', deflate: true, script: 'uws-echo.js', prepare: prepareUws },
+  { name: 'bun', deflate: true, script: 'bun-echo.js', fanout: { script: 'bun-fanout.js' }, prepare: prepareBun },
+  { name: 'uws', deflate: true, script: 'uws-echo.js', fanout: { script: 'uws-fanout.js' }, prepare: prepareUws },
   // Issue 5's row: the same echo served by 1, 2 and 4 worker threads (the
   // main thread only listens and posts). Same one server core as the others.
   ...[1, 2, 4].map((n) => ({
@@ -98,6 +139,19 @@ const SERVERS = [
     prepare: () => {
       const p = nodeServer('sack-workers-echo.js', `sack ${pkgVersion(ROOT)}, ${n} worker thread${n > 1 ? 's' : ''}`);
       p.env = { SACK_WORKERS: String(n) };
+      return p;
+    },
+  })),
+  // The backplane tests: two sack processes with the same Redis backplane
+  // (a redis-server started per run), in Redis Pub/Sub mode or in history
+  // mode (a Lua script and a Redis Stream per topic).
+  ...['pubsub', 'history'].map((mode) => ({
+    name: `sack-${mode}`,
+    backplane: true,
+    script: 'sack-backplane.js',
+    prepare: () => {
+      const p = nodeServer('sack-backplane.js', `sack ${pkgVersion(ROOT)}, backplane mode '${mode}', ${redisVersion()}`);
+      p.env = { BACKPLANE_MODE: mode };
       return p;
     },
   })),
@@ -226,6 +280,54 @@ const TESTS = [
     args: { mode: 'echo', conns: 1, depth: 1, size: 32, type: 'text', spin: 1 },
     metrics: [{ key: 'p50_us', unit: 'µs p50', higher: false }],
   },
+  // Topics, fan-out in one process (servers with `fanout`): the generator
+  // holds `conns` subscribers over 100 topics (path /sub/<n>; the server
+  // subscribes each in its open handler) and one control connection
+  // (/ctl). On `go` the server publishes 100-byte text messages to the
+  // topics round-robin, `rounds` messages per topic per event-loop turn
+  // (setImmediate), putting a turn off by 1 ms while the subscriber it
+  // samples has over 16 KiB queued (bench/servers/fanout-common.js). The
+  // generator reads everything, checks every frame (size, topic, sequence)
+  // and counts frames received in the measured window; after `stop` it
+  // reads the rest and compares with what the server published.
+  // rounds 1: every subscriber gets one message per turn, so a server that
+  // writes from the JS thread makes one write(2) per frame; rounds 10: ten
+  // per subscriber per turn, which such a server can put in one write.
+  {
+    id: 'fanout-10k',
+    title: null, // set below: depends on the connection count
+    fanout: true,
+    args: { mode: 'fanout', conns: FANOUT_CONNS, topics: 100, size: 100, rounds: 1 },
+    metrics: [{ key: 'frames_per_s', unit: 'frames/s delivered', higher: true, perCpu: 'frames' }],
+  },
+  {
+    id: 'fanout-10k-x10',
+    title: null,
+    fanout: true,
+    args: { mode: 'fanout', conns: FANOUT_CONNS, topics: 100, size: 100, rounds: 10 },
+    metrics: [{ key: 'frames_per_s', unit: 'frames/s delivered', higher: true, perCpu: 'frames' }],
+  },
+  // Topics across processes (servers with `backplane`): a redis-server
+  // (persistence off) and two sack processes with the same backplane; the
+  // generator's subscribers on one (B), its control connection on the
+  // other (A), which publishes paced 100-byte messages stamped with
+  // process.hrtime (CLOCK_MONOTONIC). Latency: stamp → the generator's
+  // read of the frame (A's publish call, A's engine, Redis, B's engine,
+  // B's write, loopback). Placement: A and Redis share the server core,
+  // B the generator's core.
+  {
+    id: 'backplane-latency',
+    title: `backplane: ${BACKPLANE_RATE.toLocaleString('en-US')} msgs/s of 100 B published on process A, ${BACKPLANE_CONNS} subscribers on process B, Redis between`,
+    backplane: true,
+    args: { mode: 'backplane', conns: BACKPLANE_CONNS, rate: BACKPLANE_RATE, size: 100 },
+    metrics: [
+      { key: 'p50_us', unit: 'µs p50 publish → received', higher: false },
+      { key: 'p99_us', unit: 'µs p99 publish → received', higher: false },
+      { key: 'lost_pct', unit: '% of messages lost', higher: false },
+      { key: 'redis_cpu_pct', unit: '% of a core, Redis', higher: false },
+      { key: 'frames_per_s', unit: 'frames/s delivered (per CPU-s of A + B)', higher: true, perCpu: 'frames' },
+    ],
+  },
 ];
 
 // ---------------------------------------------------------------- helpers
@@ -266,6 +368,28 @@ function prepareBase(script) {
 
 function nodeServer(script, version) {
   return { cmd: [process.execPath, path.join(BENCH, 'servers', script)], env: {}, version };
+}
+
+// How to start a server for the fanout tests: its `fanout` script, run by
+// the program of its echo script (node or bun), with the same environment.
+function fanoutPrep(server, prep) {
+  return {
+    ...prep,
+    cmd: [...prep.cmd.slice(0, -1), path.join(BENCH, 'servers', server.fanout.script)],
+    env: { ...prep.env, ...(server.fanout.env || {}) },
+  };
+}
+
+// The backplane tests need a redis-server here (started per run).
+function redisVersion() {
+  let v;
+  try {
+    v = sh(REDIS_SERVER, ['--version']);
+  } catch (e) {
+    throw new Error(`no ${REDIS_SERVER} to run (${e.code || lastLines(String(e.stderr || e.message), 1)}); install redis-server or set BENCH_REDIS_SERVER`);
+  }
+  const m = /v=(\S+)/.exec(v);
+  return `redis-server ${m ? m[1] : v}`;
 }
 
 function sh(cmd, args, opts = {}) {
@@ -457,17 +581,94 @@ function startServer(server, prep, extraEnv = {}) {
       if (out.length > 65536) out = out.slice(-8192);
       const m = /^LISTENING (\d+)\s*$/m.exec(out);
       if (m) finish(null, Number(m[1]));
+      // A server that cannot run this test says why and exits.
+      const skip = /^SKIP (.*)$/m.exec(out);
+      if (skip) finish(Object.assign(new Error(skip[1].trim()), { skip: true }));
     });
     child.stderr.on('data', (d) => {
       err += d;
       if (err.length > 65536) err = err.slice(-8192);
     });
     child.on('error', (e) => finish(e));
-    child.on('exit', (code, sig) => {
+    child.on('exit', () => {
       child.exited = true;
+    });
+    // After its output is read (a SKIP line comes before the exit).
+    child.on('close', (code, sig) => {
       finish(new Error(`exited (${sig || code}) before listening; stderr: ${lastLines(err)}`));
     });
   });
+}
+
+// A free loopback port (for redis-server, which cannot be given port 0).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Whether a Redis answers PING on `port` (within 500 ms).
+function redisPing(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = '';
+    const done = (ok) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(ok);
+    };
+    const t = setTimeout(() => done(false), 500);
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+    });
+    s.on('error', () => done(false));
+  });
+}
+
+// A redis-server for one backplane run: loopback, a free port, no
+// persistence (no RDB snapshots, no AOF), pinned to BENCH_REDIS_CPUS
+// (default: with the publishing process, BENCH_SERVER_CPUS). Resolves { child, port, pid } once it
+// answers PING (at most 5 s; three tries, in case the port was taken).
+async function startRedis() {
+  let last = '';
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const port = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sack-bench-redis-'));
+    const argv = pinned(REDIS_CPUS, NOFILE, [
+      REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes',
+      '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--logfile', '',
+    ]);
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    track(child);
+    let out = '';
+    const keep = (d) => {
+      out += d;
+      if (out.length > 65536) out = out.slice(-8192);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.on('error', (e) => keep(`\n${e.message}`));
+    child.on('exit', () => {
+      child.exited = true;
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    const until = Date.now() + 5000;
+    while (Date.now() < until && !child.exited) {
+      if (await redisPing(port)) return { child, port, pid: child.pid };
+      await delay(50);
+    }
+    last = lastLines(out, 3) || 'no answer to PING within 5 s';
+    await stopServer(child);
+  }
+  throw new Error(`redis-server did not start: ${last}`);
 }
 
 async function stopServer(child) {
@@ -506,12 +707,18 @@ function runLoadgen(args, timeoutS) {
   });
 }
 
+function serverFailed(e) {
+  return e.skip ? { ok: false, skipped: e.message, error: `skipped: ${e.message}` } : { ok: false, error: `server: ${e.message}` };
+}
+
 async function runOne(server, prep, test) {
+  if (test.backplane) return runBackplane(server, prep, test);
   let srv;
   try {
-    srv = await startServer(server, prep, test.deflate ? { DEFLATE: '1' } : {});
+    const extra = test.deflate ? { DEFLATE: '1' } : test.fanout ? { FANOUT_ROUNDS: String(test.args.rounds) } : {};
+    srv = await startServer(server, test.fanout ? fanoutPrep(server, prep) : prep, extra);
   } catch (e) {
-    return { ok: false, error: `server: ${e.message}` };
+    return serverFailed(e);
   }
   const a = test.args;
   const args = [a.mode, '--host', '127.0.0.1', '--port', String(srv.port), '--pid', String(srv.pid)];
@@ -524,6 +731,10 @@ async function runOne(server, prep, test) {
     if (a.deflate) args.push('--deflate', '1');
     if (a.rss) args.push('--rss', '1');
     timeoutS = WARMUP + SECONDS + 60;
+  } else if (a.mode === 'fanout') {
+    args.push('--conns', a.conns, '--topics', a.topics, '--size', a.size, '--seconds', SECONDS, '--warmup', WARMUP);
+    args.push('--concurrency', 100, '--timeout', 120);
+    timeoutS = 120 + WARMUP + SECONDS + 60;
   } else {
     args.push('--conns', a.conns, '--concurrency', a.concurrency, '--hold', a.hold, '--timeout', 120);
     if (a.tls) args.push('--tls', a.tls);
@@ -538,11 +749,57 @@ async function runOne(server, prep, test) {
   return r;
 }
 
+// One backplane run: a fresh redis-server, then process B (the
+// subscribers' server, pinned with the generator: BENCH_LOADGEN_CPUS) and
+// process A (the publisher, pinned with Redis: BENCH_SERVER_CPUS), both
+// with backplane redis://127.0.0.1:<port>. The generator's JSON has B's
+// CPU as server_cpu, A's as pub_cpu, Redis's as redis_cpu; the row's
+// server CPU is A + B (sub_cpu keeps B's).
+async function runBackplane(server, prep, test) {
+  const a = test.args;
+  const started = [];
+  const stopAll = () => Promise.all(started.map((c) => stopServer(c)));
+  let redis, A, B;
+  try {
+    redis = await startRedis();
+    started.push(redis.child);
+    const extra = { BACKPLANE_URL: `redis://127.0.0.1:${redis.port}` };
+    B = await startServer({ ...server, cpus: LOADGEN_CPUS }, prep, extra);
+    started.push(B.child);
+    A = await startServer({ ...server, cpus: SERVER_CPUS }, prep, extra);
+    started.push(A.child);
+  } catch (e) {
+    await stopAll();
+    return serverFailed(e);
+  }
+  const args = ['backplane', '--host', '127.0.0.1', '--port', B.port, '--pub-port', A.port, '--pid', B.pid, '--pub-pid', A.pid];
+  args.push('--redis-pid', redis.pid, '--conns', a.conns, '--rate', a.rate, '--size', a.size, '--seconds', SECONDS, '--warmup', WARMUP, '--timeout', 60);
+  const r = await runLoadgen(args.map(String), 60 + WARMUP + SECONDS + 60);
+  for (const [name, p] of [['publisher (A)', A], ['subscribers\' server (B)', B], ['redis-server', redis]]) {
+    if (p.child.exited) {
+      r.ok = false;
+      r.error = `${r.error ? r.error + '; ' : ''}${name} exited during the run`;
+    }
+  }
+  if (r.ok) {
+    r.sub_cpu = r.server_cpu;
+    r.server_cpu = (r.server_cpu || 0) + (r.pub_cpu || 0);
+    r.redis_cpu_pct = r.redis_cpu * 100;
+  }
+  await stopAll();
+  return r;
+}
+
 // ---------------------------------------------------------------- report
 
 // Whether `test` runs on server `s`: TLS tests on the TLS servers, the
-// others on the rest; deflate tests only on servers that can deflate.
+// others on the rest; deflate tests only on servers that can deflate;
+// fanout tests on the servers with a fanout script, backplane tests on the
+// backplane servers (which run nothing else, as the fanout-only ones).
 function applies(s, test) {
+  if (test.fanout) return !!s.fanout;
+  if (test.backplane) return !!s.backplane;
+  if (s.fanoutOnly || s.backplane) return false;
   return !s.tls === !test.tls && (!test.deflate || s.deflate === true);
 }
 
@@ -579,6 +836,8 @@ function buildRows(results, servers, tests) {
         const row = { test: test.title, metric, server: s.name, runs: `${ok.length}/${all.length}` };
         if (!ok.length) {
           const firstErr = all.find((r) => r.error);
+          const skipped = all.find((r) => r.skipped);
+          if (skipped) row.skipped = skipped.skipped;
           row.failed = firstErr ? firstErr.error : 'no run';
           rows.push(row);
           continue;
@@ -596,6 +855,10 @@ function buildRows(results, servers, tests) {
         row.otherCpu = median(ok.map((r) => r.other_cpu).filter(Number.isFinite));
         if (metric.key === 'bytes_per_conn') {
           row.lat = `RSS ${fmt(median(ok.map((r) => r.rss_before_kb / 1024)))} → ${fmt(median(ok.map((r) => r.rss_after_kb / 1024)))} MiB`;
+        } else if (test.backplane) {
+          row.lat = `${fmt(median(ok.map((r) => r.p50_us)))} / ${fmt(median(ok.map((r) => r.p99_us)))}`;
+        } else if (test.fanout) {
+          row.lat = '—';
         } else if (test.args.mode === 'echo') {
           row.lat = `${fmt(median(ok.map((r) => r.p50_us)))} / ${fmt(median(ok.map((r) => r.p99_us)))}`;
         } else if (metric.key === 'handshakes_per_s') {
@@ -606,6 +869,21 @@ function buildRows(results, servers, tests) {
         const notes = [];
         // What the server accepted of the generator's deflate offer.
         if (test.deflate && metric === test.metrics[0]) notes.push(`negotiated: ${ok[0].extension || 'nothing'}`);
+        // Messages that never arrived (over all runs), and what the
+        // server said it dropped (sack: subscribers over maxBackpressure).
+        if (test.fanout) {
+          const lost = ok.reduce((x, r) => x + r.lost, 0);
+          const expected = ok.reduce((x, r) => x + r.expected, 0);
+          const dropped = ok.reduce((x, r) => x + r.server_dropped, 0);
+          notes.push(lost ? `lost ${lost.toLocaleString('en-US')} of ${expected.toLocaleString('en-US')} frames` : `none of ${expected.toLocaleString('en-US')} frames lost`);
+          if (dropped) notes.push(`server dropped ${dropped.toLocaleString('en-US')}`);
+        }
+        if (test.backplane && metric === test.metrics[0]) {
+          const m = (k) => median(ok.map((r) => r[k]));
+          notes.push(`CPU: A ${pct(m('pub_cpu'))}, B ${pct(m('sub_cpu'))}, Redis ${pct(m('redis_cpu'))}`);
+          const got = m('msgs_per_s');
+          if (got < 0.97 * test.args.rate) notes.push(`B received ${fmt(got)} msgs/s per subscriber: behind the publisher`);
+        }
         if (row.genCpu > 0.9 && !test.args.spin) notes.push('generator near saturation');
         if (row.otherCpu > 0.25) notes.push(`other load on the machine: ${pct(row.otherCpu)} of a core`);
         if (notes.length) row.note = notes.join('; ');
@@ -628,6 +906,10 @@ function table(rows) {
     const label = r.test === prev ? '' : r.test;
     prev = r.test;
     const unit = `${r.metric.unit}${r.metric.higher ? '' : ' (lower is better)'}`;
+    if (r.skipped) {
+      lines.push(`| ${label} | ${unit} | ${r.server} | SKIPPED | ${r.skipped.replace(/\|/g, '/').slice(0, 200)} | | | | | | | ${r.runs} |`);
+      continue;
+    }
     if (r.failed) {
       lines.push(`| ${label} | ${unit} | ${r.server} | FAILED | ${r.failed.replace(/\|/g, '/').slice(0, 200)} | | | | | | | ${r.runs} |`);
       continue;
@@ -692,6 +974,9 @@ async function main() {
     PIN = false;
     pinNote = 'not pinned: fewer than 2 CPUs';
   }
+  if (PIN && tests.some((t) => t.backplane)) {
+    pinNote += `; backplane rows: publisher process A \`taskset -c ${SERVER_CPUS}\`, redis-server \`taskset -c ${REDIS_CPUS}\`, subscribers' process B with the generator \`taskset -c ${LOADGEN_CPUS}\` (four processes on two cores: none has a core of its own)`;
+  }
 
   // Open files: the connect test needs conns + margin in both processes.
   const nf = nofileLimit();
@@ -705,6 +990,17 @@ async function main() {
     connectTest.args.conns = n;
   }
   connectTest.title = `connect ${connectTest.args.conns.toLocaleString('en-US')} conns, ${connectTest.args.concurrency} at a time, held idle`;
+  // The fanout tests: subscribers + the control connection, whole topics.
+  if (FANOUT_CONNS + 1 + 256 > NOFILE) {
+    const n = Math.max(100, Math.floor((NOFILE - 257) / 100) * 100);
+    connNote += `; fanout tests reduced from ${FANOUT_CONNS} to ${n} subscribers to fit`;
+    console.log(`note: fanout tests reduced from ${FANOUT_CONNS} to ${n} subscribers to fit ulimit -n ${NOFILE}`);
+    for (const t of TESTS.filter((t) => t.fanout)) t.args.conns = n;
+  }
+  for (const t of TESTS.filter((t) => t.fanout)) {
+    const a = t.args;
+    t.title = `fan-out: ${a.conns.toLocaleString('en-US')} subscribers over ${a.topics} topics, ${a.size} B text, published as fast as the server can, ${a.rounds} message${a.rounds > 1 ? 's' : ''} per topic per event-loop turn`;
+  }
 
   // Build the generator (its own workspace and target dir).
   console.log('building bench/loadgen (cargo build --release) …');
@@ -741,7 +1037,7 @@ async function main() {
     process.exit(1);
   }
 
-  const perRun = (t) => (t.args.mode === 'echo' ? WARMUP + SECONDS + 0.6 + (t.args.rss ? 0.3 : 0) : 4);
+  const perRun = (t) => (t.args.mode === 'echo' ? WARMUP + SECONDS + 0.6 + (t.args.rss ? 0.3 : 0) : t.args.mode === 'connect' ? 4 : WARMUP + SECONDS + 4);
   const estimate = tests.reduce((acc, t) => acc + perRun(t) * REPS * servers.filter((s) => applies(s, t)).length, 0);
   // A certificate for the TLS servers, made for this run.
   if (servers.some((s) => s.tls)) {
@@ -803,7 +1099,7 @@ async function main() {
     '',
     '## Servers',
     '',
-    ...servers.map((s) => `- **${s.name}**: ${s.prep.version} — bench/servers/${s.script}`),
+    ...servers.map((s) => `- **${s.name}**: ${s.prep.version} — bench/servers/${s.script}${s.fanout && s.fanout.script !== s.script ? ` (fan-out rows: ${s.fanout.script})` : ''}`),
     ...skipped.map((s) => `- **${s.name}**: skipped — ${s.reason}`),
     '',
     '## Results',
@@ -820,6 +1116,8 @@ async function main() {
     '- **Latency row**: one connection, one message at a time; the generator busy-polls (so its Gen CPU is 100 % by design) and the time is the server\'s wake-up, its work and the loopback round trip.',
     '- **B RSS / idle conn**: (VmRSS after all connections are open and held idle 2 s − VmRSS before the first) ÷ connections.',
     '- **One frame / many frames per write**: the generator writes each frame with a write(2) of its own (`--writes per-frame`), or every frame due on a connection in one write (`--writes batched`, its default); the same messages, but in the first case the server receives more, smaller segments and wakes up more often.',
+    '- **fan-out rows**: the generator holds the subscribers (connection i on topic i mod 100, path `/sub/<topic>`, subscribed by the server in its open handler) and one control connection; on `go` the server publishes 100-byte text messages to the topics round-robin, 1 (or 10) message(s) per topic per event-loop turn (`setImmediate`), and puts a turn off by 1 ms (`setTimeout`) while the subscriber it samples (the first of each topic in turn) has over 16 KiB queued (`bufferedAmount`, uWS/Bun `getBufferedAmount()`), so nothing queues without bound. The same JS drives every server (bench/servers/fanout-common.js); only the publish differs: `server.publish` (sack), a `Set` per topic and `ws.send` to each (sack-jsloop, ws: the message made a `Buffer` once per publish), `app.publish` (uws), `server.publish` (bun). With 1 message per topic per turn every subscriber gets one frame per turn, and a server that writes from its JS thread makes one write(2) per frame; with 10, it can put ten frames in one write; sack\'s engine writes from its own thread, so frames published while it writes go out together either way. **frames/s delivered**: text frames the generator received and checked (size, topic, a per-topic sequence number) in the measured window; **Per server CPU-s**: frames per second of server CPU. After the window the generator asks the server to stop, reads the rest and compares with what was published: the Runs column says what was lost.',
+    '- **backplane rows**: a redis-server (loopback, free port, `--save \'\' --appendonly no`) and two sack processes with `backplane: { url, mode }`. Process A publishes 100-byte messages to one topic at the given rate (a 1 ms timer; each tick publishes what is due, each message stamped with `process.hrtime.bigint()` just before its `server.publish`); the generator\'s subscribers are on process B. **Latency**: the generator\'s CLOCK_MONOTONIC when the read that brought the frame returned − the stamp (the same clock: Node\'s hrtime is CLOCK_MONOTONIC on Linux; a stamp ahead of the generator\'s clock fails the run). It is publish call → A\'s engine → Redis → B\'s engine → B\'s write → loopback → read, so it includes queueing in both sack processes, in Redis and in the kernel. **Lost**: messages published after a subscriber\'s first one that never reached it. **Server CPU**: A + B; A, B and Redis each in the Runs column; Redis\'s own CPU is a row. Pinning: see Machine; with four processes on two cores, every hop may wait for a core.',
     '- **permessage-deflate rows**: servers started with `DEFLATE=1` (each with its own defaults; the negotiated extension is in the Runs column). The generator offers `permessage-deflate; client_max_window_bits` as browsers do, compresses each 4 KiB JSON message (different per message) at level 6 with context takeover, inflates every echo and compares it. **payload ÷ wire bytes**: message bytes ÷ bytes written and read on the sockets (frame headers included), both directions. **B RSS / active deflate conn**: (VmRSS at the end of the measured window, every connection open and busy − VmRSS before the first connection) ÷ connections; at 64 connections the fixed costs of a busy server weigh in, the 1,000-connection row is closer to the per-connection state.',
     '',
     '## Method',

@@ -7,6 +7,11 @@
 //!            percentiles, the generator's and the server's CPU share.
 //!   connect  N connections opened at concurrency K, held idle; reports
 //!            handshakes/s and the server's RSS growth per idle connection.
+//!   fanout   N subscribers over T topics; the server publishes as fast as
+//!            it can; reports frames received/s and losses (fanout.rs).
+//!   backplane  N subscribers on one process, a paced publisher on another
+//!            (Redis between them); reports publish-to-receive latency,
+//!            losses, and the CPU of both processes and Redis (fanout.rs).
 //!
 //! `--tls full|resume` speaks TLS 1.3 (rustls) to the server: full
 //! handshakes every time, or sessions resumed by ticket after the first.
@@ -32,6 +37,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod fanout;
 
 // RFC 6455 §1.3's example key; the Accept value for it is fixed.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -69,11 +76,19 @@ struct Args {
     /// "" (plain), "full" (TLS, every handshake full) or "resume" (TLS,
     /// sessions resumed by ticket).
     tls: String,
+    /// fanout: topics the subscribers are spread over.
+    topics: usize,
+    /// backplane: messages per second the publisher is asked for.
+    rate: u64,
+    /// backplane: the publishing process's port and pid, and Redis's pid.
+    pub_port: u16,
+    pub_pid: Option<u32>,
+    redis_pid: Option<u32>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  sack-loadgen echo --port P [--host 127.0.0.1] [--pid SERVER_PID] [--conns 64] [--depth 16]\n               [--size 32] [--type text|binary|json] [--seconds 5] [--warmup 1] [--timeout 30] [--stall 5]\n               [--spin 0|1]  (1: poll without sleeping, for latency runs) [--tls full|resume]\n               [--writes batched|per-frame] [--deflate 0|1] [--rss 0|1]\n  sack-loadgen connect --port P [--pid SERVER_PID] [--conns 10000] [--concurrency 100] [--hold 2] [--timeout 120] [--tls full|resume]"
+        "usage:\n  sack-loadgen echo --port P [--host 127.0.0.1] [--pid SERVER_PID] [--conns 64] [--depth 16]\n               [--size 32] [--type text|binary|json] [--seconds 5] [--warmup 1] [--timeout 30] [--stall 5]\n               [--spin 0|1]  (1: poll without sleeping, for latency runs) [--tls full|resume]\n               [--writes batched|per-frame] [--deflate 0|1] [--rss 0|1]\n  sack-loadgen connect --port P [--pid SERVER_PID] [--conns 10000] [--concurrency 100] [--hold 2] [--timeout 120] [--tls full|resume]\n  sack-loadgen fanout --port P [--pid SERVER_PID] [--conns 10000] [--topics 100] [--size 100] [--seconds 5] [--warmup 1] [--concurrency 100]\n  sack-loadgen backplane --port B --pub-port A [--pid B_PID] [--pub-pid A_PID] [--redis-pid PID] [--conns 100] [--rate 50000] [--size 100] [--seconds 5] [--warmup 1]"
     );
     std::process::exit(2)
 }
@@ -81,7 +96,7 @@ fn usage() -> ! {
 fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     let mode = it.next().unwrap_or_else(|| usage());
-    if mode != "echo" && mode != "connect" {
+    if !matches!(mode.as_str(), "echo" | "connect" | "fanout" | "backplane") {
         usage();
     }
     let mut a = Args {
@@ -106,7 +121,17 @@ fn parse_args() -> Args {
         stall: 5.0,
         spin: false,
         tls: String::new(),
+        topics: 100,
+        rate: 50_000,
+        pub_port: 0,
+        pub_pid: None,
+        redis_pid: None,
     };
+    if mode == "fanout" || mode == "backplane" {
+        a.size = 100;
+        a.conns = if mode == "fanout" { 10_000 } else { 100 };
+        a.timeout = 120.0;
+    }
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| usage());
         let num = |v: &str| -> f64 {
@@ -148,11 +173,16 @@ fn parse_args() -> Args {
             "--stall" => a.stall = num(&v),
             "--spin" => a.spin = v == "1" || v == "true",
             "--tls" if v == "full" || v == "resume" => a.tls = v,
+            "--topics" => a.topics = num(&v) as usize,
+            "--rate" => a.rate = num(&v) as u64,
+            "--pub-port" => a.pub_port = num(&v) as u16,
+            "--pub-pid" => a.pub_pid = Some(num(&v) as u32),
+            "--redis-pid" => a.redis_pid = Some(num(&v) as u32),
             _ => usage(),
         }
     }
-    if a.port == 0 || a.conns == 0 || a.depth == 0 || a.size == 0 || a.concurrency == 0 {
-        eprintln!("port, conns, depth, size and concurrency must be > 0");
+    if a.port == 0 || a.conns == 0 || a.depth == 0 || a.size == 0 || a.concurrency == 0 || a.rate == 0 || a.topics == 0 {
+        eprintln!("port, conns, depth, size, concurrency, rate and topics must be > 0");
         std::process::exit(2)
     }
     // Loopback only: this tool never sends traffic off the machine.
@@ -1742,6 +1772,8 @@ fn main() {
     raise_nofile();
     match a.mode.as_str() {
         "echo" => run_echo(&a),
+        "fanout" => fanout::run_fanout(&a),
+        "backplane" => fanout::run_backplane(&a),
         _ => run_connect(&a),
     }
 }
