@@ -51,8 +51,9 @@ pub(super) struct Core {
     pub(super) max_payload: usize,
     /// permessage-deflate, when agreed: incoming and (unless
     /// `perMessageDeflateAllow`) outgoing.
-    pub(super) inflater: Option<Inflater>,
-    pub(super) deflater: Option<Deflater>,
+    /// (Boxed: most connections have neither, and would carry ~340 bytes.)
+    pub(super) inflater: Option<Box<Inflater>>,
+    pub(super) deflater: Option<Box<Deflater>>,
     pub(super) threshold: usize,
     /// A message inflating over several turns.
     /// (Boxed: rare, and every idle connection would carry its size.)
@@ -84,7 +85,7 @@ impl Core {
         let max_payload = cfg.max_payload;
         let deflate = cfg.deflate.as_ref();
         let deflater = match (&agreed, deflate) {
-            (Some(a), Some(d)) if d.compress => Some(Deflater::new(a, d.level)),
+            (Some(a), Some(d)) if d.compress => Some(Box::new(Deflater::new(a, d.level))),
             _ => None,
         };
         Core {
@@ -110,7 +111,7 @@ impl Core {
             outcome: None,
             fresh: true,
             max_payload,
-            inflater: agreed.as_ref().map(Inflater::new),
+            inflater: agreed.as_ref().map(|a| Box::new(Inflater::new(a))),
             deflater,
             threshold: deflate.map_or(0, |d| d.threshold),
             inflation: None,
