@@ -51,6 +51,12 @@ export declare class NativeConnection {
   get bufferedAmount(): number
   /** The subprotocol chosen at accept, or "". */
   get protocol(): string
+  /**
+   * The upgrade request as `lib/connection.js` reads it (see
+   * `dispatch::conn_info`), made when JS first needs it: a connection
+   * whose headers are never read costs no JS strings for them.
+   */
+  info(): unknown
   /** The agreed extensions (`Sec-WebSocket-Extensions` answer), or "". */
   get extensions(): string
   /**

@@ -126,16 +126,17 @@ class Connection {
     this._h = handle;
     this._id = id;
     this._server = server;
-    this._info = info;
+    // The upgrade request's facts (see below); made on first use when the
+    // engine did not send them along (an open without an accept handler),
+    // so a connection whose request is never looked at costs no strings.
+    this._info = info === undefined ? null : info;
     this.readyState = state;
     this.protocol = '';
     this.extensions = handle.extensions;
-    this.protocols = info[6];
-    this.rawHeaders = info[1];
-    const target = info[0];
-    const q = target.indexOf('?');
-    this.url = q < 0 ? target : target.slice(0, q);
-    this._query = q < 0 ? '' : target.slice(q + 1);
+    this._protocols = undefined;
+    this._rawHeaders = undefined;
+    this._url = undefined;
+    this._query = undefined;
     this._cgi = undefined;
     this._headers = undefined;
     this._connection = undefined;
@@ -158,8 +159,51 @@ class Connection {
     this._ls_drain = null;
   }
 
+  _request() {
+    if (this._info === null) this._info = this._h.info();
+    return this._info;
+  }
+
+  // The request target, split once: `url` (the path) and the query.
+  _target() {
+    const target = this._request()[0];
+    const q = target.indexOf('?');
+    if (this._url === undefined) this._url = q < 0 ? target : target.slice(0, q);
+    this._query = q < 0 ? '' : target.slice(q + 1);
+  }
+
+  get url() {
+    if (this._url === undefined) this._target();
+    return this._url;
+  }
+
+  set url(v) {
+    this._url = v;
+  }
+
+  get protocols() {
+    if (this._protocols === undefined) this._protocols = this._request()[6];
+    return this._protocols;
+  }
+
+  set protocols(v) {
+    this._protocols = v;
+  }
+
+  get rawHeaders() {
+    if (this._rawHeaders === undefined) this._rawHeaders = this._request()[1];
+    return this._rawHeaders;
+  }
+
+  set rawHeaders(v) {
+    this._rawHeaders = v;
+  }
+
   get CGI() {
-    if (this._cgi === undefined) this._cgi = parseQuery(this._query);
+    if (this._cgi === undefined) {
+      if (this._query === undefined) this._target();
+      this._cgi = parseQuery(this._query);
+    }
     return this._cgi;
   }
 
@@ -169,7 +213,7 @@ class Connection {
   }
 
   get connection() {
-    if (this._connection === undefined) this._connection = connectionInfo(this._info, this.headers);
+    if (this._connection === undefined) this._connection = connectionInfo(this._request(), this.headers);
     return this._connection;
   }
 

@@ -337,7 +337,7 @@ Server.prototype._opened = function _opened(ws) {
 
 Server.prototype._released = function _released(ws) {
   registry.conns.delete(ws._id);
-  if (this._upgrades !== null) this._upgrades.delete(`${ws._info[2]} ${ws._info[3]}`);
+  if (this._upgrades !== null) this._upgrades.delete(`${ws._request()[2]} ${ws._request()[3]}`);
   if (ws._counted) {
     this._open--;
     this.clients.delete(ws);
@@ -351,7 +351,7 @@ Server.prototype._released = function _released(ws) {
 Server.prototype._emitConnect = function _emitConnect(ws) {
   emit(this, 'connect', ws, ws);
   if (this._upgrades !== null && this._upgrades.size > 0) {
-    const key = `${ws._info[2]} ${ws._info[3]}`;
+    const key = `${ws._request()[2]} ${ws._request()[3]}`;
     const pending = this._upgrades.get(key);
     if (pending) {
       this._upgrades.delete(key);

@@ -247,7 +247,13 @@ unsafe fn open_or_accept(
             Ok(h) => h,
             Err(_) => return,
         };
-        let info = conn_info(env, &handle_info);
+        // An accept handler reads the request at once; an open without one
+        // often never does: JS asks for it then (`NativeConnection::info`).
+        let info = if kind == kind::ACCEPT {
+            conn_info(env, &handle_info)
+        } else {
+            js::undefined(env)
+        };
         js::call(
             env,
             f,
@@ -282,7 +288,11 @@ unsafe fn bytes_value(
     }
 }
 
-unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
+/// A connection's upgrade request as JS values (`lib/connection.js`).
+///
+/// # Safety
+/// On the JS thread of `env`, inside a handle scope.
+pub(super) unsafe fn conn_info(env: sys::napi_env, info: &ConnInfo) -> sys::napi_value {
     // SAFETY (whole body): on the JS thread of `env`, inside a handle scope.
     unsafe {
         let mut raw = Vec::with_capacity(info.head.header_count() * 2);
