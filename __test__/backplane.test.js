@@ -252,6 +252,9 @@ for (const mode of ['pubsub', 'history']) {
   test(`${mode}: a Redis restart: down, up, resubscribed, delivery resumes in order`, async (t) => {
     if (!needRedis(t)) return;
     const bp = { url: redis.url, prefix: freshPrefix(), mode };
+    // A window that covers the outage: what is published while the
+    // subscriber is away must still be in the stream when it is back.
+    if (mode === 'history') bp.history = { size: 100000, ttl: 60000 };
     const [a, b] = await Promise.all([startSack(t, bp), startSack(t, bp)]);
     const got = collect(await connect(t, b.port, '/sub/r'));
     await numsub(bp.prefix, 'r', 1);

@@ -89,6 +89,16 @@ pub(super) async fn run(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outgoing
     }
 }
 
+/// The publish script's SHA-1, as EVALSHA names it.
+fn script_sha() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| {
+        redis::Script::new(wire::PUBLISH_SCRIPT)
+            .get_hash()
+            .to_string()
+    })
+}
+
 fn release(s: &Shared, batch: &mut Vec<Numbered>) {
     let bytes: usize = batch
         .iter()
@@ -115,26 +125,34 @@ async fn send(s: &Shared, batch: &[Numbered]) -> redis::RedisResult<()> {
             }
         }
         Some(h) => {
-            let sha = redis::Script::new(wire::PUBLISH_SCRIPT)
-                .get_hash()
-                .to_string();
             let ttl = h.ttl.as_millis() as u64;
+            // One script call per topic: its messages in order (order
+            // across topics is not promised, so grouping keeps it).
+            let mut groups: Vec<(&Arc<str>, Vec<&Numbered>)> = Vec::new();
             for n in batch {
-                let topic = &n.out.topic;
-                pipe.cmd("EVALSHA")
-                    .arg(&sha)
+                match groups.iter_mut().find(|(t, _)| **t == n.out.topic) {
+                    Some((_, list)) => list.push(n),
+                    None => groups.push((&n.out.topic, vec![n])),
+                }
+            }
+            for (topic, list) in groups {
+                let cmd = pipe
+                    .cmd("EVALSHA")
+                    .arg(script_sha())
                     .arg(3)
                     .arg(wire::stream_key(prefix, topic))
                     .arg(wire::meta_key(prefix, topic))
                     .arg(wire::channel(prefix, topic))
-                    .arg(&[wire::kind_byte(n.out.opcode)][..])
                     .arg(s.node)
-                    .arg(n.number)
-                    .arg(&n.out.payload[..])
                     .arg(h.size)
                     .arg(ttl)
-                    .arg(super::random_u64().max(1))
-                    .ignore();
+                    .arg(super::random_u64().max(1));
+                for n in list {
+                    cmd.arg(n.number)
+                        .arg(&[wire::kind_byte(n.out.opcode)][..])
+                        .arg(&n.out.payload[..]);
+                }
+                cmd.ignore();
             }
         }
     }

@@ -121,35 +121,43 @@ pub fn decode(m: &[u8]) -> Option<Message<'_>> {
     })
 }
 
-/// History mode's publish, atomic in Redis: skip a publish already applied
-/// (same node, number not above the last seen), take the next offset,
-/// append to the stream (trimmed), refresh the TTL, and publish with the
-/// head. The epoch is set by the first publish after the meta hash is lost
-/// (a new random one from the caller), so subscribers see a data loss as
-/// an epoch change. Returns the offset, or 0 for a duplicate.
+/// History mode's publish of one or more messages of one topic, atomic in
+/// Redis: skip those already applied (same node, number not above the last
+/// seen, so a pipeline sent again after a lost reply applies nothing
+/// twice), give each the next offset, append it to the stream (trimmed to
+/// about `size`), publish it with its head, then refresh the TTLs once.
+/// The epoch is set by the first publish after the meta hash is lost (a
+/// new random one from the caller), so subscribers see a data loss as an
+/// epoch change. Returns the last offset.
 ///
-/// KEYS: stream, meta, channel. ARGV: kind, node, publish number, payload,
-/// history size, ttl ms (0: none), a fresh epoch.
+/// KEYS: stream, meta, channel. ARGV: node, history size, ttl ms (0:
+/// none), a fresh epoch, then per message: number, kind, payload.
 pub const PUBLISH_SCRIPT: &str = r#"
 local e = redis.call('HGET', KEYS[2], 'e')
 if not e then
-  e = ARGV[7]
+  e = ARGV[4]
   redis.call('HSET', KEYS[2], 'e', e)
 end
-local pf = 'p' .. ARGV[2]
-local seen = redis.call('HGET', KEYS[2], pf)
-if seen and tonumber(seen) >= tonumber(ARGV[3]) then
-  return 0
+local pf = 'p' .. ARGV[1]
+local seen = tonumber(redis.call('HGET', KEYS[2], pf) or '0')
+local o = tonumber(redis.call('HGET', KEYS[2], 'o') or '0')
+local last = seen
+for i = 5, #ARGV, 3 do
+  local number = tonumber(ARGV[i])
+  if number > last then
+    o = o + 1
+    local kind, data = ARGV[i + 1], ARGV[i + 2]
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '0-' .. o, 'k', kind, 'n', ARGV[1], 'd', data)
+    redis.call('PUBLISH', KEYS[3], 'H' .. kind .. ' ' .. ARGV[1] .. ' ' .. e .. ' ' .. o .. ' ' .. data)
+    last = number
+  end
 end
-redis.call('HSET', KEYS[2], pf, ARGV[3])
-local o = redis.call('HINCRBY', KEYS[2], 'o', 1)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], '0-' .. o, 'k', ARGV[1], 'n', ARGV[2], 'd', ARGV[4])
-local ttl = tonumber(ARGV[6])
+redis.call('HSET', KEYS[2], 'o', o, pf, last)
+local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('PUBLISH', KEYS[3], 'H' .. ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. e .. ' ' .. o .. ' ' .. ARGV[4])
 return o
 "#;
 
