@@ -58,7 +58,8 @@ pub struct BackplaneConfig {
 
 #[derive(Debug, Clone, Copy)]
 pub struct History {
-    /// Entries kept per topic. Default 1,000.
+    /// Entries kept per topic (at least: Redis trims whole stream nodes).
+    /// Default 1,000.
     pub size: u64,
     /// A topic's history (and its offset) expires this long after its last
     /// publish; zero keeps it. Default 5 minutes.
