@@ -693,7 +693,7 @@ pub fn deflate(data: &[u8]) {
     let mut inflater = Inflater::new(&mirrored);
     for msg in pieces(rest, cut.wrapping_add(9)) {
         let mut wire = Vec::new();
-        deflater.deflate(msg, &mut wire);
+        assert!(deflater.deflate(msg, &mut wire));
         let mut out = Vec::new();
         inflater
             .inflate(&wire, msg.len(), &mut out)
@@ -716,7 +716,7 @@ pub fn deflate(data: &[u8]) {
         // One byte over the limit is refused, without a full inflate.
         let big = vec![*last; 4096 + usize::from(*limit)];
         let mut wire = Vec::new();
-        Deflater::new(&agreed, 6).deflate(&big, &mut wire);
+        assert!(Deflater::new(&agreed, 6).deflate(&big, &mut wire));
         let mut out = Vec::new();
         let r = Inflater::new(&mirrored).inflate(&wire, big.len() - 1, &mut out);
         assert_eq!(r, Err(InflateError::TooBig));
