@@ -57,7 +57,8 @@ pub(super) struct Core {
     /// A message inflating over several turns.
     /// (Boxed: rare, and every idle connection would carry its size.)
     pub(super) inflation: Option<Box<Inflation>>,
-    /// Reused output buffer for inflating.
+    /// The inflate output: the thread's buffer while a read is decoded, or
+    /// a message's own while it inflates over several turns; else empty.
     pub(super) inflated: Vec<u8>,
     /// `pingInterval`: a ping after that much silence, and the end when the
     /// next interval passes with nothing received. Off when zero.
