@@ -598,19 +598,22 @@ thread_local! {
 /// Deflater ids, never reused (0 is no owner).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Keeps the last `window` bytes of `history` followed by `more`, growing its
-/// allocation to no more than `window`.
+/// Keeps the last `window` bytes of `history` followed by `more`. The
+/// allocation doubles up to `window`, never past it.
 fn keep_last(history: &mut Vec<u8>, more: &[u8], window: usize) {
+    let want = (history.len() + more.len()).min(window);
+    if want > history.capacity() {
+        let cap = want.max(2 * history.capacity()).min(window);
+        history.reserve_exact(cap - history.len());
+    }
     if more.len() >= window {
         history.clear();
-        history.reserve_exact(window);
         history.extend_from_slice(&more[more.len() - window..]);
     } else {
         let keep = window - more.len();
         if history.len() > keep {
             history.drain(..history.len() - keep);
         }
-        history.reserve_exact(more.len());
         history.extend_from_slice(more);
     }
 }
@@ -1557,6 +1560,16 @@ mod tests {
         keep_last(&mut h, b"0123456789", 4);
         assert_eq!(h, b"6789");
         assert_eq!(h.capacity(), 4);
+        // Doubling, capped at the window.
+        let mut h = Vec::new();
+        keep_last(&mut h, &[1; 100], 1000);
+        assert_eq!(h.capacity(), 100);
+        keep_last(&mut h, &[2; 10], 1000);
+        assert_eq!(h.capacity(), 200);
+        keep_last(&mut h, &[3; 500], 1000);
+        assert_eq!(h.capacity(), 610);
+        keep_last(&mut h, &[4; 500], 1000);
+        assert_eq!((h.len(), h.capacity()), (1000, 1000));
     }
 
     #[test]
