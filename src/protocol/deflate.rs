@@ -574,6 +574,10 @@ pub struct Deflater {
     history: Vec<u8>,
     /// Names this connection's context in a thread's compressor (`owner`).
     id: u64,
+    /// Messages compressed with takeover: with `id`, tells a compressor
+    /// whose window is current from one this connection left (it moved to
+    /// another thread since, say).
+    serial: u64,
 }
 
 /// A thread's compressor for one (level, window bits).
@@ -581,9 +585,9 @@ struct Lent {
     level: u32,
     bits: u8,
     stream: Compress,
-    /// The [`Deflater`] whose history the stream's window holds as its last
-    /// message left it; 0 when none.
-    owner: u64,
+    /// The [`Deflater`] (`id`, `serial`) whose history the stream's window
+    /// holds; id 0 when none.
+    owner: (u64, u64),
 }
 
 /// Compressors kept per thread: one per (level, window bits) in use, the
@@ -627,6 +631,7 @@ impl Deflater {
             no_context_takeover: agreed.server_no_context_takeover,
             history: Vec::new(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            serial: 0,
         }
     }
 
@@ -669,7 +674,7 @@ impl Deflater {
                     level,
                     bits,
                     stream: Compress::new_with_window_bits(Compression::new(level), false, bits),
-                    owner: 0,
+                    owner: (0, 0),
                 });
                 kept.len() - 1
             }
@@ -680,7 +685,7 @@ impl Deflater {
             return false;
         };
         let takeover = !self.no_context_takeover;
-        if !(takeover && lent.owner == self.id) {
+        if !(takeover && lent.owner == (self.id, self.serial)) {
             // §7.1.1.1: without takeover each message starts from an empty
             // window; with it, from this connection's history.
             lent.stream.reset();
@@ -688,11 +693,11 @@ impl Deflater {
                 && !self.history.is_empty()
                 && lent.stream.set_dictionary(&self.history).is_err()
             {
-                lent.owner = 0;
+                lent.owner = (0, 0);
                 return false;
             }
         }
-        lent.owner = 0;
+        lent.owner = (0, 0);
         let start = out.len();
         if !compress(&mut lent.stream, payload, out) {
             out.truncate(start);
@@ -704,7 +709,8 @@ impl Deflater {
             out.truncate(out.len() - TAIL.len());
         }
         if takeover {
-            lent.owner = self.id;
+            self.serial += 1;
+            lent.owner = (self.id, self.serial);
             keep_last(&mut self.history, payload, 1 << bits);
         }
         true
@@ -1544,6 +1550,29 @@ mod tests {
             assert!(out == *m);
         }
         assert!(b * 100 <= a * 101, "{b} vs {a}");
+    }
+
+    #[test]
+    fn a_connection_back_from_another_thread_is_primed_again() {
+        // The first thread's compressor still holds this connection's
+        // window as it was before the message compressed elsewhere.
+        let (a, b) = (Rng(40).bytes(5000), Rng(41).bytes(5000));
+        let msgs = [a.clone(), b, a];
+        let mut d = Deflater::new(&PLAIN, 6);
+        let mut inflater = Inflater::new(&PLAIN);
+        for (k, m) in msgs.iter().enumerate() {
+            let mut z = Vec::new();
+            if k == 1 {
+                std::thread::scope(|s| {
+                    s.spawn(|| assert!(d.deflate(m, &mut z)));
+                });
+            } else {
+                assert!(d.deflate(m, &mut z));
+            }
+            let mut out = Vec::new();
+            inflater.inflate(&z, m.len(), &mut out).unwrap();
+            assert!(out == *m, "message {k}");
+        }
     }
 
     #[test]
