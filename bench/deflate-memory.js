@@ -8,7 +8,8 @@
 //   base:   after a warm-up (a few connections opened, used and closed),
 //   idle:   with the N connections open and nothing sent,
 //   active: after every connection sent a compressible 16 KiB text message
-//           and received its echo (so the server inflated and deflated once
+//           (or DEFLATE_MEM_MESSAGES of them, one after another) and received
+//           its echo (so the server inflated and deflated once
 //           per connection and keeps whatever state that leaves),
 //   closed: after the client closed them all.
 // Per-connection figures are (idle − base) / N and (active − base) / N.
@@ -18,6 +19,9 @@
 // Environment:
 //   DEFLATE_MEM_CONNS     connections per variant (default 1000)
 //   DEFLATE_MEM_SIZE      message size in bytes (default 16384)
+//   DEFLATE_MEM_MESSAGES  messages each way per connection when active
+//                         (default 1; more than 32 KiB in all fills the
+//                         compressor's history, the steady state)
 //   DEFLATE_MEM_VARIANTS  comma list of variant ids (default: all; see VARIANTS)
 //   DEFLATE_MEM_REPS      runs per variant, the median is printed (default 1)
 //   DEFLATE_MEM_SERVER    JSON server options for one extra variant "custom",
@@ -98,7 +102,8 @@ function message(bytes, seed) {
 }
 
 // The client: argv[3] port, argv[4] message size. stdin commands:
-// OPEN n (open n more connections), ACTIVE (one message each way on each),
+// OPEN n (open n more connections), ACTIVE k (k messages each way on each,
+// one after another),
 // CLOSE (close them all), QUIT.
 function clientMain() {
   const WebSocket = require(path.join(ROOT, 'node_modules', 'ws'));
@@ -124,21 +129,24 @@ function clientMain() {
     const ext = sockets[0] ? sockets[0].extensions : '';
     return `OPENED ${sockets.length} ${JSON.stringify(ext)}`;
   }
-  async function active() {
+  function exchange(c) {
+    return new Promise((resolve, reject) => {
+      const m = message(size, ++serial);
+      const closed = (code) => reject(new Error(`closed ${code}`));
+      c.once('message', (data, isBinary) => {
+        c.off('close', closed);
+        resolve(isBinary || data.toString() !== m ? 1 : 0);
+      });
+      c.once('close', closed);
+      c.send(m);
+    });
+  }
+  async function active(k) {
     let bad = 0;
     await Promise.all(
-      sockets.map(
-        (c) =>
-          new Promise((resolve, reject) => {
-            const m = message(size, ++serial);
-            c.once('message', (data, isBinary) => {
-              if (isBinary || data.toString() !== m) bad++;
-              resolve();
-            });
-            c.once('close', (code) => reject(new Error(`closed ${code}`)));
-            c.send(m);
-          }),
-      ),
+      sockets.map(async (c) => {
+        for (let i = 0; i < k; i++) bad += await exchange(c);
+      }),
     );
     return `ACTIVE_DONE ${bad}`;
   }
@@ -163,7 +171,7 @@ function clientMain() {
     chain = chain.then(async () => {
       try {
         if (cmd === 'OPEN') console.log(await open(Number(arg)));
-        else if (cmd === 'ACTIVE') console.log(await active());
+        else if (cmd === 'ACTIVE') console.log(await active(Number(arg) || 1));
         else if (cmd === 'CLOSE') console.log(await close());
         else if (cmd === 'QUIT') process.exit(0);
       } catch (e) {
@@ -267,7 +275,7 @@ async function settledRss(pid) {
   }
 }
 
-async function measure(variant, conns, size) {
+async function measure(variant, conns, size, messages) {
   const server = child('--server', [JSON.stringify(variant.options)]);
   let client;
   try {
@@ -289,8 +297,8 @@ async function measure(variant, conns, size) {
     server.send('EXT');
     const serverExt = JSON.parse((await server.line(/^EXT /, 5000)).slice(4));
 
-    client.send('ACTIVE');
-    const done = await client.line(/^ACTIVE_DONE /, 120000);
+    client.send(`ACTIVE ${messages}`);
+    const done = await client.line(/^ACTIVE_DONE /, 120000 * messages);
     const bad = Number(done.split(' ')[1]);
     if (bad) throw new Error(`${bad} echoes differed`);
     const active = await settledRss(server.pid);
@@ -314,6 +322,7 @@ async function main() {
   const conns = intEnv('DEFLATE_MEM_CONNS', 1000, 1, 100000);
   const size = intEnv('DEFLATE_MEM_SIZE', 16384, 1, 64 * 1024 * 1024);
   const reps = intEnv('DEFLATE_MEM_REPS', 1, 1, 20);
+  const messages = intEnv('DEFLATE_MEM_MESSAGES', 1, 1, 100);
   let variants = VARIANTS.slice();
   if (process.env.DEFLATE_MEM_SERVER) {
     variants.push({ id: 'custom', label: `custom ${process.env.DEFLATE_MEM_SERVER}`, options: JSON.parse(process.env.DEFLATE_MEM_SERVER) });
@@ -327,12 +336,12 @@ async function main() {
     }
     variants = variants.filter((v) => want.includes(v.id));
   }
-  console.log(`sack permessage-deflate memory: ${conns} connections, ${size}-byte compressible text messages, ` + `node ${process.version}, median of ${reps} run(s) per variant\n`);
+  console.log(`sack permessage-deflate memory: ${conns} connections, ${messages} × ${size}-byte compressible text messages, ` + `node ${process.version}, median of ${reps} run(s) per variant\n`);
   const rows = [];
   for (let r = 0; r < reps; r++) {
     // Interleaved repetitions: variant A, B, C, A, B, C, …
     for (const v of variants) {
-      const m = await measure(v, conns, size);
+      const m = await measure(v, conns, size, messages);
       rows.push({ id: v.id, rep: r, ...m });
       process.stderr.write(`  ${v.id} #${r + 1}: base ${m.base} kB, idle ${m.idle} kB, active ${m.active} kB, closed ${m.closed} kB\n`);
     }
@@ -358,8 +367,8 @@ async function main() {
   console.log(`|${widths.map((w, i) => (i >= 2 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`);
   for (const b of body) console.log(line(b));
   console.log(
-    '\nPer connection: (RSS − base) / connections. "idle": open, nothing sent; "active": after one ' +
-      `${size}-byte message each way per connection. "after close": RSS − base once the client closed them all.`,
+    '\nPer connection: (RSS − base) / connections. "idle": open, nothing sent; "active": after ' +
+      `${messages === 1 ? 'one' : messages} ${size}-byte message${messages === 1 ? '' : 's'} each way per connection. "after close": RSS − base once the client closed them all.`,
   );
   if (process.env.DEFLATE_MEM_JSON) fs.writeFileSync(process.env.DEFLATE_MEM_JSON, JSON.stringify(rows, null, 2));
 }

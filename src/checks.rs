@@ -639,7 +639,8 @@ pub fn utf8(data: &[u8]) {
 /// - Inflating arbitrary bytes never panics and never produces more than
 ///   the limit and one byte.
 /// - Messages compressed by `Deflater` inflate back to themselves, message
-///   after message, with or without context takeover.
+///   after message, with or without context takeover, while another
+///   connection's messages take turns on the thread's compressor.
 /// - So do those of a client that ends some messages with BFINAL
 ///   (§7.2.3.4) and refers back across them, as long as its first message
 ///   ends with BFINAL (see `Inflater`'s history).
@@ -689,16 +690,35 @@ pub fn deflate(data: &[u8]) {
         client_max_window_bits: agreed.server_max_window_bits,
         ..agreed.clone()
     };
-    let mut deflater = Deflater::new(&agreed, u32::from(flags >> 5) * 3 / 2);
+    let level = u32::from(flags >> 5) * 3 / 2;
+    let mut deflater = Deflater::new(&agreed, level);
     let mut inflater = Inflater::new(&mirrored);
-    for msg in pieces(rest, cut.wrapping_add(9)) {
+    // Another connection, with context takeover, on the same compressor
+    // (same level and window) now and then.
+    let plain = Agreed {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        ..agreed.clone()
+    };
+    let mut other = Deflater::new(&plain, level);
+    let mut other_inflater = Inflater::new(&plain);
+    for (n, msg) in pieces(rest, cut.wrapping_add(9)).into_iter().enumerate() {
         let mut wire = Vec::new();
-        deflater.deflate(msg, &mut wire);
+        assert!(deflater.deflate(msg, &mut wire));
         let mut out = Vec::new();
         inflater
             .inflate(&wire, msg.len(), &mut out)
             .expect("our own deflate output");
         assert_eq!(out, msg);
+        if (usize::from(*cut) >> (n % 8)) & 1 != 0 {
+            let mut wire = Vec::new();
+            assert!(other.deflate(msg, &mut wire));
+            let mut out = Vec::new();
+            other_inflater
+                .inflate(&wire, msg.len(), &mut out)
+                .expect("our own deflate output");
+            assert_eq!(out, msg);
+        }
     }
     let takeover = !agreed.client_no_context_takeover;
     let mut client = FinalSender::new(takeover);
@@ -716,7 +736,7 @@ pub fn deflate(data: &[u8]) {
         // One byte over the limit is refused, without a full inflate.
         let big = vec![*last; 4096 + usize::from(*limit)];
         let mut wire = Vec::new();
-        Deflater::new(&agreed, 6).deflate(&big, &mut wire);
+        assert!(Deflater::new(&agreed, 6).deflate(&big, &mut wire));
         let mut out = Vec::new();
         let r = Inflater::new(&mirrored).inflate(&wire, big.len() - 1, &mut out);
         assert_eq!(r, Err(InflateError::TooBig));

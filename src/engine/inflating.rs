@@ -68,6 +68,26 @@ impl Drop for InflateSlot {
     }
 }
 
+thread_local! {
+    /// The inflate output buffer, lent to one connection at a time while it
+    /// decodes a read (a connection inflating over several turns keeps
+    /// it), so an idle connection holds none.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The thread's inflate buffer (empty, maybe with capacity).
+pub(super) fn take_scratch() -> Vec<u8> {
+    SCRATCH.try_with(|s| s.take()).unwrap_or_default()
+}
+
+/// Gives `v` back to the thread, if it is no larger than `keep`.
+pub(super) fn give_scratch(mut v: Vec<u8>, keep: usize) {
+    if v.capacity() > 0 && v.capacity() <= keep {
+        v.clear();
+        let _ = SCRATCH.try_with(|s| s.set(v));
+    }
+}
+
 /// Why an inflated message fails the connection, if it does.
 pub(super) fn inflate_violation(
     r: Result<Step, InflateError>,

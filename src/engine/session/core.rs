@@ -58,9 +58,9 @@ pub(super) struct Core {
     /// A message inflating over several turns.
     /// (Boxed: rare, and every idle connection would carry its size.)
     pub(super) inflation: Option<Box<Inflation>>,
-    /// Reused output buffers for inflating and deflating.
+    /// The inflate output: the thread's buffer while a read is decoded, or
+    /// a message's own while it inflates over several turns; else empty.
     pub(super) inflated: Vec<u8>,
-    pub(super) deflated: Vec<u8>,
     /// `pingInterval`: a ping after that much silence, and the end when the
     /// next interval passes with nothing received. Off when zero.
     pub(super) ping_interval: Duration,
@@ -116,7 +116,6 @@ impl Core {
             threshold: deflate.map_or(0, |d| d.threshold),
             inflation: None,
             inflated: Vec::new(),
-            deflated: Vec::new(),
             ping_interval: cfg.ping_interval,
             ping_timer: (!cfg.ping_interval.is_zero()).then(|| Box::pin(sleep(cfg.ping_interval))),
             last_read: Instant::now(),

@@ -9,7 +9,9 @@ use super::core::Core;
 use super::{Closing, Next, INFLATE_SLICE, SCRATCH_SIZE};
 use crate::engine::config::under_backpressure;
 use crate::engine::events::{Event, Share};
-use crate::engine::inflating::{inflate_violation, InflateSlot, Inflation};
+use crate::engine::inflating::{
+    give_scratch, inflate_violation, take_scratch, InflateSlot, Inflation,
+};
 use crate::protocol::close::{self, ClosePayload};
 use crate::protocol::decoder::{Message, Violation};
 use crate::protocol::deflate::{Inflating, Step};
@@ -89,6 +91,18 @@ impl Core {
 
     /// Decodes `input`; returns the bytes consumed.
     fn process(&mut self, input: &mut [u8]) -> usize {
+        if self.inflater.is_some() && self.inflation.is_none() {
+            self.inflated = take_scratch();
+        }
+        let used = self.decode(input);
+        if self.inflation.is_none() {
+            give_scratch(std::mem::take(&mut self.inflated), SCRATCH_SIZE);
+        }
+        used
+    }
+
+    /// `process`, with the inflate buffer in place.
+    fn decode(&mut self, input: &mut [u8]) -> usize {
         let conn = &self.conn;
         let id = conn.id;
         let decoder = &mut self.decoder;

@@ -3,7 +3,7 @@
 //! records become frames here first.
 
 use super::core::Core;
-use super::{IDLE_KEEP, SCRATCH_SIZE};
+use super::IDLE_KEEP;
 use crate::engine::events::Event;
 use crate::engine::unframed;
 use crate::protocol::frame::{write_frame, OpCode};
@@ -60,6 +60,8 @@ impl Core {
         let records = std::mem::take(&mut self.writing);
         let mask = self.conn.frame_mask();
         let mut frames = Vec::with_capacity(records.len());
+        // Not kept between batches: an idle connection holds no scratch.
+        let mut deflated = Vec::new();
         let mut rest = &records[..];
         while let Some((kind, body, next)) = unframed::next(rest) {
             rest = next;
@@ -73,15 +75,16 @@ impl Core {
             };
             match self.deflater.as_mut() {
                 Some(d) if body.len() >= self.threshold => {
-                    self.deflated.clear();
-                    d.deflate(body, &mut self.deflated);
-                    write_frame(&mut frames, opcode, true, &self.deflated, mask);
+                    deflated.clear();
+                    if d.deflate(body, &mut deflated) {
+                        write_frame(&mut frames, opcode, true, &deflated, mask);
+                    } else {
+                        // Never expected; uncompressed is always allowed.
+                        write_frame(&mut frames, opcode, false, body, mask);
+                    }
                 }
                 _ => write_frame(&mut frames, opcode, false, body, mask),
             }
-        }
-        if self.deflated.capacity() > SCRATCH_SIZE {
-            self.deflated = Vec::new();
         }
         self.conn.rebuffer(records.len(), frames.len());
         self.framed = Some(records.len());
