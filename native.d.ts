@@ -53,7 +53,7 @@ export declare class NativeConnection {
   get protocol(): string
   /**
    * The upgrade request as `lib/connection.js` reads it (see
-   * `dispatch::conn_info`), made when JS first needs it: a connection
+   * `facts::conn_info`), made when JS first needs it: a connection
    * whose headers are never read costs no JS strings for them.
    */
   info(): unknown

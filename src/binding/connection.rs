@@ -158,14 +158,14 @@ impl NativeConnection {
     }
 
     /// The upgrade request as `lib/connection.js` reads it (see
-    /// `dispatch::conn_info`), made when JS first needs it: a connection
+    /// `facts::conn_info`), made when JS first needs it: a connection
     /// whose headers are never read costs no JS strings for them.
     #[napi]
     pub fn info<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
         // SAFETY: on the JS thread of `env` (a napi method call), inside
         // the call's handle scope.
         unsafe {
-            let v = super::dispatch::conn_info(env.raw(), &self.conn.info);
+            let v = super::facts::conn_info(env.raw(), &self.conn.info);
             Unknown::from_napi_value(env.raw(), v)
         }
     }

@@ -7,6 +7,7 @@ mod contract;
 mod delivery;
 mod dispatch;
 mod env;
+mod facts;
 mod id_map;
 mod js;
 mod keepalive;

@@ -196,7 +196,7 @@ pub unsafe fn deliver_requests(
                 };
                 sys::napi_set_element(env, extra, base, body_v);
                 if let Some(t) = tls.as_deref() {
-                    let info = js::array(env, &super::dispatch::tls_values(env, Some(t)));
+                    let info = js::array(env, &super::facts::tls_values(env, Some(t)));
                     sys::napi_set_element(env, extra, base + 3, info);
                 }
                 for (k, (a, n)) in [(remote, remote_n), (local, local_n)]
