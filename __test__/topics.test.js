@@ -824,6 +824,52 @@ test.describe('permessage-deflate', () => {
   });
 });
 
+test.describe('permessage-deflate without context takeover', () => {
+  test.it('subscribers that agreed to serverNoContextTakeover get one shared compressed frame, intact, mixed with others', async (t) => {
+    const $ = scope(t);
+    const h = hub($, { perMessageDeflate: { serverNoContextTakeover: true, threshold: 64 } }, (ws) => ws.subscribe('nt'));
+    const a = await rawJoin($, h, '/a', 'permessage-deflate');
+    const b = await rawJoin($, h, '/b', 'permessage-deflate');
+    assert.match(String(a.head.headers['sec-websocket-extensions']), /server_no_context_takeover/);
+    const plain = await rawJoin($, h, '/plain');
+    const big = compressibleText(6 * 1024, 5);
+    assert.deepEqual(h.s.publish('nt', big), { sent: 3, dropped: 0 });
+    assert.deepEqual(h.s.publish('nt', 'tiny'), { sent: 3, dropped: 0 }, 'below the threshold');
+    const bin = Buffer.from(compressibleText(3000, 8));
+    assert.deepEqual(h.s.publish('nt', bin), { sent: 3, dropped: 0 });
+    const [a1, a2, a3] = await rawFrames(a.r, 3);
+    const [b1, b2, b3] = await rawFrames(b.r, 3);
+    assert.equal(a1.rsv, 4);
+    assert.ok(a1.payload.equals(b1.payload), 'the same compressed bytes for both');
+    assert.ok(a1.payload.length < big.length / 2);
+    // No context: each message inflates on its own.
+    for (const [f, want] of [[a1, big], [b3, bin]]) {
+      const out = zlib.inflateRawSync(Buffer.concat([f.payload, TAIL]), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+      assert.ok(out.equals(Buffer.from(want)));
+    }
+    assert.equal(a2.rsv, 0, 'tiny goes uncompressed');
+    assert.equal(a2.payload.toString(), 'tiny');
+    assert.equal(b2.payload.toString(), 'tiny');
+    assert.equal(a3.opcode, OP.BINARY);
+    assert.equal(a3.rsv, 4);
+    const [p1, , p3] = await rawFrames(plain.r, 3);
+    assert.equal(p1.rsv, 0);
+    assert.equal(p1.payload.toString(), big);
+    assert.ok(p3.payload.equals(bin));
+  });
+
+  test.it('`ws` clients that agreed to no context takeover get many shared frames intact and in order', async (t) => {
+    const $ = scope(t);
+    const h = hub($, { perMessageDeflate: { serverNoContextTakeover: true, threshold: 0 } }, (ws) => ws.subscribe('nt2'));
+    const clients = [await join($, h, '/1'), await join($, h, '/2'), await join($, h, '/3', { perMessageDeflate: false })];
+    const got = clients.map(({ c }) => collect(c));
+    const messages = Array.from({ length: 100 }, (_, i) => `${i}:` + compressibleText(200 + i * 37, i + 2));
+    for (const m of messages) assert.deepEqual(h.s.publish('nt2', m), { sent: 3, dropped: 0 });
+    for (const g of got) await until(g, messages.length, 10000);
+    for (const g of got) assert.deepEqual(g.map((m) => m.data), messages);
+  });
+});
+
 // ---------------------------------------------------------------- order
 
 test.describe('ordering', () => {

@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use atomic_waker::AtomicWaker;
 
+mod subscriber;
+
 use super::config::under_backpressure;
 use super::events::{Batch, ConnInfo, Event, EventQueue};
-use super::topics::{Offer, Subscriber, Topics};
+use super::topics::{DeflateKey, Topics};
 
 /// The topic map of a server's connections.
 pub type ConnTopics = Topics<Conn>;
@@ -132,6 +134,9 @@ pub struct Conn {
     route: Mutex<Route>,
     /// The server's topics, which this connection may subscribe to.
     pub topics: Arc<ConnTopics>,
+    /// Compresses each message alone (no context takeover): takes a
+    /// publish's shared compressed frame.
+    shared_deflate: Option<DeflateKey>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -174,6 +179,7 @@ impl Conn {
         extensions: String,
         records: bool,
         topics: Arc<ConnTopics>,
+        shared_deflate: Option<DeflateKey>,
     ) -> Arc<Conn> {
         Arc::new(Conn {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -204,6 +210,7 @@ impl Conn {
             waker: AtomicWaker::new(),
             route: Mutex::new(Route::Direct(queue)),
             topics,
+            shared_deflate: shared_deflate.filter(|_| records && !config.masking),
         })
     }
 
@@ -715,62 +722,5 @@ impl Conn {
         drop(g);
         // After the lock: the map comes first in the lock order (`topics`).
         self.topics.leave_all(self.id, topics);
-    }
-
-    pub fn is_subscribed(&self, topic: &str) -> bool {
-        self.lock().topics.iter().any(|t| &**t == topic)
-    }
-
-    /// The topics subscribed to, oldest first.
-    pub fn subscriptions(&self) -> Vec<String> {
-        self.lock().topics.iter().map(|t| t.to_string()).collect()
-    }
-}
-
-impl Subscriber for Conn {
-    fn id(&self) -> u64 {
-        self.id
-    }
-
-    fn note_topic(&self, topic: &Arc<str>) -> Option<bool> {
-        let mut g = self.lock();
-        if matches!(g.phase, Phase::Closed | Phase::Rejected) || g.terminate || g.close_sent {
-            return None;
-        }
-        if g.topics.iter().any(|t| t == topic) {
-            return Some(false);
-        }
-        g.topics.push(topic.clone());
-        Some(true)
-    }
-
-    fn forget_topic(&self, topic: &str) -> bool {
-        let mut g = self.lock();
-        let Some(i) = g.topics.iter().position(|t| &**t == topic) else {
-            return false;
-        };
-        g.topics.remove(i);
-        true
-    }
-
-    /// Compressing and masking connections frame each message themselves.
-    fn takes_frames(&self) -> bool {
-        !self.records && !self.masking
-    }
-
-    fn offer(&self, frame: &[u8], opcode: OpCode, payload: &[u8]) -> Offer {
-        let mut g = self.lock();
-        if !matches!(g.phase, Phase::Open) || g.close_sent || g.overflow {
-            return Offer::Closed;
-        }
-        if !under_backpressure(self.buffered.load(Ordering::Acquire), self.max_backpressure) {
-            return Offer::Full;
-        }
-        if self.takes_frames() {
-            self.enqueue_via(&mut g, false, |out| out.extend_from_slice(frame));
-        } else {
-            self.enqueue_frame_via(&mut g, false, opcode, payload);
-        }
-        Offer::Queued
     }
 }

@@ -144,6 +144,7 @@ mod tests {
             String::new(),
             false,
             crate::engine::conn::ConnTopics::new(),
+            None,
         );
         conn.accept(None).unwrap();
         conn

@@ -7,6 +7,12 @@
 //! Bun do): one slow reader never holds up the others, and a topic never
 //! queues without bound.
 //!
+//! With permessage-deflate, a subscriber that agreed to no context
+//! takeover gets a frame compressed once per publish (per window and
+//! level), on the publishing thread; one with context takeover (the
+//! default, what browsers ask for) compresses in its own context on the
+//! engine thread, as no two such connections' bytes are alike.
+//!
 //! Lock order: the topic map, then a connection's own lock. A connection
 //! leaving (`Conn::set_closed`) takes its list under its own lock, lets go,
 //! then takes the map, so the two never wait on each other.
@@ -19,7 +25,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use crate::protocol::deflate::{Agreed, Deflater};
 use crate::protocol::frame::{write_frame, OpCode};
+
+/// How a subscriber compresses when its messages do not depend on each
+/// other (`server_no_context_takeover`, RFC 7692 §7.1.1.1): every such
+/// subscriber with the same key can take the same compressed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateKey {
+    /// The negotiated `server_max_window_bits`.
+    pub bits: u8,
+    pub level: u32,
+    /// Messages below this many bytes go uncompressed.
+    pub threshold: usize,
+}
 
 /// What a subscriber did with a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +64,34 @@ pub trait Subscriber: Send + Sync {
     /// Queues a published message: `frame` when `takes_frames`, else
     /// `payload` framed its own way.
     fn offer(&self, frame: &[u8], opcode: OpCode, payload: &[u8]) -> Offer;
+    /// `Some` when it compresses each message on its own (no context
+    /// takeover): it then takes a shared compressed frame.
+    fn shared_deflate(&self) -> Option<DeflateKey> {
+        None
+    }
+    /// Queues a frame compressed for its `shared_deflate` key, as it is.
+    fn offer_compressed(&self, _frame: &[u8]) -> Offer {
+        Offer::Closed
+    }
+}
+
+/// One publish's message compressed alone (no context) with `key`, as a
+/// whole frame with RSV1 set (§6); `None` if zlib failed (never expected),
+/// and subscribers then compress it themselves.
+fn compressed_frame(key: DeflateKey, opcode: OpCode, payload: &[u8]) -> Option<Vec<u8>> {
+    let agreed = Agreed {
+        server_no_context_takeover: true,
+        client_no_context_takeover: false,
+        server_max_window_bits: key.bits,
+        client_max_window_bits: 15,
+    };
+    let mut body = Vec::new();
+    if !Deflater::new(&agreed, key.level).deflate(payload, &mut body) {
+        return None;
+    }
+    let mut frame = Vec::with_capacity(body.len() + 14);
+    write_frame(&mut frame, opcode, true, &body, None);
+    Some(frame)
 }
 
 /// What one local publish did.
@@ -238,16 +285,37 @@ impl<S: Subscriber> Topics<S> {
             return Published::default();
         };
         let mut frame: Vec<u8> = Vec::new();
+        // Compressed frames made for this publish, one per key.
+        let mut compressed: Vec<(DeflateKey, Option<Vec<u8>>)> = Vec::new();
         let mut done = Published::default();
         for conn in &subs.list {
             if Some(conn.id()) == except {
                 continue;
             }
-            if frame.is_empty() && conn.takes_frames() {
-                frame.reserve_exact(payload.len() + 14);
-                write_frame(&mut frame, opcode, false, payload, None);
-            }
-            match conn.offer(&frame, opcode, payload) {
+            let shared = conn
+                .shared_deflate()
+                .filter(|k| payload.len() >= k.threshold)
+                .and_then(|key| {
+                    let i = match compressed.iter().position(|(k, _)| *k == key) {
+                        Some(i) => i,
+                        None => {
+                            compressed.push((key, compressed_frame(key, opcode, payload)));
+                            compressed.len() - 1
+                        }
+                    };
+                    compressed[i].1.as_deref()
+                });
+            let offered = match shared {
+                Some(f) => conn.offer_compressed(f),
+                None => {
+                    if frame.is_empty() && conn.takes_frames() {
+                        frame.reserve_exact(payload.len() + 14);
+                        write_frame(&mut frame, opcode, false, payload, None);
+                    }
+                    conn.offer(&frame, opcode, payload)
+                }
+            };
+            match offered {
                 Offer::Queued => done.sent += 1,
                 Offer::Full => done.dropped += 1,
                 Offer::Closed => {}
@@ -272,6 +340,7 @@ mod tests {
         gone: AtomicBool,
         got: Mutex<Vec<Vec<u8>>>,
         offers: AtomicUsize,
+        deflate: Option<DeflateKey>,
     }
 
     fn fake(id: u64, frames: bool) -> Arc<Fake> {
@@ -283,6 +352,7 @@ mod tests {
             gone: AtomicBool::new(false),
             got: Mutex::new(Vec::new()),
             offers: AtomicUsize::new(0),
+            deflate: None,
         })
     }
 
@@ -309,6 +379,13 @@ mod tests {
         }
         fn takes_frames(&self) -> bool {
             self.frames
+        }
+        fn shared_deflate(&self) -> Option<DeflateKey> {
+            self.deflate
+        }
+        fn offer_compressed(&self, frame: &[u8]) -> Offer {
+            self.got.lock().unwrap().push(frame.to_vec());
+            Offer::Queued
         }
         fn offer(&self, frame: &[u8], _opcode: OpCode, payload: &[u8]) -> Offer {
             self.offers.fetch_add(1, Ordering::Relaxed);
@@ -440,5 +517,62 @@ mod tests {
             *relayed.lock().unwrap(),
             vec![("t".to_string(), b"out".to_vec())]
         );
+    }
+
+    #[test]
+    fn subscribers_without_context_takeover_share_one_compressed_frame() {
+        let topics = Topics::<Fake>::new();
+        let key = DeflateKey {
+            bits: 15,
+            level: 7,
+            threshold: 10,
+        };
+        let with = |id, k: Option<DeflateKey>| {
+            let mut f = Arc::try_unwrap(fake(id, false)).ok().unwrap();
+            f.deflate = k;
+            Arc::new(f)
+        };
+        let subs = [
+            with(1, Some(key)),
+            with(2, Some(key)),
+            with(3, Some(DeflateKey { bits: 9, ..key })),
+            with(4, None),
+        ];
+        for s in &subs {
+            topics.subscribe(s, "t");
+        }
+        // A 1,000-byte block twice: a 32 KiB window refers back to it, a
+        // 512-byte one (bits 9) cannot, so the two frames differ.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let block: Vec<u8> = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b'a' + (x % 26) as u8
+            })
+            .collect();
+        let payload = [block.as_slice(), block.as_slice()].concat();
+        topics.publish("t", OpCode::Text, &payload, None);
+        let got = |i: usize| subs[i].got.lock().unwrap()[0].clone();
+        assert_eq!(got(0), got(1), "one frame for one key");
+        assert_ne!(got(0), got(2), "another window, another frame");
+        assert_eq!(got(3), payload, "no deflate: the payload to frame itself");
+        for frame in [got(0), got(2)] {
+            assert_eq!(frame[0], 0x80 | 0x40 | 0x01, "FIN, RSV1, text");
+            let len = usize::from(frame[1] & 0x7f);
+            let body = if len == 126 { &frame[4..] } else { &frame[2..] };
+            let mut input = body.to_vec();
+            input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            let mut out = Vec::with_capacity(payload.len() + 64);
+            let mut d = flate2::Decompress::new(false);
+            d.decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(out, payload);
+        }
+        // Below the threshold: each frames the payload itself, uncompressed.
+        topics.publish("t", OpCode::Text, b"short", None);
+        assert_eq!(subs[0].offers.load(Ordering::Relaxed), 1);
+        assert_eq!(subs[0].got.lock().unwrap()[1], b"short");
     }
 }

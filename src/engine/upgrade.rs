@@ -15,6 +15,7 @@ use super::events::{ConnInfo, Event};
 use super::server::Server;
 use super::session::Session;
 use super::tls::TlsInfo;
+use super::topics::DeflateKey;
 use super::transport::Transport;
 use super::ServerConfig;
 use crate::http::head::RequestHead;
@@ -49,6 +50,16 @@ pub(super) async fn upgrade(
             return;
         }
     };
+    // Without context takeover each message is compressed alone, so a
+    // publish can compress once for every such subscriber.
+    let shared_deflate = match (&agreed, cfg.deflate.as_ref()) {
+        (Some(a), Some(d)) if compress && a.server_no_context_takeover => Some(DeflateKey {
+            bits: a.server_max_window_bits,
+            level: d.level,
+            threshold: d.threshold,
+        }),
+        _ => None,
+    };
     let info = Arc::new(ConnInfo {
         head,
         remote,
@@ -65,6 +76,7 @@ pub(super) async fn upgrade(
         extensions,
         compress,
         server.topics.clone(),
+        shared_deflate,
     );
     if !server.register(&conn) {
         let response = closing_response(503, None, &[], b"server closing or full");
