@@ -739,28 +739,37 @@ function isExecutable(file) {
   }
 }
 
-/** Chromium's path, or throws with the reason it is unavailable. */
-async function ensureChromium(log) {
-  if (isExecutable(CHROMIUM)) return CHROMIUM;
-  const why = `${CHROMIUM} not found`;
+/**
+ * Installs Debian package `pkg` with apt-get so that `binary` exists, or
+ * throws saying why it cannot (`why`: what is missing). Root with apt-get
+ * only; SACK_NO_INSTALL=1 forbids it. `ms`: the install's time limit.
+ */
+async function aptInstall(pkg, binary, why, log, ms) {
   if (process.env.SACK_NO_INSTALL === '1') throw new Error(`${why} and SACK_NO_INSTALL=1`);
-  if (CHROMIUM !== '/usr/bin/chromium') throw new Error(`${why} (SACK_CHROMIUM is set; not installing)`);
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-    throw new Error(`${why}; install it with: sudo apt-get install -y chromium`);
+    throw new Error(`${why}; install it with: sudo apt-get install -y ${pkg}`);
   }
   if (!isExecutable('/usr/bin/apt-get')) throw new Error(`${why} and there is no apt-get`);
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
   // Waits for another apt/dpkg to finish instead of failing on the lock.
   const lock = ['-o', 'DPkg::Lock::Timeout=600'];
   const t0 = Date.now();
-  log(`installing chromium with apt-get (this can take a few minutes)`);
+  log(`installing ${pkg} with apt-get (this can take a few minutes)`);
   const update = await run('apt-get', [...lock, 'update'], { env, ms: 10 * 60000 });
   if (update.code !== 0) throw new Error(`${why}; apt-get update failed: ${update.out.slice(-600)}`);
-  const install = await run('apt-get', [...lock, 'install', '-y', 'chromium'], { env, ms: 20 * 60000 });
-  if (install.code !== 0 || !isExecutable(CHROMIUM)) {
-    throw new Error(`${why}; apt-get install chromium failed: ${install.out.slice(-600)}`);
+  const install = await run('apt-get', [...lock, 'install', '-y', pkg], { env, ms });
+  if (install.code !== 0 || !isExecutable(binary)) {
+    throw new Error(`${why}; apt-get install ${pkg} failed: ${install.out.slice(-600)}`);
   }
-  log(`chromium installed in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  log(`${pkg} installed in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+/** Chromium's path, or throws with the reason it is unavailable. */
+async function ensureChromium(log) {
+  if (isExecutable(CHROMIUM)) return CHROMIUM;
+  const why = `${CHROMIUM} not found`;
+  if (CHROMIUM !== '/usr/bin/chromium') throw new Error(`${why} (SACK_CHROMIUM is set; not installing)`);
+  await aptInstall('chromium', CHROMIUM, why, log, 20 * 60000);
   return CHROMIUM;
 }
 
@@ -893,6 +902,8 @@ module.exports = {
   request,
   run,
   ensureNpmPackage,
+  isExecutable,
+  aptInstall,
   compressibleText,
   chromiumSession,
 };

@@ -5,40 +5,17 @@
 // SACK_NO_INSTALL=1 forbids the install.
 
 const { spawn } = require('node:child_process');
-const fs = require('node:fs');
 const net = require('node:net');
-const { run, withTimeout } = require('./helpers.js');
+const { run, withTimeout, isExecutable, aptInstall } = require('./helpers.js');
 
 const REDIS = process.env.SACK_REDIS_SERVER || '/usr/bin/redis-server';
 const CLI = process.env.SACK_REDIS_CLI || '/usr/bin/redis-cli';
 
-function isExecutable(file) {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** redis-server's path, or throws with why it is unavailable. */
 async function ensureRedis(log = () => {}) {
   if (isExecutable(REDIS) && isExecutable(CLI)) return REDIS;
-  const why = `${REDIS} not found`;
-  if (process.env.SACK_NO_INSTALL === '1') throw new Error(`${why} and SACK_NO_INSTALL=1`);
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-    throw new Error(`${why}; install it with: sudo apt-get install -y redis-server`);
-  }
-  if (!isExecutable('/usr/bin/apt-get')) throw new Error(`${why} and there is no apt-get`);
-  const env = { DEBIAN_FRONTEND: 'noninteractive' };
-  const lock = ['-o', 'DPkg::Lock::Timeout=600'];
-  log('installing redis-server with apt-get');
-  const update = await run('apt-get', [...lock, 'update'], { env, ms: 10 * 60000 });
-  if (update.code !== 0) throw new Error(`${why}; apt-get update failed: ${update.out.slice(-600)}`);
-  const install = await run('apt-get', [...lock, 'install', '-y', 'redis-server'], { env, ms: 10 * 60000 });
-  if (install.code !== 0 || !isExecutable(REDIS)) {
-    throw new Error(`${why}; apt-get install redis-server failed: ${install.out.slice(-600)}`);
-  }
+  await aptInstall('redis-server', REDIS, `${REDIS} not found`, log, 10 * 60000);
+  if (!isExecutable(CLI)) throw new Error(`${CLI} not found after installing redis-server`);
   return REDIS;
 }
 

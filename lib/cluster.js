@@ -44,7 +44,7 @@ class Cluster {
 
   _ask(kind, topic, alone) {
     const server = this._server;
-    if (server.readyState !== 4) {
+    if (server.readyState !== server.LISTENING) {
       return Promise.reject(sackError(Error, 'ERR_SERVER_NOT_RUNNING', 'cluster: the server is closed'));
     }
     const id = server._native.clusterQuery(kind, topic);

@@ -270,9 +270,10 @@ impl<S: Subscriber> Topics<S> {
     }
 
     /// Queues one data message for every open subscriber of `topic` but
-    /// `except`. The unmasked frame is built once, on first need; a
-    /// compressing connection gets the message as a record, as `send`
-    /// gives it, and compresses it in its own context (RFC 7692 §7.2.1).
+    /// `except`. The unmasked frame is built once, on first need, and so is
+    /// the compressed one per `DeflateKey`; a connection compressing with
+    /// context takeover gets the message as a record, as `send` gives it,
+    /// and compresses it in its own context (RFC 7692 §7.2.1).
     pub fn publish(
         &self,
         topic: &str,

@@ -218,22 +218,8 @@ fn frame_len(b: &[u8]) -> Result<Option<usize>, String> {
     if b[1] & 0x80 != 0 {
         return Err("server frame is masked".into());
     }
-    let (hl, plen) = match b[1] & 0x7f {
-        126 => {
-            if b.len() < 4 {
-                return Ok(None);
-            }
-            (4, u16::from_be_bytes([b[2], b[3]]) as usize)
-        }
-        127 => {
-            if b.len() < 10 {
-                return Ok(None);
-            }
-            let mut l = [0u8; 8];
-            l.copy_from_slice(&b[2..10]);
-            (10, u64::from_be_bytes(l) as usize)
-        }
-        n => (2, n as usize),
+    let Some((hl, plen)) = frame_header(b) else {
+        return Ok(None);
     };
     if plen > (1 << 24) {
         return Err(format!("absurd frame length {plen}"));
@@ -529,6 +515,23 @@ impl Net {
         &self.conns[..self.ctl]
     }
 
+    /// Reads on until `expected` messages have come, for at most 10 s and
+    /// while something still arrives every 2 s.
+    fn drain(&mut self, mode: &str, expected: u64, k: &mut Check) {
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut last = (self.received(), Instant::now());
+        while self.received() < expected {
+            let now = Instant::now();
+            if now >= end || now - last.1 > Duration::from_secs(2) {
+                break;
+            }
+            self.round(mode, Duration::from_millis(20), k);
+            if self.received() != last.0 {
+                last = (self.received(), Instant::now());
+            }
+        }
+    }
+
     fn received(&self) -> u64 {
         self.subs().iter().map(|c| c.recv).sum()
     }
@@ -637,18 +640,7 @@ pub fn run_fanout(a: &Args) {
     }
     let (published, server_dropped, per_topic) = (w[0], w[1], &w[2..]);
     let expected: u64 = net.subs().iter().map(|c| per_topic[c.topic as usize]).sum();
-    let drain_end = Instant::now() + Duration::from_secs(10);
-    let mut last = (net.received(), Instant::now());
-    while net.received() < expected {
-        let now = Instant::now();
-        if now >= drain_end || now - last.1 > Duration::from_secs(2) {
-            break;
-        }
-        net.round(MODE, Duration::from_millis(20), &mut k);
-        if net.received() != last.0 {
-            last = (net.received(), Instant::now());
-        }
-    }
+    net.drain(MODE, expected, &mut k);
     let received = net.received();
     if received > expected {
         fail(MODE, &format!("received {received} messages, more than the {expected} published to these subscribers"));
@@ -723,18 +715,7 @@ pub fn run_backplane(a: &Args) {
     // Each subscriber is owed every message from its first one on.
     let owed = |net: &Net| -> u64 { net.subs().iter().map(|c| published - c.first_seq.unwrap_or(published)).sum() };
     let expected = owed(&net);
-    let drain_end = Instant::now() + Duration::from_secs(10);
-    let mut last = (net.received(), Instant::now());
-    while net.received() < expected {
-        let now = Instant::now();
-        if now >= drain_end || now - last.1 > Duration::from_secs(2) {
-            break;
-        }
-        net.round(MODE, Duration::from_millis(20), &mut k);
-        if net.received() != last.0 {
-            last = (net.received(), Instant::now());
-        }
-    }
+    net.drain(MODE, expected, &mut k);
     let received = net.received();
     if received > expected {
         fail(MODE, &format!("received {received} messages, more than the {expected} published since each subscriber's first"));
@@ -744,7 +725,7 @@ pub fn run_backplane(a: &Args) {
     }
 
     let mut j = Json::new();
-    j.s("mode", MODE).b("ok", true).u("conns", a.conns as u64).u("size", a.size as u64).u("rate", a.rate as u64);
+    j.s("mode", MODE).b("ok", true).u("conns", a.conns as u64).u("size", a.size as u64).u("rate", a.rate);
     let wall = cpus_json(&mut j, &pids, k.c0.as_ref().expect("window"), k.c1.as_ref().expect("window"));
     j.n("seconds", wall)
         .u("frames", window)

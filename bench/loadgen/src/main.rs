@@ -1182,22 +1182,8 @@ fn parse_frames(
         if b1 & 0x80 != 0 {
             return Err("server frame is masked".into());
         }
-        let (hl, plen) = match b1 & 0x7f {
-            126 => {
-                if buf.len() < 4 {
-                    return Ok(());
-                }
-                (4, u16::from_be_bytes([buf[2], buf[3]]) as usize)
-            }
-            127 => {
-                if buf.len() < 10 {
-                    return Ok(());
-                }
-                let mut l = [0u8; 8];
-                l.copy_from_slice(&buf[2..10]);
-                (10, u64::from_be_bytes(l) as usize)
-            }
-            n => (2, n as usize),
+        let Some((hl, plen)) = frame_header(buf) else {
+            return Ok(());
         };
         if plen > (1 << 30) {
             return Err(format!("absurd frame length {plen}"));
@@ -1775,5 +1761,18 @@ fn main() {
         "fanout" => fanout::run_fanout(&a),
         "backplane" => fanout::run_backplane(&a),
         _ => run_connect(&a),
+    }
+}
+
+/// The header length and payload length of the frame at the start of `b`
+/// (RFC 6455 §5.2), or `None` until its whole header is there.
+fn frame_header(b: &[u8]) -> Option<(usize, usize)> {
+    match *b.get(1)? & 0x7f {
+        126 => Some((4, u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize)),
+        127 => {
+            let l: [u8; 8] = b.get(2..10)?.try_into().ok()?;
+            Some((10, u64::from_be_bytes(l) as usize))
+        }
+        n => Some((2, n as usize)),
     }
 }

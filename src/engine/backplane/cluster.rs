@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{json_string, what, wire, Query, Shared};
+use super::{error_json, what, wire, Query, Shared};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -137,7 +137,7 @@ pub(super) async fn answer(s: Arc<Shared>, id: u64, q: Query) {
         Ok(t) => t,
         Err(e) => {
             s.drop_commands().await;
-            format!("{{\"error\":{}}}", json_string(&e.to_string()))
+            error_json(&e.to_string())
         }
     };
     s.emit(what::REPLY, id, text);

@@ -176,6 +176,11 @@ impl Shared {
     }
 }
 
+/// `{"error": …}`, as the `down` event and failed queries report.
+pub(super) fn error_json(e: &str) -> String {
+    format!("{{\"error\":{}}}", json_string(e))
+}
+
 /// A JSON string literal.
 pub(super) fn json_string(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
@@ -318,11 +323,7 @@ impl Backplane {
             Ok(h) => {
                 h.spawn(cluster::answer(shared, id, q));
             }
-            Err(e) => shared.emit(
-                what::REPLY,
-                id,
-                format!("{{\"error\":{}}}", json_string(&e.to_string())),
-            ),
+            Err(e) => shared.emit(what::REPLY, id, error_json(&e.to_string())),
         }
         id
     }

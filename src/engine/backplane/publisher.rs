@@ -4,6 +4,7 @@
 //! (at most once); in history mode it is sent again once Redis is back,
 //! and the publish script applies each message once.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,14 +127,20 @@ async fn send(s: &Shared, batch: &[Numbered]) -> redis::RedisResult<()> {
         }
         Some(h) => {
             let ttl = h.ttl.as_millis() as u64;
+            // The epoch a topic whose meta is gone starts: fresh per
+            // pipeline, so one lost to a restart is never set again.
+            let epoch = super::random_u64().max(1);
             // One script call per topic: its messages in order (order
-            // across topics is not promised, so grouping keeps it).
+            // across topics is not promised, so grouping keeps it), the
+            // topics in the order they first come.
+            let mut at: HashMap<&str, usize> = HashMap::new();
             let mut groups: Vec<(&Arc<str>, Vec<&Numbered>)> = Vec::new();
             for n in batch {
-                match groups.iter_mut().find(|(t, _)| **t == n.out.topic) {
-                    Some((_, list)) => list.push(n),
-                    None => groups.push((&n.out.topic, vec![n])),
-                }
+                let i = *at.entry(&n.out.topic).or_insert_with(|| {
+                    groups.push((&n.out.topic, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[i].1.push(n);
             }
             for (topic, list) in groups {
                 let cmd = pipe
@@ -146,7 +153,7 @@ async fn send(s: &Shared, batch: &[Numbered]) -> redis::RedisResult<()> {
                     .arg(s.node)
                     .arg(h.size)
                     .arg(ttl)
-                    .arg(super::random_u64().max(1));
+                    .arg(epoch);
                 for n in list {
                     cmd.arg(n.number)
                         .arg(&[wire::kind_byte(n.out.opcode)][..])

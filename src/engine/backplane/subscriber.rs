@@ -12,7 +12,7 @@ use redis::aio::PubSubSink;
 use tokio::sync::mpsc;
 
 use super::wire::{self, Sequencer, Step};
-use super::{what, Interest, Shared};
+use super::{error_json, what, Interest, Shared};
 use crate::protocol::frame::OpCode;
 
 /// First wait before reconnecting; doubled up to `MAX_BACKOFF`.
@@ -125,10 +125,6 @@ pub(super) async fn run(s: Arc<Shared>, mut interest: mpsc::UnboundedReceiver<In
     }
 }
 
-fn error_json(e: &str) -> String {
-    format!("{{\"error\":{}}}", super::json_string(e))
-}
-
 async fn change(s: &Shared, sink: &mut PubSubSink, wanted: &mut Wanted, i: Interest) {
     let topic = i.topic.clone();
     let on = i.on;
@@ -147,16 +143,25 @@ async fn change(s: &Shared, sink: &mut PubSubSink, wanted: &mut Wanted, i: Inter
     }
 }
 
-/// The topic's meta (epoch, last offset) in history mode; tried twice, as
-/// the command connection may be a stale one from before a restart.
-async fn meta(s: &Shared, topic: &str) -> redis::RedisResult<(Option<u64>, u64)> {
-    match meta_once(s, topic).await {
-        Ok(m) => Ok(m),
+/// Runs `op` again on a fresh command connection if it fails once: the one
+/// held may be a stale one from before a Redis restart.
+async fn twice<T, F, Fut>(s: &Shared, op: F) -> redis::RedisResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    match op().await {
+        Ok(v) => Ok(v),
         Err(_) => {
             s.drop_commands().await;
-            meta_once(s, topic).await
+            op().await
         }
     }
+}
+
+/// The topic's meta (epoch, last offset) in history mode.
+async fn meta(s: &Shared, topic: &str) -> redis::RedisResult<(Option<u64>, u64)> {
+    twice(s, || meta_once(s, topic)).await
 }
 
 async fn meta_once(s: &Shared, topic: &str) -> redis::RedisResult<(Option<u64>, u64)> {
@@ -241,14 +246,7 @@ async fn fill(s: &Shared, topic: &str, from: u64, to: u64) {
     if from > to {
         return;
     }
-    let reply = match xrange(s, topic, from, to).await {
-        Ok(r) => Ok(r),
-        Err(_) => {
-            s.drop_commands().await;
-            xrange(s, topic, from, to).await
-        }
-    };
-    let reply = match reply {
+    let reply = match twice(s, || xrange(s, topic, from, to)).await {
         Ok(r) => r,
         Err(_) => {
             s.drop_commands().await;
